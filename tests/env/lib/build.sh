@@ -6,7 +6,7 @@
 # Hash of everything that determines the binaries.
 te_build_key() {
 	cat "$TE_SRC/versions" "$TE_SRC/tools/go.mod" "$TE_SRC/tools/go.sum" \
-		"$TE_SRC"/tools/*/*.go | sha256sum | cut -c1-16
+		"$TE_SRC"/tools/*/*.go "$TE_SRC/lib/build.sh" | sha256sum | cut -c1-16
 }
 
 te_build_ok() {
@@ -48,8 +48,14 @@ te_build() {
 		te_die "build: step 'download modules' failed; see $log"
 	fi
 	te_info "step 2/2: go build ($(echo $TE_BINARIES | tr ' ' ','))"
+	# Version stamps that Kubernetes' own build sets (otherwise v0.0.0-master).
+	local v=${KUBE_VERSION#v} ldflags="-s -w" pkg
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ldflags="$ldflags -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=${v%%.*}"
+		ldflags="$ldflags -X $pkg.gitMinor=$(echo "$v" | cut -d. -f2) -X $pkg.gitTreeState=clean"
+	done
 	# shellcheck disable=SC2086 # word splitting of the package list is wanted
-	if ! (cd "$TE_SRC/tools" && te_go build -v -trimpath -ldflags='-s -w' -o "$tmp/" $TE_GO_PACKAGES) >>"$log" 2>&1; then
+	if ! (cd "$TE_SRC/tools" && te_go build -v -trimpath -ldflags="$ldflags" -o "$tmp/" $TE_GO_PACKAGES) >>"$log" 2>&1; then
 		rm -rf "$tmp"
 		te_die "build: step 'go build' failed; see $log (last lines: $(tail -n 3 "$log" | tr '\n' ' '))"
 	fi

@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# Simulated nodes: Node objects that kwok keeps Ready, with the status a
+# kubelet would report (kernel, OS image, architecture, boot ID, capacity).
+
+te_nodes_usage() {
+	cat <<U
+usage: testenv nodes add NAME [--kernel K] [--label k=v]... [--os-image S] [--arch A]
+                            [--cpu N] [--memory Q] [--pods N] [--taint k=v:Effect]... [--no-wait]
+       testenv nodes remove NAME...
+       testenv nodes reboot NAME [--kernel K]     new bootID (and kernel, if given)
+       testenv nodes upgrade NAME --kernel K      new kernelVersion and bootID
+       testenv nodes cordon|uncordon NAME
+       testenv nodes notready|ready NAME         flip the Ready condition
+       testenv nodes list
+U
+}
+
+te_need_up() {
+	[ -f "$TE_DIR/ports" ] && te_pid_alive kube-apiserver ||
+		te_die "no running testenv in $TE_DIR; run '$TE_SRC/testenv up' first"
+}
+
+te_new_boot_id() { cat /proc/sys/kernel/random/uuid; }
+
+te_nodes() {
+	local sub=${1:-}
+	[ $# -gt 0 ] && shift
+	case $sub in
+	add) te_need_up; te_node_add "$@" ;;
+	remove | rm | delete) te_need_up; te_node_remove "$@" ;;
+	reboot) te_need_up; te_node_reboot "$@" ;;
+	upgrade) te_need_up; te_node_upgrade "$@" ;;
+	cordon | uncordon) te_need_up; [ $# -ge 1 ] || te_die "nodes $sub: NAME missing"; te_kubectl "$sub" "$@" >/dev/null ;;
+	notready) te_need_up; te_kubectl annotate --overwrite node "$1" kmm.testenv/node-ready=false >/dev/null; te_node_wait_ready "$1" False ;;
+	ready) te_need_up; te_kubectl annotate node "$1" kmm.testenv/node-ready- >/dev/null; te_node_wait_ready "$1" True ;;
+	list | ls) te_need_up; te_kubectl get nodes -o custom-columns='NODE:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,KERNEL:.status.nodeInfo.kernelVersion,OS:.status.nodeInfo.osImage,ARCH:.status.nodeInfo.architecture,BOOT-ID:.status.nodeInfo.bootID,UNSCHEDULABLE:.spec.unschedulable' ;;
+	-h | --help | help) te_nodes_usage ;;
+	*) te_nodes_usage >&2; exit 2 ;;
+	esac
+}
+
+# te_node_wait_ready NAME True|False
+te_node_wait_ready() {
+	local name=$1 want=$2 i got
+	for i in $(seq 150); do
+		got=$(te_kubectl get node "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+		[ "$got" = "$want" ] && return 0
+		sleep 0.2
+	done
+	te_die "node $name: Ready is '$got', wanted $want after 30 s (kwok log: $TE_DIR/logs/kwok.log)"
+}
+
+te_node_add() {
+	local name="" kernel=6.1.0-18-amd64 os="Debian GNU/Linux 12 (bookworm)" arch=amd64
+	local cpu=8 memory=32Gi pods=110 wait=1 labels=() taints=()
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--kernel) kernel=$2; shift 2 ;;
+		--label | -l) labels+=("$2"); shift 2 ;;
+		--os-image) os=$2; shift 2 ;;
+		--arch) arch=$2; shift 2 ;;
+		--cpu) cpu=$2; shift 2 ;;
+		--memory) memory=$2; shift 2 ;;
+		--pods) pods=$2; shift 2 ;;
+		--taint) taints+=("$2"); shift 2 ;;
+		--no-wait) wait=0; shift ;;
+		-*) te_die "nodes add: unknown option $1" ;;
+		*) [ -z "$name" ] || te_die "nodes add: one NAME only"; name=$1; shift ;;
+		esac
+	done
+	[ -n "$name" ] || { te_nodes_usage >&2; exit 2; }
+	local l lj='{}' tj='[]' k v e
+	for l in "${labels[@]}"; do
+		case $l in *=*) ;; *) l="$l=" ;; esac
+		lj=$(jq -c --arg k "${l%%=*}" --arg v "${l#*=}" '. + {($k): $v}' <<<"$lj")
+	done
+	for l in "${taints[@]}"; do
+		e=${l##*:}; k=${l%:*}; v=""
+		case $k in *=*) v=${k#*=}; k=${k%%=*} ;; esac
+		tj=$(jq -c --arg k "$k" --arg v "$v" --arg e "$e" '. + [{key: $k, value: $v, effect: $e}]' <<<"$tj")
+	done
+	jq -n --arg name "$name" --arg kernel "$kernel" --arg os "$os" --arg arch "$arch" \
+		--arg boot "$(te_new_boot_id)" --arg machine "$(te_new_boot_id | tr -d -)" \
+		--arg uuid "$(te_new_boot_id)" --arg kubelet "$KUBE_VERSION" \
+		--arg cpu "$cpu" --arg mem "$memory" --arg pods "$pods" \
+		--argjson labels "$lj" --argjson taints "$tj" '{
+		apiVersion: "v1", kind: "Node",
+		metadata: {
+			name: $name,
+			annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+				"kmm.testenv/simulated": "true"},
+			labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
+				"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
+				"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
+		},
+		spec: ({} + (if ($taints | length) > 0 then {taints: $taints} else {} end)),
+		status: {
+			capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+			allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+			addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
+			nodeInfo: {
+				kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
+				bootID: $boot, machineID: $machine, systemUUID: $uuid,
+				containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
+				kubeProxyVersion: ""
+			}
+		}
+	}' >"$TE_DIR/node-$name.json"
+	te_kubectl create -f "$TE_DIR/node-$name.json" >/dev/null || te_die "nodes add: creating node $name failed"
+	[ $wait = 0 ] || te_node_wait_ready "$name" True
+	echo "node/$name added (kernel $kernel)"
+}
+
+te_node_remove() {
+	[ $# -ge 1 ] || te_die "nodes remove: NAME missing"
+	local n
+	for n in "$@"; do
+		te_kubectl delete node "$n" --wait=true >/dev/null || te_die "nodes remove: deleting node $n failed"
+		# A node that is gone takes its pods with it (the pod GC would do it later).
+		te_kubectl delete pods -A --field-selector "spec.nodeName=$n" --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
+		echo "node/$n removed"
+	done
+}
+
+te_node_patch_info() { # NAME JSON-nodeInfo-fragment
+	te_kubectl patch node "$1" --subresource=status --type=merge \
+		-p "{\"status\":{\"nodeInfo\":$2}}" >/dev/null || te_die "nodes: patching status of node $1 failed"
+}
+
+te_node_reboot() {
+	local name="" kernel=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--kernel) kernel=$2; shift 2 ;;
+		-*) te_die "nodes reboot: unknown option $1" ;;
+		*) name=$1; shift ;;
+		esac
+	done
+	[ -n "$name" ] || te_die "nodes reboot: NAME missing"
+	local boot frag
+	boot=$(te_new_boot_id)
+	frag=$(jq -nc --arg b "$boot" --arg k "$kernel" '{bootID: $b} + (if $k != "" then {kernelVersion: $k} else {} end)')
+	te_node_patch_info "$name" "$frag"
+	echo "node/$name rebooted (bootID $boot${kernel:+, kernel $kernel})"
+}
+
+te_node_upgrade() {
+	local name="" kernel=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--kernel) kernel=$2; shift 2 ;;
+		-*) te_die "nodes upgrade: unknown option $1" ;;
+		*) name=$1; shift ;;
+		esac
+	done
+	[ -n "$name" ] && [ -n "$kernel" ] || te_die "nodes upgrade: usage: nodes upgrade NAME --kernel K"
+	te_node_reboot "$name" --kernel "$kernel" >/dev/null
+	echo "node/$name upgraded to kernel $kernel (rebooted)"
+}
