@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Reading and writing whole files, with a cap on what is read. */
+#ifndef KMM_FILEIO_H
+#define KMM_FILEIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "kmm/error.h"
+
+/*
+ * Reads the file at `path` (a regular file, FIFO or /proc entry) into a
+ * NUL-terminated heap buffer owned by the caller. A file larger than `max`
+ * bytes fails with -EFBIG. ret_len may be NULL. Errors name the path.
+ */
+int kmm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
+		  struct kmm_error **err);
+
+/*
+ * Writes `len` bytes to `path` atomically: a temporary file in the same
+ * directory, fsync, then rename over the target, so readers see the old or the
+ * new content and never a torn file.
+ */
+int kmm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			  struct kmm_error **err);
+
+#endif
