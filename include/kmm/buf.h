@@ -17,10 +17,10 @@
 #include "kmm/macro.h"
 
 struct kmm_buf {
-	char *data;  /* NULL until the first append; NUL-terminated afterwards */
-	size_t len;  /* bytes used, excluding the terminator */
-	size_t cap;  /* bytes allocated, including room for the terminator */
-	size_t max;  /* largest len allowed; 0 means KMM_BUF_DEFAULT_MAX */
+	char *data; /* NULL until the first append; NUL-terminated afterwards */
+	size_t len; /* bytes used, excluding the terminator */
+	size_t cap; /* bytes allocated, including room for the terminator */
+	size_t max; /* largest len allowed; 0 means KMM_BUF_DEFAULT_MAX */
 };
 
 #define KMM_BUF_DEFAULT_MAX ((size_t)64 * 1024 * 1024)

@@ -23,10 +23,10 @@
 #include "kmm/macro.h"
 
 struct kmm_error {
-	int code;        /* positive errno value, never 0 */
+	int code;	 /* positive errno value, never 0 */
 	int http_status; /* HTTP status when the error came from an HTTP peer, else 0 */
-	char *reason;    /* machine-readable reason (e.g. Kubernetes Status reason), or NULL */
-	char *message;   /* human-readable message including every wrapped context */
+	char *reason;	 /* machine-readable reason (e.g. Kubernetes Status reason), or NULL */
+	char *message;	 /* human-readable message including every wrapped context */
 	int64_t retry_after_ms; /* server-advised delay before retrying, or -1 */
 };
 
@@ -39,8 +39,7 @@ int kmm_error_make(struct kmm_error **err, int code, const char *fmt, ...) _prin
 /*
  * Like kmm_error_make() but appends ": strerror(code)" to the message.
  */
-int kmm_error_make_errno(struct kmm_error **err, int code, const char *fmt, ...)
-	_printf_(3, 4);
+int kmm_error_make_errno(struct kmm_error **err, int code, const char *fmt, ...) _printf_(3, 4);
 
 /*
  * Creates an error for an HTTP response: `http_status`, an optional `reason`

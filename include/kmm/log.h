@@ -66,10 +66,10 @@ void kmm_log(enum kmm_log_level level, const char *msg, ...) _sentinel_;
 void kmm_logv(enum kmm_log_level level, const char *msg, va_list fields);
 
 /* Convenience for the library's debug output. */
-#define kmm_debug(msg, ...)                                                              \
-	do {                                                                             \
-		if (kmm_log_enabled(KMM_LOG_DEBUG))                                      \
-			kmm_log(KMM_LOG_DEBUG, msg, ##__VA_ARGS__, NULL);                \
+#define kmm_debug(msg, ...)                                                                        \
+	do {                                                                                       \
+		if (kmm_log_enabled(KMM_LOG_DEBUG))                                                \
+			kmm_log(KMM_LOG_DEBUG, msg, ##__VA_ARGS__, NULL);                          \
 	} while (0)
 
 #endif

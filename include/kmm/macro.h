@@ -27,31 +27,31 @@
 #define KMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Returns the value of p and sets p to NULL (or zero), evaluating p once. */
-#define TAKE_PTR(p)                                                                      \
-	({                                                                               \
-		__typeof__(p) *_pp_ = &(p);                                              \
-		__typeof__(p) _val_ = *_pp_;                                             \
-		*_pp_ = NULL;                                                            \
-		_val_;                                                                   \
+#define TAKE_PTR(p)                                                                                \
+	({                                                                                         \
+		__typeof__(p) *_pp_ = &(p);                                                        \
+		__typeof__(p) _val_ = *_pp_;                                                       \
+		*_pp_ = NULL;                                                                      \
+		_val_;                                                                             \
 	})
 
-#define TAKE_FD(fd)                                                                      \
-	({                                                                               \
-		int *_pfd_ = &(fd);                                                      \
-		int _fdval_ = *_pfd_;                                                    \
-		*_pfd_ = -1;                                                             \
-		_fdval_;                                                                 \
+#define TAKE_FD(fd)                                                                                \
+	({                                                                                         \
+		int *_pfd_ = &(fd);                                                                \
+		int _fdval_ = *_pfd_;                                                              \
+		*_pfd_ = -1;                                                                       \
+		_fdval_;                                                                           \
 	})
 
 /*
  * Defines name##p(type *p) that calls func(*p) when *p is not NULL, for use with
  * _cleanup_. func must accept its argument by value.
  */
-#define KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                      \
-	static inline void func##p(type *p)                                              \
-	{                                                                                \
-		if (*p)                                                                  \
-			func(*p);                                                        \
+#define KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                \
+	static inline void func##p(type *p)                                                        \
+	{                                                                                          \
+		if (*p)                                                                            \
+			func(*p);                                                                  \
 	}
 
 static inline void kmm_freep(void *p)
@@ -78,11 +78,11 @@ static inline void kmm_fclosep(FILE **f)
 #define _cleanup_fclose_ _cleanup_(kmm_fclosep)
 
 /* Frees *p and sets it to NULL; returns NULL so it can be used in assignments. */
-#define kmm_free_and_null(p)                                                             \
-	({                                                                               \
-		free(p);                                                                 \
-		(p) = NULL;                                                              \
-		NULL;                                                                    \
+#define kmm_free_and_null(p)                                                                       \
+	({                                                                                         \
+		free(p);                                                                           \
+		(p) = NULL;                                                                        \
+		NULL;                                                                              \
 	})
 
 #endif

@@ -34,7 +34,8 @@ int kmm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len
 			break;
 		r = kmm_buf_append(&b, chunk, (size_t)n);
 		if (r == -E2BIG)
-			return kmm_error_make(err, EFBIG, "%s: file is larger than the limit of %zu bytes",
+			return kmm_error_make(err, EFBIG,
+					      "%s: file is larger than the limit of %zu bytes",
 					      path, max);
 		if (r < 0)
 			return kmm_error_make_errno(err, -r, "read %s", path);

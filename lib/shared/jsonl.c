@@ -31,8 +31,8 @@ static int deliver(struct kmm_jsonl *s, const char *frame, size_t len, kmm_jsonl
 
 static int too_big(struct kmm_jsonl *s, struct kmm_error **err)
 {
-	return kmm_error_make(err, E2BIG, "frame %zu exceeds the limit of %zu bytes",
-			      s->frames + 1, s->max_frame);
+	return kmm_error_make(err, E2BIG, "frame %zu exceeds the limit of %zu bytes", s->frames + 1,
+			      s->max_frame);
 }
 
 int kmm_jsonl_feed(struct kmm_jsonl *s, const char *data, size_t len, kmm_jsonl_frame_fn fn,

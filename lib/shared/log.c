@@ -199,7 +199,8 @@ void kmm_logv(enum kmm_log_level level, const char *msg, va_list fields)
 	if (format == KMM_LOG_FORMAT_JSON) {
 		(void)kmm_buf_append_str(&b, "{\"ts\":\"");
 		append_timestamp(&b);
-		(void)kmm_buf_printf(&b, "\",\"level\":\"%s\",\"msg\":", kmm_log_level_to_string(level));
+		(void)kmm_buf_printf(
+		    &b, "\",\"level\":\"%s\",\"msg\":", kmm_log_level_to_string(level));
 		append_json_string(&b, msg);
 		while ((key = va_arg(fields, const char *))) {
 			const char *value = va_arg(fields, const char *);
@@ -212,7 +213,8 @@ void kmm_logv(enum kmm_log_level level, const char *msg, va_list fields)
 		if (kmm_buf_append(&b, "}", 1) < 0) {
 			/* Cut short: still one valid JSON object. */
 			kmm_buf_reset(&b);
-			(void)kmm_buf_printf(&b, "{\"level\":\"%s\",\"msg\":\"log event truncated\"}",
+			(void)kmm_buf_printf(&b,
+					     "{\"level\":\"%s\",\"msg\":\"log event truncated\"}",
 					     kmm_log_level_to_string(level));
 		}
 	} else {

@@ -69,8 +69,7 @@ int kmm_strv_extend(char ***v, char *const *other)
 	size_t n = kmm_strv_length(*v), added = 0;
 	int r;
 
-	KMM_STRV_FOREACH(s, other)
-	{
+	KMM_STRV_FOREACH (s, other) {
 		r = kmm_strv_push(v, s);
 		if (r < 0) {
 			/* Leave *v as it was on entry. */
@@ -87,8 +86,7 @@ int kmm_strv_extend(char ***v, char *const *other)
 
 bool kmm_strv_contains(char *const *v, const char *s)
 {
-	KMM_STRV_FOREACH(x, v)
-	{
+	KMM_STRV_FOREACH (x, v) {
 		if (strcmp(x, s) == 0)
 			return true;
 	}
@@ -101,8 +99,7 @@ char *kmm_strv_join(char *const *v, const char *sep)
 	bool first = true;
 
 	kmm_buf_init(&b, SIZE_MAX / 2);
-	KMM_STRV_FOREACH(s, v)
-	{
+	KMM_STRV_FOREACH (s, v) {
 		if ((!first && kmm_buf_append_str(&b, sep) < 0) || kmm_buf_append_str(&b, s) < 0) {
 			kmm_buf_free(&b);
 			return NULL;

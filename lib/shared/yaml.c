@@ -87,7 +87,9 @@ static bool parse_int(const char *s, json_int_t *ret)
 /* Float per the core schema, including .inf and .nan spellings. */
 static bool parse_float(const char *s, double *ret)
 {
-	static const char *const inf[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", NULL };
+	static const char *const inf[] = {
+		".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", NULL
+	};
 	static const char *const ninf[] = { "-.inf", "-.Inf", "-.INF", NULL };
 	static const char *const nan[] = { ".nan", ".NaN", ".NAN", NULL };
 	const char *p = s;
@@ -132,8 +134,11 @@ static json_t *plain_scalar(struct conv *c, const char *s)
 	static const char *const nulls[] = { "", "~", "null", "Null", "NULL", NULL };
 	static const char *const trues[] = { "true", "True", "TRUE", NULL };
 	static const char *const falses[] = { "false", "False", "FALSE", NULL };
-	static const char *const trues11[] = { "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", NULL };
-	static const char *const falses11[] = { "n", "N", "no", "No", "NO", "off", "Off", "OFF", NULL };
+	static const char *const trues11[] = {
+		"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", NULL
+	};
+	static const char *const falses11[] = { "n",   "N",   "no",  "No", "NO",
+						"off", "Off", "OFF", NULL };
 	json_int_t i;
 	double d;
 
@@ -209,7 +214,8 @@ static int convert_mapping(struct conv *c, struct fy_node *n, int depth, json_t 
 		/* JSON keys are strings: numbers and booleans keep their YAML text. */
 		size_t klen;
 		const char *ktext = fy_node_get_scalar(k, &klen);
-		keystr = json_is_string(key) ? strdup(json_string_value(key)) : strndup(ktext, klen);
+		keystr =
+		    json_is_string(key) ? strdup(json_string_value(key)) : strndup(ktext, klen);
 		if (!keystr)
 			return -ENOMEM;
 		if (json_object_get(obj, keystr))

@@ -57,8 +57,7 @@ int kmm_cli_bad_option(const char *name, int argc, char **argv)
 	return KMM_EXIT_USAGE;
 }
 
-int kmm_cli_parse_common(const char *prog, const char *help, int argc, char **argv,
-			 int *ret_optind)
+int kmm_cli_parse_common(const char *prog, const char *help, int argc, char **argv, int *ret_optind)
 {
 	static const struct option options[] = { KMM_COMMON_LONG_OPTIONS, { 0 } };
 	int opt, r;

@@ -25,16 +25,18 @@ enum {
 	KMM_OPT_LOG_FORMAT,
 };
 
-#define KMM_COMMON_LONG_OPTIONS                                                          \
-	{ "help", no_argument, NULL, KMM_OPT_HELP },                                     \
-		{ "version", no_argument, NULL, KMM_OPT_VERSION },                       \
-		{ "log-level", required_argument, NULL, KMM_OPT_LOG_LEVEL },             \
-		{ "log-format", required_argument, NULL, KMM_OPT_LOG_FORMAT }
+/* clang-format off */
+#define KMM_COMMON_LONG_OPTIONS \
+	{ "help", no_argument, NULL, KMM_OPT_HELP }, \
+	{ "version", no_argument, NULL, KMM_OPT_VERSION }, \
+	{ "log-level", required_argument, NULL, KMM_OPT_LOG_LEVEL }, \
+	{ "log-format", required_argument, NULL, KMM_OPT_LOG_FORMAT }
+/* clang-format on */
 
-#define KMM_COMMON_OPTIONS_HELP                                                          \
-	"  -h, --help               show this help and exit\n"                               \
-	"      --version            show the version and exit\n"                             \
-	"      --log-level LEVEL    debug, info, warn or error (default info)\n"             \
+#define KMM_COMMON_OPTIONS_HELP                                                                    \
+	"  -h, --help               show this help and exit\n"                                     \
+	"      --version            show the version and exit\n"                                   \
+	"      --log-level LEVEL    debug, info, warn or error (default info)\n"                   \
 	"      --log-format FORMAT  text or json (default text)\n"
 
 /* Prints "NAME VERSION" to stdout. */

@@ -7,12 +7,12 @@
 #define PROG "kmm-operator"
 
 static const char help[] =
-	"Usage: " PROG " [OPTIONS]\n"
-	"\n"
-	"Reconciles kmm.sigs.x-k8s.io Module objects into per-node state and worker pods\n"
-	"that load and unload out-of-tree kernel modules.\n"
-	"\n"
-	"Options:\n" KMM_COMMON_OPTIONS_HELP;
+    "Usage: " PROG " [OPTIONS]\n"
+    "\n"
+    "Reconciles kmm.sigs.x-k8s.io Module objects into per-node state and worker pods\n"
+    "that load and unload out-of-tree kernel modules.\n"
+    "\n"
+    "Options:\n" KMM_COMMON_OPTIONS_HELP;
 
 int main(int argc, char **argv)
 {

@@ -5,12 +5,11 @@
 
 #define PROG "kmm-sign"
 
-static const char help[] =
-	"Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
-	"\n"
-	"Signs kernel modules with the kernel's appended PKCS#7 signature.\n"
-	"\n"
-	"Options:\n" KMM_COMMON_OPTIONS_HELP;
+static const char help[] = "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
+			   "\n"
+			   "Signs kernel modules with the kernel's appended PKCS#7 signature.\n"
+			   "\n"
+			   "Options:\n" KMM_COMMON_OPTIONS_HELP;
 
 static const struct kmm_cli_command commands[] = {
 	{ NULL, NULL, NULL },
