@@ -50,7 +50,7 @@ static int store(struct kmm_error **err, int code, int http_status, const char *
 	return -code;
 }
 
-static char *vformat(const char *fmt, va_list ap)
+_printf_(1, 0) static char *vformat(const char *fmt, va_list ap)
 {
 	char *s = NULL;
 
