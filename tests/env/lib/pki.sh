@@ -51,6 +51,11 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
 	te_pki_key "$pki/sa.key"
 	openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 	rm -f "$pki/ca.srl"
+	local f
+	for f in ca apiserver registry admin user controller-manager scheduler kwok; do
+		[ -s "$pki/$f.crt" ] && [ -s "$pki/$f.key" ] || return 1
+	done
+	[ -s "$pki/sa.pub" ]
 }
 
 # te_kubeconfig FILE USER(cert name) SERVER

@@ -18,7 +18,7 @@ te_pid_alive() {
 	[ -f "$f" ] || return 1
 	pid=$(cat "$f")
 	[ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$TE_DIR" || return 1
+	{ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$TE_DIR/" || return 1
 	# A zombie is not alive.
 	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
 }
@@ -61,8 +61,19 @@ te_fail() {
 		printf 'testenv:   log: %s (last lines below)\n' "$log" >&2
 		tail -n 8 "$log" | sed 's/^/testenv:   | /' >&2
 	fi
-	printf 'testenv:   run "%s down" to clean up\n' "$TE_SRC/testenv" >&2
+	te_stop_all
+	rm -f "$(te_ports_file)"
+	printf 'testenv:   stopped what had started; logs stay in %s/logs\n' "$TE_DIR" >&2
 	exit 1
+}
+
+# Stop every recorded process of this run, clients before servers.
+te_stop_all() {
+	local c
+	for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd registry registry-tls; do
+		te_stop "$c"
+	done
+	for c in $(te_components); do te_stop "$c"; done
 }
 
 # te_wait STEP NAME TIMEOUT_S DESCRIPTION CMD...

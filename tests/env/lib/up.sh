@@ -43,6 +43,8 @@ te_up() {
 	rm -rf "$TE_DIR"
 	mkdir -p "$TE_DIR"/{logs,pids,bin,etcd,registry/http,registry/tls,kwok}
 	touch "$TE_DIR/.kmm-testenv"
+	# Interrupted half-way: stop what has started.
+	trap 'te_info "interrupted; stopping what had started"; te_stop_all; rm -f "$(te_ports_file)"; exit 130' INT TERM
 	ln -s "$TE_BIN_DIR/kubectl" "$TE_DIR/bin/kubectl"
 
 	# Ports, reserved under a lock until `down`.
@@ -97,7 +99,7 @@ P
 		--service-cluster-ip-range 10.96.0.0/16 \
 		--endpoint-reconciler-type none \
 		--profiling=false \
-		--v 1
+		--v 1 ${KMM_TESTENV_APISERVER_ARGS:-}
 	te_wait kube-apiserver kube-apiserver 60 "kube-apiserver /readyz" te_readyz
 
 	te_start kube-controller-manager "$TE_BIN_DIR/kube-controller-manager" \
@@ -110,12 +112,13 @@ P
 		--root-ca-file "$TE_DIR/pki/ca.crt" \
 		--cluster-signing-cert-file "$TE_DIR/pki/ca.crt" --cluster-signing-key-file "$TE_DIR/pki/ca.key" \
 		--cluster-name kmm-testenv --allocate-node-cidrs=false \
-		--concurrent-gc-syncs 10 --profiling=false --v 1
+		--concurrent-gc-syncs 10 --profiling=false --v 1 ${KMM_TESTENV_CONTROLLER_MANAGER_ARGS:-}
 	te_start kube-scheduler "$TE_BIN_DIR/kube-scheduler" \
 		--kubeconfig "$TE_DIR/scheduler.kubeconfig" \
 		--authentication-kubeconfig "$TE_DIR/scheduler.kubeconfig" \
 		--authorization-kubeconfig "$TE_DIR/scheduler.kubeconfig" \
-		--bind-address 127.0.0.1 --secure-port 0 --leader-elect=false --profiling=false --v 1
+		--bind-address 127.0.0.1 --secure-port 0 --leader-elect=false --profiling=false --v 1 \
+		${KMM_TESTENV_SCHEDULER_ARGS:-}
 	{
 		cat <<K
 apiVersion: config.kwok.x-k8s.io/v1alpha1
@@ -146,6 +149,7 @@ K
 	te_wait kwok kwok 30 "kwok on 127.0.0.1:$6" curl -fsS --max-time 2 "http://127.0.0.1:$6/healthz"
 
 	te_write_env
+	trap - INT TERM
 	te_info "up in $((SECONDS - t0)) s: apiserver $api, registries 127.0.0.1:$4 (http) 127.0.0.1:$5 (tls)"
 	te_info "use it: eval \"\$($TE_SRC/testenv env)\""
 }
@@ -181,12 +185,7 @@ te_down() {
 		return 0
 	fi
 	[ -f "$TE_DIR/.kmm-testenv" ] || te_die "$TE_DIR was not made by testenv; not touching it"
-	local c
-	# Clients first, then the apiserver, then what it stands on.
-	for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd registry registry-tls; do
-		te_stop "$c"
-	done
-	for c in $(te_components); do te_stop "$c"; done
+	te_stop_all
 	rm -f "$(te_ports_file)"
 	if [ "${KMM_TESTENV_KEEP:-0}" = 1 ]; then
 		te_info "down; state and logs kept in $TE_DIR"
@@ -218,7 +217,7 @@ te_status() {
 	for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok registry registry-tls; do
 		if te_pid_alive "$c"; then state=running; else state=stopped; rc=1; fi
 		printf '%-24s %-8s %-8s %s\n' "$c" "$state" "$(cat "$TE_DIR/pids/$c.pid" 2>/dev/null || echo -)" \
-			"$(te_port "$c" || true)"
+			"$(te_port "${c#kube-}")"
 	done
 	if te_pid_alive kube-apiserver && te_readyz; then
 		echo "apiserver /readyz: ok"
