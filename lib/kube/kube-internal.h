@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to lib/kube (and reachable by unit tests through the test library). */
+#ifndef KMM_LIB_KUBE_INTERNAL_H
+#define KMM_LIB_KUBE_INTERNAL_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "kmm/error.h"
+#include "kmm/kube.h"
+
+/* Reads a whole file of at most max bytes into a NUL-terminated heap string. */
+int kube_read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err);
+
+/* Reads a YAML or JSON file (first document) into a jansson value. */
+int kube_parse_document_file(const char *path, size_t max, json_t **ret, struct kmm_error **err);
+
+int kube_base64_decode(const char *in, char **ret, size_t *ret_len);
+
+/*
+ * Resets e and configures it for one request to c: URL, method, body, auth,
+ * TLS, timeouts (request_timeout_ms 0 = none, for watches), HTTP version.
+ * *ret_headers must be freed with curl_slist_free_all after the transfer.
+ */
+int kube_easy_setup(struct kmm_kube_client *c, CURL *e, const char *method, const char *path,
+		    const char *content_type, const char *body, size_t body_len,
+		    long request_timeout_ms, struct curl_slist **ret_headers,
+		    struct kmm_error **err);
+
+/* Blocks until the rate limiter allows one more request. */
+void kube_rate_wait(struct kmm_kube_client *c);
+
+/* Called after a 401: drops cached exec credentials so the next call re-runs the plugin. */
+void kube_auth_invalidate(struct kmm_kube_client *c);
+
+/* Backoff step n (0-based) with full jitter, capped. */
+long kube_backoff_ms(long base_ms, long max_ms, int n);
+
+/* Parses an RFC 3339 timestamp ("2006-01-02T15:04:05Z", fractional seconds and
+ * offsets allowed) into seconds since the epoch. */
+int kube_parse_rfc3339(const char *s, time_t *ret);
+
+/* Formats now as RFC 3339 with microseconds ("MicroTime"). buf >= 32 bytes. */
+void kube_format_microtime(char *buf, size_t len, const struct timespec *ts);
+
+/* The client's config and options, for watches and leader election. */
+const struct kmm_kube_client_options *kube_client_options(const struct kmm_kube_client *c);
+
+void kube_stats_add(struct kmm_kube_client *c, long new_connections);
+
+#endif
