@@ -47,12 +47,14 @@
  * Defines name##p(type *p) that calls func(*p) when *p is not NULL, for use with
  * _cleanup_. func must accept its argument by value.
  */
+/* NOLINTBEGIN(bugprone-macro-parentheses): `type` is a type name. */
 #define KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                \
 	static inline void func##p(type *p)                                                        \
 	{                                                                                          \
 		if (*p)                                                                            \
 			func(*p);                                                                  \
 	}
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 static inline void kmm_freep(void *p)
 {

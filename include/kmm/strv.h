@@ -47,7 +47,9 @@ void kmm_strv_free(char **v);
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(char **, kmm_strv_free)
 #define _cleanup_strv_free_ _cleanup_(kmm_strv_freep)
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): `s` names a new variable. */
 #define KMM_STRV_FOREACH(s, v)                                                                     \
 	for (char *const *_it_##s = (v), *s; _it_##s && (s = *_it_##s); _it_##s++)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 #endif

@@ -376,10 +376,12 @@ int kmm_yaml_parse(const char *data, size_t len, const char *source, unsigned fl
 		fy_parse_document_destroy(parser, doc);
 		if (r < 0)
 			return r;
-		if (v && !json_is_null(v) && json_array_append_new(docs, v) < 0)
-			return kmm_error_make_errno(err, ENOMEM, "%s", source);
-		if (v && json_is_null(v))
+		if (!v || json_is_null(v)) {
 			json_decref(v);
+			continue;
+		}
+		if (json_array_append_new(docs, v) < 0)
+			return kmm_error_make_errno(err, ENOMEM, "%s", source);
 	}
 	if (fy_parser_get_stream_error(parser))
 		return parse_error(source, &diagbuf, err);

@@ -82,7 +82,7 @@ int kmm_cli_parse_common(const char *prog, const char *help, int argc, char **ar
 int kmm_cli_dispatch(const char *prog, const char *help, const struct kmm_cli_command *commands,
 		     int argc, char **argv)
 {
-	int first, r;
+	int first = 0, r;
 
 	r = kmm_cli_parse_common(prog, help, argc, argv, &first);
 	if (r >= 0)

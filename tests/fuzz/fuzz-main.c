@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 		}
 	}
 	n = kmm_strv_length(files);
-	if (n == 0) {
+	if (!files || n == 0) {
 		printf("1..1\nnot ok 1 - corpus\n# no inputs found in the given directories\n");
 		return 1;
 	}

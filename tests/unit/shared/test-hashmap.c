@@ -97,7 +97,7 @@ static void test_iterate_sees_every_entry_once(void **state)
 	}
 	while (kmm_hashmap_iterate(m, &it, &k, &v)) {
 		int i = *(int *)v;
-		assert_int_equal(atoi(k), i);
+		assert_int_equal(strtol(k, NULL, 10), i);
 		seen[i]++;
 		n++;
 	}
