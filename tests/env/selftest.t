@@ -223,6 +223,7 @@ hang_ok() { until_ok 30 is_phase server Running && is_phase stuck Running && sle
 check "long-running pod Running; outcome=hang pod stays Running" hang_ok
 
 # 16: garbage collector
+gone() { ! kubectl -n selftest get "$@" >/dev/null 2>&1; }
 gc_ok() {
 	local uid
 	kubectl -n selftest create configmap owner >/dev/null || return 1
@@ -235,7 +236,7 @@ metadata:
   ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: owner, uid: "$uid"}]
 Y
 	kubectl -n selftest delete configmap owner >/dev/null &&
-		until_ok 60 bash -c "! kubectl -n selftest get configmap owned >/dev/null 2>&1"
+		until_ok 60 gone configmap owned
 }
 check "garbage collector deletes an owned object after its owner" gc_ok
 
@@ -274,9 +275,9 @@ node_ops_ok() {
 check "nodes reboot changes bootID; upgrade changes kernel; cordon" node_ops_ok
 remove_ok() {
 	"$T" nodes remove node-b >/dev/null || return 1
-	! kubectl get node node-b >/dev/null 2>&1 &&
-		until_ok 30 bash -c '[ -z "$(kubectl get pods -A --field-selector spec.nodeName=node-b -o name)" ]'
+	! kubectl get node node-b >/dev/null 2>&1 && until_ok 30 no_pods_on node-b
 }
+no_pods_on() { [ -z "$(kubectl get pods -A --field-selector "spec.nodeName=$1" -o name)" ]; }
 check "nodes remove deletes the node and the pods bound to it" remove_ok
 
 # 19: images
@@ -322,7 +323,7 @@ check "a second instance runs alongside on other ports and stops alone" second_o
 pids=$(cat "$KMM_TESTENV_DIR"/pids/*.pid | tr '\n' ' ')
 check "down" "$T" down
 left=""
-for p in $pids; do [ -d "/proc/$p" ] && [ "$(awk '{print $3}' /proc/$p/stat)" != Z ] && left="$left $p"; done
+for p in $pids; do [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat")" != Z ] && left="$left $p"; done
 left="$left$(procs_of "$KMM_TESTENV_DIR")"
 if [ -z "${left// /}" ]; then ok "no process left after down"; else not_ok "no process left after down" "left:$left"; fi
 check "down again is a no-op" "$T" down

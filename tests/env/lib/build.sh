@@ -5,8 +5,22 @@
 
 # Hash of everything that determines the binaries.
 te_build_key() {
-	cat "$TE_SRC/versions" "$TE_SRC/tools/go.mod" "$TE_SRC/tools/go.sum" \
-		"$TE_SRC"/tools/*/*.go "$TE_SRC/lib/build.sh" | sha256sum | cut -c1-16
+	{
+		cat "$TE_SRC/versions" "$TE_SRC/tools/go.mod" "$TE_SRC/tools/go.sum" "$TE_SRC"/tools/*/*.go
+		echo "$TE_GO_PACKAGES"
+		te_build_ldflags
+	} | sha256sum | cut -c1-16
+}
+
+# Linker flags: stripped, plus the version stamps that Kubernetes' own build
+# sets (otherwise the binaries report v0.0.0-master).
+te_build_ldflags() {
+	local v=${KUBE_VERSION#v} ldflags="-s -w" pkg
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ldflags="$ldflags -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=${v%%.*}"
+		ldflags="$ldflags -X $pkg.gitMinor=$(echo "$v" | cut -d. -f2) -X $pkg.gitTreeState=clean"
+	done
+	echo "$ldflags"
 }
 
 te_build_ok() {
@@ -41,21 +55,29 @@ te_build() {
 	rm -rf "$tmp"
 	mkdir -p "$tmp"
 	te_info "building Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION from Go modules"
-	te_info "  into $TE_BIN_DIR (first time only; ~20-40 min on 2 cores); log: $log"
+	te_info "  into $TE_BIN_DIR (first time only; about 5-10 min on 2 cores); log: $log"
 	te_info "step 1/2: download modules"
 	if ! (cd "$TE_SRC/tools" && te_go mod download -x) >>"$log" 2>&1; then
 		rm -rf "$tmp"
 		te_die "build: step 'download modules' failed; see $log"
 	fi
-	te_info "step 2/2: go build ($(echo $TE_BINARIES | tr ' ' ','))"
-	# Version stamps that Kubernetes' own build sets (otherwise v0.0.0-master).
-	local v=${KUBE_VERSION#v} ldflags="-s -w" pkg
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		ldflags="$ldflags -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=${v%%.*}"
-		ldflags="$ldflags -X $pkg.gitMinor=$(echo "$v" | cut -d. -f2) -X $pkg.gitTreeState=clean"
-	done
+	te_info "step 2/2: go build (${TE_BINARIES// /,})"
+	local ldflags
+	ldflags=$(te_build_ldflags)
 	# shellcheck disable=SC2086 # word splitting of the package list is wanted
-	if ! (cd "$TE_SRC/tools" && te_go build -v -trimpath -ldflags="$ldflags" -o "$tmp/" $TE_GO_PACKAGES) >>"$log" 2>&1; then
+	(cd "$TE_SRC/tools" && te_go build -v -trimpath -ldflags="$ldflags" -o "$tmp/" $TE_GO_PACKAGES) >>"$log" 2>&1 &
+	local gopid=$! rc=0 lines0 ticks=0
+	lines0=$(wc -l <"$log")
+	# A line of progress a minute (go -v prints one line per compiled package).
+	while kill -0 "$gopid" 2>/dev/null; do
+		sleep 1
+		ticks=$((ticks + 1))
+		if [ $((ticks % 60)) = 0 ]; then
+			te_info "  ... $((ticks / 60)) min, $(($(wc -l <"$log") - lines0)) packages compiled"
+		fi
+	done
+	wait "$gopid" || rc=$?
+	if [ $rc != 0 ]; then
 		rm -rf "$tmp"
 		te_die "build: step 'go build' failed; see $log (last lines: $(tail -n 3 "$log" | tr '\n' ' '))"
 	fi

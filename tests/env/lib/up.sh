@@ -56,6 +56,7 @@ te_up() {
 	echo "$ports" | tr ' ' '\n' >"$(te_ports_file)"
 	flock -u 9
 	exec 9>&-
+	# shellcheck disable=SC2086 # one word per port
 	set -- $ports
 	cat >"$TE_DIR/ports" <<P
 etcd=$1
@@ -83,6 +84,7 @@ P
 	te_registries_start
 	te_wait etcd etcd 30 "etcd /health" curl -fsS --max-time 2 "http://127.0.0.1:$1/health"
 
+	# shellcheck disable=SC2086 # KMM_TESTENV_*_ARGS: extra flags, split on spaces
 	te_start kube-apiserver "$TE_BIN_DIR/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$1" \
 		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$3" \
@@ -102,6 +104,7 @@ P
 		--v 1 ${KMM_TESTENV_APISERVER_ARGS:-}
 	te_wait kube-apiserver kube-apiserver 60 "kube-apiserver /readyz" te_readyz
 
+	# shellcheck disable=SC2086 # KMM_TESTENV_*_ARGS: extra flags, split on spaces
 	te_start kube-controller-manager "$TE_BIN_DIR/kube-controller-manager" \
 		--kubeconfig "$TE_DIR/controller-manager.kubeconfig" \
 		--authentication-kubeconfig "$TE_DIR/controller-manager.kubeconfig" \
@@ -113,6 +116,7 @@ P
 		--cluster-signing-cert-file "$TE_DIR/pki/ca.crt" --cluster-signing-key-file "$TE_DIR/pki/ca.key" \
 		--cluster-name kmm-testenv --allocate-node-cidrs=false \
 		--concurrent-gc-syncs 10 --profiling=false --v 1 ${KMM_TESTENV_CONTROLLER_MANAGER_ARGS:-}
+	# shellcheck disable=SC2086 # KMM_TESTENV_*_ARGS: extra flags, split on spaces
 	te_start kube-scheduler "$TE_BIN_DIR/kube-scheduler" \
 		--kubeconfig "$TE_DIR/scheduler.kubeconfig" \
 		--authentication-kubeconfig "$TE_DIR/scheduler.kubeconfig" \
