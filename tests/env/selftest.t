@@ -9,7 +9,7 @@ export KMM_TESTENV_DIR
 KMM_TESTENV_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kmm-testenv-selftest.XXXXXX")
 SECOND_DIR="$KMM_TESTENV_DIR-second"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kmm-testenv-selftest-work.XXXXXX")
-PLAN=26
+PLAN=27
 n=0
 failed=0
 
@@ -279,6 +279,12 @@ remove_ok() {
 }
 no_pods_on() { [ -z "$(kubectl get pods -A --field-selector "spec.nodeName=$1" -o name)" ]; }
 check "nodes remove deletes the node and the pods bound to it" remove_ok
+bulk_ok() {
+	"$T" nodes add bulk --count 3 --kernel 6.2.0-9-amd64 >/dev/null &&
+		[ "$(kubectl get nodes -l type=kwok -o json | jq '[.items[] | select(.status.nodeInfo.kernelVersion == "6.2.0-9-amd64" and (.status.conditions[] | select(.type == "Ready") | .status) == "True")] | length')" = 3 ] &&
+		"$T" nodes remove bulk-1 bulk-2 bulk-3 >/dev/null
+}
+check "nodes add --count 3 adds three Ready nodes" bulk_ok
 
 # 19: images
 mkdir -p "$WORK/img/opt/lib/modules/6.1.0-18-amd64/extra"

@@ -47,6 +47,13 @@ te_build() {
 		return 0
 	fi
 	te_build_check_pins
+	if [ -z "${GOTOOLCHAIN_PIN:-}" ]; then
+		local have
+		have=$(te_go env GOVERSION 2>/dev/null) || te_die "build: step 'find go': no working Go toolchain (need go >= $(te_go_min) on PATH or in /usr/local/go/bin)"
+		if [ "$(printf '%s\n%s\n' "go$(te_go_min)" "$have" | sort -V | head -1)" != "go$(te_go_min)" ]; then
+			te_die "build: step 'find go': $have is older than go$(te_go_min), which tools/go.mod needs; set GOTOOLCHAIN_PIN in $TE_SRC/versions to fetch one through the module proxy"
+		fi
+	fi
 	local log_dir="$TE_CACHE_ROOT/testenv/logs" log start tmp
 	mkdir -p "$log_dir"
 	log="$log_dir/build-$(date +%Y%m%dT%H%M%S).log"

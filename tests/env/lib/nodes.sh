@@ -5,7 +5,8 @@
 te_nodes_usage() {
 	cat <<U
 usage: testenv nodes add NAME [--kernel K] [--label k=v]... [--os-image S] [--arch A]
-                            [--cpu N] [--memory Q] [--pods N] [--taint k=v:Effect]... [--no-wait]
+                            [--cpu N] [--memory Q] [--pods N] [--taint k=v:Effect]...
+                            [--count N] [--no-wait]   (--count: NAME-1..NAME-N at once)
        testenv nodes remove NAME...
        testenv nodes reboot NAME [--kernel K]     new bootID (and kernel, if given)
        testenv nodes upgrade NAME --kernel K      new kernelVersion and bootID
@@ -42,17 +43,21 @@ te_nodes() {
 # te_node_wait_ready NAME True|False
 te_node_wait_ready() {
 	local name=$1 want=$2 i got
+	# Ready, and (when True) the node lifecycle controller has lifted its
+	# not-ready taint, so that ordinary pods can be scheduled there.
 	for i in $(seq 150); do
-		got=$(te_kubectl get node "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-		[ "$got" = "$want" ] && return 0
+		got=$(te_kubectl get node "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.spec.taints[?(@.key=="node.kubernetes.io/not-ready")].effect}' 2>/dev/null || true)
+		case $want/$got in
+		True/True/ | False/False/*) return 0 ;;
+		esac
 		sleep 0.2
 	done
-	te_die "node $name: Ready is '$got', wanted $want after 30 s (kwok log: $TE_DIR/logs/kwok.log)"
+	te_die "node $name: Ready/not-ready taint is '$got', wanted $want after 30 s (kwok log: $TE_DIR/logs/kwok.log)"
 }
 
 te_node_add() {
 	local name="" kernel=6.1.0-18-amd64 os="Debian GNU/Linux 12 (bookworm)" arch=amd64
-	local cpu=8 memory=32Gi pods=110 wait=1 labels=() taints=()
+	local cpu=8 memory=32Gi pods=110 wait=1 count=0 labels=() taints=()
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--kernel) kernel=$2; shift 2 ;;
@@ -63,12 +68,19 @@ te_node_add() {
 		--memory) memory=$2; shift 2 ;;
 		--pods) pods=$2; shift 2 ;;
 		--taint) taints+=("$2"); shift 2 ;;
+		--count) count=$2; shift 2 ;;
 		--no-wait) wait=0; shift ;;
 		-*) te_die "nodes add: unknown option $1" ;;
-		*) [ -z "$name" ] || te_die "nodes add: one NAME only"; name=$1; shift ;;
+		*) [ -z "$name" ] || te_die "nodes add: one NAME only (use --count N for NAME-1..NAME-N)"; name=$1; shift ;;
 		esac
 	done
 	[ -n "$name" ] || { te_nodes_usage >&2; exit 2; }
+	local names=() i
+	if [ "$count" -gt 0 ] 2>/dev/null; then
+		for i in $(seq "$count"); do names+=("$name-$i"); done
+	else
+		names=("$name")
+	fi
 	local l lj='{}' tj='[]' k v e
 	for l in "${labels[@]}"; do
 		case $l in *=*) ;; *) l="$l=" ;; esac
@@ -79,36 +91,45 @@ te_node_add() {
 		case $k in *=*) v=${k#*=}; k=${k%%=*} ;; esac
 		tj=$(jq -c --arg k "$k" --arg v "$v" --arg e "$e" '. + [{key: $k, value: $v, effect: $e}]' <<<"$tj")
 	done
-	jq -n --arg name "$name" --arg kernel "$kernel" --arg os "$os" --arg arch "$arch" \
-		--arg boot "$(te_new_boot_id)" --arg machine "$(te_new_boot_id | tr -d -)" \
-		--arg uuid "$(te_new_boot_id)" --arg kubelet "$KUBE_VERSION" \
-		--arg cpu "$cpu" --arg mem "$memory" --arg pods "$pods" \
-		--argjson labels "$lj" --argjson taints "$tj" '{
-		apiVersion: "v1", kind: "Node",
-		metadata: {
-			name: $name,
-			annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
-				"kmm.testenv/simulated": "true"},
-			labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
-				"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
-				"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
-		},
-		spec: ({} + (if ($taints | length) > 0 then {taints: $taints} else {} end)),
-		status: {
-			capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
-			allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
-			addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
-			nodeInfo: {
-				kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
-				bootID: $boot, machineID: $machine, systemUUID: $uuid,
-				containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
-				kubeProxyVersion: ""
+	local n list="$TE_DIR/nodes-add.json"
+	for n in "${names[@]}"; do
+		jq -nc --arg name "$n" --arg kernel "$kernel" --arg os "$os" --arg arch "$arch" \
+			--arg boot "$(te_new_boot_id)" --arg machine "$(te_new_boot_id | tr -d -)" \
+			--arg uuid "$(te_new_boot_id)" --arg kubelet "$KUBE_VERSION" \
+			--arg cpu "$cpu" --arg mem "$memory" --arg pods "$pods" \
+			--argjson labels "$lj" --argjson taints "$tj" '{
+			apiVersion: "v1", kind: "Node",
+			metadata: {
+				name: $name,
+				annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+					"kmm.testenv/simulated": "true"},
+				labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
+					"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
+					"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
+			},
+			spec: (if ($taints | length) > 0 then {taints: $taints} else {} end),
+			status: {
+				capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+				allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+				addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
+				nodeInfo: {
+					kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
+					bootID: $boot, machineID: $machine, systemUUID: $uuid,
+					containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
+					kubeProxyVersion: ""
+				}
 			}
-		}
-	}' >"$TE_DIR/node-$name.json"
-	te_kubectl create -f "$TE_DIR/node-$name.json" >/dev/null || te_die "nodes add: creating node $name failed"
-	[ $wait = 0 ] || te_node_wait_ready "$name" True
-	echo "node/$name added (kernel $kernel)"
+		}'
+	done | jq -s '{apiVersion: "v1", kind: "List", items: .}' >"$list"
+	te_kubectl create -f "$list" >/dev/null || te_die "nodes add: creating node(s) ${names[*]} failed"
+	if [ $wait = 1 ]; then
+		for n in "${names[@]}"; do te_node_wait_ready "$n" True; done
+	fi
+	if [ ${#names[@]} = 1 ]; then
+		echo "node/$name added (kernel $kernel)"
+	else
+		echo "${#names[@]} nodes added: ${names[0]} .. ${names[-1]} (kernel $kernel)"
+	fi
 }
 
 te_node_remove() {
