@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <getopt.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "kmm/log.h"
+#include "kmm/worker.h"
 #include "src/common/cli.h"
+#include "src/worker/worker.h"
 
 #define PROG "kmm-worker"
 
@@ -10,9 +17,128 @@ static const char help[] =
 	"\n"
 	"Loads and unloads kernel modules on a node, through libkmod.\n"
 	"\n"
-	"Options:\n" KMM_COMMON_OPTIONS_HELP;
+	"Commands:\n"
+	"  kmod load CONFIG     load the module a worker config (ModuleConfig YAML) names\n"
+	"  kmod unload CONFIG   unload it and remove the firmware files it installed\n"
+	"  run -f MODULE.yaml   standalone mode: resolve a Module for this host, load it\n"
+	"\n"
+	"Options of kmod load/unload:\n"
+	"      --firmware-path DIR  host firmware directory: written to firmware_class.path,\n"
+	"                           firmware is copied there (default /lib/firmware)\n"
+	"      --image-root DIR     where the image's files were copied (default /tmp, as\n"
+	"                           upstream's init container does: /tmp<dirName>)\n"
+	"      --kernel RELEASE     kernel release to load for (default: uname -r)\n"
+	"      --host-modules DIR   host module tree scanned for in-tree modules\n"
+	"                           (default /lib/modules)\n"
+	"\n"
+	"Options:\n" KMM_COMMON_OPTIONS_HELP
+	"\n"
+	"Exit status: 0 done, 1 failed (the reason is logged), 2 usage error,\n"
+	"128+N stopped by signal N (143 for SIGTERM) between two steps.\n";
+
+enum {
+	OPT_FIRMWARE_PATH = 0x200,
+	OPT_IMAGE_ROOT,
+	OPT_KERNEL,
+	OPT_HOST_MODULES,
+};
+
+static int finish(int r, struct kmm_error *e, const char *what)
+{
+	if (r >= 0)
+		return KMM_EXIT_OK;
+	if (kmm_worker_stop_signal) {
+		kmm_log(KMM_LOG_ERROR, "stopped", "error", kmm_error_message(e), NULL);
+		return KMM_WORKER_EXIT_SIGNAL_BASE + kmm_worker_stop_signal;
+	}
+	kmm_log(KMM_LOG_ERROR, what, "error", kmm_error_message(e), NULL);
+	return KMM_EXIT_FAILURE;
+}
+
+static int cmd_kmod(int argc, char **argv)
+{
+	static const struct option options[] = {
+		KMM_COMMON_LONG_OPTIONS,
+		{ "firmware-path", required_argument, NULL, OPT_FIRMWARE_PATH },
+		{ "image-root", required_argument, NULL, OPT_IMAGE_ROOT },
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "host-modules", required_argument, NULL, OPT_HOST_MODULES },
+		{ 0 },
+	};
+	struct kmm_worker_opts o = {
+		.image_root = "/tmp",
+		.host_modules_root = "/lib/modules",
+	};
+	_cleanup_worker_config_ struct kmm_worker_config *cfg = NULL;
+	_cleanup_error_ struct kmm_error *e = NULL;
+	const char *action, *path;
+	bool load;
+	int opt, r;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		switch (opt) {
+		case KMM_OPT_HELP:
+			fputs(help, stdout);
+			return KMM_EXIT_OK;
+		case OPT_FIRMWARE_PATH:
+			o.firmware_host_path = optarg;
+			break;
+		case OPT_IMAGE_ROOT:
+			o.image_root = optarg;
+			break;
+		case OPT_KERNEL:
+			o.kernel = optarg;
+			break;
+		case OPT_HOST_MODULES:
+			o.host_modules_root = optarg;
+			break;
+		case '?':
+			return kmm_cli_bad_option(PROG, argc, argv);
+		default:
+			r = kmm_cli_common_option(PROG, opt, optarg);
+			if (r <= 0)
+				return -r;
+			break;
+		}
+	}
+	if (argc - optind != 2)
+		return kmm_cli_usage_error(PROG, "usage: kmod load|unload CONFIG [--firmware-path DIR]");
+	action = argv[optind];
+	path = argv[optind + 1];
+	if (strcmp(action, "load") == 0)
+		load = true;
+	else if (strcmp(action, "unload") == 0)
+		load = false;
+	else
+		return kmm_cli_usage_error(PROG, "unknown kmod action '%s' (load or unload)", action);
+
+	kmm_worker_install_signal_handlers();
+	r = kmm_worker_config_load(path, &cfg, &e);
+	if (r < 0)
+		return finish(r, e, "cannot read the worker config");
+	kmm_log(KMM_LOG_INFO, load ? "loading module" : "unloading module", "module",
+		cfg->modprobe.module_name ? cfg->modprobe.module_name : "(rawArgs)", "config",
+		path, NULL);
+	r = load ? kmm_worker_load(cfg, &o, &e) : kmm_worker_unload(cfg, &o, &e);
+	return finish(r, e, load ? "load failed" : "unload failed");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	int first, r;
+
+	r = kmm_cli_parse_common(PROG, help, argc, argv, &first);
+	if (r >= 0)
+		return r;
+	kmm_log(KMM_LOG_ERROR, "standalone mode is not available in this build: it needs the "
+			       "Module parser and kernel mapping (lib/api)", NULL);
+	return KMM_EXIT_FAILURE;
+}
 
 static const struct kmm_cli_command commands[] = {
+	{ "kmod", "load or unload a module from a worker config", cmd_kmod },
+	{ "run", "standalone mode", cmd_run },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmm/kmod.h"
+#include "kmm/log.h"
+#include "kmm/strv.h"
+#include "src/worker/worker.h"
+
+volatile sig_atomic_t kmm_worker_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	kmm_worker_stop_signal = sig;
+}
+
+void kmm_worker_install_signal_handlers(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+static int check_stop(const char *before, struct kmm_error **err)
+{
+	if (!kmm_worker_stop_signal)
+		return 0;
+	return kmm_error_make(err, EINTR, "stopped by %s before %s",
+			      strsignal(kmm_worker_stop_signal), before);
+}
+
+/* <image_root><path>, with "/" or "" as root meaning the path itself. */
+static char *image_path(const struct kmm_worker_opts *o, const char *path)
+{
+	const char *root = o->image_root ? o->image_root : "";
+	size_t n = strlen(root);
+	char *p = NULL;
+
+	while (n > 0 && root[n - 1] == '/')
+		n--;
+	if (asprintf(&p, "%.*s%s%s", (int)n, root, path[0] == '/' ? "" : "/", path) < 0)
+		return NULL;
+	return p;
+}
+
+static void log_action(enum kmm_kmod_action action, const char *module, const char *path,
+		       const char *options, void *userdata)
+{
+	kmm_log(KMM_LOG_INFO, action == KMM_KMOD_ACTION_INSMOD ? "insmod" : "rmmod", "module",
+		module, "path", path ? path : "", "options", options, NULL);
+}
+
+/*
+ * Maps modprobe flags from args.load/args.unload onto libkmod flags. Returns
+ * false when one of them has no in-process equivalent: the caller then runs
+ * modprobe itself with the same arguments, as upstream does.
+ */
+static bool map_flags(char *const *args, bool unload, unsigned *ret_flags)
+{
+	unsigned f = 0;
+
+	KMM_STRV_FOREACH(a, args) {
+		if (!strcmp(a, "-v") || !strcmp(a, "--verbose") || !strcmp(a, "-q") ||
+		    !strcmp(a, "--quiet") || !strcmp(a, "-s") || !strcmp(a, "--syslog") ||
+		    (unload && (!strcmp(a, "-r") || !strcmp(a, "--remove"))))
+			continue;
+		if (!strcmp(a, "--first-time"))
+			f |= unload ? KMM_KMOD_UNLOAD_FAIL_IF_ABSENT : KMM_KMOD_LOAD_FAIL_ON_LOADED;
+		else if (!strcmp(a, "-i") || !strcmp(a, "--ignore-install") ||
+			 !strcmp(a, "--ignore-remove"))
+			f |= unload ? KMM_KMOD_UNLOAD_IGNORE_COMMANDS : KMM_KMOD_LOAD_IGNORE_COMMANDS;
+		else if (!strcmp(a, "-n") || !strcmp(a, "--dry-run"))
+			f |= unload ? KMM_KMOD_UNLOAD_DRY_RUN : KMM_KMOD_LOAD_DRY_RUN;
+		else if (unload && !strcmp(a, "--remove-holders"))
+			f |= KMM_KMOD_UNLOAD_REMOVE_HOLDERS;
+		else if (!unload && !strcmp(a, "--force-vermagic"))
+			f |= KMM_KMOD_LOAD_FORCE_VERMAGIC;
+		else if (!unload && !strcmp(a, "--force-modversion"))
+			f |= KMM_KMOD_LOAD_FORCE_MODVERSION;
+		else if (!unload && (!strcmp(a, "-f") || !strcmp(a, "--force")))
+			f |= KMM_KMOD_LOAD_FORCE_VERMAGIC | KMM_KMOD_LOAD_FORCE_MODVERSION;
+		else if (!unload && (!strcmp(a, "-b") || !strcmp(a, "--use-blacklist")))
+			f |= KMM_KMOD_LOAD_USE_BLACKLIST;
+		else
+			return false;
+	}
+	*ret_flags = f;
+	return true;
+}
+
+/* modprobe <flag> <dir> [args...] <names...> [params...], upstream's command line. */
+static int modprobe_fallback(const char *flag, const char *dir, char *const *args,
+			     char *const *names, char *const *params, struct kmm_error **err)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+
+	if (kmm_strv_push(&argv, "modprobe") < 0 || kmm_strv_push(&argv, flag) < 0 ||
+	    kmm_strv_push(&argv, dir) < 0 || kmm_strv_extend(&argv, args) < 0 ||
+	    kmm_strv_extend(&argv, names) < 0 || kmm_strv_extend(&argv, params) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	return kmm_worker_run_modprobe(argv, err);
+}
+
+static int set_firmware_class_path(const struct kmm_worker_opts *o, struct kmm_error **err)
+{
+	bool changed = false;
+	int r;
+
+	if (!o->firmware_host_path)
+		return 0;
+	r = kmm_firmware_set_class_path(o->firmware_host_path, &changed, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "set firmware_class.path");
+	kmm_log(KMM_LOG_INFO, changed ? "set firmware_class.path" : "firmware_class.path already set",
+		"path", o->firmware_host_path, NULL);
+	return 0;
+}
+
+static int remove_in_tree(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *o,
+			  struct kmm_error **err)
+{
+	_cleanup_strv_free_ char **names = kmm_worker_config_in_tree(cfg);
+	_cleanup_strv_free_ char **present = NULL, **absent = NULL;
+	_cleanup_kmod_ struct kmm_kmod *host = NULL;
+	_cleanup_free_ char *joined = NULL;
+	struct kmm_kmod_options kopts = { .kernel = o->kernel, .allow_missing = true };
+	int r;
+
+	if (!names)
+		return 0;
+	r = kmm_kmod_in_tree_present(names, o->host_modules_root, &present, &absent, err);
+	if (r < 0)
+		return r;
+	KMM_STRV_FOREACH(n, absent)
+		kmm_log(KMM_LOG_INFO, "in-tree module has no file on this host; skipping", "module",
+			n, "root", o->host_modules_root, NULL);
+	if (!present[0])
+		return 0;
+	joined = kmm_strv_join(present, ",");
+	kmm_log(KMM_LOG_INFO, "removing in-tree modules", "names", joined, NULL);
+	r = kmm_kmod_new(&kopts, &host, err);
+	if (r < 0)
+		return r;
+	kmm_kmod_set_action_fn(host, log_action, NULL);
+	KMM_STRV_FOREACH(n, present) {
+		r = kmm_kmod_unload(host, n, 0, err);
+		if (r < 0)
+			return kmm_error_wrap(err, "remove in-tree module %s", n);
+	}
+	return 0;
+}
+
+int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *o,
+		    struct kmm_error **err)
+{
+	const char *name = cfg->modprobe.module_name;
+	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);
+	_cleanup_free_ char *options = kmm_kmod_join_parameters(cfg->modprobe.parameters);
+	_cleanup_kmod_ struct kmm_kmod *k = NULL;
+	char *const *order = cfg->modprobe.modules_loading_order;
+	unsigned flags = 0;
+	int r;
+
+	if (!dir || !options)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+
+	/* 1. firmware search path */
+	if ((r = set_firmware_class_path(o, err)) < 0)
+		return r;
+	/* 2. in-tree modules */
+	if ((r = check_stop("removing in-tree modules", err)) < 0 ||
+	    (r = remove_in_tree(cfg, o, err)) < 0)
+		return r;
+	/* 3. firmware files */
+	if (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path) {
+		_cleanup_free_ char *src = image_path(o, cfg->modprobe.firmware_path);
+		const char *dst = o->firmware_host_path ? o->firmware_host_path : "/lib/firmware";
+		unsigned count = 0;
+		char num[16];
+
+		if ((r = check_stop("copying firmware", err)) < 0)
+			return r;
+		if (!src)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		r = kmm_firmware_install(src, dst, &count, err);
+		if (r < 0)
+			return r;
+		snprintf(num, sizeof(num), "%u", count);
+		kmm_log(KMM_LOG_INFO, "firmware copied", "from", src, "to", dst, "files", num, NULL);
+	}
+	if ((r = check_stop("loading", err)) < 0)
+		return r;
+	/* 4. the module(s) */
+	if (cfg->modprobe.raw_args.set) {
+		_cleanup_strv_free_ char **argv = NULL;
+		if (kmm_strv_push(&argv, "modprobe") < 0 ||
+		    kmm_strv_extend(&argv, cfg->modprobe.raw_args.load) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		return kmm_worker_run_modprobe(argv, err);
+	}
+	if (!map_flags(cfg->modprobe.args.load, false, &flags)) {
+		char *const names[] = { (char *)name, NULL };
+		for (size_t i = kmm_strv_length(order); i > 1; i--) {
+			char *const dep[] = { order[i - 1], NULL };
+			r = modprobe_fallback("-vd", dir, cfg->modprobe.args.load, dep, NULL, err);
+			if (r < 0)
+				return r;
+		}
+		return modprobe_fallback("-vd", dir, cfg->modprobe.args.load, names,
+					 cfg->modprobe.parameters, err);
+	}
+	{
+		struct kmm_kmod_options kopts = {
+			.dir_name = dir,
+			.kernel = o->kernel,
+			.fallback_kernel = cfg->kernel_version,
+		};
+		r = kmm_kmod_new(&kopts, &k, err);
+		if (r < 0)
+			return r;
+	}
+	kmm_kmod_set_action_fn(k, log_action, NULL);
+	/*
+	 * modulesLoadingOrder [A, B, C] means A needs B needs C (upstream writes
+	 * softdeps for modprobe): load C, then B, then A with its parameters.
+	 */
+	for (size_t i = kmm_strv_length(order); i > 1; i--) {
+		r = kmm_kmod_load(k, order[i - 1], NULL, flags, err);
+		if (r < 0)
+			return kmm_error_wrap(err, "modulesLoadingOrder");
+		if ((r = check_stop("loading the next module", err)) < 0)
+			return r;
+	}
+	r = kmm_kmod_load(k, name, options, flags, err);
+	if (r < 0)
+		return r;
+	kmm_log(KMM_LOG_INFO, "module loaded", "module", name, "dir", kmm_kmod_dirname(k), NULL);
+	return 0;
+}
+
+int kmm_worker_unload(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *o,
+		      struct kmm_error **err)
+{
+	const char *name = cfg->modprobe.module_name;
+	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);
+	_cleanup_kmod_ struct kmm_kmod *k = NULL;
+	char *const single[] = { (char *)name, NULL };
+	char *const *names = cfg->modprobe.modules_loading_order ?
+				     cfg->modprobe.modules_loading_order : single;
+	unsigned flags = 0;
+	int r = 0;
+
+	if (!dir)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (cfg->modprobe.raw_args.set) {
+		_cleanup_strv_free_ char **argv = NULL;
+		if (kmm_strv_push(&argv, "modprobe") < 0 ||
+		    kmm_strv_extend(&argv, cfg->modprobe.raw_args.unload) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		r = kmm_worker_run_modprobe(argv, err);
+	} else if (!map_flags(cfg->modprobe.args.unload, true, &flags)) {
+		r = modprobe_fallback("-rvd", dir, cfg->modprobe.args.unload, names, NULL, err);
+	} else {
+		struct kmm_kmod_options kopts = {
+			.dir_name = dir,
+			.kernel = o->kernel,
+			.fallback_kernel = cfg->kernel_version,
+			.allow_missing = true,
+		};
+		r = kmm_kmod_new(&kopts, &k, err);
+		if (r < 0)
+			return r;
+		kmm_kmod_set_action_fn(k, log_action, NULL);
+		/* All listed modules, in list order, like `modprobe -r A B C`. */
+		KMM_STRV_FOREACH(n, names) {
+			_cleanup_error_ struct kmm_error *e = NULL;
+			int q = kmm_kmod_unload(k, n, flags, &e);
+			if (q < 0 && r == 0) {
+				r = q;
+				if (err)
+					*err = TAKE_PTR(e);
+			}
+		}
+	}
+	if (r < 0)
+		return r;
+	kmm_log(KMM_LOG_INFO, "module unloaded", "module", name ? name : "(rawArgs)", NULL);
+
+	/* Firmware files this module installed; failures are only reported. */
+	if (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path) {
+		_cleanup_free_ char *src = image_path(o, cfg->modprobe.firmware_path);
+		_cleanup_error_ struct kmm_error *e = NULL;
+		const char *dst = o->firmware_host_path ? o->firmware_host_path : "/lib/firmware";
+		unsigned count = 0;
+		char num[16];
+
+		if (src && kmm_firmware_remove(src, dst, &count, &e) < 0)
+			kmm_log(KMM_LOG_WARN, "could not remove all firmware files", "error",
+				kmm_error_message(e), NULL);
+		snprintf(num, sizeof(num), "%u", count);
+		kmm_log(KMM_LOG_INFO, "firmware removed", "dir", dst, "files", num, NULL);
+	}
+	return 0;
+}

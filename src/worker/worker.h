@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kmm-worker's steps, in upstream's order (see docs/worker.md):
+ *
+ * load:   firmware_class.path -> remove in-tree modules -> copy firmware ->
+ *         load (libkmod; modprobe only for rawArgs or flags libkmod lacks)
+ * unload: unload (same split) -> remove the firmware files it installed
+ */
+#ifndef KMM_SRC_WORKER_H
+#define KMM_SRC_WORKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "kmm/error.h"
+#include "kmm/worker.h"
+
+/* Exit codes of kmm-worker (documented in docs/worker.md and --help). */
+#define KMM_WORKER_EXIT_SIGNAL_BASE 128 /* + signal number: stopped by SIGTERM/SIGINT */
+
+struct kmm_worker_opts {
+	/* Where the image's files are: modules under <image_root><dirName>,
+	 * firmware under <image_root><firmwarePath>. Upstream: /tmp. */
+	const char *image_root;
+	/* Host firmware directory (--firmware-path); NULL when not given. */
+	const char *firmware_host_path;
+	/* Host module tree scanned for in-tree modules. */
+	const char *host_modules_root;
+	/* Kernel release override (standalone --kernel); NULL for uname -r. */
+	const char *kernel;
+};
+
+/* Set by the signal handler; checked between steps. */
+extern volatile sig_atomic_t kmm_worker_stop_signal;
+
+void kmm_worker_install_signal_handlers(void);
+
+int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *opts,
+		    struct kmm_error **err);
+int kmm_worker_unload(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *opts,
+		      struct kmm_error **err);
+
+/*
+ * Runs modprobe (KMM_MODPROBE from the environment, else `modprobe` from PATH)
+ * with argv[1..] (argv[0] is ignored), logging its output line by line.
+ * A stop signal is forwarded to it. Returns 0, or a negative errno with *err
+ * holding modprobe's last output line.
+ */
+int kmm_worker_run_modprobe(char *const *args, struct kmm_error **err);
+
+#endif
