@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Work queue: a FIFO of keys plus three sets (dirty = queued or to be
+ * re-queued, processing, failures) and a delayed list, all under one mutex;
+ * one condition variable wakes getters. Delayed adds are moved to the FIFO by
+ * whichever getter wakes first at the earliest deadline, so no timer thread
+ * is needed. See docs/internals/workqueue.md.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kmm/hashmap.h"
+#include "kmm/workqueue.h"
+
+struct delayed {
+	char *key;
+	int64_t due_ms;
+	struct delayed *next; /* sorted by due_ms */
+};
+
+struct fifo_node {
+	char *key;
+	struct fifo_node *next;
+};
+
+struct kmm_workqueue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	  /* something queued, a delay came due, or shutdown */
+	pthread_cond_t idle_cond; /* processing became empty */
+	struct kmm_workqueue_options o;
+
+	struct fifo_node *head, *tail;
+	size_t len;
+	struct kmm_hashmap *dirty;	/* key -> NULL */
+	struct kmm_hashmap *processing; /* key -> NULL */
+	struct kmm_hashmap *failures;	/* key -> (uintptr_t) count */
+	struct delayed *delayed;
+	bool shutting_down;
+
+	double tokens; /* overall bucket, in "slots" */
+	int64_t bucket_last_ms;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kmm_workqueue_options_init(struct kmm_workqueue_options *o)
+{
+	*o = (struct kmm_workqueue_options){
+		.base_delay_ms = 5,
+		.max_delay_ms = 1000 * 1000,
+		.qps = 10,
+		.burst = 100,
+	};
+}
+
+struct kmm_workqueue *kmm_workqueue_new(const struct kmm_workqueue_options *opts)
+{
+	struct kmm_workqueue *q = calloc(1, sizeof(*q));
+	pthread_condattr_t ca;
+
+	if (!q)
+		return NULL;
+	if (opts)
+		q->o = *opts;
+	else
+		kmm_workqueue_options_init(&q->o);
+	q->dirty = kmm_hashmap_new(NULL);
+	q->processing = kmm_hashmap_new(NULL);
+	q->failures = kmm_hashmap_new(NULL);
+	if (!q->dirty || !q->processing || !q->failures) {
+		kmm_hashmap_free(q->dirty);
+		kmm_hashmap_free(q->processing);
+		kmm_hashmap_free(q->failures);
+		free(q);
+		return NULL;
+	}
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cond, &ca);
+	pthread_cond_init(&q->idle_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	q->tokens = q->o.burst;
+	q->bucket_last_ms = mono_ms();
+	return q;
+}
+
+static void delayed_free_all(struct kmm_workqueue *q)
+{
+	while (q->delayed) {
+		struct delayed *d = q->delayed;
+
+		q->delayed = d->next;
+		free(d->key);
+		free(d);
+	}
+}
+
+void kmm_workqueue_free(struct kmm_workqueue *q)
+{
+	if (!q)
+		return;
+	while (q->head) {
+		struct fifo_node *n = q->head;
+
+		q->head = n->next;
+		free(n->key);
+		free(n);
+	}
+	delayed_free_all(q);
+	kmm_hashmap_free(q->dirty);
+	kmm_hashmap_free(q->processing);
+	kmm_hashmap_free(q->failures);
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->cond);
+	pthread_cond_destroy(&q->idle_cond);
+	free(q);
+}
+
+/* Called with the lock held. */
+static int add_locked(struct kmm_workqueue *q, const char *key)
+{
+	struct fifo_node *n;
+	int r;
+
+	if (q->shutting_down)
+		return -ESHUTDOWN;
+	if (kmm_hashmap_contains(q->dirty, key))
+		return 0;
+	r = kmm_hashmap_put(q->dirty, key, NULL, NULL);
+	if (r < 0)
+		return r;
+	if (kmm_hashmap_contains(q->processing, key))
+		return 0; /* done() will queue it */
+	n = calloc(1, sizeof(*n));
+	if (!n || !(n->key = strdup(key))) {
+		free(n);
+		kmm_hashmap_remove(q->dirty, key);
+		return -ENOMEM;
+	}
+	if (q->tail)
+		q->tail->next = n;
+	else
+		q->head = n;
+	q->tail = n;
+	q->len++;
+	pthread_cond_signal(&q->cond);
+	return 0;
+}
+
+int kmm_workqueue_add(struct kmm_workqueue *q, const char *key)
+{
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	r = add_locked(q, key);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+static int add_after_locked(struct kmm_workqueue *q, const char *key, int64_t delay_ms)
+{
+	struct delayed *d, **p;
+
+	if (q->shutting_down)
+		return -ESHUTDOWN;
+	if (delay_ms <= 0)
+		return add_locked(q, key);
+	/* One pending delayed entry per key: keep the earlier deadline. */
+	for (p = &q->delayed; *p; p = &(*p)->next) {
+		if (strcmp((*p)->key, key) == 0) {
+			if ((*p)->due_ms <= mono_ms() + delay_ms)
+				return 0;
+			d = *p;
+			*p = d->next;
+			free(d->key);
+			free(d);
+			break;
+		}
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->key = strdup(key))) {
+		free(d);
+		return -ENOMEM;
+	}
+	d->due_ms = mono_ms() + delay_ms;
+	for (p = &q->delayed; *p && (*p)->due_ms <= d->due_ms; p = &(*p)->next)
+		;
+	d->next = *p;
+	*p = d;
+	pthread_cond_broadcast(&q->cond); /* a getter may need an earlier wake-up */
+	return 0;
+}
+
+int kmm_workqueue_add_after(struct kmm_workqueue *q, const char *key, int64_t delay_ms)
+{
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	r = add_after_locked(q, key, delay_ms);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+int kmm_workqueue_add_rate_limited(struct kmm_workqueue *q, const char *key)
+{
+	uintptr_t n;
+	int64_t per_key, bucket = 0, now;
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	n = (uintptr_t)kmm_hashmap_get(q->failures, key);
+	per_key = q->o.base_delay_ms;
+	for (uintptr_t i = 0; i < n && per_key < q->o.max_delay_ms; i++)
+		per_key *= 2;
+	if (per_key > q->o.max_delay_ms)
+		per_key = q->o.max_delay_ms;
+	r = kmm_hashmap_put(q->failures, key, (void *)(n + 1), NULL);
+	if (r < 0)
+		goto out;
+	if (q->o.qps > 0) {
+		now = mono_ms();
+		q->tokens += (double)(now - q->bucket_last_ms) / 1000.0 * q->o.qps;
+		if (q->tokens > q->o.burst)
+			q->tokens = q->o.burst;
+		q->bucket_last_ms = now;
+		q->tokens -= 1;
+		if (q->tokens < 0)
+			bucket = (int64_t)(-q->tokens / q->o.qps * 1000.0);
+	}
+	r = add_after_locked(q, key, per_key > bucket ? per_key : bucket);
+out:
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+void kmm_workqueue_forget(struct kmm_workqueue *q, const char *key)
+{
+	pthread_mutex_lock(&q->lock);
+	kmm_hashmap_remove(q->failures, key);
+	pthread_mutex_unlock(&q->lock);
+}
+
+unsigned kmm_workqueue_num_requeues(struct kmm_workqueue *q, const char *key)
+{
+	uintptr_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = (uintptr_t)kmm_hashmap_get(q->failures, key);
+	pthread_mutex_unlock(&q->lock);
+	return (unsigned)n;
+}
+
+/* Moves due delayed keys to the FIFO; returns the next deadline or -1. */
+static int64_t promote_due(struct kmm_workqueue *q)
+{
+	int64_t now = mono_ms();
+
+	while (q->delayed && q->delayed->due_ms <= now) {
+		struct delayed *d = q->delayed;
+
+		q->delayed = d->next;
+		(void)add_locked(q, d->key); /* ENOMEM: the key is lost, as after a crash */
+		free(d->key);
+		free(d);
+	}
+	return q->delayed ? q->delayed->due_ms : -1;
+}
+
+bool kmm_workqueue_get(struct kmm_workqueue *q, char **ret_key)
+{
+	struct fifo_node *n;
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		int64_t next = q->shutting_down ? -1 : promote_due(q);
+
+		if (q->head)
+			break;
+		if (q->shutting_down) {
+			pthread_mutex_unlock(&q->lock);
+			return false;
+		}
+		if (next < 0) {
+			pthread_cond_wait(&q->cond, &q->lock);
+		} else {
+			struct timespec ts = { .tv_sec = next / 1000,
+					       .tv_nsec = (next % 1000) * 1000000L };
+
+			pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+		}
+	}
+	n = q->head;
+	q->head = n->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->len--;
+	r = kmm_hashmap_put(q->processing, n->key, NULL, NULL);
+	kmm_hashmap_remove(q->dirty, n->key);
+	pthread_mutex_unlock(&q->lock);
+	(void)r; /* on ENOMEM the key is not marked processing: at worst processed twice */
+	*ret_key = n->key;
+	free(n);
+	return true;
+}
+
+void kmm_workqueue_done(struct kmm_workqueue *q, char *key)
+{
+	pthread_mutex_lock(&q->lock);
+	kmm_hashmap_remove(q->processing, key);
+	if (kmm_hashmap_contains(q->dirty, key)) {
+		/* Re-added while processing: queue it now (even when shutting down,
+		 * so the last change is not lost during a drain). */
+		struct fifo_node *n = calloc(1, sizeof(*n));
+
+		if (n) {
+			n->key = key;
+			key = NULL;
+			if (q->tail)
+				q->tail->next = n;
+			else
+				q->head = n;
+			q->tail = n;
+			q->len++;
+			pthread_cond_signal(&q->cond);
+		}
+	}
+	if (kmm_hashmap_size(q->processing) == 0)
+		pthread_cond_broadcast(&q->idle_cond);
+	pthread_mutex_unlock(&q->lock);
+	free(key);
+}
+
+size_t kmm_workqueue_len(struct kmm_workqueue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->len;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+void kmm_workqueue_shutdown(struct kmm_workqueue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->shutting_down = true;
+	delayed_free_all(q);
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+bool kmm_workqueue_shutting_down(struct kmm_workqueue *q)
+{
+	bool b;
+
+	pthread_mutex_lock(&q->lock);
+	b = q->shutting_down;
+	pthread_mutex_unlock(&q->lock);
+	return b;
+}
+
+void kmm_workqueue_wait_idle(struct kmm_workqueue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	while (kmm_hashmap_size(q->processing) > 0 || (q->shutting_down && q->head))
+		pthread_cond_wait(&q->idle_cond, &q->lock);
+	pthread_mutex_unlock(&q->lock);
+}
