@@ -364,21 +364,15 @@ int dec_strmap(struct dec *d, const json_t *obj, const char *path, const char *k
 	return 0;
 }
 
-int dec_local_ref(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
+int dec_local_ref_at(struct dec *d, const json_t *v, const char *p, char **ret)
 {
 	static const char *const known[] = { "name", NULL };
-	_cleanup_free_ char *p = NULL, *name = NULL;
+	_cleanup_free_ char *name = NULL;
 	json_t *unknown = NULL;
-	const json_t *v;
 	int r;
 
-	r = dec_object(d, obj, path, key);
-	if (r <= 0)
-		return r;
-	v = get(obj, key);
-	p = path_key(path, key);
-	if (!p)
-		return dec_oom(d);
+	if (!json_is_object(v))
+		return dec_fail(d, p, NULL, "expected an object, got %s", type_name(v));
 	/* LocalObjectReference only ever has `name`; extra keys are dropped in lenient mode. */
 	r = dec_unknown(d, v, p, known, &unknown);
 	json_decref(unknown);
@@ -392,6 +386,20 @@ int dec_local_ref(struct dec *d, const json_t *obj, const char *path, const char
 	free(*ret);
 	*ret = TAKE_PTR(name);
 	return 0;
+}
+
+int dec_local_ref(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
+{
+	_cleanup_free_ char *p = NULL;
+	int r;
+
+	r = dec_object(d, obj, path, key);
+	if (r <= 0)
+		return r;
+	p = path_key(path, key);
+	if (!p)
+		return dec_oom(d);
+	return dec_local_ref_at(d, json_object_get(obj, key), p, ret);
 }
 
 int dec_json(struct dec *d, const json_t *obj, const char *path, const char *key, json_type type,

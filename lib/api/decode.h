@@ -60,6 +60,8 @@ int dec_strmap(struct dec *d, const json_t *obj, const char *path, const char *k
 /* LocalObjectReference {name}: stores the name ("" if the object has none). */
 int dec_local_ref(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret);
 /* Any JSON value of the given type (JSON_ARRAY / JSON_OBJECT), referenced. */
+/* The same for a value already at hand, `p` being its path. */
+int dec_local_ref_at(struct dec *d, const json_t *v, const char *p, char **ret);
 int dec_json(struct dec *d, const json_t *obj, const char *path, const char *key, json_type type,
 	     json_t **ret);
 
