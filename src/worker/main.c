@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "kmm/log.h"
-#include "kmm/worker.h"
 #include "src/common/cli.h"
 #include "src/worker/worker.h"
 
@@ -69,7 +68,7 @@ static int cmd_kmod(int argc, char **argv)
 		.image_root = "/tmp",
 		.host_modules_root = "/lib/modules",
 	};
-	_cleanup_worker_config_ struct kmm_worker_config *cfg = NULL;
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
 	_cleanup_error_ struct kmm_error *e = NULL;
 	const char *action, *path;
 	bool load;

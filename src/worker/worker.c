@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kmm/fileio.h"
 #include "kmm/kmod.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
@@ -24,6 +25,32 @@ void kmm_worker_install_signal_handlers(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+}
+
+int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
+			   struct kmm_error **err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	r = kmm_read_file(path, KMM_WORKER_CONFIG_MAX, &text, &len, err);
+	if (r < 0)
+		return r;
+	return kmm_module_config_parse(text, len, path, ret_cfg, err);
+}
+
+/* The list, or the deprecated single name when the list is absent (upstream). */
+static char **in_tree_names(const struct kmm_module_config *cfg)
+{
+	char **v = NULL;
+
+	if (cfg->in_tree_modules_to_remove)
+		return kmm_strv_copy(cfg->in_tree_modules_to_remove);
+	if (cfg->in_tree_module_to_remove && *cfg->in_tree_module_to_remove &&
+	    kmm_strv_push(&v, cfg->in_tree_module_to_remove) < 0)
+		return NULL;
+	return v;
 }
 
 static int check_stop(const char *before, struct kmm_error **err)
@@ -121,10 +148,10 @@ static int set_firmware_class_path(const struct kmm_worker_opts *o, struct kmm_e
 	return 0;
 }
 
-static int remove_in_tree(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *o,
+static int remove_in_tree(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 			  struct kmm_error **err)
 {
-	_cleanup_strv_free_ char **names = kmm_worker_config_in_tree(cfg);
+	_cleanup_strv_free_ char **names = in_tree_names(cfg);
 	_cleanup_strv_free_ char **present = NULL, **absent = NULL;
 	_cleanup_kmod_ struct kmm_kmod *host = NULL;
 	_cleanup_free_ char *joined = NULL;
@@ -155,7 +182,7 @@ static int remove_in_tree(const struct kmm_worker_config *cfg, const struct kmm_
 	return 0;
 }
 
-int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *o,
+int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		    struct kmm_error **err)
 {
 	const char *name = cfg->modprobe.module_name;
@@ -163,6 +190,7 @@ int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker
 	_cleanup_free_ char *options = kmm_kmod_join_parameters(cfg->modprobe.parameters);
 	_cleanup_kmod_ struct kmm_kmod *k = NULL;
 	char *const *order = cfg->modprobe.modules_loading_order;
+	char *const *args_load = cfg->modprobe.args ? cfg->modprobe.args->load : NULL;
 	unsigned flags = 0;
 	int r;
 
@@ -196,22 +224,22 @@ int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker
 	if ((r = check_stop("loading", err)) < 0)
 		return r;
 	/* 4. the module(s) */
-	if (cfg->modprobe.raw_args.set) {
+	if (cfg->modprobe.raw_args) {
 		_cleanup_strv_free_ char **argv = NULL;
 		if (kmm_strv_push(&argv, "modprobe") < 0 ||
-		    kmm_strv_extend(&argv, cfg->modprobe.raw_args.load) < 0)
+		    kmm_strv_extend(&argv, cfg->modprobe.raw_args->load) < 0)
 			return kmm_error_make(err, ENOMEM, "out of memory");
 		return kmm_worker_run_modprobe(argv, err);
 	}
-	if (!map_flags(cfg->modprobe.args.load, false, &flags)) {
+	if (!map_flags(args_load, false, &flags)) {
 		char *const names[] = { (char *)name, NULL };
 		for (size_t i = kmm_strv_length(order); i > 1; i--) {
 			char *const dep[] = { order[i - 1], NULL };
-			r = modprobe_fallback("-vd", dir, cfg->modprobe.args.load, dep, NULL, err);
+			r = modprobe_fallback("-vd", dir, args_load, dep, NULL, err);
 			if (r < 0)
 				return r;
 		}
-		return modprobe_fallback("-vd", dir, cfg->modprobe.args.load, names,
+		return modprobe_fallback("-vd", dir, args_load, names,
 					 cfg->modprobe.parameters, err);
 	}
 	{
@@ -243,7 +271,7 @@ int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker
 	return 0;
 }
 
-int kmm_worker_unload(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *o,
+int kmm_worker_unload(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		      struct kmm_error **err)
 {
 	const char *name = cfg->modprobe.module_name;
@@ -252,19 +280,20 @@ int kmm_worker_unload(const struct kmm_worker_config *cfg, const struct kmm_work
 	char *const single[] = { (char *)name, NULL };
 	char *const *names = cfg->modprobe.modules_loading_order ?
 				     cfg->modprobe.modules_loading_order : single;
+	char *const *args_unload = cfg->modprobe.args ? cfg->modprobe.args->unload : NULL;
 	unsigned flags = 0;
 	int r = 0;
 
 	if (!dir)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (cfg->modprobe.raw_args.set) {
+	if (cfg->modprobe.raw_args) {
 		_cleanup_strv_free_ char **argv = NULL;
 		if (kmm_strv_push(&argv, "modprobe") < 0 ||
-		    kmm_strv_extend(&argv, cfg->modprobe.raw_args.unload) < 0)
+		    kmm_strv_extend(&argv, cfg->modprobe.raw_args->unload) < 0)
 			return kmm_error_make(err, ENOMEM, "out of memory");
 		r = kmm_worker_run_modprobe(argv, err);
-	} else if (!map_flags(cfg->modprobe.args.unload, true, &flags)) {
-		r = modprobe_fallback("-rvd", dir, cfg->modprobe.args.unload, names, NULL, err);
+	} else if (!map_flags(args_unload, true, &flags)) {
+		r = modprobe_fallback("-rvd", dir, args_unload, names, NULL, err);
 	} else {
 		struct kmm_kmod_options kopts = {
 			.dir_name = dir,

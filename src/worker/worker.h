@@ -13,7 +13,7 @@
 #include <stdbool.h>
 
 #include "kmm/error.h"
-#include "kmm/worker.h"
+#include "kmm/api.h"
 
 /* Exit codes of kmm-worker (documented in docs/worker.md and --help). */
 #define KMM_WORKER_EXIT_SIGNAL_BASE 128 /* + signal number: stopped by SIGTERM/SIGINT */
@@ -30,14 +30,21 @@ struct kmm_worker_opts {
 	const char *kernel;
 };
 
+/* Upper bound on a worker config file's size. */
+#define KMM_WORKER_CONFIG_MAX ((size_t)1024 * 1024)
+
+/* Reads and strictly decodes a worker config file (upstream's ModuleConfig). */
+int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
+			   struct kmm_error **err);
+
 /* Set by the signal handler; checked between steps. */
 extern volatile sig_atomic_t kmm_worker_stop_signal;
 
 void kmm_worker_install_signal_handlers(void);
 
-int kmm_worker_load(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *opts,
+int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker_opts *opts,
 		    struct kmm_error **err);
-int kmm_worker_unload(const struct kmm_worker_config *cfg, const struct kmm_worker_opts *opts,
+int kmm_worker_unload(const struct kmm_module_config *cfg, const struct kmm_worker_opts *opts,
 		      struct kmm_error **err);
 
 /*
