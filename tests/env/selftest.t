@@ -42,6 +42,11 @@ finish() {
 	KMM_TESTENV_DIR="$SECOND_DIR" "$T" down >/dev/null 2>&1 || true
 	"$T" down >/dev/null 2>&1 || true
 	rm -rf "$WORK"
+	if [ $failed -eq 0 ] && [ $n -eq $PLAN ]; then
+		rm -rf "$KMM_TESTENV_DIR" "$SECOND_DIR"
+	else
+		echo "# logs kept in $KMM_TESTENV_DIR/logs and $SECOND_DIR/logs"
+	fi
 }
 trap finish EXIT
 

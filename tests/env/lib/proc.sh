@@ -61,9 +61,6 @@ te_fail() {
 		printf 'testenv:   log: %s (last lines below)\n' "$log" >&2
 		tail -n 8 "$log" | sed 's/^/testenv:   | /' >&2
 	fi
-	te_stop_all
-	rm -f "$(te_ports_file)"
-	printf 'testenv:   stopped what had started; logs stay in %s/logs\n' "$TE_DIR" >&2
 	exit 1
 }
 

@@ -25,8 +25,27 @@ te_any_alive() {
 	return 1
 }
 
+te_up_cleanup() {
+	if te_any_alive; then
+		te_info "up did not finish; stopping what had started (logs stay in $TE_DIR/logs)"
+		te_stop_all
+	fi
+	rm -f "$(te_ports_file)"
+}
+
+# Tools `up` needs, checked before anything starts.
+te_up_preflight() {
+	local t pkg missing=""
+	for t in openssl:openssl curl:curl jq:jq ss:iproute2 flock:util-linux setsid:util-linux \
+		docker-registry:docker-registry htpasswd:apache2-utils sha256sum:coreutils; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t%%:*} (Debian package ${t#*:}),"
+	done
+	[ -z "$missing" ] || te_die "up: step 'preflight': missing${missing%,}; run scripts/install-deps"
+}
+
 te_up() {
 	local t0=$SECONDS
+	te_up_preflight
 	te_build
 	case $TE_DIR in /) te_die "refusing KMM_TESTENV_DIR=/" ;; esac
 	if [ -d "$TE_DIR/pids" ] && te_any_alive; then
@@ -43,8 +62,9 @@ te_up() {
 	rm -rf "$TE_DIR"
 	mkdir -p "$TE_DIR"/{logs,pids,bin,etcd,registry/http,registry/tls,kwok}
 	touch "$TE_DIR/.kmm-testenv"
-	# Interrupted half-way: stop what has started.
-	trap 'te_info "interrupted; stopping what had started"; te_stop_all; rm -f "$(te_ports_file)"; exit 130' INT TERM
+	# Interrupted or failed half-way: stop what has started.
+	trap 'te_info "interrupted"; exit 130' INT TERM
+	trap 'te_up_cleanup' EXIT
 	ln -s "$TE_BIN_DIR/kubectl" "$TE_DIR/bin/kubectl"
 
 	# Ports, reserved under a lock until `down`.
@@ -102,7 +122,7 @@ P
 		--endpoint-reconciler-type none \
 		--profiling=false \
 		--v 1 ${KMM_TESTENV_APISERVER_ARGS:-}
-	te_wait kube-apiserver kube-apiserver 60 "kube-apiserver /readyz" te_readyz
+	te_wait kube-apiserver kube-apiserver 120 "kube-apiserver /readyz" te_readyz
 
 	# shellcheck disable=SC2086 # KMM_TESTENV_*_ARGS: extra flags, split on spaces
 	te_start kube-controller-manager "$TE_BIN_DIR/kube-controller-manager" \
@@ -147,13 +167,13 @@ K
 	te_wait registry registry 30 "registry on 127.0.0.1:$4" \
 		curl -fsS --max-time 2 "http://127.0.0.1:$4/v2/"
 	te_wait registry-tls registry-tls 30 "TLS registry on 127.0.0.1:$5" te_registry_tls_probe
-	te_wait kube-controller-manager kube-controller-manager 60 \
+	te_wait kube-controller-manager kube-controller-manager 120 \
 		"the default service account (controller-manager)" te_default_sa
 	te_wait kube-scheduler kube-scheduler 30 "kube-scheduler" te_pid_alive kube-scheduler
 	te_wait kwok kwok 30 "kwok on 127.0.0.1:$6" curl -fsS --max-time 2 "http://127.0.0.1:$6/healthz"
 
 	te_write_env
-	trap - INT TERM
+	trap - INT TERM EXIT
 	te_info "up in $((SECONDS - t0)) s: apiserver $api, registries 127.0.0.1:$4 (http) 127.0.0.1:$5 (tls)"
 	te_info "use it: eval \"\$($TE_SRC/testenv env)\""
 }
