@@ -8,8 +8,10 @@ usage: testenv nodes add NAME [--kernel K] [--label k=v]... [--os-image S] [--ar
                             [--cpu N] [--memory Q] [--pods N] [--taint k=v:Effect]...
                             [--count N] [--no-wait]   (--count: NAME-1..NAME-N at once)
        testenv nodes remove NAME...
-       testenv nodes reboot NAME [--kernel K]     new bootID (and kernel, if given)
-       testenv nodes upgrade NAME --kernel K      new kernelVersion and bootID
+       testenv nodes reboot NAME [--kernel K] [--down-for S]
+                                   Ready False, new bootID (and kernel), Ready True
+       testenv nodes upgrade NAME --kernel K [--down-for S]
+                                   a reboot into kernel K
        testenv nodes cordon|uncordon NAME
        testenv nodes notready|ready NAME         flip the Ready condition
        testenv nodes list
@@ -148,33 +150,43 @@ te_node_patch_info() { # NAME JSON-nodeInfo-fragment
 		-p "{\"status\":{\"nodeInfo\":$2}}" >/dev/null || te_die "nodes: patching status of node $1 failed"
 }
 
+# A reboot as controllers see it: Ready goes False, the node comes back with
+# a new bootID (and kernel, if given), Ready goes True again.
 te_node_reboot() {
-	local name="" kernel=""
+	local name="" kernel="" down=0
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--kernel) kernel=$2; shift 2 ;;
+		--down-for) down=$2; shift 2 ;;
 		-*) te_die "nodes reboot: unknown option $1" ;;
 		*) name=$1; shift ;;
 		esac
 	done
 	[ -n "$name" ] || te_die "nodes reboot: NAME missing"
+	te_kubectl get node "$name" >/dev/null || te_die "nodes reboot: no node $name"
 	local boot frag
+	te_kubectl annotate --overwrite node "$name" kmm.testenv/node-ready=false >/dev/null
+	te_node_wait_ready "$name" False
+	[ "$down" = 0 ] || sleep "$down"
 	boot=$(te_new_boot_id)
 	frag=$(jq -nc --arg b "$boot" --arg k "$kernel" '{bootID: $b} + (if $k != "" then {kernelVersion: $k} else {} end)')
 	te_node_patch_info "$name" "$frag"
+	te_kubectl annotate node "$name" kmm.testenv/node-ready- >/dev/null
+	te_node_wait_ready "$name" True
 	echo "node/$name rebooted (bootID $boot${kernel:+, kernel $kernel})"
 }
 
 te_node_upgrade() {
-	local name="" kernel=""
+	local name="" kernel="" down=0
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--kernel) kernel=$2; shift 2 ;;
+		--down-for) down=$2; shift 2 ;;
 		-*) te_die "nodes upgrade: unknown option $1" ;;
 		*) name=$1; shift ;;
 		esac
 	done
 	[ -n "$name" ] && [ -n "$kernel" ] || te_die "nodes upgrade: usage: nodes upgrade NAME --kernel K"
-	te_node_reboot "$name" --kernel "$kernel" >/dev/null
+	te_node_reboot "$name" --kernel "$kernel" --down-for "$down" >/dev/null
 	echo "node/$name upgraded to kernel $kernel (rebooted)"
 }
