@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kmm-operator's configuration: the `controller_config.yaml` key of its
+ * ConfigMap (upstream's format and defaults) plus the environment.
+ *
+ * Unlike upstream, which logs a bad file and carries on with defaults, a bad
+ * value or an unknown key is an error naming the key, so a typo never silently
+ * runs the operator with settings nobody chose.
+ */
+#ifndef KMM_OPERATOR_CONFIG_H
+#define KMM_OPERATOR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kmm/error.h"
+
+#define KMM_OPERATOR_CONFIG_KEY "controller_config.yaml"
+
+struct kmm_operator_config {
+	char *health_probe_bind_address;   /* healthProbeBindAddress, ":8081" */
+	int webhook_port;		   /* webhookPort, 9443 */
+	bool leader_election_enabled;	   /* leaderElection.enabled, true */
+	char *leader_election_resource_id; /* leaderElection.resourceID, "kmm.sigs.x-k8s.io" */
+	char *metrics_bind_address;	   /* metrics.bindAddress, "0.0.0.0:8443"; "0" disables */
+	bool metrics_secure_serving;	   /* metrics.secureServing, true */
+	bool metrics_enable_authn_authz;   /* metrics.enableAuthnAuthz, true */
+	int64_t worker_run_as_user;	   /* worker.runAsUser, 0 */
+	char *worker_selinux_type;	   /* worker.seLinuxType, "spc_t" */
+	char *worker_firmware_host_path;   /* worker.firmwareHostPath, "/lib/firmware" */
+	int64_t job_gc_delay_ns;	   /* job.gcDelay (Go duration), 0 */
+
+	/* From the environment. */
+	char *operator_namespace; /* OPERATOR_NAMESPACE, required */
+	char *worker_image;	  /* RELATED_IMAGE_WORKER, required */
+	char *build_image;	  /* RELATED_IMAGE_BUILD, optional */
+	char *sign_image;	  /* RELATED_IMAGE_SIGN, optional */
+};
+
+/* Fills c with upstream's defaults (and no environment). */
+int kmm_operator_config_init(struct kmm_operator_config *c);
+
+/*
+ * Applies a controller_config.yaml document on top of c. Keys are checked
+ * strictly; booleans accept what upstream's YAML decoder accepts for a bool
+ * field (true/false and the YAML 1.1 spellings yes/no/on/off/y/n in their
+ * usual cases). `source` names the input in errors.
+ */
+int kmm_operator_config_parse(struct kmm_operator_config *c, const char *yaml, size_t len,
+			      const char *source, struct kmm_error **err);
+
+/*
+ * Reads OPERATOR_NAMESPACE and the RELATED_IMAGE_* variables through getenv_fn
+ * (secure_getenv in production; tests pass their own).
+ */
+int kmm_operator_config_from_env(struct kmm_operator_config *c,
+				 char *(*getenv_fn)(const char *name), struct kmm_error **err);
+
+void kmm_operator_config_free(struct kmm_operator_config *c);
+
+/*
+ * Parses a Go duration ("300ms", "1.5h", "2h45m", "0"): a sequence of decimal
+ * numbers with units ns, us, µs, ms, s, m, h. Returns nanoseconds.
+ */
+int kmm_parse_go_duration(const char *s, int64_t *ret_ns);
+
+#endif
