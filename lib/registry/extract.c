@@ -294,8 +294,15 @@ static int open_dir(struct kmm_extractor *x, const char *dir, bool create)
 				return -errno;
 			fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
-		if (fd < 0)
+		if (fd < 0) {
+			struct stat st;
+
+			/* O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; say ELOOP. */
+			if (errno == ENOTDIR && fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode))
+				return -ELOOP;
 			return -errno;
+		}
 		close(cur);
 		cur = fd;
 		p += n;

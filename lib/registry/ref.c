@@ -84,9 +84,18 @@ static bool host_valid(const char *s, size_t n)
 	}
 	if (colon == 0)
 		return false;
+	/* dot-separated labels of alphanumerics and inner '-' */
 	for (size_t i = 0; i < colon; i++) {
-		if (!(isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-'))
-			return false;
+		bool label_start = i == 0 || s[i - 1] == '.';
+		bool label_end = i + 1 == colon || s[i + 1] == '.';
+
+		if (s[i] == '.' && !label_start && !label_end)
+			continue;
+		if (isalnum((unsigned char)s[i]))
+			continue;
+		if (s[i] == '-' && !label_start && !label_end)
+			continue;
+		return false;
 	}
 	if (colon < n) {
 		if (colon + 1 == n || n - colon - 1 > 5)
