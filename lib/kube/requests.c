@@ -196,12 +196,18 @@ int kmm_kube_error_from_response(const struct kmm_kube_response *resp, const cha
 		if (s->code >= 400)
 			status = s->code;
 		(void)kmm_buf_printf(&msg, "%s", s->message ? s->message : "");
-		for (size_t i = 0; i < s->n_causes && i < 3; i++)
-			(void)kmm_buf_printf(&msg, "%s%s%s%s", i == 0 ? " (" : "; ",
+		/* Causes add detail only when the message does not already say it. */
+		size_t shown = 0;
+
+		for (size_t i = 0; i < s->n_causes && shown < 3; i++) {
+			if (!s->causes[i].message ||
+			    (s->message && strstr(s->message, s->causes[i].message)))
+				continue;
+			(void)kmm_buf_printf(&msg, "%s%s%s%s", shown++ == 0 ? " (" : "; ",
 					     s->causes[i].field ? s->causes[i].field : "",
-					     s->causes[i].field ? ": " : "",
-					     s->causes[i].message ? s->causes[i].message : "");
-		if (s->n_causes > 0)
+					     s->causes[i].field ? ": " : "", s->causes[i].message);
+		}
+		if (shown > 0)
 			(void)kmm_buf_append_str(&msg, ")");
 		if (ra < 0 && s->retry_after_seconds >= 0)
 			ra = s->retry_after_seconds * 1000;
