@@ -21,4 +21,4 @@ eval "$(KMM_TESTENV_DIR=$dir "$testenv" env)"
 # Advance the revision elsewhere, wait for the informer's short watch stream
 # to end, compact: the reconnect from the old version gets 410.
 kc="$KMM_TESTENV_BIN/kubectl --kubeconfig $KUBECONFIG"
-"$itest" gone "bash -c '$kc create namespace kube-gone-other >/dev/null && for i in 1 2 3 4 5; do $kc -n kube-gone-other create configmap c\$i >/dev/null; done && bash $(dirname "$0")/lib.sh compact_etcd $dir'"
+"$itest" gone "bash -c '$kc create namespace kube-gone-other >/dev/null && for i in 1 2 3 4 5; do $kc -n kube-gone-other create configmap c\$i >/dev/null; done && bash $(dirname "$0")/lib.sh compact_etcd $dir && sleep 4'"
