@@ -30,6 +30,19 @@ static const char help[] =
 	"      --host-modules DIR   host module tree scanned for in-tree modules\n"
 	"                           (default /lib/modules)\n"
 	"\n"
+	"Pulling the kmod image itself (instead of --image-root; only <dirName>/lib/modules/\n"
+	"<kernel> and firmwarePath are extracted, checked against their digests):\n"
+	"      --pull               pull the config's containerImage\n"
+	"      --image REF          pull REF: a registry reference, or oci:DIR[:NAME] for an\n"
+	"                           OCI image layout directory\n"
+	"      --pull-secret FILE   registry credentials (.dockerconfigjson)\n"
+	"      --registry-ca FILE   PEM CA bundle for the registry\n"
+	"      --registry-insecure  plain HTTP\n"
+	"      --registry-skip-verify  HTTPS without certificate verification (also\n"
+	"                           implied by insecurePull: true in the config)\n"
+	"      --pull-dir DIR       where images are extracted, then removed\n"
+	"                           (default /var/lib/kmm-worker)\n"
+	"\n"
 	"Options:\n" KMM_COMMON_OPTIONS_HELP
 	"\n"
 	"Exit status: 0 done, 1 failed (the reason is logged), 2 usage error,\n"
@@ -40,6 +53,13 @@ enum {
 	OPT_IMAGE_ROOT,
 	OPT_KERNEL,
 	OPT_HOST_MODULES,
+	OPT_PULL,
+	OPT_IMAGE,
+	OPT_PULL_SECRET,
+	OPT_REGISTRY_CA,
+	OPT_REGISTRY_INSECURE,
+	OPT_REGISTRY_SKIP_VERIFY,
+	OPT_PULL_DIR,
 };
 
 static int finish(int r, struct kmm_error *e, const char *what)
@@ -62,6 +82,13 @@ static int cmd_kmod(int argc, char **argv)
 		{ "image-root", required_argument, NULL, OPT_IMAGE_ROOT },
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "host-modules", required_argument, NULL, OPT_HOST_MODULES },
+		{ "pull", no_argument, NULL, OPT_PULL },
+		{ "image", required_argument, NULL, OPT_IMAGE },
+		{ "pull-secret", required_argument, NULL, OPT_PULL_SECRET },
+		{ "registry-ca", required_argument, NULL, OPT_REGISTRY_CA },
+		{ "registry-insecure", no_argument, NULL, OPT_REGISTRY_INSECURE },
+		{ "registry-skip-verify", no_argument, NULL, OPT_REGISTRY_SKIP_VERIFY },
+		{ "pull-dir", required_argument, NULL, OPT_PULL_DIR },
 		{ 0 },
 	};
 	struct kmm_worker_opts o = {
@@ -71,7 +98,7 @@ static int cmd_kmod(int argc, char **argv)
 	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
 	_cleanup_error_ struct kmm_error *e = NULL;
 	const char *action, *path;
-	bool load;
+	bool load, pull = false;
 	int opt, r;
 
 	optind = 0;
@@ -91,6 +118,27 @@ static int cmd_kmod(int argc, char **argv)
 			break;
 		case OPT_HOST_MODULES:
 			o.host_modules_root = optarg;
+			break;
+		case OPT_PULL:
+			pull = true;
+			break;
+		case OPT_IMAGE:
+			o.image = optarg;
+			break;
+		case OPT_PULL_SECRET:
+			o.pull_secret_file = optarg;
+			break;
+		case OPT_REGISTRY_CA:
+			o.registry_ca_file = optarg;
+			break;
+		case OPT_REGISTRY_INSECURE:
+			o.registry_insecure = true;
+			break;
+		case OPT_REGISTRY_SKIP_VERIFY:
+			o.registry_skip_verify = true;
+			break;
+		case OPT_PULL_DIR:
+			o.pull_dir = optarg;
 			break;
 		case '?':
 			return kmm_cli_bad_option(PROG, argc, argv);
@@ -116,6 +164,8 @@ static int cmd_kmod(int argc, char **argv)
 	r = kmm_worker_config_load(path, &cfg, &e);
 	if (r < 0)
 		return finish(r, e, "cannot read the worker config");
+	if (pull && !o.image)
+		o.image = cfg->container_image;
 	kmm_log(KMM_LOG_INFO, load ? "loading module" : "unloading module", "module",
 		cfg->modprobe.module_name ? cfg->modprobe.module_name : "(rawArgs)", "config",
 		path, NULL);

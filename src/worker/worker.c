@@ -1,15 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include "kmm/fileio.h"
 #include "kmm/kmod.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
 #include "src/worker/worker.h"
+#ifdef KMM_HAVE_REGISTRY
+#include "kmm/registry.h"
+#endif
 
 volatile sig_atomic_t kmm_worker_stop_signal;
 
@@ -182,8 +188,144 @@ static int remove_in_tree(const struct kmm_module_config *cfg, const struct kmm_
 	return 0;
 }
 
+/* ---- pulling the kmod image ---- */
+
+bool kmm_worker_can_pull(void)
+{
+#ifdef KMM_HAVE_REGISTRY
+	return true;
+#else
+	return false;
+#endif
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* A pulled image's directory, removed when the step is over. */
+struct pulled {
+	char *dir;
+};
+
+static void pulled_done(struct pulled *p)
+{
+	if (p->dir) {
+		nftw(p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		free(p->dir);
+		p->dir = NULL;
+	}
+}
+
+#ifdef KMM_HAVE_REGISTRY
+static int pull(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+		struct pulled *ret, struct kmm_error **err)
+{
+	struct kmm_registry_options ro = {
+		.insecure = o->registry_insecure,
+		.insecure_skip_tls_verify = o->registry_skip_verify || cfg->insecure_pull,
+		.ca_file = o->registry_ca_file,
+		.docker_config_file = o->pull_secret_file,
+	};
+	_cleanup_(kmm_registry_freep) struct kmm_registry *r = NULL;
+	_cleanup_strv_free_ char **prefixes = NULL;
+	_cleanup_free_ char *digest = NULL, *dir = NULL;
+	const char *image = o->image ? o->image : cfg->container_image;
+	const char *dir_name = cfg->modprobe.dir_name ? cfg->modprobe.dir_name : "/opt";
+	const char *pull_dir = o->pull_dir ? o->pull_dir : "/var/lib/kmm-worker";
+	struct utsname u;
+	int r_;
+
+	if (!image || !*image)
+		return kmm_error_make(err, EINVAL, "no image to pull (containerImage is empty)");
+	if (uname(&u) < 0)
+		return kmm_error_make_errno(err, errno, "uname");
+	if (kmm_strv_pushf(&prefixes, "%s/lib/modules/%s", dir_name, o->kernel ? o->kernel : u.release) < 0 ||
+	    (cfg->kernel_version && *cfg->kernel_version &&
+	     kmm_strv_pushf(&prefixes, "%s/lib/modules/%s", dir_name, cfg->kernel_version) < 0) ||
+	    (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path &&
+	     kmm_strv_push(&prefixes, cfg->modprobe.firmware_path) < 0) ||
+	    asprintf(&dir, "%s/image.XXXXXX", pull_dir) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (mkdir(pull_dir, 0700) < 0 && errno != EEXIST)
+		return kmm_error_make_errno(err, errno, "create %s", pull_dir);
+	if (!mkdtemp(dir))
+		return kmm_error_make_errno(err, errno, "create a directory in %s", pull_dir);
+	ret->dir = TAKE_PTR(dir);
+	if (strncmp(image, "oci:", 4) != 0) {
+		r_ = kmm_registry_new(&ro, &r, err);
+		if (r_ < 0)
+			return kmm_error_wrap(err, "pull %s", image);
+	}
+	kmm_log(KMM_LOG_INFO, "pulling image", "image", image, "into", ret->dir, NULL);
+	/* kmm_image_extract wants an empty or missing target: ours is empty. */
+	r_ = kmm_image_extract(r, image, (const char *const *)prefixes, ret->dir, NULL, &digest, err);
+	if (r_ < 0)
+		return kmm_error_wrap(err, "pull %s", image);
+	kmm_log(KMM_LOG_INFO, "image extracted", "image", image, "digest", digest ? digest : "",
+		NULL);
+	return 0;
+}
+#endif
+
+/*
+ * Where the image's files are for this step: pulled into a fresh directory
+ * when an image source was asked for, else o->image_root as given.
+ */
+static int image_source(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+			struct kmm_worker_opts *eff, struct pulled *pulled, struct kmm_error **err)
+{
+	*eff = *o;
+	if (!o->image)
+		return 0;
+#ifdef KMM_HAVE_REGISTRY
+	{
+		int r = pull(cfg, o, pulled, err);
+		if (r < 0)
+			return r;
+		eff->image_root = pulled->dir;
+		return 0;
+	}
+#else
+	return kmm_error_make(err, EOPNOTSUPP,
+			      "this kmm-worker was built without image pulling (lib/registry)");
+#endif
+}
+
+static int load_from(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+		     struct kmm_error **err);
+static int unload_from(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+		       struct kmm_error **err);
+
 int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		    struct kmm_error **err)
+{
+	_cleanup_(pulled_done) struct pulled pulled = { NULL };
+	struct kmm_worker_opts eff;
+	int r;
+
+	r = image_source(cfg, o, &eff, &pulled, err);
+	if (r < 0)
+		return r;
+	return load_from(cfg, &eff, err);
+}
+
+int kmm_worker_unload(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+		      struct kmm_error **err)
+{
+	_cleanup_(pulled_done) struct pulled pulled = { NULL };
+	struct kmm_worker_opts eff;
+	int r;
+
+	r = image_source(cfg, o, &eff, &pulled, err);
+	if (r < 0)
+		return r;
+	return unload_from(cfg, &eff, err);
+}
+
+static int load_from(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+		     struct kmm_error **err)
 {
 	const char *name = cfg->modprobe.module_name;
 	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);
@@ -271,8 +413,8 @@ int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker
 	return 0;
 }
 
-int kmm_worker_unload(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
-		      struct kmm_error **err)
+static int unload_from(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+		       struct kmm_error **err)
 {
 	const char *name = cfg->modprobe.module_name;
 	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);

@@ -28,7 +28,23 @@ struct kmm_worker_opts {
 	const char *host_modules_root;
 	/* Kernel release override (standalone --kernel); NULL for uname -r. */
 	const char *kernel;
+
+	/*
+	 * Pulling the kmod image instead of reading image_root: `image` is a
+	 * registry reference or "oci:DIR[:NAME]" (an OCI image layout). Only
+	 * <dirName>/lib/modules/<kernel> and the firmware path are extracted,
+	 * into a fresh directory under pull_dir that is removed afterwards.
+	 */
+	const char *image;
+	const char *pull_dir;
+	const char *registry_ca_file;
+	const char *pull_secret_file; /* a .dockerconfigjson */
+	bool registry_insecure;       /* plain HTTP */
+	bool registry_skip_verify;    /* HTTPS without verification */
 };
+
+/* True when this build can pull images (lib/registry is built in). */
+bool kmm_worker_can_pull(void);
 
 /* Upper bound on a worker config file's size. */
 #define KMM_WORKER_CONFIG_MAX ((size_t)1024 * 1024)

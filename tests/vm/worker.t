@@ -130,7 +130,17 @@ cfg nodeps.yaml "modprobe:" "  moduleName: vmk_b" "  dirName: /nodeps"
 cfg raw.yaml "modprobe:" "  rawArgs:" "    load: [-v, -d, /tmp/opt, vmk_o2]" \
 	"    unload: [-r, -v, -d, /tmp/opt, vmk_o2]"
 cfg signed.yaml "modprobe:" "  moduleName: vmk_a" "  dirName: /signed"
-cfg oci.yaml "modprobe:" "  moduleName: vmk_a" "  dirName: /opt"
+cfg oci.yaml "modprobe:" "  moduleName: vmk_b" "  dirName: /ocimod" "  parameters: [answer=7]" \
+	"  firmwarePath: /ocifw"
+
+# A FROM-scratch kmod image as an OCI image layout: only the worker's pull
+# puts these files on the guest (no /tmp/ocimod there).
+mkdir -p "$VM_WORK/ociroot/ocimod/lib/modules/$KVER/extra" "$VM_WORK/ociroot/ocifw" "$VM_WORK/ociroot/etc"
+cp "$M/vmk_a.ko" "$M/vmk_b.ko" "$VM_WORK/ociroot/ocimod/lib/modules/$KVER/extra/"
+depmod -b "$VM_WORK/ociroot/ocimod" "$KVER" 2>/dev/null || bail "depmod of the OCI image tree failed"
+printf 'VMK firmware blob from the OCI image\n' >"$VM_WORK/ociroot/ocifw/vmk-test.bin"
+echo "not extracted" >"$VM_WORK/ociroot/etc/unrelated"
+python3 "$VM_LIB_DIR/mkoci.py" "$VM_WORK/ociroot" "$R/oci" vmk || bail "mkoci.py failed"
 
 vm_pack "$R" "$VM_WORK/initrd.gz" || bail "cpio failed"
 echo "# initramfs $(du -k "$VM_WORK/initrd.gz" | cut -f1) KiB"
