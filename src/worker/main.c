@@ -19,7 +19,9 @@ static const char help[] =
 	"Commands:\n"
 	"  kmod load CONFIG     load the module a worker config (ModuleConfig YAML) names\n"
 	"  kmod unload CONFIG   unload it and remove the firmware files it installed\n"
-	"  run -f MODULE.yaml   standalone mode: resolve a Module for this host, load it\n"
+	"  run -f MODULE.yaml   standalone mode: resolve the Module's kernelMappings for\n"
+	"                       this host (--kernel K to override uname -r), pull the\n"
+	"                       image and load the module; --unload reverses it\n"
 	"\n"
 	"Options of kmod load/unload:\n"
 	"      --firmware-path DIR  host firmware directory: written to firmware_class.path,\n"
@@ -74,7 +76,18 @@ static int finish(int r, struct kmm_error *e, const char *what)
 	return KMM_EXIT_FAILURE;
 }
 
-static int cmd_kmod(int argc, char **argv)
+enum mode { MODE_KMOD, MODE_RUN };
+
+struct args {
+	struct kmm_worker_opts o;
+	bool pull;
+	bool unload;      /* run --unload */
+	const char *file; /* run -f */
+	bool no_pull;     /* run with --image-root given */
+};
+
+/* Parses the options of `kmod` and `run`. Returns -1 to go on, or an exit code. */
+static int parse(enum mode mode, int argc, char **argv, struct args *a)
 {
 	static const struct option options[] = {
 		KMM_COMMON_LONG_OPTIONS,
@@ -89,56 +102,61 @@ static int cmd_kmod(int argc, char **argv)
 		{ "registry-insecure", no_argument, NULL, OPT_REGISTRY_INSECURE },
 		{ "registry-skip-verify", no_argument, NULL, OPT_REGISTRY_SKIP_VERIFY },
 		{ "pull-dir", required_argument, NULL, OPT_PULL_DIR },
+		{ "unload", no_argument, NULL, 'u' },
+		{ "file", required_argument, NULL, 'f' },
 		{ 0 },
 	};
-	struct kmm_worker_opts o = {
-		.image_root = "/tmp",
-		.host_modules_root = "/lib/modules",
-	};
-	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
-	_cleanup_error_ struct kmm_error *e = NULL;
-	const char *action, *path;
-	bool load, pull = false;
 	int opt, r;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, mode == MODE_RUN ? "hf:u" : "h", options, NULL)) != -1) {
 		switch (opt) {
 		case KMM_OPT_HELP:
 			fputs(help, stdout);
 			return KMM_EXIT_OK;
 		case OPT_FIRMWARE_PATH:
-			o.firmware_host_path = optarg;
+			a->o.firmware_host_path = optarg;
 			break;
 		case OPT_IMAGE_ROOT:
-			o.image_root = optarg;
+			a->o.image_root = optarg;
+			a->no_pull = true;
 			break;
 		case OPT_KERNEL:
-			o.kernel = optarg;
+			a->o.kernel = optarg;
 			break;
 		case OPT_HOST_MODULES:
-			o.host_modules_root = optarg;
+			a->o.host_modules_root = optarg;
 			break;
 		case OPT_PULL:
-			pull = true;
+			a->pull = true;
 			break;
 		case OPT_IMAGE:
-			o.image = optarg;
+			a->o.image = optarg;
 			break;
 		case OPT_PULL_SECRET:
-			o.pull_secret_file = optarg;
+			a->o.pull_secret_file = optarg;
 			break;
 		case OPT_REGISTRY_CA:
-			o.registry_ca_file = optarg;
+			a->o.registry_ca_file = optarg;
 			break;
 		case OPT_REGISTRY_INSECURE:
-			o.registry_insecure = true;
+			a->o.registry_insecure = true;
 			break;
 		case OPT_REGISTRY_SKIP_VERIFY:
-			o.registry_skip_verify = true;
+			a->o.registry_skip_verify = true;
 			break;
 		case OPT_PULL_DIR:
-			o.pull_dir = optarg;
+			a->o.pull_dir = optarg;
+			break;
+		case 'u':
+		case 'f':
+			if (mode != MODE_RUN)
+				return kmm_cli_usage_error(PROG, "--%s is an option of 'run'",
+							   opt == 'u' ? "unload" : "file");
+			if (opt == 'u')
+				a->unload = true;
+			else
+				a->file = optarg;
 			break;
 		case '?':
 			return kmm_cli_bad_option(PROG, argc, argv);
@@ -149,6 +167,21 @@ static int cmd_kmod(int argc, char **argv)
 			break;
 		}
 	}
+	return -1;
+}
+
+static int cmd_kmod(int argc, char **argv)
+{
+	struct args a = { .o = { .image_root = "/tmp", .host_modules_root = "/lib/modules" } };
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
+	_cleanup_error_ struct kmm_error *e = NULL;
+	const char *action, *path;
+	bool load;
+	int r;
+
+	r = parse(MODE_KMOD, argc, argv, &a);
+	if (r >= 0)
+		return r;
 	if (argc - optind != 2)
 		return kmm_cli_usage_error(PROG, "usage: kmod load|unload CONFIG [--firmware-path DIR]");
 	action = argv[optind];
@@ -164,25 +197,39 @@ static int cmd_kmod(int argc, char **argv)
 	r = kmm_worker_config_load(path, &cfg, &e);
 	if (r < 0)
 		return finish(r, e, "cannot read the worker config");
-	if (pull && !o.image)
-		o.image = cfg->container_image;
+	if (a.pull && !a.o.image)
+		a.o.image = cfg->container_image;
 	kmm_log(KMM_LOG_INFO, load ? "loading module" : "unloading module", "module",
 		cfg->modprobe.module_name ? cfg->modprobe.module_name : "(rawArgs)", "config",
 		path, NULL);
-	r = load ? kmm_worker_load(cfg, &o, &e) : kmm_worker_unload(cfg, &o, &e);
+	r = load ? kmm_worker_load(cfg, &a.o, &e) : kmm_worker_unload(cfg, &a.o, &e);
 	return finish(r, e, load ? "load failed" : "unload failed");
 }
 
 static int cmd_run(int argc, char **argv)
 {
-	int first, r;
+	struct args a = { .o = { .image_root = "/", .host_modules_root = "/lib/modules" } };
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
+	_cleanup_error_ struct kmm_error *e = NULL;
+	int r;
 
-	r = kmm_cli_parse_common(PROG, help, argc, argv, &first);
+	r = parse(MODE_RUN, argc, argv, &a);
 	if (r >= 0)
 		return r;
-	kmm_log(KMM_LOG_ERROR, "standalone mode is not available in this build: it needs the "
-			       "Module parser and kernel mapping (lib/api)", NULL);
-	return KMM_EXIT_FAILURE;
+	if (!a.file || argc != optind)
+		return kmm_cli_usage_error(PROG, "usage: run -f MODULE.yaml [--kernel K] [--unload]");
+	kmm_worker_install_signal_handlers();
+	r = kmm_worker_standalone_config(a.file, a.o.kernel, &cfg, &e);
+	if (r < 0)
+		return finish(r, e, "cannot resolve the Module for this host");
+	/* Standalone pulls the resolved image unless told where the files are. */
+	if (!a.o.image && !a.no_pull)
+		a.o.image = cfg->container_image;
+	kmm_log(KMM_LOG_INFO, a.unload ? "unloading module" : "loading module", "module",
+		cfg->modprobe.module_name ? cfg->modprobe.module_name : "(rawArgs)", "kernel",
+		cfg->kernel_version, "image", a.o.image ? a.o.image : a.o.image_root, NULL);
+	r = a.unload ? kmm_worker_unload(cfg, &a.o, &e) : kmm_worker_load(cfg, &a.o, &e);
+	return finish(r, e, a.unload ? "unload failed" : "load failed");
 }
 
 static const struct kmm_cli_command commands[] = {

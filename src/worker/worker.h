@@ -53,6 +53,16 @@ bool kmm_worker_can_pull(void);
 int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
 			   struct kmm_error **err);
 
+/*
+ * Standalone mode: reads a Module manifest (YAML; the first document of kind
+ * Module), resolves its kernelMappings for `kernel` (NULL: uname -r) with the
+ * operator's code, and builds the worker config the operator would have
+ * written. -ENOENT when no mapping matches; -EOPNOTSUPP in a build without
+ * lib/api's kernel mapping.
+ */
+int kmm_worker_standalone_config(const char *path, const char *kernel,
+				 struct kmm_module_config **ret_cfg, struct kmm_error **err);
+
 /* Set by the signal handler; checked between steps. */
 extern volatile sig_atomic_t kmm_worker_stop_signal;
 

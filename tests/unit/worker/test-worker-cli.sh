@@ -69,7 +69,7 @@ cfg bad.yaml "modprobe:" "  moduleName: fx_a" "  bogus: 1"
 cfg flags.yaml "modprobe:" "  moduleName: fx_a" "  dirName: /opt" \
 	"  args: {load: [--set-version, '1.0'], unload: [-v]}"
 
-echo "1..22"
+echo "1..28"
 
 run --version
 ok "--version exits 0 and prints the version" eval '[ $RC = 0 ] && said "kmm-worker "'
@@ -140,6 +140,50 @@ wait $pid
 RC=$?
 ok "SIGTERM stops the worker with exit 143" eval '[ $RC = 143 ] && said "stopped"'
 ok "after SIGTERM no further module is loaded" eval 'calls "insmod fx_o2 ;" && ! loaded fx_o1'
+
+# Standalone mode: a Module resolved for this host, as the operator would.
+cat >"$ROOT/module.yaml" <<MODULE
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: fx, namespace: default}
+spec:
+  selector: {kubernetes.io/hostname: here}
+  moduleLoader:
+    container:
+      modprobe:
+        moduleName: fx_b
+        parameters: [x=3]
+      kernelMappings:
+      - literal: 0.0.0-other
+        containerImage: oci:$ROOT/nosuch
+      - regexp: '^9\.9\.'
+        containerImage: oci:$ROOT/oci:fx-\${KERNEL_XYZ}
+MODULE
+: >"$ROOT/calls.log"
+run run -f "$ROOT/module.yaml" --image-root "$ROOT/img"
+ok "run -f loads the Module's module from given files" eval '[ $RC = 0 ] && calls "insmod fx_a ;insmod fx_b x=3;"'
+run run --unload -f "$ROOT/module.yaml" --image-root "$ROOT/img"
+ok "run --unload reverses it" eval '[ $RC = 0 ] && ! loaded fx_b && ! loaded fx_a'
+run run -f "$ROOT/module.yaml" --kernel 1.2.3-nomatch --image-root "$ROOT/img"
+ok "run with a kernel no mapping matches exits 1 and says so" \
+	eval '[ $RC = 1 ] && said "no kernelMappings entry of Module fx matches kernel 1.2.3-nomatch"'
+if "$WORKER" --help | grep -q -- '--image REF'; then
+	mkdir -p "$ROOT/ociroot"
+	cp -r "$ROOT/img/opt" "$ROOT/ociroot/"
+	python3 "$(dirname "$0")/../../vm/mkoci.py" "$ROOT/ociroot" "$ROOT/oci" fx-9.9.9
+	: >"$ROOT/calls.log"
+	run run -f "$ROOT/module.yaml" --pull-dir "$ROOT/pull"
+	ok "run -f pulls the mapped image (an OCI layout) and loads" \
+		eval '[ $RC = 0 ] && calls "insmod fx_a ;insmod fx_b x=3;" && said "pulling image"'
+	ok "the extracted image is removed afterwards" eval '[ -z "$(ls -A "$ROOT/pull")" ]'
+	run run --unload -f "$ROOT/module.yaml" --pull-dir "$ROOT/pull"
+	ok "run --unload with a pull" eval '[ $RC = 0 ] && ! loaded fx_b'
+else
+	for t in pull cleanup unload; do
+		n=$((n + 1))
+		echo "ok $n - standalone $t # SKIP built without lib/registry"
+	done
+fi
 
 echo "# $((n - fails)) passed, $fails failed"
 [ $fails -eq 0 ]
