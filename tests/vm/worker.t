@@ -17,7 +17,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MAIN_TESTS=(load-unload-dirname dependency-order parameters module-in-use modules-loading-order
-	in-tree-removal firmware wrong-kernel missing-symbol raw-args oci-layout)
+	in-tree-removal firmware wrong-kernel missing-symbol raw-args oci-layout standalone)
 SIG_TESTS=(sig-enforce-unsigned sig-enforce-untrusted-key)
 N=$((${#MAIN_TESTS[@]} + ${#SIG_TESTS[@]}))
 
@@ -141,6 +141,27 @@ depmod -b "$VM_WORK/ociroot/ocimod" "$KVER" 2>/dev/null || bail "depmod of the O
 printf 'VMK firmware blob from the OCI image\n' >"$VM_WORK/ociroot/ocifw/vmk-test.bin"
 echo "not extracted" >"$VM_WORK/ociroot/etc/unrelated"
 python3 "$VM_LIB_DIR/mkoci.py" "$VM_WORK/ociroot" "$R/oci" vmk || bail "mkoci.py failed"
+
+# Standalone mode: a Module whose second kernel mapping matches this kernel.
+cat >"$R/etc/kmm/module.yaml" <<MODULE
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: vmk, namespace: default}
+spec:
+  selector: {kubernetes.io/hostname: vm}
+  moduleLoader:
+    container:
+      modprobe:
+        moduleName: vmk_b
+        dirName: /ocimod
+        parameters: [answer=9]
+        firmwarePath: /ocifw
+      kernelMappings:
+      - literal: 0.0.0-not-this-one
+        containerImage: oci:/oci:nosuch
+      - regexp: '^${KVER%%.*}\.'
+        containerImage: oci:/oci:vmk
+MODULE
 
 vm_pack "$R" "$VM_WORK/initrd.gz" || bail "cpio failed"
 echo "# initramfs $(du -k "$VM_WORK/initrd.gz" | cut -f1) KiB"
