@@ -290,7 +290,9 @@ static int open_dir(struct kmm_extractor *x, const char *dir, bool create)
 		comp[n] = '\0';
 		fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 && errno == ENOENT && create) {
-			if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST)
+			/* 0755 whatever the umask, so trees do not depend on the caller's */
+			if (mkdirat(cur, comp, 0755) < 0 ? errno != EEXIST
+							 : fchmodat(cur, comp, 0755, 0) < 0)
 				return -errno;
 			fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A thin command-line front end to include/kmm/registry.h for the
+ * integration suite (tests/integration/registry/registry.t):
+ *
+ *   registry-itest [OPTIONS] exists IMAGE
+ *       prints "exists DIGEST" (exit 0) or "missing" (exit 1)
+ *   registry-itest [OPTIONS] extract IMAGE TARGET PREFIX...
+ *       prints "extracted DIGEST" (exit 0)
+ *
+ * Errors print "error: <message>" on stderr and exit 2 (3 for errno codes the
+ * suite checks: the message is what is asserted).
+ * OPTIONS: --insecure --skip-verify --ca FILE --auth-file FILE --user U
+ *          --password P --arch A --timeout-ms N --max-file-bytes N
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmm/log.h"
+#include "kmm/registry.h"
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "insecure", no_argument, NULL, 'i' },
+		{ "skip-verify", no_argument, NULL, 'k' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "auth-file", required_argument, NULL, 'a' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "password", required_argument, NULL, 'p' },
+		{ "arch", required_argument, NULL, 'A' },
+		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "max-file-bytes", required_argument, NULL, 'm' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ 0 },
+	};
+	struct kmm_registry_options o = { 0 };
+	struct kmm_extract_limits lim = { 0 };
+	struct kmm_registry *r = NULL;
+	struct kmm_error *err = NULL;
+	char *digest = NULL;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			o.insecure = true;
+			break;
+		case 'k':
+			o.insecure_skip_tls_verify = true;
+			break;
+		case 'c':
+			o.ca_file = optarg;
+			break;
+		case 'a':
+			o.docker_config_file = optarg;
+			break;
+		case 'u':
+			o.username = optarg;
+			break;
+		case 'p':
+			o.password = optarg;
+			break;
+		case 'A':
+			o.architecture = optarg;
+			break;
+		case 't':
+			o.request_timeout_ms = strtol(optarg, NULL, 10);
+			o.connect_timeout_ms = o.request_timeout_ms;
+			break;
+		case 'm':
+			lim.max_file_bytes = strtoull(optarg, NULL, 10);
+			break;
+		case 'd':
+			kmm_log_set_level(KMM_LOG_DEBUG);
+			break;
+		default:
+			return 64;
+		}
+	}
+	if (argc - optind < 2)
+		return 64;
+	rc = kmm_registry_new(&o, &r, &err);
+	if (rc == 0 && strcmp(argv[optind], "exists") == 0) {
+		rc = kmm_registry_image_exists(r, argv[optind + 1], &digest, &err);
+		if (rc == 1)
+			printf("exists %s\n", digest ? digest : "(no digest)");
+		else if (rc == 0)
+			printf("missing\n");
+		free(digest);
+		kmm_registry_free(r);
+		if (rc >= 0)
+			return rc == 1 ? 0 : 1;
+	} else if (rc == 0 && strcmp(argv[optind], "extract") == 0 && argc - optind >= 4) {
+		rc = kmm_image_extract(r, argv[optind + 1], (const char *const *)argv + optind + 3,
+				       argv[optind + 2], &lim, &digest, &err);
+		if (rc == 0)
+			printf("extracted %s\n", digest);
+		free(digest);
+		kmm_registry_free(r);
+		if (rc == 0)
+			return 0;
+	} else if (rc == 0) {
+		kmm_registry_free(r);
+		return 64;
+	}
+	fprintf(stderr, "error: %s\n", kmm_error_message(err));
+	kmm_error_free(err);
+	return 2;
+}
