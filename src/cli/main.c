@@ -1,18 +1,26 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* kmmctl: offline tools for kmm Modules (validate, plan). One file per command. */
 #include <stddef.h>
 
+#include "src/cli/kmmctl.h"
 #include "src/common/cli.h"
 
-#define PROG "kmmctl"
-
-static const char help[] =
-	"Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
-	"\n"
-	"Validates kmm Modules and shows what each node would get.\n"
-	"\n"
-	"Options:\n" KMM_COMMON_OPTIONS_HELP;
+static const char help[] = "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
+			   "\n"
+			   "Validates kmm Modules and shows what each node would get.\n"
+			   "\n"
+			   "Commands:\n"
+			   "  validate   check manifests with the webhook's rules, offline\n"
+			   "  plan       show the mapping, image, build/sign steps and modprobe\n"
+			   "             commands for each Module and node or kernel\n"
+			   "\n"
+			   "Run '" PROG " COMMAND --help' for the options of a command.\n"
+			   "\n"
+			   "Options:\n" KMM_COMMON_OPTIONS_HELP;
 
 static const struct kmm_cli_command commands[] = {
+	{ "validate", "check manifests offline", kmmctl_validate },
+	{ "plan", "show what KMM would do per node or kernel", kmmctl_plan },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kmmctl plan: for each Module and each node (or bare kernel), what KMM would
+ * do: the kernel mapping chosen and why, the image, build and sign steps, the
+ * in-tree removals and the exact modprobe commands of the worker.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmm/api.h"
+#include "kmm/json.h"
+#include "kmm/kernel.h"
+#include "kmm/strv.h"
+#include "src/cli/kmmctl.h"
+#include "src/common/cli.h"
+
+static const char help[] =
+    "Usage: " PROG " plan -f FILE [-f FILE...] (--kernel K... | --nodes FILE) [OPTIONS]\n"
+    "\n"
+    "Shows, for every Module in the files and every target, which kernel mapping is\n"
+    "chosen and why, the kmod image, the build and sign steps, the in-tree modules\n"
+    "removed and the exact modprobe commands the worker runs.\n"
+    "\n"
+    "Options:\n"
+    "  -f, --filename FILE      manifest file with Modules (YAML or JSON, '-' for stdin)\n"
+    "  -k, --kernel K           a node kernel version (uname -r); repeatable\n"
+    "  -l, --node-labels L      labels of the --kernel targets, as k=v,k2=v2; without it\n"
+    "                           the Module selector is assumed to match\n"
+    "      --nodes FILE         Node objects (e.g. kubectl get nodes -o yaml): name, labels,\n"
+    "                           taints and status.nodeInfo.kernelVersion of each\n"
+    "  -n, --namespace NS       namespace for Modules that have none (default \"default\")\n"
+    "  -o, --output FORMAT      table (default), json or yaml\n"
+    "      --kubeconfig FILE    plan against the nodes of a live cluster (not available in\n"
+    "                           this build: use kubectl get nodes -o yaml | kmmctl plan --nodes "
+    "-)\n" KMM_COMMON_OPTIONS_HELP;
+
+enum {
+	OPT_NODES = 0x200,
+	OPT_KUBECONFIG,
+};
+
+struct target {
+	char *node;   /* NULL for a bare --kernel */
+	char *kernel; /* as reported by the node */
+	bool has_labels;
+	struct kmm_strmap labels;
+	json_t *taints; /* borrowed from the nodes document, may be NULL */
+};
+
+static void targets_free(struct target *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].node);
+		free(t[i].kernel);
+		kmm_strmap_done(&t[i].labels);
+	}
+	free(t);
+}
+
+static int parse_labels(const char *s, struct kmm_strmap *m)
+{
+	_cleanup_strv_free_ char **pairs = NULL;
+
+	if (kmm_strv_split(s, ",", &pairs) < 0)
+		return -ENOMEM;
+	KMM_STRV_FOREACH (p, pairs) {
+		char *eq = strchr(p, '=');
+
+		if (!eq)
+			return -EINVAL;
+		*eq = '\0';
+		if (kmm_strmap_set(m, p, eq + 1) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static bool selector_matches(const struct kmm_strmap *sel, const struct target *t, char **ret_why)
+{
+	if (!t->has_labels)
+		return true;
+	for (size_t i = 0; i < sel->n; i++) {
+		const char *v = kmm_strmap_get(&t->labels, sel->keys[i]);
+
+		if (!v || strcmp(v, sel->values[i]) != 0) {
+			if (asprintf(ret_why, "selector %s=%s does not match the node labels",
+				     sel->keys[i], sel->values[i]) < 0)
+				*ret_why = NULL;
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool tolerated(const struct kmm_module_spec *s, const json_t *taint)
+{
+	const char *key = json_string_value(json_object_get(taint, "key"));
+	const char *value = json_string_value(json_object_get(taint, "value"));
+	const char *effect = json_string_value(json_object_get(taint, "effect"));
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(kmm_internal_toleration_keys); i++)
+		if (key && strcmp(key, kmm_internal_toleration_keys[i]) == 0 && effect &&
+		    strcmp(effect, "NoSchedule") == 0)
+			return true;
+	for (size_t i = 0; i < s->n_tolerations; i++) {
+		const struct kmm_toleration *t = &s->tolerations[i];
+		bool exists = t->operator&& strcmp(t->operator, "Exists") == 0;
+
+		if (t->effect && *t->effect && (!effect || strcmp(t->effect, effect) != 0))
+			continue;
+		if (exists && (!t->key || !*t->key || (key && strcmp(t->key, key) == 0)))
+			return true;
+		if (!exists && key && t->key && strcmp(t->key, key) == 0 &&
+		    strcmp(t->value ? t->value : "", value ? value : "") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Why a node is unschedulable for the Module (NULL if it is schedulable). */
+static const json_t *untolerated_taint(const struct kmm_module_spec *s, const json_t *taints)
+{
+	size_t i;
+	json_t *t;
+
+	json_array_foreach ((json_t *)taints, i, t) {
+		const char *effect = json_string_value(json_object_get(t, "effect"));
+
+		if (!effect ||
+		    (strcmp(effect, "NoSchedule") != 0 && strcmp(effect, "NoExecute") != 0))
+			continue;
+		if (!tolerated(s, t))
+			return t;
+	}
+	return NULL;
+}
+
+static json_t *strv_json(char *const *v)
+{
+	json_t *a = json_array();
+
+	KMM_STRV_FOREACH (s, v) {
+		if (a && json_array_append_new(a, json_string(s)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static json_t *argv_json_cmd(char **argv)
+{
+	_cleanup_free_ char *s = NULL;
+
+	if (!argv)
+		return json_null();
+	s = kmm_strv_join(argv, " ");
+	return s ? json_string(s) : NULL;
+}
+
+/* The build step: merged args plus the ones KMM injects (they win over user args). */
+static json_t *build_json(const struct kmm_module *m, const struct kmm_resolved_mapping *res)
+{
+	const struct kmm_build *b = res->build;
+	const char *injected_names[] = { "KERNEL_VERSION", "KERNEL_FULL_VERSION", "MOD_NAME",
+					 "MOD_NAMESPACE" };
+	const char *injected_values[] = { res->kernel, res->kernel, m->name, m->namespace };
+	json_t *o = kmm_build_to_json(b), *args = json_array();
+
+	if (!o || !args)
+		goto fail;
+	for (size_t i = 0; i < b->n_build_args; i++) {
+		bool overridden = false;
+
+		for (size_t k = 0; k < KMM_ARRAY_SIZE(injected_names); k++)
+			if (strcmp(b->build_args[i].name, injected_names[k]) == 0)
+				overridden = true;
+		if (!overridden && json_array_append_new(
+				       args, json_pack("{s:s,s:s}", "name", b->build_args[i].name,
+						       "value", b->build_args[i].value)) < 0)
+			goto fail;
+	}
+	for (size_t k = 0; k < KMM_ARRAY_SIZE(injected_names); k++)
+		if (json_array_append_new(args, json_pack("{s:s,s:s}", "name", injected_names[k],
+							  "value", injected_values[k])) < 0)
+			goto fail;
+	if (json_object_set_new(o, "buildArgs", args) < 0)
+		goto fail_o;
+	if (json_object_set_new(o, "destination", json_string(res->container_image)) < 0)
+		goto fail_o;
+	return o;
+fail:
+	json_decref(args);
+fail_o:
+	json_decref(o);
+	return NULL;
+}
+
+static json_t *sign_json(const struct kmm_resolved_mapping *res)
+{
+	json_t *o = kmm_sign_to_json(res->sign);
+
+	if (!o)
+		return NULL;
+	/* With a build, the build output is what gets signed (unsignedImage is ignored). */
+	if (res->build &&
+	    json_object_set_new(o, "unsignedImage", json_string(res->container_image)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	if (json_object_set_new(o, "destination", json_string(res->container_image)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int plan_one(const struct kmm_module *m, const struct kmm_mapper *mp, const struct target *t,
+		    json_t *rows, struct kmm_error **err)
+{
+	_cleanup_(kmm_resolved_mapping_freep) struct kmm_resolved_mapping *res = NULL;
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
+	_cleanup_strv_free_ char **load = NULL, **unload = NULL, **intree = NULL;
+	_cleanup_free_ char *why = NULL, *key = NULL;
+	const json_t *taint;
+	json_t *row;
+	int r;
+
+	if (asprintf(&key, "%s/%s", m->namespace, m->name) < 0)
+		return -ENOMEM;
+	row = json_pack("{s:s,s:o,s:s}", "module", key, "node",
+			t->node ? json_string(t->node) : json_null(), "kernel", t->kernel);
+	if (!row || json_array_append_new(rows, row) < 0)
+		return -ENOMEM;
+	if (!selector_matches(&m->spec.selector, t, &why)) {
+		return json_object_set_new(row, "targeted", json_false()) < 0 ||
+			       json_object_set_new(row, "reason",
+						   json_string(why ? why : "selector")) < 0
+			   ? -ENOMEM
+			   : 0;
+	}
+	if (t->taints && (taint = untolerated_taint(&m->spec, t->taints))) {
+		if (asprintf(&why, "node taint %s:%s is not tolerated",
+			     json_string_value(json_object_get(taint, "key")),
+			     json_string_value(json_object_get(taint, "effect"))) < 0)
+			return -ENOMEM;
+		return json_object_set_new(row, "targeted", json_false()) < 0 ||
+			       json_object_set_new(row, "reason", json_string(why)) < 0
+			   ? -ENOMEM
+			   : 0;
+	}
+	if (!m->spec.module_loader)
+		return json_object_set_new(row, "targeted", json_false()) < 0 ||
+			       json_object_set_new(
+				   row, "reason",
+				   json_string("no moduleLoader (device plugin or DRA only)")) < 0
+			   ? -ENOMEM
+			   : 0;
+	r = kmm_mapper_resolve(mp, m, t->kernel, &res, err);
+	if (r < 0) {
+		json_object_set_new(row, "targeted", json_false());
+		json_object_set_new(row, "error", json_string(kmm_error_message(*err)));
+		return r;
+	}
+	if (r == 0)
+		return json_object_set_new(row, "targeted", json_false()) < 0 ||
+			       json_object_set_new(
+				   row, "reason",
+				   json_string("no kernel mapping matches this kernel")) < 0
+			   ? -ENOMEM
+			   : 0;
+	r = kmm_module_config_for(m, res, &cfg, err);
+	if (r < 0)
+		return r;
+	if (kmm_modprobe_load_argv(cfg, &load) < 0 || kmm_modprobe_unload_argv(cfg, &unload) < 0 ||
+	    kmm_modprobe_in_tree_argv(cfg, &intree) < 0)
+		return -ENOMEM;
+	if (json_object_set_new(row, "targeted", json_true()) < 0 ||
+	    json_object_set_new(row, "reason", json_string(res->reason)) < 0 ||
+	    json_object_set_new(row, "mapping", json_integer((json_int_t)res->index)) < 0 ||
+	    json_object_set_new(row, "containerImage", json_string(res->container_image)) < 0 ||
+	    json_object_set_new(row, "imagePullPolicy", json_string(cfg->image_pull_policy)) < 0 ||
+	    json_object_set_new(row, "build", res->build ? build_json(m, res) : json_null()) < 0 ||
+	    json_object_set_new(row, "sign", res->sign ? sign_json(res) : json_null()) < 0 ||
+	    json_object_set_new(row, "inTreeModulesToRemove",
+				strv_json(res->in_tree_modules_to_remove)) < 0 ||
+	    json_object_set_new(row, "commands",
+				json_pack("{s:o,s:o,s:o}", "inTreeRemoval", argv_json_cmd(intree),
+					  "load", argv_json_cmd(load), "unload",
+					  argv_json_cmd(unload))) < 0 ||
+	    json_object_set_new(row, "workerConfig", kmm_module_config_to_json(cfg)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "-";
+}
+
+static void print_table(const json_t *rows)
+{
+	size_t i;
+	json_t *r;
+
+	printf("%-28s %-16s %-30s %-8s %-6s %-5s %s\n", "MODULE", "NODE", "KERNEL", "MAPPING",
+	       "BUILD", "SIGN", "IMAGE");
+	json_array_foreach ((json_t *)rows, i, r) {
+		char mapping[32] = "-";
+		bool on = json_is_true(json_object_get(r, "targeted"));
+
+		if (on)
+			snprintf(mapping, sizeof(mapping), "[%lld]",
+				 (long long)json_integer_value(json_object_get(r, "mapping")));
+		printf("%-28s %-16s %-30s %-8s %-6s %-5s %s\n", jstr(r, "module"), jstr(r, "node"),
+		       jstr(r, "kernel"), on ? mapping : "none",
+		       json_is_object(json_object_get(r, "build")) ? "yes" : "-",
+		       json_is_object(json_object_get(r, "sign")) ? "yes" : "-",
+		       on ? jstr(r, "containerImage") : "-");
+	}
+	json_array_foreach ((json_t *)rows, i, r) {
+		const json_t *b = json_object_get(r, "build"), *s = json_object_get(r, "sign");
+		const json_t *cmds = json_object_get(r, "commands");
+		const char *node = json_string_value(json_object_get(r, "node"));
+
+		printf("\n%s on %s%s%s (kernel %s):\n", jstr(r, "module"), node ? "node " : "",
+		       node ? node : "", node ? "" : "a node", jstr(r, "kernel"));
+		if (json_object_get(r, "error")) {
+			printf("  error:    %s\n", jstr(r, "error"));
+			continue;
+		}
+		printf("  %s:  %s\n",
+		       json_is_true(json_object_get(r, "targeted")) ? "chosen" : "skipped",
+		       jstr(r, "reason"));
+		if (!json_is_true(json_object_get(r, "targeted")))
+			continue;
+		printf("  image:    %s (pull policy %s)\n", jstr(r, "containerImage"),
+		       jstr(r, "imagePullPolicy"));
+		if (json_is_object(b)) {
+			size_t k;
+			json_t *a;
+
+			printf(
+			    "  build:    kaniko with ConfigMap %s (key dockerfile), push to %s\n",
+			    jstr(json_object_get(b, "dockerfileConfigMap"), "name"),
+			    jstr(b, "destination"));
+			json_array_foreach (json_object_get(b, "buildArgs"), k, a)
+				printf("            --build-arg %s=%s\n", jstr(a, "name"),
+				       jstr(a, "value"));
+		}
+		if (json_is_object(s)) {
+			size_t k;
+			json_t *f;
+
+			printf(
+			    "  sign:     %s with Secrets %s (key) and %s (cert), push to %s\n",
+			    jstr(s, "unsignedImage"), jstr(json_object_get(s, "keySecret"), "name"),
+			    jstr(json_object_get(s, "certSecret"), "name"), jstr(s, "destination"));
+			json_array_foreach (json_object_get(s, "filesToSign"), k, f)
+				printf("            sign-file sha256 %s\n", json_string_value(f));
+		}
+		printf("  in-tree:  %s\n", json_is_string(json_object_get(cmds, "inTreeRemoval"))
+					       ? jstr(cmds, "inTreeRemoval")
+					       : "(none)");
+		printf("  load:     %s\n", jstr(cmds, "load"));
+		printf("  unload:   %s\n", jstr(cmds, "unload"));
+	}
+}
+
+static int read_nodes(const char *file, struct target **t, size_t *n, struct kmm_error **err)
+{
+	struct kmmctl_docs docs = { 0 };
+	char *files[] = { (char *)file, NULL };
+	int r;
+
+	r = kmmctl_read_docs(files, 1, &docs, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < docs.n; i++) {
+		const json_t *j = docs.docs[i].json;
+		const char *kind = json_string_value(json_object_get(j, "kind"));
+		const char *name =
+		    json_string_value(json_object_get(json_object_get(j, "metadata"), "name"));
+		const char *kernel = json_string_value(json_object_get(
+		    json_object_get(json_object_get(j, "status"), "nodeInfo"), "kernelVersion"));
+		const json_t *labels = json_object_get(json_object_get(j, "metadata"), "labels");
+		struct target *nt;
+		const char *k;
+		json_t *v;
+
+		if (!kind || strcmp(kind, "Node") != 0)
+			continue;
+		if (!name || !kernel) {
+			kmmctl_docs_done(&docs);
+			return kmm_error_make(
+			    err, EINVAL,
+			    "%s: Node without metadata.name or status.nodeInfo.kernelVersion",
+			    docs.docs[i].origin);
+		}
+		nt = reallocarray(*t, *n + 1, sizeof(**t));
+		if (!nt)
+			goto oom;
+		*t = nt;
+		nt = &(*t)[(*n)++];
+		*nt = (struct target){ strdup(name), strdup(kernel), true, { 0 }, NULL };
+		if (!nt->node || !nt->kernel)
+			goto oom;
+		json_object_foreach ((json_t *)labels, k, v)
+			if (json_is_string(v) &&
+			    kmm_strmap_set(&nt->labels, k, json_string_value(v)) < 0)
+				goto oom;
+		/* Keep the taints alive past the docs: take a copy. */
+		nt->taints = json_object_get(json_object_get(j, "spec"), "taints");
+		if (nt->taints)
+			nt->taints = json_deep_copy(nt->taints);
+	}
+	kmmctl_docs_done(&docs);
+	return 0;
+oom:
+	kmmctl_docs_done(&docs);
+	return kmm_error_make(err, ENOMEM, "out of memory");
+}
+
+int kmmctl_plan(int argc, char **argv)
+{
+	static const struct option options[] = {
+		KMM_COMMON_LONG_OPTIONS,
+		{ "filename", required_argument, NULL, 'f' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "node-labels", required_argument, NULL, 'l' },
+		{ "nodes", required_argument, NULL, OPT_NODES },
+		{ "namespace", required_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ 0 },
+	};
+	_cleanup_strv_free_ char **files = NULL, **kernels = NULL;
+	_cleanup_error_ struct kmm_error *err = NULL;
+	_cleanup_json_ json_t *rows = NULL;
+	struct kmmctl_docs docs = { 0 };
+	struct target *targets = NULL;
+	size_t n_targets = 0, n_modules = 0;
+	const char *labels = NULL, *nodes = NULL, *ns = "default", *output = "table";
+	int opt, r, rc = KMM_EXIT_OK;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "hf:k:l:n:o:", options, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			fputs(help, stdout);
+			return KMM_EXIT_OK;
+		case 'f':
+			if (kmm_strv_push(&files, optarg) < 0)
+				return KMM_EXIT_FAILURE;
+			break;
+		case 'k':
+			if (kmm_strv_push(&kernels, optarg) < 0)
+				return KMM_EXIT_FAILURE;
+			break;
+		case 'l':
+			labels = optarg;
+			break;
+		case OPT_NODES:
+			nodes = optarg;
+			break;
+		case 'n':
+			ns = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			if (strcmp(output, "table") != 0 && strcmp(output, "json") != 0 &&
+			    strcmp(output, "yaml") != 0)
+				return kmm_cli_usage_error(
+				    PROG, "invalid --output '%s' (table, json or yaml)", optarg);
+			break;
+		case OPT_KUBECONFIG:
+			fprintf(stderr,
+				"%s: plan --kubeconfig is not available in this build yet; run\n"
+				"  kubectl get nodes -o yaml | %s plan -f FILE --nodes -\n",
+				PROG, PROG);
+			return KMM_EXIT_USAGE;
+		case '?':
+			return kmm_cli_bad_option(PROG, argc, argv);
+		default:
+			r = kmm_cli_common_option(PROG, opt, optarg);
+			if (r <= 0)
+				return -r;
+		}
+	}
+	if (optind < argc)
+		return kmm_cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+	if (!files)
+		return kmm_cli_usage_error(PROG, "plan needs at least one -f FILE");
+	if (!kernels && !nodes)
+		return kmm_cli_usage_error(PROG, "plan needs --kernel K or --nodes FILE");
+
+	KMM_STRV_FOREACH (k, kernels) {
+		struct target *nt = reallocarray(targets, n_targets + 1, sizeof(*targets));
+
+		if (!nt)
+			goto oom;
+		targets = nt;
+		nt = &targets[n_targets++];
+		*nt = (struct target){ NULL, strdup(k), labels != NULL, { 0 }, NULL };
+		if (!nt->kernel)
+			goto oom;
+		if (labels && parse_labels(labels, &nt->labels) < 0) {
+			targets_free(targets, n_targets);
+			return kmm_cli_usage_error(PROG, "invalid --node-labels '%s' (k=v,k2=v2)",
+						   labels);
+		}
+	}
+	if (nodes && read_nodes(nodes, &targets, &n_targets, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
+		rc = KMM_EXIT_FAILURE;
+		goto out;
+	}
+	if (kmmctl_read_docs(files, kmm_strv_length(files), &docs, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
+		rc = KMM_EXIT_FAILURE;
+		goto out;
+	}
+	rows = json_array();
+	if (!rows)
+		goto oom;
+	for (size_t i = 0; i < docs.n; i++) {
+		const json_t *j = docs.docs[i].json;
+		_cleanup_(kmm_module_freep) struct kmm_module *m = NULL;
+		_cleanup_(kmm_mapper_freep) struct kmm_mapper *mp = NULL;
+		_cleanup_error_ struct kmm_error *e = NULL;
+		const char *kind = kmm_api_kind_of(j);
+
+		if (!kind || strcmp(kind, "Module") != 0)
+			continue;
+		n_modules++;
+		if (kmm_module_from_json(j, 0, &m, &e) < 0 || kmm_mapper_new(m, &mp, &e) < 0) {
+			fprintf(stderr, "%s: %s: %s\n", PROG, docs.docs[i].origin,
+				kmm_error_message(e));
+			rc = KMM_EXIT_FAILURE;
+			continue;
+		}
+		if (!m->namespace && !(m->namespace = strdup(ns)))
+			goto oom;
+		for (size_t t = 0; t < n_targets; t++) {
+			_cleanup_error_ struct kmm_error *pe = NULL;
+
+			r = plan_one(m, mp, &targets[t], rows, &pe);
+			if (r == -ENOMEM)
+				goto oom;
+			if (r < 0)
+				rc = KMM_EXIT_FAILURE;
+		}
+	}
+	if (n_modules == 0) {
+		fprintf(stderr, "%s: no Module in the input\n", PROG);
+		rc = KMM_EXIT_FAILURE;
+		goto out;
+	}
+	if (strcmp(output, "table") == 0)
+		print_table(rows);
+	else if (kmmctl_print(rows, output) < 0)
+		rc = KMM_EXIT_FAILURE;
+out:
+	for (size_t t = 0; t < n_targets; t++)
+		json_decref(targets[t].taints);
+	targets_free(targets, n_targets);
+	kmmctl_docs_done(&docs);
+	return rc;
+oom:
+	fprintf(stderr, "%s: out of memory\n", PROG);
+	rc = KMM_EXIT_FAILURE;
+	goto out;
+}
