@@ -137,8 +137,10 @@ KMM_TESTABLE int kmm_sign_load_key(const char *path, EVP_PKEY **ret_key, struct 
 	int r;
 
 	r = read_small_file(path, &data, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "private key");
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "private key");
+		return r;
+	}
 	bio = BIO_new_mem_buf(data.data, (int)data.len);
 	if (!bio)
 		return kmm_error_make_errno(err, ENOMEM, "private key %s", path);
@@ -166,8 +168,10 @@ KMM_TESTABLE int kmm_sign_load_x509(const char *path, X509 **ret_x509, struct km
 	int r;
 
 	r = read_small_file(path, &data, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "certificate");
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "certificate");
+		return r;
+	}
 	bio = BIO_new_mem_buf(data.data, (int)data.len);
 	if (!bio)
 		return kmm_error_make_errno(err, ENOMEM, "certificate %s", path);
@@ -320,8 +324,10 @@ int kmm_signer_sign_buf(const struct kmm_signer *s, const void *data, size_t len
 	int r;
 
 	r = kmm_sig_strip(data, len, &module_len, &replaced, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "existing signature");
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "existing signature");
+		return r;
+	}
 	if (module_len == 0)
 		return kmm_error_make(err, EINVAL, "the module is empty");
 	r = make_signature(s, data, module_len, &der, &der_len, err);

@@ -51,8 +51,10 @@ static int module_file_read(const char *path, struct module_file *m, struct kmm_
 		return 0;
 	r = kmm_module_decompress(m->compression, m->raw, m->raw_len, KMM_SIGN_MAX_FILE_SIZE,
 				  &m->plain, &m->plain_len, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "%s", path);
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "%s", path);
+		return r;
+	}
 	return 0;
 }
 
@@ -73,8 +75,10 @@ int kmm_signer_sign_file(const struct kmm_signer *s, const char *path, const cha
 		return r;
 	data = module_bytes(&m, &len);
 	r = kmm_signer_sign_buf(s, data, len, &signed_data, &signed_len, &res.replaced, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "%s", path);
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "%s", path);
+		return r;
+	}
 	res.compression = m.compression;
 	/* Our own output, so its trailer parses: the module without old signatures. */
 	if (kmm_sig_trailer_parse(signed_data, signed_len, &t, NULL) == 1) {
@@ -86,8 +90,10 @@ int kmm_signer_sign_file(const struct kmm_signer *s, const char *path, const cha
 	if (m.compression != KMM_COMPRESSION_NONE) {
 		r = kmm_module_compress(m.compression, signed_data, signed_len, &packed, &out_len,
 					err);
-		if (r < 0)
-			return kmm_error_wrap(err, "%s", path);
+		if (r < 0) {
+			(void)kmm_error_wrap(err, "%s", path);
+			return r;
+		}
 		out = packed;
 	}
 	r = kmm_write_file_atomic(out_path ? out_path : path, out, out_len, m.mode, err);
@@ -111,8 +117,10 @@ int kmm_sign_verify_file(const struct kmm_sign_cert *cert, const char *path, str
 		return r;
 	data = module_bytes(&m, &len);
 	r = kmm_sign_verify_buf(cert, data, len, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "%s", path);
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "%s", path);
+		return r;
+	}
 	return 0;
 }
 
@@ -129,8 +137,10 @@ int kmm_sig_info_from_file(const char *path, struct kmm_sig_info **ret_info, str
 		return r;
 	data = module_bytes(&m, &len);
 	r = kmm_sig_info_from_buf(data, len, &info, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "%s", path);
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "%s", path);
+		return r;
+	}
 	if (r == 0)
 		return 0;
 	info->compression = m.compression;

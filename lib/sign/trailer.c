@@ -77,8 +77,8 @@ int kmm_sig_strip(const void *data, size_t len, size_t *ret_len, unsigned *ret_c
 	}
 	if (r < 0) {
 		if (count > 0)
-			return kmm_error_wrap(err, "signature %u (counting from the end)",
-					      count + 1);
+			(void)kmm_error_wrap(err, "signature %u (counting from the end)",
+					     count + 1);
 		return r;
 	}
 	*ret_len = len;
