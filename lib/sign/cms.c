@@ -36,8 +36,6 @@
 #define FINAL_FLAGS (CMS_NOCERTS | CMS_BINARY)
 
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free_all)
-KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free)
-KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free)
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(CMS_ContentInfo *, CMS_ContentInfo_free)
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free)
 
@@ -121,9 +119,10 @@ static int read_small_file(const char *path, struct kmm_buf *out, struct kmm_err
 	r = kmm_read_file(path, KEY_FILE_MAX, &data, &len, err);
 	if (r < 0)
 		return r;
-	if (len == 0) {
+	if (!data || len == 0) {
 		free(data);
-		return kmm_error_make(err, EINVAL, "%s: file is empty", path);
+		(void)kmm_error_make(err, EINVAL, "%s: file is empty", path);
+		return -EINVAL;
 	}
 	*out = (struct kmm_buf){ .data = data, .len = len, .cap = len + 1, .max = KEY_FILE_MAX };
 	return 0;
@@ -317,7 +316,7 @@ int kmm_signer_sign_buf(const struct kmm_signer *s, const void *data, size_t len
 			size_t *ret_len, unsigned *ret_replaced, struct kmm_error **err)
 {
 	_cleanup_(openssl_freep) unsigned char *der = NULL;
-	size_t module_len, der_len, out_len;
+	size_t module_len = 0, der_len = 0, out_len;
 	unsigned replaced;
 	uint8_t info[KMM_SIG_INFO_LEN] = { 0 };
 	uint8_t *out;
@@ -333,6 +332,8 @@ int kmm_signer_sign_buf(const struct kmm_signer *s, const void *data, size_t len
 	r = make_signature(s, data, module_len, &der, &der_len, err);
 	if (r < 0)
 		return r;
+	if (!der)
+		return kmm_error_make(err, EIO, "sign: no signature was produced");
 	if (der_len > UINT32_MAX)
 		return kmm_error_make(err, EFBIG, "signature too large");
 

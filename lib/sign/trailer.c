@@ -66,7 +66,7 @@ int kmm_sig_trailer_parse(const void *data, size_t len, struct kmm_sig_trailer *
 int kmm_sig_strip(const void *data, size_t len, size_t *ret_len, unsigned *ret_count,
 		  struct kmm_error **err)
 {
-	struct kmm_sig_trailer t;
+	struct kmm_sig_trailer t = { 0 };
 	unsigned count = 0;
 	int r;
 
