@@ -13,6 +13,7 @@ Layers are crafted with python3's tarfile (no committed binaries); zstd
 layers need the zstd command. Output is deterministic (fixed mtimes, gzip
 without names or times).
 """
+import base64
 import gzip
 import hashlib
 import io
@@ -229,7 +230,17 @@ def main():
         _, idx = lay.image_index([a, b])
         shutil.rmtree(tmp)
         os.makedirs(args[1], exist_ok=True)
-        for name, data in {"oci-manifest.json": m, "oci-index.json": idx}.items():
+        # The fuzz target reads the first byte as a Content-Type selector.
+        seeds = {
+            "oci-manifest": b"\x00" + m,
+            "oci-index": b"\x01" + idx,
+            "docker-v2-by-content-type": b"\x02" + m.replace(b'"mediaType":"application/vnd.oci.image.manifest.v1+json",', b"", 1),
+            "dockerconfig": b"\x00" + json.dumps({"auths": {"127.0.0.1:5000": {"auth": base64.b64encode(b"kmm:pw").decode()},
+                                                            "https://index.docker.io/v1/": {"username": "u", "password": "p"}}}).encode(),
+            "challenge-bearer": b'\x00Bearer realm="https://auth.example.com/token",service="reg",scope="repository:a/b:pull"',
+            "image-ref": b"\x00quay.io:443/acme/kmod:6.1.0-18-amd64@sha256:" + b"ab" * 32,
+        }
+        for name, data in seeds.items():
             with open(os.path.join(args[1], name), "wb") as f:
                 f.write(data)
         return 0
