@@ -63,6 +63,8 @@ struct kmm_registry_options {
 	bool insecure_skip_tls_verify;
 	/* PEM CA bundle to verify registries with, instead of the system store; or NULL. */
 	const char *ca_file;
+	/* The same as PEM text (e.g. from a ConfigMap), used instead of ca_file when set. */
+	const char *ca_pem;
 	/*
 	 * Credentials. A .dockerconfigjson document ({"auths":{host:{"auth":b64}}} or
 	 * with "username"/"password"), given as text and/or as a file; the entry

@@ -34,6 +34,7 @@ struct kmm_registry {
 	bool insecure;
 	bool skip_verify;
 	char *ca_file;
+	char *ca_pem;
 	char *username;
 	char *password;
 	char *docker_config;	  /* text given in the options */
@@ -107,6 +108,7 @@ void kmm_registry_free(struct kmm_registry *r)
 	if (r->curl)
 		curl_easy_cleanup(r->curl);
 	free(r->ca_file);
+	free(r->ca_pem);
 	free(r->username);
 	if (r->password) {
 		explicit_bzero(r->password, strlen(r->password));
@@ -141,6 +143,7 @@ int kmm_registry_new(const struct kmm_registry_options *opts, struct kmm_registr
 	r->insecure = opts->insecure;
 	r->skip_verify = opts->insecure_skip_tls_verify;
 	r->ca_file = strdup_or_null(opts->ca_file, &oom);
+	r->ca_pem = strdup_or_null(opts->ca_pem, &oom);
 	r->username = strdup_or_null(opts->username, &oom);
 	r->password = strdup_or_null(opts->password, &oom);
 	r->docker_config = strdup_or_null(opts->docker_config, &oom);
@@ -362,8 +365,15 @@ static int perform(struct kmm_registry *r, const char *method, const char *url, 
 	SETOPT(CURLOPT_WRITEDATA, resp);
 	if (strcmp(method, "HEAD") == 0)
 		SETOPT(CURLOPT_NOBODY, 1L);
-	if (r->ca_file)
+	if (r->ca_pem) {
+		struct curl_blob blob = { .data = r->ca_pem,
+					  .len = strlen(r->ca_pem),
+					  .flags = CURL_BLOB_NOCOPY };
+
+		SETOPT(CURLOPT_CAINFO_BLOB, &blob);
+	} else if (r->ca_file) {
 		SETOPT(CURLOPT_CAINFO, r->ca_file);
+	}
 	if (r->skip_verify) {
 		SETOPT(CURLOPT_SSL_VERIFYPEER, 0L);
 		SETOPT(CURLOPT_SSL_VERIFYHOST, 0L);

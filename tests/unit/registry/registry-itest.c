@@ -10,7 +10,7 @@
  *
  * Errors print "error: <message>" on stderr and exit 2 (3 for errno codes the
  * suite checks: the message is what is asserted).
- * OPTIONS: --insecure --skip-verify --ca FILE --auth-file FILE --user U
+ * OPTIONS: --insecure --skip-verify --ca FILE --ca-pem-from FILE --auth-file FILE --user U
  *          --password P --arch A --timeout-ms N --max-file-bytes N
  */
 #include <errno.h>
@@ -28,6 +28,7 @@ int main(int argc, char **argv)
 		{ "insecure", no_argument, NULL, 'i' },
 		{ "skip-verify", no_argument, NULL, 'k' },
 		{ "ca", required_argument, NULL, 'c' },
+		{ "ca-pem-from", required_argument, NULL, 'P' },
 		{ "auth-file", required_argument, NULL, 'a' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "password", required_argument, NULL, 'p' },
@@ -55,6 +56,19 @@ int main(int argc, char **argv)
 		case 'c':
 			o.ca_file = optarg;
 			break;
+		case 'P': {
+			/* read the file and pass its text, as the operator does with a ConfigMap */
+			FILE *f = fopen(optarg, "re");
+			static char pem[65536];
+			size_t n = f ? fread(pem, 1, sizeof(pem) - 1, f) : 0;
+
+			if (!f)
+				return 64;
+			fclose(f);
+			pem[n] = '\0';
+			o.ca_pem = pem;
+			break;
+		}
 		case 'a':
 			o.docker_config_file = optarg;
 			break;
