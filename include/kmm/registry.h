@@ -132,7 +132,9 @@ struct kmm_extract_limits {
  *   Prefixes are matched against the paths stored in the layers: a prefix
  *   reached through a symlink in the image (e.g. lib -> usr/lib) does not
  *   match.
- * target_dir: must not exist, or be an empty directory; its parent must exist.
+ * target_dir: must not exist, or be an empty directory that is not a mount
+ *   point (-ENOTEMPTY / -EEXIST otherwise); its parent must exist and be
+ *   writable, on the same filesystem.
  *   Layers are flattened (in order, applying .wh. whiteouts) into a temporary
  *   directory next to it, which is renamed to target_dir only after every blob
  *   matched its digest and nothing was rejected. On failure nothing is left.
