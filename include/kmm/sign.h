@@ -165,7 +165,7 @@ int kmm_signer_sign_buf(const struct kmm_signer *s, const void *data, size_t len
 
 struct kmm_sign_result {
 	enum kmm_module_compression compression;
-	unsigned replaced; /* signatures removed before signing */
+	unsigned replaced; /* signatures removed before signing, inside or outside */
 	size_t module_len; /* uncompressed module, without signature */
 	size_t sig_len;	   /* PKCS#7 blob appended */
 	size_t output_len; /* bytes written */
@@ -174,7 +174,9 @@ struct kmm_sign_result {
 /*
  * Signs the module at `path` (compressed or not) and writes the result to
  * `out_path`, or back to `path` when out_path is NULL, atomically and with the
- * input's permission bits. ret_result may be NULL.
+ * input's permission bits. A signature that sign-file appended to the
+ * compressed bytes of a compressed module (useless: the kernel checks the
+ * decompressed module) is removed too. ret_result may be NULL.
  */
 int kmm_signer_sign_file(const struct kmm_signer *s, const char *path, const char *out_path,
 			 struct kmm_sign_result *ret_result, struct kmm_error **err);
@@ -198,7 +200,10 @@ int kmm_signer_sign_file(const struct kmm_signer *s, const char *path, const cha
 int kmm_sign_verify_buf(const struct kmm_sign_cert *cert, const void *data, size_t len,
 			struct kmm_error **err);
 
-/* Same for the file at `path`, decompressed first when compressed. */
+/*
+ * Same for the file at `path`, decompressed first when compressed. A
+ * signature appended to the compressed bytes is -EBADMSG, saying so.
+ */
 int kmm_sign_verify_file(const struct kmm_sign_cert *cert, const char *path,
 			 struct kmm_error **err);
 
@@ -227,7 +232,7 @@ struct kmm_sig_info {
 int kmm_sig_info_from_buf(const void *data, size_t len, struct kmm_sig_info **ret_info,
 			  struct kmm_error **err);
 
-/* Same for the file at `path`, decompressed first when compressed. */
+/* Same for the file at `path`, decompressed first when compressed (as verify). */
 int kmm_sig_info_from_file(const char *path, struct kmm_sig_info **ret_info,
 			   struct kmm_error **err);
 

@@ -4,6 +4,7 @@
  * describe, recompress and write back atomically.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -16,6 +17,7 @@ struct module_file {
 	void *plain; /* the decompressed module, or NULL when not compressed */
 	size_t plain_len;
 	enum kmm_module_compression compression;
+	unsigned outer_signatures; /* appended to the compressed bytes, see below */
 	mode_t mode;
 };
 
@@ -35,9 +37,19 @@ static const void *module_bytes(const struct module_file *m, size_t *ret_len)
 	return m->raw;
 }
 
-static int module_file_read(const char *path, struct module_file *m, struct kmm_error **err)
+/*
+ * Reads and, when compressed, decompresses a module. A compressed file can
+ * also carry a signature appended to the compressed bytes (what sign-file
+ * does when handed a .ko.xz): the kernel never sees that one, since it checks
+ * the decompressed module. With strip_outer such signatures are removed
+ * before decompressing (counted in outer_signatures); otherwise they are an
+ * error that says so.
+ */
+static int module_file_read(const char *path, bool strip_outer, struct module_file *m,
+			    struct kmm_error **err)
 {
 	struct stat st;
+	size_t len;
 	int r;
 
 	*m = (struct module_file){ .mode = 0644 };
@@ -49,8 +61,22 @@ static int module_file_read(const char *path, struct module_file *m, struct kmm_
 	m->compression = kmm_module_compression_detect(m->raw, m->raw_len);
 	if (m->compression == KMM_COMPRESSION_NONE)
 		return 0;
-	r = kmm_module_decompress(m->compression, m->raw, m->raw_len, KMM_SIGN_MAX_FILE_SIZE,
-				  &m->plain, &m->plain_len, err);
+
+	len = m->raw_len;
+	r = kmm_sig_strip(m->raw, m->raw_len, &len, &m->outer_signatures, err);
+	if (r < 0) {
+		(void)kmm_error_wrap(err, "%s: signature appended to the %s data", path,
+				     kmm_module_compression_name(m->compression));
+		return r;
+	}
+	if (m->outer_signatures > 0 && !strip_outer)
+		return kmm_error_make(err, EBADMSG,
+				      "%s: the signature is appended to the %s-compressed file, "
+				      "where the kernel does not look (it checks the decompressed "
+				      "module); re-sign it so that the signature goes inside",
+				      path, kmm_module_compression_name(m->compression));
+	r = kmm_module_decompress(m->compression, m->raw, len, KMM_SIGN_MAX_FILE_SIZE, &m->plain,
+				  &m->plain_len, err);
 	if (r < 0) {
 		(void)kmm_error_wrap(err, "%s", path);
 		return r;
@@ -70,7 +96,7 @@ int kmm_signer_sign_file(const struct kmm_signer *s, const char *path, const cha
 	size_t len, signed_len, out_len;
 	int r;
 
-	r = module_file_read(path, &m, err);
+	r = module_file_read(path, true, &m, err);
 	if (r < 0)
 		return r;
 	data = module_bytes(&m, &len);
@@ -80,6 +106,7 @@ int kmm_signer_sign_file(const struct kmm_signer *s, const char *path, const cha
 		return r;
 	}
 	res.compression = m.compression;
+	res.replaced += m.outer_signatures;
 	/* Our own output, so its trailer parses: the module without old signatures. */
 	if (kmm_sig_trailer_parse(signed_data, signed_len, &t, NULL) == 1) {
 		res.module_len = t.module_len;
@@ -112,7 +139,7 @@ int kmm_sign_verify_file(const struct kmm_sign_cert *cert, const char *path, str
 	size_t len;
 	int r;
 
-	r = module_file_read(path, &m, err);
+	r = module_file_read(path, false, &m, err);
 	if (r < 0)
 		return r;
 	data = module_bytes(&m, &len);
@@ -132,7 +159,7 @@ int kmm_sig_info_from_file(const char *path, struct kmm_sig_info **ret_info, str
 	size_t len;
 	int r;
 
-	r = module_file_read(path, &m, err);
+	r = module_file_read(path, false, &m, err);
 	if (r < 0)
 		return r;
 	data = module_bytes(&m, &len);

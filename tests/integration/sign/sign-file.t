@@ -400,7 +400,8 @@ def tests(tmp):
 
     @group("compressed modules (.ko.xz, .ko.zst, .ko.gz): signed inside, recompressed, "
            "the decompressed module is sign-file's bytes; xz uses CRC32; modinfo reads "
-           "xz and zst")
+           "xz and zst; a signature sign-file put after the compressed bytes is refused "
+           "by verify/info and moved inside by sign")
     def compressed():
         d = os.path.join(tmp, "comp")
         os.makedirs(d)
@@ -432,6 +433,21 @@ def tests(tmp):
                 expect(mi == want_info, f".ko.{ext}: modinfo {mi}")
         xzinfo = run("xz", "-lvv", os.path.join(d, "m-xz.ko.xz")).stdout.decode()
         expect("CRC32" in xzinfo and "CRC64" not in xzinfo, "xz check is not CRC32")
+        # sign-file handed a compressed module appends to the compressed bytes, where the
+        # kernel never looks: verify and info say so, sign moves the signature inside.
+        for ext, (comp, decomp) in tools.items():
+            m = os.path.join(d, f"outer-{ext}.ko")
+            shutil.copy(ko, m)
+            run(*comp, m)
+            packed = m + "." + ext
+            sign_file("sha256", k("rsa2048.pem"), k("rsa2048.crt"), packed)
+            for cmd in (["verify", "--cert", k("rsa2048.crt")], ["info"]):
+                p = kmm_sign(*cmd, packed, check=False)
+                expect(p.returncode == 1 and b"appended to the" in p.stderr,
+                       f"{cmd[0]} .ko.{ext} signed outside: " + p.stderr.decode(errors="replace"))
+            kmm_sign("sign", "--key", k("rsa2048.pem"), "--cert", k("rsa2048.crt"), packed)
+            expect(run(*decomp, packed).stdout == read(ref),
+                   f".ko.{ext} signed outside: re-signed module differs from sign-file")
     compressed()
 
     @group("an independent verifier (openssl cms -verify, detached, no chain) accepts "
