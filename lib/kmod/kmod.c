@@ -116,6 +116,9 @@ int kmm_kmod_new(const struct kmm_kmod_options *opts, struct kmm_kmod **ret_kmod
 		return kmm_error_make(err, ENOMEM, "libkmod: cannot create a context for %s",
 				      dirname);
 	kmod_set_log_fn(k->ctx, kmod_log_to_debug, NULL);
+	/* Map the indexes once, as modprobe does, rather than per lookup. */
+	if (is_dir(dirname))
+		(void)kmod_load_resources(k->ctx);
 	k->dirname = TAKE_PTR(dirname);
 	k->kernel = TAKE_PTR(kernel);
 	k->running = TAKE_PTR(running);

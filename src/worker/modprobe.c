@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Running the modprobe binary, for rawArgs (passed verbatim, as upstream) and
- * for modprobe flags that have no libkmod equivalent.
+ * Running helper programs: the modprobe binary, for rawArgs (passed verbatim,
+ * as upstream) and for modprobe flags that have no libkmod equivalent; and
+ * kmm-worker-pull, which keeps libcurl and its dependencies out of the
+ * worker's own start-up (they cost more than the load itself under TCG).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +21,8 @@
 #include "src/worker/worker.h"
 
 /* Logs each complete line of `pending` and keeps the last one for errors. */
-static void flush_lines(struct kmm_buf *pending, char *last, size_t last_size, bool all)
+static void flush_lines(struct kmm_buf *pending, const char *tag, char *last, size_t last_size,
+			bool all)
 {
 	for (;;) {
 		const char *s = kmm_buf_str(pending);
@@ -29,7 +32,7 @@ static void flush_lines(struct kmm_buf *pending, char *last, size_t last_size, b
 			break;
 		if (n > 0) {
 			snprintf(last, last_size, "%.*s", (int)n, s);
-			kmm_log(KMM_LOG_INFO, "modprobe", "output", last, NULL);
+			kmm_log(KMM_LOG_INFO, tag, "output", last, NULL);
 		}
 		kmm_buf_consume(pending, s[n] == '\n' ? n + 1 : n);
 		if (pending->len == 0)
@@ -40,6 +43,14 @@ static void flush_lines(struct kmm_buf *pending, char *last, size_t last_size, b
 int kmm_worker_run_modprobe(char *const *args, struct kmm_error **err)
 {
 	const char *prog = secure_getenv("KMM_MODPROBE");
+
+	if (!prog || !*prog)
+		prog = "modprobe";
+	return kmm_worker_run(prog, "modprobe", args, err);
+}
+
+int kmm_worker_run(const char *prog, const char *tag, char *const *args, struct kmm_error **err)
+{
 	_cleanup_strv_free_ char **argv = NULL;
 	_cleanup_free_ char *cmdline = NULL;
 	_cleanup_buf_ struct kmm_buf pending;
@@ -48,12 +59,10 @@ int kmm_worker_run_modprobe(char *const *args, struct kmm_error **err)
 	bool signalled = false;
 	pid_t pid;
 
-	if (!prog || !*prog)
-		prog = "modprobe";
 	if (kmm_strv_push(&argv, prog) < 0 || (args[0] && kmm_strv_extend(&argv, args + 1) < 0))
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	cmdline = kmm_strv_join(argv, " ");
-	kmm_log(KMM_LOG_INFO, "running modprobe", "command", cmdline, NULL);
+	kmm_log(KMM_LOG_INFO, "running", "command", cmdline, NULL);
 	kmm_buf_init(&pending, 1024 * 1024);
 
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -95,9 +104,9 @@ int kmm_worker_run_modprobe(char *const *args, struct kmm_error **err)
 			break;
 		if (kmm_buf_append(&pending, buf, (size_t)n) < 0)
 			kmm_buf_reset(&pending);
-		flush_lines(&pending, last, sizeof(last), false);
+		flush_lines(&pending, tag, last, sizeof(last), false);
 	}
-	flush_lines(&pending, last, sizeof(last), true);
+	flush_lines(&pending, tag, last, sizeof(last), true);
 	close(pipefd[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
 		if (kmm_worker_stop_signal && !signalled) {

@@ -7,15 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include "kmm/fileio.h"
 #include "kmm/kmod.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
 #include "src/worker/worker.h"
-#ifdef KMM_HAVE_REGISTRY
-#include "kmm/registry.h"
-#endif
 
 volatile sig_atomic_t kmm_worker_stop_signal;
 
@@ -219,52 +217,71 @@ static void pulled_done(struct pulled *p)
 }
 
 #ifdef KMM_HAVE_REGISTRY
+/* kmm-worker-pull: KMM_WORKER_PULL, else next to this binary, else from PATH. */
+static char *pull_helper(void)
+{
+	const char *env = secure_getenv("KMM_WORKER_PULL");
+	char self[4096], *p = NULL;
+	ssize_t n;
+
+	if (env && *env)
+		return strdup(env);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		if (strrchr(self, '/'))
+			*strrchr(self, '/') = '\0';
+		if (asprintf(&p, "%s/kmm-worker-pull", self) >= 0 && access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return strdup("kmm-worker-pull");
+}
+
 static int pull(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		struct pulled *ret, struct kmm_error **err)
 {
-	struct kmm_registry_options ro = {
-		.insecure = o->registry_insecure,
-		.insecure_skip_tls_verify = o->registry_skip_verify || cfg->insecure_pull,
-		.ca_file = o->registry_ca_file,
-		.docker_config_file = o->pull_secret_file,
-	};
-	_cleanup_(kmm_registry_freep) struct kmm_registry *r = NULL;
-	_cleanup_strv_free_ char **prefixes = NULL;
-	_cleanup_free_ char *digest = NULL, *dir = NULL;
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_free_ char *dir = NULL, *helper = pull_helper();
 	const char *image = o->image ? o->image : cfg->container_image;
 	const char *dir_name = cfg->modprobe.dir_name ? cfg->modprobe.dir_name : "/opt";
 	const char *pull_dir = o->pull_dir ? o->pull_dir : "/var/lib/kmm-worker";
 	struct utsname u;
-	int r_;
+	int r;
 
 	if (!image || !*image)
 		return kmm_error_make(err, EINVAL, "no image to pull (containerImage is empty)");
 	if (uname(&u) < 0)
 		return kmm_error_make_errno(err, errno, "uname");
-	if (kmm_strv_pushf(&prefixes, "%s/lib/modules/%s", dir_name, o->kernel ? o->kernel : u.release) < 0 ||
-	    (cfg->kernel_version && *cfg->kernel_version &&
-	     kmm_strv_pushf(&prefixes, "%s/lib/modules/%s", dir_name, cfg->kernel_version) < 0) ||
-	    (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path &&
-	     kmm_strv_push(&prefixes, cfg->modprobe.firmware_path) < 0) ||
-	    asprintf(&dir, "%s/image.XXXXXX", pull_dir) < 0)
+	if (!helper || asprintf(&dir, "%s/image.XXXXXX", pull_dir) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (mkdir(pull_dir, 0700) < 0 && errno != EEXIST)
 		return kmm_error_make_errno(err, errno, "create %s", pull_dir);
 	if (!mkdtemp(dir))
 		return kmm_error_make_errno(err, errno, "create a directory in %s", pull_dir);
 	ret->dir = TAKE_PTR(dir);
-	if (strncmp(image, "oci:", 4) != 0) {
-		r_ = kmm_registry_new(&ro, &r, err);
-		if (r_ < 0)
-			return kmm_error_wrap(err, "pull %s", image);
-	}
+
+	if (kmm_strv_push(&argv, "kmm-worker-pull") < 0 ||
+	    (o->registry_insecure && kmm_strv_push(&argv, "--insecure") < 0) ||
+	    ((o->registry_skip_verify || cfg->insecure_pull) &&
+	     kmm_strv_push(&argv, "--skip-verify") < 0) ||
+	    (o->registry_ca_file && (kmm_strv_push(&argv, "--ca") < 0 ||
+				     kmm_strv_push(&argv, o->registry_ca_file) < 0)) ||
+	    (o->pull_secret_file && (kmm_strv_push(&argv, "--pull-secret") < 0 ||
+				     kmm_strv_push(&argv, o->pull_secret_file) < 0)) ||
+	    kmm_strv_push(&argv, image) < 0 || kmm_strv_push(&argv, ret->dir) < 0 ||
+	    kmm_strv_pushf(&argv, "%s/lib/modules/%s", dir_name, o->kernel ? o->kernel : u.release) < 0 ||
+	    (cfg->kernel_version && *cfg->kernel_version &&
+	     strcmp(cfg->kernel_version, o->kernel ? o->kernel : u.release) != 0 &&
+	     kmm_strv_pushf(&argv, "%s/lib/modules/%s", dir_name, cfg->kernel_version) < 0) ||
+	    (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path &&
+	     kmm_strv_push(&argv, cfg->modprobe.firmware_path) < 0))
+		return kmm_error_make(err, ENOMEM, "out of memory");
 	kmm_log(KMM_LOG_INFO, "pulling image", "image", image, "into", ret->dir, NULL);
-	/* kmm_image_extract wants an empty or missing target: ours is empty. */
-	r_ = kmm_image_extract(r, image, (const char *const *)prefixes, ret->dir, NULL, &digest, err);
-	if (r_ < 0)
+	/* The target exists and is empty, which kmm_image_extract accepts. */
+	r = kmm_worker_run(helper, "pull", argv, err);
+	if (r < 0)
 		return kmm_error_wrap(err, "pull %s", image);
-	kmm_log(KMM_LOG_INFO, "image extracted", "image", image, "digest", digest ? digest : "",
-		NULL);
 	return 0;
 }
 #endif

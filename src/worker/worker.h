@@ -81,4 +81,7 @@ int kmm_worker_unload(const struct kmm_module_config *cfg, const struct kmm_work
  */
 int kmm_worker_run_modprobe(char *const *args, struct kmm_error **err);
 
+/* The same for any program, its output logged with message `tag`. */
+int kmm_worker_run(const char *prog, const char *tag, char *const *args, struct kmm_error **err);
+
 #endif

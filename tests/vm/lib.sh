@@ -84,7 +84,7 @@ vm_build_worker() {
 		meson setup "$b" "$KMM_SOURCE_DIR" --buildtype=debugoptimized -Db_sanitize=none -Dwerror=false >"$log" 2>&1 ||
 			{ vm_fail "meson setup build/vm failed: $(tail -n 3 "$log" | tr '\n' ' ')"; return 1; }
 	fi
-	ninja -C "$b" src/worker/kmm-worker >"$log" 2>&1 ||
+	ninja -C "$b" src/worker/kmm-worker $(grep -q 'kmm-worker-pull:' "$b/build.ninja" && echo src/worker/kmm-worker-pull) >"$log" 2>&1 ||
 		{ vm_fail "building kmm-worker failed: $(grep -m3 error "$log" | tr '\n' ' ')"; return 1; }
 	WORKER_BIN=$b/src/worker/kmm-worker
 }
@@ -121,7 +121,11 @@ vm_base_root() {
 	for a in modprobe insmod rmmod modinfo depmod lsmod; do
 		ln -sf ../../bin/kmod "$root/usr/sbin/$a"
 	done
-	vm_copy_with_libs "$root" "$WORKER_BIN" /bin/kmm-worker
+	vm_copy_with_libs "$root" "$WORKER_BIN" /bin/kmm-worker || return 1
+	strip "$root/bin/kmm-worker" # as shipped: no debug info to map
+	if [ -x "${WORKER_BIN%/*}/kmm-worker-pull" ]; then
+		vm_copy_with_libs "$root" "${WORKER_BIN%/*}/kmm-worker-pull" /bin/kmm-worker-pull || return 1
+	fi
 }
 
 # Packs root $1 into the gzip'ed newc cpio $2.
@@ -131,7 +135,7 @@ vm_pack() {
 
 # Boots initrd $1 with extra kernel arguments $2, serial output to $3.
 vm_boot() {
-	timeout "$KMM_VM_TIMEOUT" qemu-system-x86_64 -accel tcg -m 512M -smp 1 \
+	timeout "$KMM_VM_TIMEOUT" qemu-system-x86_64 -accel tcg -m "${KMM_VM_MEM:-512M}" -smp 1 \
 		-kernel "$VMLINUX" -initrd "$1" \
 		-append "console=ttyS0 panic=-1 quiet $2" \
 		-nographic -no-reboot -nic none </dev/null >"$3" 2>&1
