@@ -1,7 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kmm-operator: configuration, caches, controllers, probes, metrics, leader
+ * election and a graceful SIGTERM. The reconcilers are module.c and nmc.c.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "kmm/fileio.h"
+#include "kmm/httpd.h"
+#include "kmm/json.h"
+#include "kmm/kubeconfig.h"
 #include "kmm/log.h"
+#include "kmm/operator-leader.h"
+#include "operator.h"
 #include "src/common/cli.h"
 
 #define PROG "kmm-operator"
@@ -12,18 +28,661 @@ static const char help[] =
     "Reconciles kmm.sigs.x-k8s.io Module objects into per-node state and worker pods\n"
     "that load and unload out-of-tree kernel modules.\n"
     "\n"
-    "Options:\n" KMM_COMMON_OPTIONS_HELP;
+    "Options:\n"
+    "      --kubeconfig PATH    kubeconfig to use (default: $KUBECONFIG, in-cluster, "
+    "~/.kube/config)\n"
+    "      --config NAME        ConfigMap in $OPERATOR_NAMESPACE holding controller_config.yaml\n"
+    "      --config-file PATH   read controller_config.yaml from a file instead\n"
+    "      --workers N          concurrent reconciles per controller (default "
+    "4)\n" KMM_COMMON_OPTIONS_HELP "\n"
+    "Environment: OPERATOR_NAMESPACE and RELATED_IMAGE_WORKER (required),\n"
+    "RELATED_IMAGE_BUILD, RELATED_IMAGE_SIGN.\n";
+
+enum {
+	OPT_KUBECONFIG = 0x200,
+	OPT_CONFIG,
+	OPT_CONFIG_FILE,
+	OPT_WORKERS,
+};
+
+struct args {
+	const char *kubeconfig;
+	const char *config_map;
+	const char *config_file;
+	int workers;
+};
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+	static const struct option opts[] = {
+		KMM_COMMON_LONG_OPTIONS,
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{},
+	};
+	int opt, r;
+
+	a->workers = 4;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			fputs(help, stdout);
+			return KMM_EXIT_OK;
+		case OPT_KUBECONFIG:
+			a->kubeconfig = optarg;
+			break;
+		case OPT_CONFIG:
+			a->config_map = optarg;
+			break;
+		case OPT_CONFIG_FILE:
+			a->config_file = optarg;
+			break;
+		case OPT_WORKERS:
+			a->workers = atoi(optarg);
+			if (a->workers < 1 || a->workers > 64)
+				return kmm_cli_usage_error(PROG, "--workers must be 1..64");
+			break;
+		case '?':
+			return kmm_cli_bad_option(PROG, argc, argv);
+		default:
+			r = kmm_cli_common_option(PROG, opt, optarg);
+			if (r <= 0)
+				return -r;
+		}
+	}
+	if (optind < argc)
+		return kmm_cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+	return -1;
+}
+
+/* ---- configuration ---- */
+
+static int load_config_map(struct op *op, const char *name, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_configmaps, op->cfg.operator_namespace, name, NULL };
+	_cleanup_json_ json_t *cm = NULL;
+	struct kmm_error *e = NULL;
+	const char *text;
+	int r;
+
+	r = kmm_op_get(&op->api, &t, &cm, &e);
+	if (r == -ENOENT) {
+		kmm_log(KMM_LOG_INFO, "configuration ConfigMap not found, using defaults",
+			"configmap", name, "namespace", op->cfg.operator_namespace, NULL);
+		kmm_error_free(e);
+		return 0;
+	}
+	if (r < 0) {
+		*err = e;
+		return kmm_error_wrap(err, "read ConfigMap %s/%s", op->cfg.operator_namespace,
+				      name);
+	}
+	text = json_string_value(
+	    json_object_get(json_object_get(cm, "data"), KMM_OPERATOR_CONFIG_KEY));
+	if (!text)
+		return 0;
+	return kmm_operator_config_parse(&op->cfg, text, strlen(text),
+					 "ConfigMap " KMM_OPERATOR_CONFIG_KEY, err);
+}
+
+static int load_config_file(struct op *op, const char *path, struct kmm_error **err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	r = kmm_read_file(path, 1 << 20, &text, &len, err);
+	if (r < 0)
+		return r;
+	return kmm_operator_config_parse(&op->cfg, text, len, path, err);
+}
+
+/* ---- metrics and probes ---- */
+
+static void serve_metrics(struct kmm_http_response *resp, void *userdata)
+{
+	struct op *op = userdata;
+
+	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	if (kmm_metrics_render(op->metrics, &resp->body) < 0)
+		resp->status = 500;
+}
+
+static void serve_healthz(struct kmm_http_response *resp, void *userdata)
+{
+	kmm_buf_append(&resp->body, "ok", 2);
+}
+
+static void serve_readyz(struct kmm_http_response *resp, void *userdata)
+{
+	struct op *op = userdata;
+	bool ok = kmm_informer_has_synced(op->modules) && kmm_informer_has_synced(op->nmcs) &&
+		  kmm_informer_has_synced(op->nodes) && kmm_informer_has_synced(op->pods) &&
+		  kmm_informer_has_synced(op->namespaces);
+
+	if (!ok) {
+		resp->status = 503;
+		kmm_buf_append(&resp->body, "caches not synced", 17);
+		return;
+	}
+	kmm_buf_append(&resp->body, "ok", 2);
+}
+
+static void collect_informers(struct kmm_metrics *m, void *userdata)
+{
+	struct op *op = userdata;
+	static const char *const names[] = { "modules", "nodemodulesconfigs", "nodes", "pods",
+					     "namespaces" };
+	struct kmm_informer *infs[] = { op->modules, op->nmcs, op->nodes, op->pods,
+					op->namespaces };
+	struct kmm_metric *lists = kmm_metrics_find(m, "kmm_informer_lists_total");
+	struct kmm_metric *watches = kmm_metrics_find(m, "kmm_informer_watches_total");
+	struct kmm_metric *objs = kmm_metrics_find(m, "kmm_informer_objects");
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(infs); i++) {
+		struct kmm_informer_stats s;
+		const char *lv[] = { names[i] };
+
+		if (!infs[i])
+			continue;
+		kmm_informer_stats(infs[i], &s);
+		kmm_metric_set(lists, lv, (double)s.lists);
+		kmm_metric_set(watches, lv, (double)s.watches);
+		kmm_metric_set(objs, lv, (double)kmm_informer_size(infs[i]));
+	}
+}
+
+static int register_metrics(struct op *op, struct kmm_error **err)
+{
+	static const char *const res[] = { "resource", NULL };
+	static const char *const args[] = { "name", "namespace", "modprobeArgs", NULL };
+	struct kmm_metric *unused;
+	int r;
+
+	r = kmm_metrics_register_process(op->metrics, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_module_num",
+					 "Number of existing KMM modules", NULL, NULL, 0,
+					 &op->g_modules, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_in_cluster_build_num",
+					 "Number of existing KMM modules with in-cluster build "
+					 "defined",
+					 NULL, NULL, 0, &op->g_build, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_in_cluster_sign_num",
+					 "Number of existing KMM modules with in-cluster sign "
+					 "defined",
+					 NULL, NULL, 0, &op->g_sign, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_device_plugin_num",
+					 "Number of existing KMM modules with device plugin "
+					 "defined",
+					 NULL, NULL, 0, &op->g_device_plugin, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_preflight_num",
+					 "Number of existing preflight validations", NULL, NULL, 0,
+					 &unused, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_modprobe_args",
+					 "for a given module, the modprobe arguments used", args,
+					 NULL, 0, &op->g_modprobe_args, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_COUNTER,
+					 "kmm_informer_lists_total",
+					 "LISTs done by each informer (initial and relists)", res,
+					 NULL, 0, &unused, err);
+	if (r >= 0)
+		r = kmm_metrics_register(
+		    op->metrics, KMM_METRIC_COUNTER, "kmm_informer_watches_total",
+		    "Watch streams opened by each informer", res, NULL, 0, &unused, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_informer_objects",
+					 "Objects held by each informer's cache", res, NULL, 0,
+					 &unused, err);
+	if (r >= 0)
+		r = kmm_metrics_add_collector(op->metrics, collect_informers, op);
+	return r;
+}
+
+static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_httpd **ret_metrics,
+		      struct kmm_error **err)
+{
+	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
+	struct kmm_httpd_options ho = { op->cfg.health_probe_bind_address };
+	struct kmm_httpd_options mo = { op->cfg.metrics_bind_address };
+	bool same = strcmp(ho.bind_address, mo.bind_address) == 0;
+	bool metrics_off = strcmp(mo.bind_address, "0") == 0;
+	int r;
+
+	r = kmm_httpd_new(&ho, &health, err);
+	if (r < 0 || (r = kmm_httpd_route(health, "/healthz", serve_healthz, op)) < 0 ||
+	    (r = kmm_httpd_route(health, "/readyz", serve_readyz, op)) < 0)
+		return r < 0 && err && !*err ? kmm_error_make(err, -r, "health server") : r;
+	if (same && (r = kmm_httpd_route(health, "/metrics", serve_metrics, op)) < 0)
+		return kmm_error_make(err, -r, "metrics route");
+	r = kmm_httpd_start(health, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "healthProbeBindAddress");
+	if (!same && !metrics_off) {
+		if (op->cfg.metrics_secure_serving)
+			kmm_log(KMM_LOG_WARN,
+				"metrics.secureServing is not implemented: serving /metrics over "
+				"plain HTTP",
+				"address", mo.bind_address, NULL);
+		r = kmm_httpd_new(&mo, &metrics, err);
+		if (r < 0)
+			return kmm_error_wrap(err, "metrics.bindAddress");
+		r = kmm_httpd_route(metrics, "/metrics", serve_metrics, op);
+		if (r < 0)
+			return kmm_error_make(err, -r, "metrics route");
+		r = kmm_httpd_start(metrics, err);
+		if (r < 0)
+			return kmm_error_wrap(err, "metrics.bindAddress");
+	}
+	kmm_log(KMM_LOG_INFO, "serving probes and metrics", "health", ho.bind_address, "healthPort",
+		NULL, NULL);
+	*ret_health = TAKE_PTR(health);
+	*ret_metrics = TAKE_PTR(metrics);
+	return 0;
+}
+
+/* ---- informers and event handlers ---- */
+
+static const char *const node_projection[] = {
+	"metadata.labels",
+	"spec.taints",
+	"spec.unschedulable",
+	"status.nodeInfo.kernelVersion",
+	"status.nodeInfo.bootID",
+	"status.conditions",
+	NULL,
+};
+
+static const char *const pod_projection[] = {
+	"metadata.labels",
+	"metadata.annotations",
+	"metadata.finalizers",
+	"metadata.creationTimestamp",
+	"spec.nodeName",
+	"spec.serviceAccountName",
+	"spec.imagePullSecrets",
+	"status.phase",
+	"status.containerStatuses",
+	"status.initContainerStatuses",
+	NULL,
+};
+
+static const char *const ns_projection[] = { "metadata.labels", NULL };
+
+static void on_module(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(o));
+}
+
+static void on_module_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	on_module(new, ud);
+}
+
+/* Modules named by an NMC's configured/in-use labels. */
+static void enqueue_nmc_modules(struct op *op, const json_t *nmc)
+{
+	const json_t *labels = json_object_get(json_object_get(nmc, "metadata"), "labels");
+	const char *k;
+	const json_t *v;
+	size_t plen = strlen(KMM_NMC_LABEL_PREFIX);
+
+	json_object_foreach ((json_t *)labels, k, v) {
+		const char *rest, *dot, *suffix;
+		char key[512];
+
+		if (strncmp(k, KMM_NMC_LABEL_PREFIX, plen) != 0)
+			continue;
+		rest = k + plen;
+		suffix = strstr(rest, ".module-");
+		dot = strchr(rest, '.');
+		if (!suffix || !dot || dot >= suffix)
+			continue;
+		snprintf(key, sizeof(key), "%.*s/%.*s", (int)(dot - rest), rest,
+			 (int)(suffix - dot - 1), dot + 1);
+		kmm_op_ctl_enqueue(op->module_ctl, key);
+	}
+}
+
+static void on_nmc(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+	const json_t *j = kmm_obj_json(o);
+
+	kmm_op_overlay_seen(op->nmc_overlay, kmm_obj_key(o), kmm_obj_resource_version(o), false);
+	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
+	enqueue_nmc_modules(op, j);
+}
+
+static void on_nmc_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	struct op *op = ud;
+
+	on_nmc(new, ud);
+	enqueue_nmc_modules(op, kmm_obj_json(old));
+}
+
+static void on_nmc_delete(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_overlay_seen(op->nmc_overlay, kmm_obj_key(o), NULL, true);
+	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
+	enqueue_nmc_modules(op, kmm_obj_json(o));
+}
+
+/* Labels other than the ready labels kmm itself writes. */
+static bool labels_differ(const json_t *a, const json_t *b)
+{
+	const json_t *la = json_object_get(json_object_get(a, "metadata"), "labels");
+	const json_t *lb = json_object_get(json_object_get(b, "metadata"), "labels");
+	const char *k;
+	const json_t *v;
+
+	for (int pass = 0; pass < 2; pass++) {
+		json_object_foreach ((json_t *)(pass ? lb : la), k, v) {
+			size_t n = strlen(k);
+
+			if (strncmp(k, KMM_NODE_LABEL_PREFIX, strlen(KMM_NODE_LABEL_PREFIX)) == 0 &&
+			    n > 6 && strcmp(k + n - 6, ".ready") == 0)
+				continue;
+			if (!json_equal(v, json_object_get(pass ? la : lb, k)))
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool node_field_differ(const json_t *a, const json_t *b, const char *top, const char *key)
+{
+	return !json_equal(json_object_get(json_object_get(a, top), key),
+			   json_object_get(json_object_get(b, top), key));
+}
+
+static void on_node(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
+	kmm_op_enqueue_all_modules(op);
+}
+
+static void on_node_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	struct op *op = ud;
+	const json_t *a = kmm_obj_json(old), *b = kmm_obj_json(new);
+	bool targeting = labels_differ(a, b) || node_field_differ(a, b, "spec", "taints") ||
+			 node_field_differ(a, b, "spec", "unschedulable") ||
+			 !json_equal(json_object_get(json_object_get(a, "status"), "nodeInfo"),
+				     json_object_get(json_object_get(b, "status"), "nodeInfo"));
+	bool ready = kmm_op_node_ready(a) != kmm_op_node_ready(b);
+
+	if (targeting)
+		kmm_op_enqueue_all_modules(op);
+	if (targeting || ready ||
+	    !json_equal(json_object_get(json_object_get(a, "metadata"), "labels"),
+			json_object_get(json_object_get(b, "metadata"), "labels")))
+		kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(new));
+}
+
+static void on_pod(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+	const json_t *j = kmm_obj_json(o);
+	const char *node =
+	    json_string_value(json_object_get(json_object_get(j, "spec"), "nodeName"));
+	const char *mod = kmm_op_label(j, KMM_LABEL_MODULE_NAME);
+	const char *ns = kmm_kube_meta_str(j, "namespace");
+	char key[512];
+
+	if (node)
+		kmm_op_ctl_enqueue(op->nmc_ctl, node);
+	if (mod && ns) {
+		snprintf(key, sizeof(key), "%s/%s", ns, mod);
+		kmm_op_ctl_enqueue(op->module_ctl, key);
+	}
+}
+
+static void on_pod_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	on_pod(new, ud);
+}
+
+static int informer(struct op *op, const struct kmm_kube_resource *res, const char *selector,
+		    const char *const *projection, const struct kmm_informer_handlers *h,
+		    struct kmm_informer **ret, struct kmm_error **err)
+{
+	struct kmm_informer_options o = {
+		.res = res,
+		.label_selector = selector,
+		.projection = projection,
+	};
+	int r;
+
+	r = kmm_informer_new(op->kube, &o, ret, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "informer %s", res->resource);
+	if (h && kmm_informer_add_handlers(*ret, h) < 0)
+		return kmm_error_make(err, ENOMEM, "informer %s: handlers", res->resource);
+	return 0;
+}
+
+static int make_informers(struct op *op, struct kmm_error **err)
+{
+	struct kmm_informer_handlers mh = { on_module, on_module_update, on_module, op };
+	struct kmm_informer_handlers nh = { on_nmc, on_nmc_update, on_nmc_delete, op };
+	struct kmm_informer_handlers nodeh = { on_node, on_node_update, on_node, op };
+	struct kmm_informer_handlers ph = { on_pod, on_pod_update, on_pod, op };
+	int r;
+
+	r = informer(op, &kmm_op_modules, NULL, NULL, &mh, &op->modules, err);
+	if (r >= 0)
+		r = informer(op, &kmm_op_nmcs, NULL, NULL, &nh, &op->nmcs, err);
+	if (r >= 0)
+		r = informer(op, &kmm_kube_nodes, NULL, node_projection, &nodeh, &op->nodes, err);
+	if (r >= 0)
+		r = informer(op, &kmm_kube_pods, KMM_LABEL_WORKER_ACTION, pod_projection, &ph,
+			     &op->pods, err);
+	if (r >= 0)
+		r = informer(op, &kmm_kube_namespaces, NULL, ns_projection, NULL, &op->namespaces,
+			     err);
+	if (r >= 0 && kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0)
+		r = kmm_error_make(err, ENOMEM, "pod index");
+	return r;
+}
+
+static int start_informers(struct op *op, struct kmm_error **err)
+{
+	struct kmm_informer *all[] = { op->namespaces, op->nodes, op->nmcs, op->pods, op->modules };
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++) {
+		int r = kmm_informer_start(all[i], err);
+
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
+		if (kmm_informer_wait_synced(all[i], 120000) < 0)
+			return kmm_error_make(err, ETIMEDOUT, "caches did not sync within 120 s");
+	return 0;
+}
+
+static void log_error(const char *ctl, const char *key, const struct kmm_error *e)
+{
+	kmm_log(KMM_LOG_ERROR, "reconcile failed", "controller", ctl, "key", key, "error",
+		kmm_error_message(e), NULL);
+}
+
+static int64_t module_reconcile(const char *key, void *ud, struct kmm_error **err)
+{
+	int64_t r = kmm_op_module_reconcile(key, ud, err);
+
+	if (r < 0)
+		log_error("module", key, err ? *err : NULL);
+	return r;
+}
+
+static int64_t nmc_reconcile(const char *key, void *ud, struct kmm_error **err)
+{
+	int64_t r = kmm_op_nmc_reconcile(key, ud, err);
+
+	if (r < 0)
+		log_error("nmc", key, err ? *err : NULL);
+	return r;
+}
+
+/* ---- main ---- */
+
+static void op_done(struct op *op)
+{
+	kmm_op_ctl_stop(op->module_ctl);
+	kmm_op_ctl_stop(op->nmc_ctl);
+	kmm_informer_free(op->modules);
+	kmm_informer_free(op->nmcs);
+	kmm_informer_free(op->nodes);
+	kmm_informer_free(op->pods);
+	kmm_informer_free(op->namespaces);
+	kmm_op_ctl_free(op->module_ctl);
+	kmm_op_ctl_free(op->nmc_ctl);
+	kmm_op_overlay_free(op->nmc_overlay);
+	kmm_mapper_cache_free(op->mappers);
+	kmm_hashmap_free(op->images);
+	kmm_kube_client_free(op->kube);
+	kmm_metrics_free(op->metrics);
+	kmm_operator_config_free(&op->cfg);
+}
+
+static int fail(const char *what, struct kmm_error *e)
+{
+	kmm_log(KMM_LOG_ERROR, what, "error", kmm_error_message(e), NULL);
+	kmm_error_free(e);
+	return KMM_EXIT_FAILURE;
+}
+
+static int run(struct op *op, const struct args *a, sigset_t *sigs)
+{
+	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
+	_cleanup_kube_config_ struct kmm_kube_config *kc = NULL;
+	_cleanup_(kmm_leader_freep) struct kmm_leader *leader = NULL;
+	struct kmm_error *e = NULL;
+	const char *t;
+	int sig = 0;
+
+	if (kmm_operator_config_init(&op->cfg) < 0)
+		return fail("out of memory", NULL);
+	if (kmm_operator_config_from_env(&op->cfg, secure_getenv, &e) < 0)
+		return fail("bad environment", e);
+	if (a->config_file && load_config_file(op, a->config_file, &e) < 0)
+		return fail("bad configuration", e);
+	op->metrics = kmm_metrics_new();
+	op->nmc_overlay = kmm_op_overlay_new();
+	op->mappers = kmm_mapper_cache_new();
+	op->images = kmm_hashmap_new(free);
+	pthread_mutex_init(&op->images_lock, NULL);
+	t = secure_getenv("KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS");
+	op->unload_pull_timeout_s = t ? atoll(t) : 300;
+	if (!op->metrics || !op->nmc_overlay || !op->mappers || !op->images)
+		return fail("out of memory", NULL);
+	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
+		return fail("cannot load the Kubernetes client configuration", e);
+	if (kmm_kube_client_new(kc, NULL, &op->kube, &e) < 0 ||
+	    kmm_op_api_init(&op->api, op->kube, op->metrics, &e) < 0)
+		return fail("cannot create the Kubernetes client", e);
+	if (a->config_map && !a->config_file && load_config_map(op, a->config_map, &e) < 0)
+		return fail("bad configuration", e);
+	if (register_metrics(op, &e) < 0 ||
+	    kmm_op_ctl_new("module", op->metrics, &op->module_ctl, &e) < 0 ||
+	    kmm_op_ctl_new("nodemodulesconfig", op->metrics, &op->nmc_ctl, &e) < 0)
+		return fail("cannot set up metrics", e);
+	if (start_http(op, &health, &metrics, &e) < 0)
+		return fail("cannot serve probes and metrics", e);
+
+	if (op->cfg.leader_election_enabled) {
+		struct kmm_leader_options lo = {
+			.namespace = op->cfg.operator_namespace,
+			.name = op->cfg.leader_election_resource_id,
+		};
+
+		if (kmm_leader_new(op->kube, &lo, &leader, &e) < 0)
+			return fail("cannot set up leader election", e);
+		kmm_log(KMM_LOG_INFO, "waiting for leadership", "lease",
+			op->cfg.leader_election_resource_id, "identity",
+			kmm_leader_identity(leader), NULL);
+		if (kmm_leader_acquire(leader, sigs, &sig, &e) < 0)
+			return fail("leader election failed", e);
+		if (sig) {
+			kmm_log(KMM_LOG_INFO, "stopping before becoming leader", NULL);
+			return KMM_EXIT_OK;
+		}
+		kmm_log(KMM_LOG_INFO, "became leader", "lease", op->cfg.leader_election_resource_id,
+			NULL);
+	}
+
+	if (make_informers(op, &e) < 0)
+		return fail("cannot set up caches", e);
+	if (kmm_op_ctl_start(op->nmc_ctl, a->workers, nmc_reconcile, op, &e) < 0 ||
+	    kmm_op_ctl_start(op->module_ctl, a->workers, module_reconcile, op, &e) < 0)
+		return fail("cannot start controllers", e);
+	if (start_informers(op, &e) < 0)
+		return fail("cannot start caches", e);
+	kmm_log(KMM_LOG_INFO, "caches synced, controllers running", "namespace",
+		op->cfg.operator_namespace, NULL);
+
+	for (;;) {
+		if (leader) {
+			int r = kmm_leader_wait(leader, sigs, &sig, &e);
+
+			if (r < 0) {
+				/* Lost the lease: stop at once, another replica takes over. */
+				kmm_log(KMM_LOG_ERROR, "lost leadership, exiting", "error",
+					kmm_error_message(e), NULL);
+				kmm_error_free(e);
+				_exit(KMM_EXIT_FAILURE);
+			}
+		} else if (sigwait(sigs, &sig) != 0) {
+			continue;
+		}
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+	}
+	kmm_log(KMM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+		NULL);
+	kmm_op_ctl_stop(op->module_ctl);
+	kmm_op_ctl_stop(op->nmc_ctl);
+	if (leader)
+		kmm_leader_release(leader);
+	return KMM_EXIT_OK;
+}
 
 int main(int argc, char **argv)
 {
-	int first, r;
+	struct args a = {};
+	struct op op = {};
+	sigset_t sigs;
+	int r;
 
-	r = kmm_cli_parse_common(PROG, help, argc, argv, &first);
+	r = parse_args(argc, argv, &a);
 	if (r >= 0)
 		return r;
-	if (first < argc)
-		return kmm_cli_usage_error(PROG, "unexpected argument '%s'", argv[first]);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
 
-	kmm_log(KMM_LOG_ERROR, "no reconcilers are built into this version of " PROG, NULL);
-	return KMM_EXIT_FAILURE;
+	r = run(&op, &a, &sigs);
+	op_done(&op);
+	if (r == KMM_EXIT_OK)
+		kmm_log(KMM_LOG_INFO, "stopped", NULL);
+	return r;
 }

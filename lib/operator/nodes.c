@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Node facts, taints and tolerations, kmm's label names (see kmm/operator.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmm/operator.h"
+
+static const char *str_at(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool kmm_op_toleration_matches(const json_t *tol, const json_t *taint)
+{
+	const char *op = str_at(tol, "operator");
+	const char *key = str_at(tol, "key");
+	const char *effect = str_at(tol, "effect");
+
+	if (effect && *effect && !str_eq(effect, str_at(taint, "effect")))
+		return false;
+	/* An empty key with Exists tolerates every taint. */
+	if ((!key || !*key) && str_eq(op, "Exists"))
+		return true;
+	if (!str_eq(key, str_at(taint, "key")))
+		return false;
+	if (str_eq(op, "Exists"))
+		return true;
+	return str_eq(str_at(tol, "value"), str_at(taint, "value"));
+}
+
+static bool internal_tolerated(const json_t *taint)
+{
+	const char *key = str_at(taint, "key");
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(kmm_internal_toleration_keys); i++)
+		if (str_eq(key, kmm_internal_toleration_keys[i]))
+			return true;
+	return false;
+}
+
+bool kmm_op_node_schedulable(const json_t *node, const json_t *tolerations)
+{
+	const json_t *taints = json_object_get(json_object_get(node, "spec"), "taints");
+	const json_t *taint, *tol;
+	size_t i, j;
+
+	json_array_foreach (taints, i, taint) {
+		const char *effect = str_at(taint, "effect");
+		bool ok = false;
+
+		if (!str_eq(effect, "NoSchedule") && !str_eq(effect, "NoExecute"))
+			continue;
+		if (internal_tolerated(taint))
+			continue;
+		json_array_foreach (tolerations, j, tol) {
+			if (kmm_op_toleration_matches(tol, taint)) {
+				ok = true;
+				break;
+			}
+		}
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+const char *kmm_op_label(const json_t *obj, const char *key)
+{
+	return str_at(json_object_get(json_object_get(obj, "metadata"), "labels"), key);
+}
+
+const char *kmm_op_annotation(const json_t *obj, const char *key)
+{
+	return str_at(json_object_get(json_object_get(obj, "metadata"), "annotations"), key);
+}
+
+bool kmm_op_selector_matches(const struct kmm_strmap *sel, const json_t *node)
+{
+	for (size_t i = 0; i < sel->n; i++) {
+		const char *v = kmm_op_label(node, sel->keys[i]);
+
+		if (!v || !str_eq(v, sel->values[i]))
+			return false;
+	}
+	return true;
+}
+
+static const json_t *node_info(const json_t *node)
+{
+	return json_object_get(json_object_get(node, "status"), "nodeInfo");
+}
+
+const char *kmm_op_node_kernel(const json_t *node)
+{
+	return str_at(node_info(node), "kernelVersion");
+}
+
+const char *kmm_op_node_boot_id(const json_t *node)
+{
+	return str_at(node_info(node), "bootID");
+}
+
+bool kmm_op_node_ready(const json_t *node)
+{
+	const json_t *conds = json_object_get(json_object_get(node, "status"), "conditions");
+	const json_t *c;
+	size_t i;
+
+	json_array_foreach (conds, i, c) {
+		if (str_eq(str_at(c, "type"), "Ready"))
+			return str_eq(str_at(c, "status"), "True");
+	}
+	return false;
+}
+
+static char *fmt(const char *prefix, const char *ns, const char *name, const char *suffix)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "%s%s.%s.%s", prefix, ns, name, suffix) < 0)
+		return NULL;
+	return s;
+}
+
+char *kmm_op_ready_label(const char *ns, const char *name)
+{
+	return fmt(KMM_NODE_LABEL_PREFIX, ns, name, "ready");
+}
+
+char *kmm_op_version_ready_label(const char *ns, const char *name)
+{
+	return fmt(KMM_NODE_LABEL_PREFIX, ns, name, "version.ready");
+}
+
+char *kmm_op_nmc_configured_label(const char *ns, const char *name)
+{
+	return fmt(KMM_NMC_LABEL_PREFIX, ns, name, "module-configured");
+}
+
+char *kmm_op_nmc_in_use_label(const char *ns, const char *name)
+{
+	return fmt(KMM_NMC_LABEL_PREFIX, ns, name, "module-in-use");
+}

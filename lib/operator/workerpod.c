@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Worker pods: the loader and unloader of one module on one node, in
+ * upstream's shape (reference §3.5) with one deliberate difference: a
+ * privileged loader (firmware) runs as uid 0 explicitly instead of the
+ * worker image's USER.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmm/json.h"
+#include "kmm/operator.h"
+#include "kmm/strv.h"
+
+char *kmm_op_worker_pod_name(const char *node, const char *module)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "kmm-worker-%s-%s", node, module) < 0)
+		return NULL;
+	return s;
+}
+
+char *kmm_op_softdep(char *const *order)
+{
+	_cleanup_free_ char *out = NULL;
+	size_t n = kmm_strv_length(order);
+
+	if (n < 2)
+		return NULL;
+	out = strdup("");
+	for (size_t i = 0; out && i + 1 < n; i++) {
+		char *next = NULL;
+
+		if (asprintf(&next, "%ssoftdep %s pre: %s\n", out, order[i], order[i + 1]) < 0)
+			return NULL;
+		free(out);
+		out = next;
+	}
+	return TAKE_PTR(out);
+}
+
+char *kmm_op_hash_json(const json_t *obj)
+{
+	_cleanup_free_ char *text = json_dumps(obj, JSON_SORT_KEYS | JSON_COMPACT);
+	uint64_t h = 14695981039346656037ULL;
+	char *s = NULL;
+
+	if (!text)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
+	if (asprintf(&s, "%" PRIu64, h) < 0)
+		return NULL;
+	return s;
+}
+
+static json_t *resources(void)
+{
+	return json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "requests", "cpu", "500m", "memory",
+			 "64Mi", "limits", "cpu", "1", "memory", "128Mi");
+}
+
+static json_t *mount(const char *name, const char *path, bool ro)
+{
+	return json_pack("{s:s, s:s, s:b}", "name", name, "mountPath", path, "readOnly", ro);
+}
+
+static json_t *downward_volume(const char *name, const char *file, const char *annotation)
+{
+	char field[256];
+
+	snprintf(field, sizeof(field), "metadata.annotations['%s']", annotation);
+	return json_pack("{s:s, s:{s:[{s:s, s:{s:s}}]}}", "name", name, "downwardAPI", "items",
+			 "path", file, "fieldRef", "fieldPath", field);
+}
+
+static json_t *host_volume(const char *name, const char *path, const char *type)
+{
+	return json_pack("{s:s, s:{s:s, s:s}}", "name", name, "hostPath", "path", path, "type",
+			 type);
+}
+
+static char *extract_script(const struct kmm_module_config *c)
+{
+	const char *dir = c->modprobe.dir_name ? c->modprobe.dir_name : KMM_DEFAULT_DIR_NAME;
+	const char *fw = c->modprobe.firmware_path;
+	char *s = NULL;
+	int r;
+
+	if (fw && *fw)
+		r = asprintf(&s,
+			     "mkdir -p /tmp%s/lib/modules;cp -R %s/lib/modules/%s "
+			     "/tmp%s/lib/modules;mkdir -p /tmp%s;cp -R %s/* /tmp%s;",
+			     dir, dir, c->kernel_version, dir, fw, fw, fw);
+	else
+		r = asprintf(
+		    &s, "mkdir -p /tmp%s/lib/modules;cp -R %s/lib/modules/%s /tmp%s/lib/modules;",
+		    dir, dir, c->kernel_version, dir);
+	return r < 0 ? NULL : s;
+}
+
+static json_t *security_context(const struct kmm_op_worker_params *p, bool firmware)
+{
+	if (p->action == KMM_OP_LOAD && firmware)
+		return json_pack("{s:b, s:i}", "privileged", 1, "runAsUser", 0);
+	return json_pack("{s:{s:[s]}, s:I, s:{s:s}}", "capabilities", "add", "SYS_MODULE",
+			 "runAsUser", (json_int_t)p->op->worker_run_as_user, "seLinuxOptions",
+			 "type", p->op->worker_selinux_type ? p->op->worker_selinux_type : "spc_t");
+}
+
+static int add_new(json_t *o, const char *key, json_t *v)
+{
+	return v ? json_object_set_new(o, key, v) : -1;
+}
+
+static int append_new(json_t *a, json_t *v)
+{
+	return v ? json_array_append_new(a, v) : -1;
+}
+
+/* metadata: name, labels, annotations (without the hash), finalizer, owner. */
+static json_t *pod_metadata(const struct kmm_op_worker_params *p, const char *name,
+			    const char *config_text, const char *softdep)
+{
+	bool load = p->action == KMM_OP_LOAD;
+	_cleanup_json_ json_t *md = NULL;
+	json_t *ann;
+
+	md =
+	    json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s}, s:{s:s}, s:[s], s:[{s:s, s:s, s:s, "
+		      "s:s*, s:b, s:b}]}",
+		      "name", name, "namespace", p->module_namespace, "labels",
+		      "app.kubernetes.io/name", "kmm", "app.kubernetes.io/component", "worker",
+		      "app.kubernetes.io/part-of", "kmm", KMM_LABEL_MODULE_NAME, p->module_name,
+		      KMM_LABEL_WORKER_ACTION, load ? "Load" : "Unload", "annotations",
+		      KMM_ANN_WORKER_CONFIG, config_text, "finalizers", KMM_FINALIZER_WORKER,
+		      "ownerReferences", "apiVersion", KMM_API_VERSION, "kind", "NodeModulesConfig",
+		      "name", p->node, "uid", p->nmc_uid, "controller", 1, "blockOwnerDeletion", 1);
+	if (!md)
+		return NULL;
+	ann = json_object_get(md, "annotations");
+	if (json_array_size(p->tolerations) > 0) {
+		_cleanup_free_ char *t = json_dumps(p->tolerations, JSON_COMPACT);
+
+		if (!t || json_object_set_new(ann, KMM_ANN_WORKER_TOLERATIONS, json_string(t)) < 0)
+			return NULL;
+	}
+	if (load && p->version && *p->version &&
+	    add_new(ann, KMM_ANN_WORKER_VERSION, json_string(p->version)) < 0)
+		return NULL;
+	if (softdep && add_new(ann, KMM_ANN_MODULES_ORDER, json_string(softdep)) < 0)
+		return NULL;
+	return TAKE_PTR(md);
+}
+
+static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmware, bool softdep)
+{
+	const char *fw_host =
+	    p->op->worker_firmware_host_path ? p->op->worker_firmware_host_path : "/lib/firmware";
+	_cleanup_json_ json_t *c = NULL;
+	json_t *args, *mounts;
+
+	c = json_pack("{s:s, s:s, s:[s, s, s]}", "name", "worker", "image",
+		      p->op->worker_image ? p->op->worker_image : "", "args", "kmod",
+		      p->action == KMM_OP_LOAD ? "load" : "unload", "/etc/kmm-worker/config.yaml");
+	if (!c)
+		return NULL;
+	args = json_object_get(c, "args");
+	if (firmware && (append_new(args, json_string("--firmware-path")) < 0 ||
+			 append_new(args, json_string(fw_host)) < 0))
+		return NULL;
+	mounts = json_array();
+	if (add_new(c, "volumeMounts", mounts) < 0 ||
+	    append_new(mounts, mount("config", "/etc/kmm-worker", true)) < 0 ||
+	    append_new(mounts, mount("lib-modules", "/lib/modules", true)) < 0 ||
+	    append_new(mounts, mount("lib-modules", "/host/lib/modules", true)) < 0 ||
+	    append_new(mounts, mount("tmp", "/tmp", true)) < 0)
+		return NULL;
+	if (softdep && append_new(mounts, mount("modules-order", "/etc/modprobe.d", true)) < 0)
+		return NULL;
+	if (firmware && append_new(mounts, mount("lib-firmware", fw_host, false)) < 0)
+		return NULL;
+	if (add_new(c, "resources", resources()) < 0 ||
+	    add_new(c, "securityContext", security_context(p, firmware)) < 0)
+		return NULL;
+	return TAKE_PTR(c);
+}
+
+static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script, bool firmware,
+			bool softdep)
+{
+	const char *fw_host =
+	    p->op->worker_firmware_host_path ? p->op->worker_firmware_host_path : "/lib/firmware";
+	_cleanup_json_ json_t *s = NULL;
+	json_t *vols;
+
+	s = json_pack("{s:s, s:s, s:s, s:[{s:s, s:s, s:s, s:[s, s], s:[s], s:[o], s:o}]}",
+		      "nodeName", p->node, "restartPolicy", "OnFailure", "serviceAccountName",
+		      p->service_account && *p->service_account ? p->service_account : "default",
+		      "initContainers", "name", "image-extractor", "image",
+		      p->config->container_image, "imagePullPolicy",
+		      p->config->image_pull_policy ? p->config->image_pull_policy
+						   : KMM_DEFAULT_PULL_POLICY,
+		      "command", "/bin/sh", "-c", "args", script, "volumeMounts",
+		      mount("tmp", "/tmp", false), "resources", resources());
+	if (!s)
+		return NULL;
+	if (p->image_repo_secret && *p->image_repo_secret &&
+	    add_new(s, "imagePullSecrets", json_pack("[{s:s}]", "name", p->image_repo_secret)) < 0)
+		return NULL;
+	if (json_array_size(p->tolerations) > 0 &&
+	    add_new(s, "tolerations", json_deep_copy(p->tolerations)) < 0)
+		return NULL;
+	if (add_new(s, "containers", json_pack("[o]", worker_container(p, firmware, softdep))) < 0)
+		return NULL;
+	vols = json_array();
+	if (add_new(s, "volumes", vols) < 0 ||
+	    append_new(vols, downward_volume("config", "config.yaml", KMM_ANN_WORKER_CONFIG)) < 0 ||
+	    append_new(vols, host_volume("lib-modules", "/lib/modules", "Directory")) < 0 ||
+	    append_new(vols, json_pack("{s:s, s:{}}", "name", "tmp", "emptyDir")) < 0)
+		return NULL;
+	if (softdep && append_new(vols, downward_volume("modules-order", "softdep.conf",
+							KMM_ANN_MODULES_ORDER)) < 0)
+		return NULL;
+	if (firmware &&
+	    append_new(vols, host_volume("lib-firmware", fw_host, "DirectoryOrCreate")) < 0)
+		return NULL;
+	return TAKE_PTR(s);
+}
+
+int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct kmm_error **err)
+{
+	const struct kmm_module_config *c = p->config;
+	bool firmware = c->modprobe.firmware_path && *c->modprobe.firmware_path;
+	_cleanup_free_ char *name = kmm_op_worker_pod_name(p->node, p->module_name);
+	_cleanup_free_ char *script = extract_script(c);
+	_cleanup_free_ char *softdep = NULL;
+	_cleanup_free_ char *config_text = NULL;
+	_cleanup_free_ char *hash = NULL;
+	_cleanup_json_ json_t *config = kmm_module_config_to_json(c);
+	_cleanup_json_ json_t *pod = NULL;
+	json_t *md, *spec;
+
+	if (p->action == KMM_OP_LOAD)
+		softdep = kmm_op_softdep(c->modprobe.modules_loading_order);
+	if (!name || !script || !config)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	config_text = json_dumps(config, JSON_SORT_KEYS | JSON_INDENT(0) | JSON_COMPACT);
+	if (!config_text)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	md = pod_metadata(p, name, config_text, softdep);
+	spec = pod_spec(p, script, firmware, softdep != NULL);
+	pod = json_pack("{s:s, s:s, s:o*, s:o*}", "apiVersion", "v1", "kind", "Pod", "metadata", md,
+			"spec", spec);
+	if (!pod || !md || !spec)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	hash = kmm_op_hash_json(pod);
+	if (!hash || json_object_set_new(json_object_get(md, "annotations"), KMM_ANN_WORKER_HASH,
+					 json_string(hash)) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	*ret = TAKE_PTR(pod);
+	return 0;
+}

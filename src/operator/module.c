@@ -1,0 +1,876 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Module reconciler (reference §3.2, §3.8): decides, for every node, whether
+ * the Module belongs in that node's NodeModulesConfig and with which config.
+ * Reads top to bottom:
+ *
+ *   deleting?  -> take the Module out of every NMC; once no NMC says the
+ *                 module may still be loaded (in-use label), release the
+ *                 finalizer and the namespace label with the last Module;
+ *   otherwise  -> namespace label and finalizer; for each node: targeted
+ *                 (selector + taints) and mapped (kernel mapping) and the
+ *                 image exists in its registry -> upsert the NMC entry;
+ *                 else remove it; then the status counts and conditions.
+ *
+ * Writes are JSON patches whose "test" operations pin the entry they
+ * change, so a concurrent writer makes them fail (and retry) instead of
+ * overwriting each other; our own writes are read back through the NMC
+ * overlay, never from a stale cache.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kmm/json.h"
+#include "kmm/log.h"
+#include "kmm/registry.h"
+#include "kmm/strv.h"
+#include "operator.h"
+
+#define IMAGE_RECHECK_MIN_MS 5000
+#define IMAGE_RECHECK_MAX_MS 300000
+
+static const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kmm_op_enqueue_all_modules(struct op *op)
+{
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+
+	if (!op->modules || kmm_informer_list(op->modules, &objs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(objs[i]));
+	kmm_obj_array_free(objs, n);
+}
+
+/* ---- image existence ---- */
+
+struct image_state {
+	int exists; /* 1 yes, 0 no, -1 could not tell */
+	int failures;
+	int64_t next_check_ms;
+	char why[256];
+};
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static char *b64decode(const char *in)
+{
+	size_t n = strlen(in), o = 0;
+	unsigned acc = 0;
+	int bits = 0;
+	char *out = malloc(n + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64val((unsigned char)in[i]);
+
+		if (v < 0)
+			continue;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = 0;
+	return out;
+}
+
+static char *pull_secret(struct op *op, const char *ns, const char *name, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_secrets, ns, name, NULL };
+	_cleanup_json_ json_t *sec = NULL;
+	const char *data;
+
+	if (kmm_op_get(&op->api, &t, &sec, err) < 0)
+		return NULL;
+	data = str(json_object_get(sec, "data"), ".dockerconfigjson");
+	if (!data)
+		data = str(json_object_get(sec, "data"), ".dockercfg");
+	if (!data) {
+		kmm_error_make(err, EINVAL, "secret %s/%s has no .dockerconfigjson", ns, name);
+		return NULL;
+	}
+	return b64decode(data);
+}
+
+/*
+ * 1 when the image exists, 0 when not (or cannot tell yet); *ret_retry_ms
+ * says when to look again.
+ */
+static int image_exists(struct op *op, const struct kmm_module *m,
+			const struct kmm_resolved_mapping *res, int64_t *ret_retry_ms, char *why,
+			size_t why_size)
+{
+	const char *secret = m->spec.image_repo_secret;
+	char key[1024];
+	struct image_state *st;
+	int64_t now = mono_ms();
+
+	snprintf(key, sizeof(key), "%s|%d|%d|%s/%s", res->container_image,
+		 res->registry_tls.insecure, res->registry_tls.insecure_skip_tls_verify,
+		 secret ? m->namespace : "", secret ? secret : "");
+	pthread_mutex_lock(&op->images_lock);
+	st = kmm_hashmap_get(op->images, key);
+	if (st && (st->exists == 1 || now < st->next_check_ms)) {
+		int r = st->exists == 1;
+
+		if (!r) {
+			*ret_retry_ms = st->next_check_ms - now;
+			snprintf(why, why_size, "%s", st->why);
+		}
+		pthread_mutex_unlock(&op->images_lock);
+		return r;
+	}
+	pthread_mutex_unlock(&op->images_lock);
+
+	/* Outside the lock: a registry round trip. */
+	struct kmm_registry_options ro = {
+		.insecure = res->registry_tls.insecure,
+		.insecure_skip_tls_verify = res->registry_tls.insecure_skip_tls_verify,
+	};
+	_cleanup_(kmm_registry_freep) struct kmm_registry *reg = NULL;
+	_cleanup_free_ char *docker_config = NULL;
+	struct kmm_error *e = NULL;
+	int r = 0;
+
+	if (secret && !(docker_config = pull_secret(op, m->namespace, secret, &e)))
+		r = -EINVAL;
+	ro.docker_config = docker_config;
+	if (r >= 0)
+		r = kmm_registry_new(&ro, &reg, &e);
+	if (r >= 0)
+		r = kmm_registry_image_exists(reg, res->container_image, NULL, &e);
+
+	pthread_mutex_lock(&op->images_lock);
+	st = kmm_hashmap_get(op->images, key);
+	if (!st) {
+		st = calloc(1, sizeof(*st));
+		if (st && kmm_hashmap_put(op->images, key, st, NULL) < 0) {
+			free(st);
+			st = NULL;
+		}
+	}
+	if (st) {
+		st->exists = r > 0 ? 1 : r == 0 ? 0 : -1;
+		if (r > 0) {
+			st->failures = 0;
+		} else {
+			int64_t d = IMAGE_RECHECK_MIN_MS << (st->failures < 6 ? st->failures : 6);
+
+			st->failures++;
+			st->next_check_ms =
+			    now + (d > IMAGE_RECHECK_MAX_MS ? IMAGE_RECHECK_MAX_MS : d);
+			*ret_retry_ms = st->next_check_ms - now;
+			if (r == 0)
+				snprintf(st->why, sizeof(st->why), "image %s does not exist",
+					 res->container_image);
+			else
+				snprintf(st->why, sizeof(st->why), "image %s: %s",
+					 res->container_image, kmm_error_message(e));
+			snprintf(why, why_size, "%s", st->why);
+		}
+	}
+	pthread_mutex_unlock(&op->images_lock);
+	if (r < 0)
+		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "module", "image",
+			res->container_image, "error", kmm_error_message(e), NULL);
+	kmm_error_free(e);
+	return r > 0;
+}
+
+/* ---- NMC entries ---- */
+
+static json_t *desired_entry(const struct kmm_module *m, const struct kmm_module_config *c)
+{
+	const struct kmm_module_loader *ml = m->spec.module_loader;
+	json_t *e = json_pack("{s:s, s:s, s:s, s:o}", "name", m->name, "namespace", m->namespace,
+			      "serviceAccountName",
+			      ml->service_account_name && *ml->service_account_name
+				  ? ml->service_account_name
+				  : "default",
+			      "config", kmm_module_config_to_json(c));
+
+	if (!e)
+		return NULL;
+	if (m->spec.image_repo_secret)
+		json_object_set_new(e, "imageRepoSecret",
+				    json_pack("{s:s}", "name", m->spec.image_repo_secret));
+	if (m->spec.n_tolerations)
+		json_object_set_new(
+		    e, "tolerations",
+		    kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations));
+	if (ml->container.version && *ml->container.version)
+		json_object_set_new(e, "version", json_string(ml->container.version));
+	return e;
+}
+
+static json_t *find_entry(const json_t *nmc, const char *ns, const char *name, size_t *ret_i)
+{
+	const json_t *arr = json_object_get(json_object_get(nmc, "spec"), "modules");
+	json_t *e;
+	size_t i;
+
+	json_array_foreach (arr, i, e) {
+		if (strcmp(str(e, "namespace") ?: "", ns) == 0 &&
+		    strcmp(str(e, "name") ?: "", name) == 0) {
+			if (ret_i)
+				*ret_i = i;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static bool entry_equal(const json_t *have, const json_t *want)
+{
+	static const char *const keys[] = { "name", "namespace", "serviceAccountName", "version" };
+	struct kmm_module_config *a = NULL, *b = NULL;
+	const json_t *ta = json_object_get(have, "tolerations"),
+		     *tb = json_object_get(want, "tolerations");
+	bool eq = true;
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(keys) && eq; i++)
+		eq = strcmp(str(have, keys[i]) ?: "", str(want, keys[i]) ?: "") == 0;
+	eq = eq && strcmp(str(json_object_get(have, "imageRepoSecret"), "name") ?: "",
+			  str(json_object_get(want, "imageRepoSecret"), "name") ?: "") == 0;
+	eq = eq && (json_array_size(ta) == 0 ? json_array_size(tb) == 0 : json_equal(ta, tb));
+	if (eq) {
+		kmm_module_config_from_json(json_object_get(have, "config"), "", 0, &a, NULL);
+		kmm_module_config_from_json(json_object_get(want, "config"), "", 0, &b, NULL);
+		eq = a && b && kmm_module_config_equal(a, b);
+	}
+	kmm_module_config_free(a);
+	kmm_module_config_free(b);
+	return eq;
+}
+
+/* JSON-pointer escaping of one key. */
+static char *ptr_escape(const char *k)
+{
+	size_t n = 0;
+	char *out, *o;
+
+	for (const char *p = k; *p; p++)
+		n += (*p == '/' || *p == '~') ? 2 : 1;
+	out = o = malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (const char *p = k; *p; p++) {
+		if (*p == '/') {
+			*o++ = '~';
+			*o++ = '1';
+		} else if (*p == '~') {
+			*o++ = '~';
+			*o++ = '0';
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = 0;
+	return out;
+}
+
+static int add_op(json_t *ops, const char *op, const char *path, json_t *value)
+{
+	json_t *o = json_pack("{s:s, s:s}", "op", op, "path", path);
+
+	if (!o || (value && json_object_set_new(o, "value", value) < 0))
+		return -ENOMEM;
+	return json_array_append_new(ops, o);
+}
+
+static int label_ops(json_t *ops, const json_t *nmc, const char *const *keys, bool add)
+{
+	const json_t *labels = json_object_get(json_object_get(nmc, "metadata"), "labels");
+
+	if (add && !labels) {
+		json_t *all = json_object();
+
+		for (size_t i = 0; keys[i]; i++)
+			json_object_set_new(all, keys[i], json_string(""));
+		return add_op(ops, "add", "/metadata/labels", all);
+	}
+	for (size_t i = 0; keys[i]; i++) {
+		_cleanup_free_ char *esc = ptr_escape(keys[i]);
+		char path[600];
+
+		if (!esc)
+			return -ENOMEM;
+		if (!add && !json_object_get(labels, keys[i]))
+			continue;
+		snprintf(path, sizeof(path), "/metadata/labels/%s", esc);
+		if (add_op(ops, add ? "add" : "remove", path, add ? json_string("") : NULL) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int create_nmc(struct op *op, const json_t *node, const struct kmm_module *m, json_t *entry,
+		      struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, NULL, NULL };
+	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
+	_cleanup_json_ json_t *obj = NULL, *out = NULL;
+	const char *name = kmm_kube_meta_str(node, "name");
+	int r;
+
+	obj = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s, s:s}]}, s:{s:[O]}}",
+			"apiVersion", KMM_API_VERSION, "kind", "NodeModulesConfig", "metadata",
+			"name", name, "labels", cl, "", ul, "", "ownerReferences", "apiVersion",
+			"v1", "kind", "Node", "name", name, "uid", kmm_kube_meta_str(node, "uid"),
+			"spec", "modules", entry);
+	if (!obj)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	r = kmm_op_create(&op->api, &t, obj, &out, err);
+	if (r == -EEXIST) {
+		/* Another Module created it first: read it so the patch path sees it. */
+		struct kmm_kube_target g = { &kmm_op_nmcs, NULL, name, NULL };
+
+		kmm_error_free(*err);
+		*err = NULL;
+		r = kmm_op_get(&op->api, &g, &out, err);
+		if (r >= 0)
+			kmm_op_overlay_put(op->nmc_overlay, out);
+		return r < 0 ? kmm_error_wrap(err, "read NMC %s", name) : -EAGAIN;
+	}
+	if (r < 0)
+		return kmm_error_wrap(err, "create NMC %s", name);
+	kmm_op_overlay_put(op->nmc_overlay, out);
+	return 0;
+}
+
+/*
+ * Puts `entry` (NULL: removes the Module's entry) into the node's NMC.
+ * Returns 1 when something was written.
+ */
+static int set_entry(struct op *op, const json_t *node, const struct kmm_module *m, json_t *entry,
+		     struct kmm_error **err)
+{
+	const char *name = kmm_kube_meta_str(node, "name");
+	_cleanup_json_ json_t *nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+	_cleanup_json_ json_t *ops = json_array(), *out = NULL;
+	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
+	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, name, NULL };
+	const char *add_keys[] = { cl, ul, NULL }, *rm_keys[] = { cl, NULL };
+	const json_t *have;
+	size_t i = 0;
+	char path[64];
+	int r;
+
+	if (!ops || !cl || !ul)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (!nmc) {
+		if (!entry)
+			return 0;
+		for (int attempt = 0; attempt < 2; attempt++) {
+			r = create_nmc(op, node, m, entry, err);
+			if (r != -EAGAIN)
+				return r < 0 ? r : 1;
+			nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+			if (nmc)
+				break;
+		}
+		if (!nmc)
+			return kmm_error_make(err, EAGAIN, "NMC %s: created concurrently", name);
+	}
+	have = find_entry(nmc, m->namespace, m->name, &i);
+	if (entry ? (have && entry_equal(have, entry) && kmm_op_label(nmc, cl) &&
+		     kmm_op_label(nmc, ul))
+		  : (!have && !kmm_op_label(nmc, cl)))
+		return 0;
+	if (have) {
+		snprintf(path, sizeof(path), "/spec/modules/%zu/name", i);
+		add_op(ops, "test", path, json_string(m->name));
+		snprintf(path, sizeof(path), "/spec/modules/%zu/namespace", i);
+		add_op(ops, "test", path, json_string(m->namespace));
+		snprintf(path, sizeof(path), "/spec/modules/%zu", i);
+		add_op(ops, entry ? "replace" : "remove", path, entry ? json_incref(entry) : NULL);
+	} else if (entry) {
+		if (json_object_get(json_object_get(nmc, "spec"), "modules")) {
+			add_op(ops, "add", "/spec/modules/-", json_incref(entry));
+		} else {
+			add_op(ops, "test", "/metadata/resourceVersion",
+			       json_string(kmm_kube_meta_str(nmc, "resourceVersion")));
+			add_op(ops, "add", "/spec/modules", json_pack("[O]", entry));
+		}
+	}
+	if (label_ops(ops, nmc, entry ? add_keys : rm_keys, entry != NULL) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (json_array_size(ops) == 0)
+		return 0;
+	r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_JSON, ops, &out, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "%s NMC %s", entry ? "update" : "clear", name);
+	kmm_op_overlay_put(op->nmc_overlay, out);
+	return 1;
+}
+
+/* ---- finalizer, namespace label, status ---- */
+
+static bool has_finalizer(const struct kmm_module *m)
+{
+	const json_t *f;
+	size_t i;
+
+	json_array_foreach (json_object_get(m->metadata, "finalizers"), i, f) {
+		if (strcmp(json_string_value(f) ?: "", KMM_FINALIZER_MODULE) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int set_finalizer(struct op *op, const struct kmm_module *m, bool on, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_modules, m->namespace, m->name, NULL };
+	const json_t *cur = json_object_get(m->metadata, "finalizers");
+	_cleanup_json_ json_t *list = json_array(), *patch = NULL;
+	const json_t *f;
+	size_t i;
+
+	json_array_foreach (cur, i, f) {
+		if (strcmp(json_string_value(f) ?: "", KMM_FINALIZER_MODULE) != 0)
+			json_array_append(list, (json_t *)f);
+	}
+	if (on)
+		json_array_append_new(list, json_string(KMM_FINALIZER_MODULE));
+	patch = json_pack("{s:{s:O, s:s}}", "metadata", "finalizers", list, "resourceVersion",
+			  str(m->metadata, "resourceVersion") ?: "");
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "%s finalizer", on ? "add" : "remove");
+	return 0;
+}
+
+static int namespace_label(struct op *op, const char *ns, bool on, struct kmm_error **err)
+{
+	_cleanup_obj_unref_ struct kmm_obj *o = kmm_informer_get(op->namespaces, ns);
+	struct kmm_kube_target t = { &kmm_kube_namespaces, NULL, ns, NULL };
+	_cleanup_json_ json_t *patch = NULL;
+	bool has = o && kmm_op_label(kmm_obj_json(o), KMM_LABEL_NAMESPACE_CONTAINS_MODULES);
+
+	if (has == on || (!o && !on))
+		return 0;
+	patch = json_pack("{s:{s:{s:o}}}", "metadata", "labels",
+			  KMM_LABEL_NAMESPACE_CONTAINS_MODULES, on ? json_string("") : json_null());
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "label namespace %s", ns);
+	return 0;
+}
+
+static bool last_in_namespace(struct op *op, const struct kmm_module *m)
+{
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+	bool last = true;
+
+	if (kmm_informer_list(op->modules, &objs, &n) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *j = kmm_obj_json(objs[i]);
+
+		if (strcmp(kmm_kube_meta_str(j, "namespace") ?: "", m->namespace) == 0 &&
+		    strcmp(kmm_kube_meta_str(j, "name") ?: "", m->name) != 0)
+			last = false;
+	}
+	kmm_obj_array_free(objs, n);
+	return last;
+}
+
+struct counts {
+	int matching, desired, available;
+	char *progress; /* why not everything is loaded yet (first few reasons) */
+	int n_reasons;
+};
+
+static void add_reason(struct counts *c, const char *a, const char *b)
+{
+	char *next = NULL;
+
+	c->n_reasons++;
+	if (c->n_reasons > 3)
+		return;
+	if (asprintf(&next, "%s%s%s%s", c->progress ? c->progress : "", c->progress ? "; " : "", a,
+		     b) >= 0) {
+		free(c->progress);
+		c->progress = next;
+	}
+}
+
+/* Worker pods of this Module that failed at least once: say why. */
+static void pod_reasons(struct op *op, const struct kmm_module *m, struct counts *c)
+{
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+
+	if (kmm_informer_list(op->pods, &objs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *j = kmm_obj_json(objs[i]);
+		const json_t *st = json_object_get(j, "status");
+		const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+		const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+		const json_t *term =
+		    json_object_get(json_object_get(cs, "lastState"), "terminated");
+		const char *wait =
+		    str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
+		char why[256];
+
+		if (strcmp(kmm_kube_meta_str(j, "namespace") ?: "", m->namespace) != 0 ||
+		    strcmp(kmm_op_label(j, KMM_LABEL_MODULE_NAME) ?: "", m->name) != 0)
+			continue;
+		if (term) {
+			snprintf(why, sizeof(why),
+				 "node %s: worker failed %d time(s), last exit code %d (%s)",
+				 str(json_object_get(j, "spec"), "nodeName") ?: "?",
+				 (int)json_integer_value(json_object_get(cs, "restartCount")),
+				 (int)json_integer_value(json_object_get(term, "exitCode")),
+				 str(term, "reason") ?: "Error");
+			add_reason(c, "", why);
+		} else if (wait && strcmp(wait, "PodInitializing") != 0) {
+			snprintf(why, sizeof(why), "node %s: cannot start the worker: ",
+				 str(json_object_get(j, "spec"), "nodeName") ?: "?");
+			add_reason(c, why, wait);
+		}
+	}
+	kmm_obj_array_free(objs, n);
+}
+
+static json_t *condition(const struct kmm_module *m, const char *type, bool status,
+			 const char *reason, const char *message)
+{
+	const json_t *old = NULL, *c;
+	size_t i;
+	char now[64];
+	struct tm tm;
+	time_t t = time(NULL);
+
+	json_array_foreach (m->status.conditions, i, c) {
+		if (strcmp(str(c, "type") ?: "", type) == 0)
+			old = c;
+	}
+	gmtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", type, "status",
+			 status ? "True" : "False", "reason", reason, "message", message,
+			 "lastTransitionTime",
+			 old && strcmp(str(old, "status") ?: "", status ? "True" : "False") == 0
+			     ? str(old, "lastTransitionTime") ?: now
+			     : now,
+			 "observedGeneration", (json_int_t)m->generation);
+}
+
+static bool conditions_same(const json_t *a, const json_t *b)
+{
+	const json_t *x;
+	size_t i;
+
+	if (json_array_size(a) != json_array_size(b))
+		return false;
+	json_array_foreach (a, i, x) {
+		const json_t *y = json_array_get(b, i);
+
+		if (strcmp(str(x, "type") ?: "", str(y, "type") ?: "") ||
+		    strcmp(str(x, "status") ?: "", str(y, "status") ?: "") ||
+		    strcmp(str(x, "reason") ?: "", str(y, "reason") ?: "") ||
+		    strcmp(str(x, "message") ?: "", str(y, "message") ?: "") ||
+		    !json_equal(json_object_get(x, "observedGeneration"),
+				json_object_get(y, "observedGeneration")))
+			return false;
+	}
+	return true;
+}
+
+static int patch_status(struct op *op, const struct kmm_module *m, struct counts *c,
+			struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_modules, m->namespace, m->name, "status" };
+	bool ready = c->desired == c->available && c->n_reasons == 0;
+	char msg[128];
+	_cleanup_json_ json_t *conds = json_array(), *patch = NULL;
+	const struct kmm_daemonset_status *s = &m->status.module_loader;
+
+	snprintf(msg, sizeof(msg), "loaded on %d of %d targeted node(s)", c->available, c->desired);
+	json_array_append_new(conds, condition(m, "Ready", ready, ready ? "Loaded" : "Progressing",
+					       ready	     ? msg
+					       : c->progress ? c->progress
+							     : msg));
+	json_array_append_new(
+	    conds, condition(m, "Progressing", !ready, ready ? "Loaded" : "Progressing", msg));
+	if (s->nodes_matching_selector_number == c->matching && s->desired_number == c->desired &&
+	    s->available_number == c->available && conditions_same(conds, m->status.conditions))
+		return 0;
+	patch = json_pack("{s:{s:{s:i, s:i, s:i}, s:O}}", "status", "moduleLoader",
+			  "nodesMatchingSelectorNumber", c->matching, "desiredNumber", c->desired,
+			  "availableNumber", c->available, "conditions", conds);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "patch status");
+	return 0;
+}
+
+static bool loaded_as_configured(const json_t *nmc, const char *ns, const char *name)
+{
+	const json_t *want = find_entry(nmc, ns, name, NULL), *st;
+	const json_t *status = json_object_get(json_object_get(nmc, "status"), "modules");
+	size_t i;
+
+	if (!want)
+		return false;
+	json_array_foreach (status, i, st) {
+		if (strcmp(str(st, "namespace") ?: "", ns) == 0 &&
+		    strcmp(str(st, "name") ?: "", name) == 0) {
+			struct kmm_module_config *a = NULL, *b = NULL;
+			bool eq;
+
+			kmm_module_config_from_json(json_object_get(want, "config"), "", 0, &a,
+						    NULL);
+			kmm_module_config_from_json(json_object_get(st, "config"), "", 0, &b, NULL);
+			eq = a && b && kmm_module_config_equal(a, b);
+			kmm_module_config_free(a);
+			kmm_module_config_free(b);
+			return eq;
+		}
+	}
+	return false;
+}
+
+/* ---- the reconcile ---- */
+
+static void keep_first(struct kmm_error **first, struct kmm_error *e)
+{
+	if (!*first)
+		*first = e;
+	else
+		kmm_error_free(e);
+}
+
+static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_error **err)
+{
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
+	struct kmm_obj **nodes = NULL, **nmcs = NULL;
+	size_t n_nodes = 0, n_nmcs = 0;
+	struct kmm_error *first = NULL;
+	bool in_use = false;
+
+	if (!has_finalizer(m))
+		return 0;
+	kmm_informer_list(op->nodes, &nodes, &n_nodes);
+	for (size_t i = 0; i < n_nodes; i++) {
+		struct kmm_error *e = NULL;
+
+		if (set_entry(op, kmm_obj_json(nodes[i]), m, NULL, &e) < 0)
+			keep_first(&first, e);
+	}
+	kmm_obj_array_free(nodes, n_nodes);
+	kmm_informer_list(op->nmcs, &nmcs, &n_nmcs);
+	for (size_t i = 0; i < n_nmcs; i++) {
+		_cleanup_json_ json_t *nmc =
+		    kmm_op_overlay_get(op->nmc_overlay, op->nmcs, kmm_obj_key(nmcs[i]));
+
+		if (nmc && kmm_op_label(nmc, ul))
+			in_use = true;
+	}
+	kmm_obj_array_free(nmcs, n_nmcs);
+	if (first) {
+		*err = first;
+		return kmm_error_wrap(err, "unload %s/%s", m->namespace, m->name);
+	}
+	if (in_use)
+		return 0; /* the NMC label change brings us back */
+	if (last_in_namespace(op, m) && namespace_label(op, m->namespace, false, err) < 0)
+		return -kmm_error_code(*err);
+	if (set_finalizer(op, m, false, err) < 0)
+		return -kmm_error_code(*err);
+	kmm_mapper_cache_forget(op->mappers, m->namespace, m->name);
+	kmm_log(KMM_LOG_INFO, "module unloaded everywhere, finalizer released", "controller",
+		"module", "key", m->name, "namespace", m->namespace, NULL);
+	return 0;
+}
+
+/* One node: the entry it should carry (NULL: none), and whether it counts as targeted. */
+static int node_entry(struct op *op, const struct kmm_module *m, const json_t *node,
+		      struct counts *c, int64_t *retry_ms, json_t **ret_entry,
+		      struct kmm_error **err)
+{
+	_cleanup_(kmm_resolved_mapping_freep) struct kmm_resolved_mapping *res = NULL;
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
+	_cleanup_json_ json_t *tols = NULL;
+	const char *kernel = kmm_op_node_kernel(node);
+	char why[300];
+	int64_t retry = 0;
+	int r;
+
+	*ret_entry = NULL;
+	if (!kmm_op_selector_matches(&m->spec.selector, node))
+		return 0;
+	tols = kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations);
+	if (!kmm_op_node_schedulable(node, tols))
+		return 0;
+	c->matching++;
+	if (!kernel)
+		return 0;
+	r = kmm_mapper_cache_resolve(op->mappers, m, kernel, &res, err);
+	if (r <= 0)
+		return r;
+	if (m->spec.module_loader->container.version && *m->spec.module_loader->container.version) {
+		/* Ordered upgrade: only where the version label says so (reference §3.10). */
+		char label[512];
+		const char *v;
+
+		snprintf(label, sizeof(label), KMM_VERSION_WORKER_LABEL_PREFIX "%s.%s",
+			 m->namespace, m->name);
+		v = kmm_op_label(node, label);
+		if (!v || strcmp(v, m->spec.module_loader->container.version) != 0)
+			return 0;
+	}
+	if (!image_exists(op, m, res, &retry, why, sizeof(why))) {
+		if (*retry_ms == 0 || retry < *retry_ms)
+			*retry_ms = retry;
+		add_reason(c, why, "");
+		return 1; /* keep an existing entry while we cannot tell */
+	}
+	r = kmm_module_config_for(m, res, &cfg, err);
+	if (r < 0)
+		return r;
+	*ret_entry = desired_entry(m, cfg);
+	if (!*ret_entry)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	return 1;
+}
+
+static void update_gauges(struct op *op)
+{
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+	int mods = 0, dp = 0;
+
+	if (kmm_informer_list(op->modules, &objs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *spec = json_object_get(kmm_obj_json(objs[i]), "spec");
+
+		mods++;
+		if (json_object_get(spec, "devicePlugin"))
+			dp++;
+	}
+	kmm_obj_array_free(objs, n);
+	kmm_metric_set(op->g_modules, NULL, mods);
+	kmm_metric_set(op->g_device_plugin, NULL, dp);
+}
+
+int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_error **err)
+{
+	struct op *op = userdata;
+	_cleanup_obj_unref_ struct kmm_obj *obj = kmm_informer_get(op->modules, key);
+	_cleanup_(kmm_module_freep) struct kmm_module *m = NULL;
+	struct kmm_obj **nodes = NULL;
+	size_t n_nodes = 0;
+	struct counts c = {};
+	struct kmm_error *first = NULL;
+	int64_t retry_ms = 0;
+	int r;
+
+	update_gauges(op);
+	if (!obj)
+		return 0;
+	r = kmm_module_from_json(kmm_obj_json(obj), 0, &m, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "reconcile %s", key);
+	if (!m->namespace)
+		return kmm_error_make(err, EINVAL, "reconcile %s: no namespace", key);
+	if (json_object_get(m->metadata, "deletionTimestamp")) {
+		int64_t fr = finalize(op, m, err);
+
+		return fr < 0 ? kmm_error_wrap(err, "reconcile %s", key) : fr;
+	}
+	if (namespace_label(op, m->namespace, true, err) < 0 ||
+	    (!has_finalizer(m) && set_finalizer(op, m, true, err) < 0))
+		return kmm_error_wrap(err, "reconcile %s", key);
+	if (!m->spec.module_loader)
+		return 0;
+
+	if (kmm_informer_list(op->nodes, &nodes, &n_nodes) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < n_nodes; i++) {
+		const json_t *node = kmm_obj_json(nodes[i]);
+		_cleanup_json_ json_t *entry = NULL;
+		struct kmm_error *e = NULL;
+
+		r = node_entry(op, m, node, &c, &retry_ms, &entry, &e);
+		if (r < 0) {
+			keep_first(&first, e);
+			continue;
+		}
+		if (r > 0 && !entry)
+			continue; /* image unknown yet: leave the NMC as it is */
+		if (set_entry(op, node, m, entry, &e) < 0)
+			keep_first(&first, e);
+	}
+	kmm_obj_array_free(nodes, n_nodes);
+
+	/* Counts from the NMCs as they are now (our writes included). */
+	{
+		_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
+		struct kmm_obj **nmcs = NULL;
+		size_t n = 0;
+
+		kmm_informer_list(op->nmcs, &nmcs, &n);
+		for (size_t i = 0; i < n; i++) {
+			_cleanup_json_ json_t *nmc =
+			    kmm_op_overlay_get(op->nmc_overlay, op->nmcs, kmm_obj_key(nmcs[i]));
+
+			if (!nmc || !kmm_op_label(nmc, cl))
+				continue;
+			c.desired++;
+			if (loaded_as_configured(nmc, m->namespace, m->name))
+				c.available++;
+		}
+		kmm_obj_array_free(nmcs, n);
+	}
+	pod_reasons(op, m, &c);
+	if (!first) {
+		struct kmm_error *e = NULL;
+
+		if (patch_status(op, m, &c, &e) < 0)
+			keep_first(&first, e);
+	}
+	free(c.progress);
+	if (first) {
+		*err = first;
+		return kmm_error_wrap(err, "reconcile %s", key);
+	}
+	return retry_ms > 0 ? retry_ms : 0;
+}

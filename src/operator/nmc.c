@@ -1,0 +1,679 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * NodeModulesConfig reconciler (reference §3.5): one NMC per node; its spec
+ * says which modules should be loaded there, its status what the worker
+ * pods reported. Reads top to bottom:
+ *
+ *   1. record the results of finished worker pods in the status;
+ *   2. drop statuses of modules that vanished with a reboot;
+ *   3. patch the status, then release and delete the processed pods;
+ *   4. start loaders/unloaders where spec and status disagree;
+ *   5. keep the node's ready labels and the NMC's in-use labels true.
+ *
+ * Differences from upstream, on purpose: the ready label requires the
+ * module to have been loaded since the node's last boot (upstream #1083);
+ * worker pods of modules in neither spec nor status are deleted whatever
+ * their phase (#1004); an unloader that cannot pull its image for
+ * unload_pull_timeout_s is given up with a Warning event (#1004, see
+ * docs/operator.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kmm/json.h"
+#include "kmm/log.h"
+#include "kmm/strv.h"
+#include "operator.h"
+
+/* A worker pod of this node, as the cache shows it. */
+struct wpod {
+	const json_t *j;
+	const char *name, *ns, *module;
+	bool load;
+	const char *phase;
+	bool deleting;
+	int restarts;
+	const char *waiting; /* init container waiting reason, e.g. ImagePullBackOff */
+	bool handled;	     /* result taken or pod condemned */
+};
+
+struct nmc_state {
+	struct op *op;
+	const char *name;
+	json_t *nmc; /* freshest NMC */
+	const json_t *node;
+	const char *boot_id;
+	json_t *status; /* new status.modules (array) */
+	bool status_dirty;
+	struct wpod *pods;
+	size_t n_pods;
+	char **events; /* triples: type, reason, module key */
+	struct kmm_error *errs;
+};
+
+static const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static const json_t *spec_modules(const json_t *nmc)
+{
+	return json_object_get(json_object_get(nmc, "spec"), "modules");
+}
+
+static json_t *find_entry(const json_t *arr, const char *ns, const char *name, size_t *ret_i)
+{
+	json_t *e;
+	size_t i;
+
+	json_array_foreach (arr, i, e) {
+		if (strcmp(str(e, "namespace") ? str(e, "namespace") : "", ns) == 0 &&
+		    strcmp(str(e, "name") ? str(e, "name") : "", name) == 0) {
+			if (ret_i)
+				*ret_i = i;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static struct wpod *find_pod(struct nmc_state *s, const char *ns, const char *mod)
+{
+	for (size_t i = 0; i < s->n_pods; i++)
+		if (!s->pods[i].handled && strcmp(s->pods[i].ns, ns) == 0 &&
+		    strcmp(s->pods[i].module, mod) == 0)
+			return &s->pods[i];
+	return NULL;
+}
+
+static void note_error(struct nmc_state *s, struct kmm_error *e)
+{
+	if (!e)
+		return;
+	if (!s->errs)
+		s->errs = e;
+	else
+		kmm_error_free(e);
+}
+
+static struct kmm_module_config *entry_config(const json_t *entry)
+{
+	struct kmm_module_config *c = NULL;
+
+	if (kmm_module_config_from_json(json_object_get(entry, "config"), "config", 0, &c, NULL) <
+	    0)
+		return NULL;
+	return c;
+}
+
+static bool configs_equal(const json_t *a, const json_t *b)
+{
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *ca = entry_config(a);
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cb = entry_config(b);
+
+	return ca && cb && kmm_module_config_equal(ca, cb);
+}
+
+/* ---- 1. results of worker pods ---- */
+
+static void load_pods(struct nmc_state *s, struct kmm_obj **objs, size_t n)
+{
+	s->pods = calloc(n ? n : 1, sizeof(*s->pods));
+	if (!s->pods)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *j = kmm_obj_json(objs[i]);
+		const json_t *st = json_object_get(j, "status");
+		const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+		const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+		struct wpod *p = &s->pods[s->n_pods];
+
+		p->j = j;
+		p->name = kmm_kube_meta_str(j, "name");
+		p->ns = kmm_kube_meta_str(j, "namespace");
+		p->module = kmm_op_label(j, KMM_LABEL_MODULE_NAME);
+		if (!p->name || !p->ns || !p->module)
+			continue;
+		p->load = strcmp(kmm_op_label(j, KMM_LABEL_WORKER_ACTION) ?: "", "Load") == 0;
+		p->phase = str(st, "phase") ?: "Pending";
+		p->deleting = json_object_get(json_object_get(j, "metadata"), "deletionTimestamp");
+		p->restarts = (int)json_integer_value(json_object_get(cs, "restartCount"));
+		p->waiting =
+		    str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
+		s->n_pods++;
+	}
+}
+
+/* Status entry for a loader that succeeded: what it loaded, and the boot it loaded into. */
+static json_t *status_from_loader(struct nmc_state *s, const struct wpod *p)
+{
+	const char *text = kmm_op_annotation(p->j, KMM_ANN_WORKER_CONFIG);
+	const char *tols = kmm_op_annotation(p->j, KMM_ANN_WORKER_TOLERATIONS);
+	const char *version = kmm_op_annotation(p->j, KMM_ANN_WORKER_VERSION);
+	const json_t *spec = json_object_get(p->j, "spec");
+	const char *secret =
+	    str(json_array_get(json_object_get(spec, "imagePullSecrets"), 0), "name");
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = NULL;
+	json_t *e;
+
+	if (!text || kmm_module_config_parse(text, strlen(text), p->name, &c, NULL) < 0)
+		return NULL;
+	e = json_pack("{s:s, s:s, s:s, s:o, s:s*}", "name", p->module, "namespace", p->ns,
+		      "serviceAccountName", str(spec, "serviceAccountName") ?: "default", "config",
+		      kmm_module_config_to_json(c), "bootId", s->boot_id);
+	if (!e)
+		return NULL;
+	if (secret)
+		json_object_set_new(e, "imageRepoSecret", json_pack("{s:s}", "name", secret));
+	if (tols)
+		json_object_set_new(e, "tolerations", json_loads(tols, 0, NULL));
+	if (version && *version)
+		json_object_set_new(e, "version", json_string(version));
+	return e;
+}
+
+static void add_event(struct nmc_state *s, const char *type, const char *reason, const char *ns,
+		      const char *mod)
+{
+	kmm_strv_push(&s->events, type);
+	kmm_strv_push(&s->events, reason);
+	kmm_strv_pushf(&s->events, "%s/%s", ns, mod);
+}
+
+static void take_results(struct nmc_state *s)
+{
+	const json_t *spec = spec_modules(s->nmc);
+
+	for (size_t i = 0; i < s->n_pods; i++) {
+		struct wpod *p = &s->pods[i];
+		bool wanted = find_entry(spec, p->ns, p->module, NULL) ||
+			      find_entry(s->status, p->ns, p->module, NULL);
+		size_t at;
+
+		if (strcmp(p->phase, "Succeeded") == 0) {
+			p->handled = true;
+			if (p->load) {
+				json_t *e = status_from_loader(s, p);
+				json_t *cur = find_entry(s->status, p->ns, p->module, &at);
+
+				if (!e)
+					continue;
+				if (cur && json_equal(cur, e)) {
+					json_decref(e);
+					continue;
+				}
+				if (cur)
+					json_array_set_new(s->status, at, e);
+				else
+					json_array_append_new(s->status, e);
+				add_event(s, "Normal", "ModuleLoaded", p->ns, p->module);
+			} else {
+				if (!find_entry(s->status, p->ns, p->module, &at))
+					continue;
+				json_array_remove(s->status, at);
+				add_event(s, "Normal", "ModuleUnloaded", p->ns, p->module);
+			}
+			s->status_dirty = true;
+		} else if (strcmp(p->phase, "Failed") == 0 || !wanted) {
+			p->handled = true; /* retried by a new pod; orphans just go */
+		} else if (p->deleting) {
+			p->handled = true; /* deleted by someone else: let it go */
+		}
+	}
+}
+
+/* ---- 2. reboots and stuck unloaders ---- */
+
+static int64_t age_s(const json_t *pod)
+{
+	const char *ts = kmm_kube_meta_str(pod, "creationTimestamp");
+	struct tm tm = {};
+
+	if (!ts || !strptime(ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return 0;
+	return (int64_t)(time(NULL) - timegm(&tm));
+}
+
+static void drop_vanished(struct nmc_state *s)
+{
+	const json_t *spec = spec_modules(s->nmc);
+	size_t i = 0;
+
+	while (i < json_array_size(s->status)) {
+		const json_t *e = json_array_get(s->status, i);
+		const char *ns = str(e, "namespace") ?: "", *mod = str(e, "name") ?: "";
+		const char *boot = str(e, "bootId");
+		struct wpod *p = find_pod(s, ns, mod);
+		bool rebooted = s->boot_id && boot && strcmp(boot, s->boot_id) != 0;
+
+		if (!find_entry(spec, ns, mod, NULL) && rebooted && kmm_op_node_ready(s->node)) {
+			/* Not wanted and gone with the reboot: nothing to unload. */
+			json_array_remove(s->status, i);
+			s->status_dirty = true;
+			if (p)
+				p->handled = true;
+			continue;
+		}
+		if (p && !p->load && p->waiting && strstr(p->waiting, "Image") &&
+		    age_s(p->j) >= s->op->unload_pull_timeout_s) {
+			kmm_log(KMM_LOG_WARN, "unloader cannot pull its image, giving up",
+				"controller", "nmc", "key", s->name, "module", mod, "pod", p->name,
+				"reason", p->waiting, NULL);
+			json_array_remove(s->status, i);
+			s->status_dirty = true;
+			p->handled = true;
+			add_event(s, "Warning", "ModuleUnloadFailed", ns, mod);
+			continue;
+		}
+		i++;
+	}
+}
+
+/* ---- 3. status, then pod cleanup ---- */
+
+static int patch_status(struct nmc_state *s, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, s->name, "status" };
+	_cleanup_json_ json_t *patch = NULL, *out = NULL;
+	int r;
+
+	if (!s->status_dirty)
+		return 0;
+	patch = json_pack("{s:{s:O}}", "status", "modules", s->status);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	r = kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "patch status");
+	kmm_op_overlay_put(s->op->nmc_overlay, out);
+	json_object_set(s->nmc, "status", json_object_get(out, "status"));
+	return 0;
+}
+
+static int release_pod(struct op *op, const struct wpod *p, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_pods, p->ns, p->name, NULL };
+	const json_t *fins = json_object_get(json_object_get(p->j, "metadata"), "finalizers");
+	const json_t *f;
+	size_t i;
+	int r;
+
+	if (!p->deleting) {
+		r = kmm_op_delete(&op->api, &t, err);
+		if (r < 0)
+			return kmm_error_wrap(err, "delete pod %s/%s", p->ns, p->name);
+	}
+	json_array_foreach (fins, i, f) {
+		if (strcmp(json_string_value(f) ?: "", KMM_FINALIZER_WORKER) != 0)
+			continue;
+		_cleanup_json_ json_t *patch = NULL;
+		char path[64];
+
+		snprintf(path, sizeof(path), "/metadata/finalizers/%zu", i);
+		patch = json_pack("[{s:s, s:s, s:s}, {s:s, s:s}]", "op", "test", "path", path,
+				  "value", KMM_FINALIZER_WORKER, "op", "remove", "path", path);
+		if (!patch)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_JSON, patch, NULL, err);
+		if (r == -ENOENT) {
+			kmm_error_free(*err);
+			*err = NULL;
+			return 0;
+		}
+		if (r < 0)
+			return kmm_error_wrap(err, "release pod %s/%s", p->ns, p->name);
+		break;
+	}
+	return 0;
+}
+
+static void release_handled(struct nmc_state *s)
+{
+	for (size_t i = 0; i < s->n_pods; i++) {
+		struct kmm_error *e = NULL;
+
+		if (s->pods[i].handled && release_pod(s->op, &s->pods[i], &e) < 0)
+			note_error(s, e);
+	}
+}
+
+static void send_events(struct nmc_state *s)
+{
+	const char *uid = kmm_kube_meta_str(s->node, "uid");
+
+	for (size_t i = 0; s->events && s->events[i]; i += 3) {
+		const char *type = s->events[i], *reason = s->events[i + 1],
+			   *key = s->events[i + 2];
+		char msg[600];
+		struct kmm_error *e = NULL;
+
+		if (strcmp(reason, "ModuleLoaded") == 0)
+			snprintf(msg, sizeof(msg), "Module %s loaded into the kernel", key);
+		else if (strcmp(reason, "ModuleUnloaded") == 0)
+			snprintf(msg, sizeof(msg), "Module %s unloaded from the kernel", key);
+		else
+			snprintf(msg, sizeof(msg),
+				 "Module %s: the unloader could not pull its image; kmm stopped "
+				 "trying and the module stays loaded until the node reboots",
+				 key);
+		kmm_log(KMM_LOG_INFO, reason, "controller", "nmc", "key", s->name, "module", key,
+			NULL);
+		if (kmm_op_event(&s->op->api, "Node", s->name, uid, type, reason, msg, "module",
+				 key, &e) < 0)
+			note_error(s, e);
+	}
+}
+
+/* ---- 4. worker pods ---- */
+
+static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_worker_action a,
+			 struct kmm_error **err)
+{
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = entry_config(entry);
+	const char *mod = str(entry, "name"), *ns = str(entry, "namespace");
+	struct kmm_kube_target t = { &kmm_kube_pods, ns, NULL, NULL };
+	_cleanup_json_ json_t *pod = NULL;
+	struct kmm_op_worker_params wp = {
+		.action = a,
+		.node = s->name,
+		.nmc_uid = kmm_kube_meta_str(s->nmc, "uid"),
+		.module_name = mod,
+		.module_namespace = ns,
+		.service_account = str(entry, "serviceAccountName"),
+		.image_repo_secret = str(json_object_get(entry, "imageRepoSecret"), "name"),
+		.tolerations = json_object_get(entry, "tolerations"),
+		.version = str(entry, "version"),
+		.config = c,
+		.op = &s->op->cfg,
+	};
+	int r;
+
+	if (!c || !mod || !ns)
+		return kmm_error_make(err, EINVAL, "entry %s/%s: unreadable config", ns, mod);
+	r = kmm_op_worker_pod(&wp, &pod, err);
+	if (r < 0)
+		return r;
+	r = kmm_op_create(&s->op->api, &t, pod, NULL, err);
+	if (r == -EEXIST) {
+		kmm_error_free(*err);
+		*err = NULL;
+		return 0;
+	}
+	if (r < 0)
+		return kmm_error_wrap(err, "create %s pod for %s/%s",
+				      a == KMM_OP_LOAD ? "loader" : "unloader", ns, mod);
+	kmm_log(KMM_LOG_INFO, a == KMM_OP_LOAD ? "loader started" : "unloader started",
+		"controller", "nmc", "key", s->name, "module", mod, "namespace", ns, NULL);
+	return 0;
+}
+
+/* A loader that keeps failing is replaced when its spec changed meanwhile. */
+static void replace_stale_loader(struct nmc_state *s, struct wpod *p, const json_t *entry)
+{
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = entry_config(entry);
+	_cleanup_json_ json_t *pod = NULL;
+	struct kmm_op_worker_params wp = {
+		.action = KMM_OP_LOAD,
+		.node = s->name,
+		.nmc_uid = kmm_kube_meta_str(s->nmc, "uid"),
+		.module_name = p->module,
+		.module_namespace = p->ns,
+		.service_account = str(entry, "serviceAccountName"),
+		.image_repo_secret = str(json_object_get(entry, "imageRepoSecret"), "name"),
+		.tolerations = json_object_get(entry, "tolerations"),
+		.version = str(entry, "version"),
+		.config = c,
+		.op = &s->op->cfg,
+	};
+	struct kmm_error *e = NULL;
+
+	if (!c || kmm_op_worker_pod(&wp, &pod, NULL) < 0)
+		return;
+	if (strcmp(kmm_op_annotation(pod, KMM_ANN_WORKER_HASH) ?: "",
+		   kmm_op_annotation(p->j, KMM_ANN_WORKER_HASH) ?: "") == 0)
+		return;
+	if (release_pod(s->op, p, &e) < 0)
+		note_error(s, e);
+}
+
+static void sync_spec(struct nmc_state *s)
+{
+	const json_t *spec = spec_modules(s->nmc), *entry;
+	size_t i;
+
+	json_array_foreach (spec, i, entry) {
+		const char *ns = str(entry, "namespace") ?: "", *mod = str(entry, "name") ?: "";
+		const json_t *st = find_entry(s->status, ns, mod, NULL);
+		struct wpod *p = find_pod(s, ns, mod);
+		struct kmm_error *e = NULL;
+		int r = 0;
+
+		if (!kmm_op_node_schedulable(s->node, json_object_get(entry, "tolerations")))
+			continue;
+		if (p) {
+			if (p->load && p->restarts > 0)
+				replace_stale_loader(s, p, entry);
+			continue;
+		}
+		if (!st) {
+			r = create_worker(s, entry, KMM_OP_LOAD, &e);
+		} else if (!configs_equal(entry, st)) {
+			const char *k1 = str(json_object_get(entry, "config"), "kernelVersion");
+			const char *k2 = str(json_object_get(st, "config"), "kernelVersion");
+
+			if (k1 && k2 && strcmp(k1, k2) == 0)
+				r = create_worker(s, st, KMM_OP_UNLOAD, &e);
+			else
+				r = create_worker(s, entry, KMM_OP_LOAD, &e);
+		} else if (kmm_op_node_ready(s->node) && s->boot_id &&
+			   strcmp(str(st, "bootId") ?: "", s->boot_id) != 0) {
+			r = create_worker(s, entry, KMM_OP_LOAD, &e);
+		}
+		if (r < 0)
+			note_error(s, e);
+	}
+}
+
+static void sync_orphans(struct nmc_state *s)
+{
+	const json_t *spec = spec_modules(s->nmc), *st;
+	size_t i;
+
+	json_array_foreach (s->status, i, st) {
+		const char *ns = str(st, "namespace") ?: "", *mod = str(st, "name") ?: "";
+		struct wpod *p = find_pod(s, ns, mod);
+		struct kmm_error *e = NULL;
+
+		if (find_entry(spec, ns, mod, NULL))
+			continue;
+		if (!p) {
+			if (create_worker(s, st, KMM_OP_UNLOAD, &e) < 0)
+				note_error(s, e);
+		} else if (p->load && release_pod(s->op, p, &e) < 0) {
+			note_error(s, e);
+		}
+	}
+}
+
+/* ---- 5. labels ---- */
+
+static bool is_ready_label(const char *k)
+{
+	size_t n = strlen(k), plen = strlen(KMM_NODE_LABEL_PREFIX);
+
+	return n > plen + 6 && strncmp(k, KMM_NODE_LABEL_PREFIX, plen) == 0 &&
+	       strcmp(k + n - 6, ".ready") == 0;
+}
+
+static int sync_node_labels(struct nmc_state *s, struct kmm_error **err)
+{
+	const json_t *spec = spec_modules(s->nmc), *entry;
+	const json_t *labels = json_object_get(json_object_get(s->node, "metadata"), "labels");
+	_cleanup_json_ json_t *want = json_object(), *patch = NULL;
+	json_t *changes;
+	const char *k;
+	json_t *v;
+	size_t i;
+	struct kmm_kube_target t = { &kmm_kube_nodes, NULL, s->name, NULL };
+
+	if (!want)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	json_array_foreach (spec, i, entry) {
+		const char *ns = str(entry, "namespace") ?: "", *mod = str(entry, "name") ?: "";
+		const json_t *st = find_entry(s->status, ns, mod, NULL);
+		const char *boot = st ? str(st, "bootId") : NULL;
+		_cleanup_free_ char *rl = kmm_op_ready_label(ns, mod);
+		_cleanup_free_ char *vl = kmm_op_version_ready_label(ns, mod);
+
+		if (!st || !configs_equal(entry, st) ||
+		    !kmm_op_node_schedulable(s->node, json_object_get(entry, "tolerations")) ||
+		    (s->boot_id && boot && strcmp(boot, s->boot_id) != 0) || !rl || !vl)
+			continue;
+		json_object_set_new(want, rl, json_string(""));
+		if (str(st, "version") && *str(st, "version"))
+			json_object_set_new(want, vl, json_string(str(st, "version")));
+	}
+	changes = json_object();
+	patch = json_pack("{s:{s:o}}", "metadata", "labels", changes);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	json_object_foreach ((json_t *)labels, k, v) {
+		if (is_ready_label(k) && !json_object_get(want, k))
+			json_object_set_new(changes, k, json_null());
+	}
+	json_object_foreach (want, k, v) {
+		if (!json_equal(v, json_object_get(labels, k)))
+			json_object_set(changes, k, v);
+	}
+	if (json_object_size(changes) == 0)
+		return 0;
+	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "patch node labels");
+	return 0;
+}
+
+/* In-use labels go once a module is in neither spec, status nor a worker pod. */
+static int sync_in_use_labels(struct nmc_state *s, struct kmm_error **err)
+{
+	const json_t *labels = json_object_get(json_object_get(s->nmc, "metadata"), "labels");
+	const json_t *spec = spec_modules(s->nmc);
+	_cleanup_json_ json_t *changes = json_object(), *patch = NULL, *out = NULL;
+	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, s->name, NULL };
+	size_t plen = strlen(KMM_NMC_LABEL_PREFIX);
+	const char *k;
+	json_t *v;
+
+	if (!changes)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	json_object_foreach ((json_t *)labels, k, v) {
+		const char *rest = k + plen, *dot, *suffix;
+		char ns[256], mod[256];
+
+		if (strncmp(k, KMM_NMC_LABEL_PREFIX, plen) != 0 ||
+		    !(suffix = strstr(rest, ".module-in-use")) || !(dot = strchr(rest, '.')) ||
+		    dot >= suffix)
+			continue;
+		snprintf(ns, sizeof(ns), "%.*s", (int)(dot - rest), rest);
+		snprintf(mod, sizeof(mod), "%.*s", (int)(suffix - dot - 1), dot + 1);
+		if (find_entry(spec, ns, mod, NULL) || find_entry(s->status, ns, mod, NULL))
+			continue;
+		bool pod = false;
+		for (size_t i = 0; i < s->n_pods; i++)
+			if (strcmp(s->pods[i].ns, ns) == 0 && strcmp(s->pods[i].module, mod) == 0 &&
+			    !s->pods[i].handled)
+				pod = true;
+		if (!pod)
+			json_object_set_new(changes, k, json_null());
+	}
+	if (json_object_size(changes) == 0)
+		return 0;
+	patch = json_pack("{s:{s:O}}", "metadata", "labels", changes);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err) < 0)
+		return kmm_error_wrap(err, "patch in-use labels");
+	kmm_op_overlay_put(s->op->nmc_overlay, out);
+	return 0;
+}
+
+/* ---- the reconcile ---- */
+
+static int release_all(struct op *op, struct kmm_obj **objs, size_t n, struct kmm_error **err)
+{
+	struct nmc_state s = { .op = op };
+
+	load_pods(&s, objs, n);
+	for (size_t i = 0; i < s.n_pods; i++) {
+		s.pods[i].deleting = true; /* only strip the finalizer; the GC deletes */
+		if (release_pod(op, &s.pods[i], err) < 0) {
+			free(s.pods);
+			return -EIO;
+		}
+	}
+	free(s.pods);
+	return 0;
+}
+
+int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error **err)
+{
+	struct op *op = userdata;
+	_cleanup_json_ json_t *nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+	_cleanup_obj_unref_ struct kmm_obj *node = kmm_informer_get(op->nodes, name);
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+	struct nmc_state s = { .op = op, .name = name, .nmc = nmc };
+	int r = 0;
+
+	if (kmm_informer_by_index(op->pods, "node", name, &objs, &n) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (!nmc || !node) {
+		r = release_all(op, objs, n, err);
+		kmm_obj_array_free(objs, n);
+		return r < 0 ? kmm_error_wrap(err, "reconcile %s", name) : 0;
+	}
+	s.node = kmm_obj_json(node);
+	s.boot_id = kmm_op_node_boot_id(s.node);
+	s.status = json_deep_copy(json_object_get(json_object_get(nmc, "status"), "modules"));
+	if (!s.status)
+		s.status = json_array();
+	load_pods(&s, objs, n);
+	if (!s.status || !s.pods) {
+		r = kmm_error_make(err, ENOMEM, "out of memory");
+		goto out;
+	}
+
+	take_results(&s);
+	drop_vanished(&s);
+	r = patch_status(&s, err);
+	if (r < 0)
+		goto out; /* pods stay until their result is recorded */
+	release_handled(&s);
+	send_events(&s);
+	sync_spec(&s);
+	sync_orphans(&s);
+	{
+		struct kmm_error *e = NULL;
+
+		if (sync_node_labels(&s, &e) < 0)
+			note_error(&s, e);
+		e = NULL;
+		if (sync_in_use_labels(&s, &e) < 0)
+			note_error(&s, e);
+	}
+	if (s.errs) {
+		*err = TAKE_PTR(s.errs);
+		r = -kmm_error_code(*err);
+	}
+out:
+	if (r < 0)
+		kmm_error_wrap(err, "reconcile %s", name);
+	kmm_error_free(s.errs);
+	kmm_strv_free(s.events);
+	json_decref(s.status);
+	free(s.pods);
+	kmm_obj_array_free(objs, n);
+	return r;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What kmm-operator's reconcilers share: the caches, queues and clients. */
+#ifndef KMM_SRC_OPERATOR_H
+#define KMM_SRC_OPERATOR_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "kmm/hashmap.h"
+#include "kmm/informer.h"
+#include "kmm/kernel.h"
+#include "kmm/metrics.h"
+#include "kmm/operator-config.h"
+#include "kmm/operator.h"
+
+struct op {
+	struct kmm_operator_config cfg;
+	struct kmm_kube_client *kube;
+	struct kmm_metrics *metrics;
+	struct kmm_op_api api;
+
+	/* Caches: Modules and NMCs whole, Nodes and Pods projected, Namespaces' labels. */
+	struct kmm_informer *modules, *nmcs, *nodes, *pods, *namespaces;
+	struct kmm_op_overlay *nmc_overlay;
+	struct kmm_mapper_cache *mappers;
+
+	struct kmm_op_ctl *module_ctl, *nmc_ctl;
+
+	/* Image existence (module.c): image -> struct image_state*. */
+	pthread_mutex_t images_lock;
+	struct kmm_hashmap *images;
+
+	/* Unloaders stuck pulling their image are given up after this (upstream #1004). */
+	int64_t unload_pull_timeout_s;
+
+	struct kmm_metric *g_modules, *g_build, *g_sign, *g_device_plugin, *g_modprobe_args;
+};
+
+/* nmc.c */
+int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error **err);
+
+/* module.c */
+int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_error **err);
+void kmm_op_enqueue_all_modules(struct op *op);
+
+#endif
