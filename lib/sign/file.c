@@ -53,11 +53,15 @@ static int module_file_read(const char *path, bool strip_outer, struct module_fi
 	int r;
 
 	*m = (struct module_file){ .mode = 0644 };
+	/* Not a device or FIFO: reading /dev/zero up to the cap helps nobody. */
+	if (stat(path, &st) < 0)
+		return kmm_error_make_errno(err, errno, "%s", path);
+	if (!S_ISREG(st.st_mode))
+		return kmm_error_make(err, EINVAL, "%s: not a regular file", path);
+	m->mode = st.st_mode & 07777;
 	r = kmm_read_file(path, KMM_SIGN_MAX_FILE_SIZE, &m->raw, &m->raw_len, err);
 	if (r < 0)
 		return r;
-	if (stat(path, &st) == 0)
-		m->mode = st.st_mode & 07777;
 	m->compression = kmm_module_compression_detect(m->raw, m->raw_len);
 	if (m->compression == KMM_COMPRESSION_NONE)
 		return 0;

@@ -581,7 +581,8 @@ static void test_sign_file_errors_leave_file(void **state)
 {
 	_cleanup_(kmm_signer_freep) struct kmm_signer *s =
 	    signer("ec.pem", "ec.crt", KMM_SIGN_HASH_SHA256, false);
-	_cleanup_error_ struct kmm_error *e1 = NULL, *e2 = NULL, *e3 = NULL;
+	_cleanup_error_ struct kmm_error *e1 = NULL, *e2 = NULL, *e3 = NULL, *e4 = NULL, *e5 = NULL;
+	struct kmm_sig_info *info = NULL;
 	_cleanup_free_ char *got = NULL;
 	static const char gz_junk[] = "\x1f\x8b\x08\x00garbage that is not deflate";
 	uint8_t bad[80];
@@ -602,6 +603,10 @@ static void test_sign_file_errors_leave_file(void **state)
 
 	assert_int_equal(kmm_signer_sign_file(s, path_in("nope.ko"), NULL, NULL, &e3), -ENOENT);
 	assert_non_null(strstr(kmm_error_message(e3), "nope.ko"));
+	assert_int_equal(kmm_sig_info_from_file("/dev/zero", &info, &e4), -EINVAL);
+	assert_non_null(strstr(kmm_error_message(e4), "not a regular file"));
+	assert_int_equal(kmm_signer_sign_file(s, fx.dir, NULL, NULL, &e5), -EINVAL);
+	assert_null(info);
 }
 
 static void test_sign_file_to_output(void **state)
