@@ -93,6 +93,16 @@ static bool looks_like_pem(const char *data, size_t len)
 	return memmem(data, len, "-----BEGIN ", 11) != NULL;
 }
 
+/* PKCS#8 "ENCRYPTED PRIVATE KEY" blocks and traditional ones with a Proc-Type header. */
+static bool is_encrypted_pem(const char *data, size_t len)
+{
+	static const char pkcs8[] = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+	static const char traditional[] = "Proc-Type: 4,ENCRYPTED";
+
+	return memmem(data, len, pkcs8, sizeof(pkcs8) - 1) ||
+	       memmem(data, len, traditional, sizeof(traditional) - 1);
+}
+
 /* Never prompt on a terminal for a passphrase: an encrypted key is an error. */
 static int no_passphrase(char *buf, int size, int rwflag, void *userdata)
 {
@@ -144,10 +154,10 @@ KMM_TESTABLE int kmm_sign_load_key(const char *path, EVP_PKEY **ret_key, struct 
 	if (!bio)
 		return kmm_error_make_errno(err, ENOMEM, "private key %s", path);
 	if (looks_like_pem(data.data, data.len)) {
-		if (memmem(data.data, data.len, "ENCRYPTED", 9))
+		if (is_encrypted_pem(data.data, data.len))
 			return kmm_error_make(err, EINVAL,
-					      "private key %s is encrypted; kmm-sign needs an "
-					      "unencrypted key (openssl pkey -in KEY -out PLAIN)",
+					      "private key %s is encrypted; an unencrypted key is "
+					      "needed (openssl pkey -in KEY -out PLAIN)",
 					      path);
 		key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
 	} else {
