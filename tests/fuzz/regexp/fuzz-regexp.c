@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The RE2 gate and PCRE2 compilation/matching on arbitrary patterns: no
+ * crash, match limits respected, and a pattern the gate accepts is never one
+ * with a back-reference or lookaround.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmm/kernel.h"
+#include "tests/fuzz/fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char *const kernels[] = { "6.1.0-18-amd64", "5.14.0-427.13.1.el9_4.x86_64",
+					       "4.18.0-513.el8.aarch64+64k", "",
+					       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!" };
+	struct kmm_regexp *re = NULL;
+	struct kmm_error *err = NULL;
+	char *p;
+
+	if (size > 4096)
+		return 0;
+	p = strndup((const char *)data, size);
+	if (!p)
+		return 0;
+	if (kmm_regexp_compile(p, &re, &err) == 0) {
+		if (strstr(p, "(?=") && !strstr(p, "\\Q") && !strchr(p, '['))
+			abort();
+		for (size_t i = 0; i < sizeof(kernels) / sizeof(kernels[0]); i++) {
+			int r = kmm_regexp_match(re, kernels[i]);
+
+			if (r != 0 && r != 1 && r != -ELOOP)
+				abort();
+		}
+		kmm_regexp_free(re);
+	} else if (!err) {
+		abort();
+	}
+	kmm_error_free(err);
+	free(p);
+	return 0;
+}
