@@ -38,6 +38,8 @@ struct kmm_kmod {
 static __thread struct kmm_kmod *probing;
 
 static void kmod_log_to_debug(void *data, int priority, const char *file, int line,
+			      const char *fn, const char *format, va_list args) _printf_(6, 0);
+static void kmod_log_to_debug(void *data, int priority, const char *file, int line,
 			      const char *fn, const char *format, va_list args)
 {
 	char msg[512];

@@ -189,6 +189,7 @@ int uname(struct utsname *u)
 
 /* ---- the fake kernel ---- */
 
+static int root_path(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int root_path(char *buf, size_t n, const char *fmt, ...)
 {
 	const char *root = getenv("KMM_SHIM_ROOT");
@@ -212,6 +213,7 @@ static void write_file(const char *path, const char *mode, const char *text)
 	}
 }
 
+static void log_call(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_call(const char *fmt, ...)
 {
 	char path[4096], line[2048];
