@@ -74,6 +74,38 @@ static int fail(const char *msg, const char *path, const struct kmm_error *e)
 	return KMM_EXIT_FAILURE;
 }
 
+/* Signs n files with one signer; output (for one file) is where the result goes. */
+static int sign_files(const struct kmm_signer_options *o, const char *output, char **files, int n)
+{
+	_cleanup_(kmm_signer_freep) struct kmm_signer *signer = NULL;
+	_cleanup_error_ struct kmm_error *e = NULL;
+	int r, status = KMM_EXIT_OK;
+
+	r = kmm_signer_new(o, &signer, &e);
+	if (r < 0) {
+		kmm_log(KMM_LOG_ERROR, "cannot load the signing key", "error", kmm_error_message(e),
+			NULL);
+		return KMM_EXIT_FAILURE;
+	}
+	for (int i = 0; i < n; i++) {
+		struct kmm_sign_result res;
+		char replaced[16], bytes[32];
+
+		kmm_error_free(TAKE_PTR(e));
+		r = kmm_signer_sign_file(signer, files[i], output, &res, &e);
+		if (r < 0) {
+			status = fail("signing failed", files[i], e);
+			continue;
+		}
+		snprintf(replaced, sizeof(replaced), "%u", res.replaced);
+		snprintf(bytes, sizeof(bytes), "%zu", res.sig_len);
+		kmm_log(KMM_LOG_INFO, "signed", "file", output ? output : files[i], "compression",
+			kmm_module_compression_name(res.compression), "signature_bytes", bytes,
+			"replaced", replaced, NULL);
+	}
+	return status;
+}
+
 static int cmd_sign(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -86,10 +118,8 @@ static int cmd_sign(int argc, char **argv)
 		{ 0 },
 	};
 	struct kmm_signer_options o = { .hash = KMM_SIGN_HASH_SHA256 };
-	_cleanup_(kmm_signer_freep) struct kmm_signer *signer = NULL;
-	_cleanup_error_ struct kmm_error *e = NULL;
 	const char *output = NULL;
-	int opt, r, status = KMM_EXIT_OK;
+	int opt, r;
 
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
@@ -126,29 +156,49 @@ static int cmd_sign(int argc, char **argv)
 	if (output && argc - optind != 1)
 		return kmm_cli_usage_error(PROG, "sign: --output takes exactly one module");
 
-	r = kmm_signer_new(&o, &signer, &e);
-	if (r < 0) {
-		kmm_log(KMM_LOG_ERROR, "cannot load the signing key", "error", kmm_error_message(e),
-			NULL);
-		return KMM_EXIT_FAILURE;
-	}
-	for (int i = optind; i < argc; i++) {
-		struct kmm_sign_result res;
-		char replaced[16], bytes[32];
+	return sign_files(&o, output, argv + optind, argc - optind);
+}
 
-		kmm_error_free(TAKE_PTR(e));
-		r = kmm_signer_sign_file(signer, argv[i], output, &res, &e);
-		if (r < 0) {
-			status = fail("signing failed", argv[i], e);
-			continue;
+/* scripts/sign-file's own command line, for scripts and Dockerfiles that call it. */
+static int cmd_sign_file(int argc, char **argv)
+{
+	static const struct option options[] = { KMM_COMMON_LONG_OPTIONS, { 0 } };
+	struct kmm_signer_options o = { 0 };
+	int opt, r, n;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "hkdps:", options, NULL)) != -1) {
+		switch (opt) {
+		case 'k':
+			o.use_keyid = true;
+			break;
+		case 'd':
+		case 'p':
+		case 's':
+			return kmm_cli_usage_error(
+			    PROG,
+			    "sign-file: -%c is not supported; only the appended "
+			    "signature (and -k) is",
+			    opt);
+		default:
+			r = common_option(opt, argc, argv);
+			if (r >= 0)
+				return r;
+			break;
 		}
-		snprintf(replaced, sizeof(replaced), "%u", res.replaced);
-		snprintf(bytes, sizeof(bytes), "%zu", res.sig_len);
-		kmm_log(KMM_LOG_INFO, "signed", "file", output ? output : argv[i], "compression",
-			kmm_module_compression_name(res.compression), "signature_bytes", bytes,
-			"replaced", replaced, NULL);
 	}
-	return status;
+	n = argc - optind;
+	if (n != 4 && n != 5)
+		return kmm_cli_usage_error(PROG,
+					   "usage: sign-file [-k] HASH KEY CERT MODULE [DEST]");
+	if (kmm_sign_hash_from_string(argv[optind], &o.hash) < 0)
+		return kmm_cli_usage_error(PROG,
+					   "sign-file: unsupported hash '%s' (sha256, sha384 "
+					   "or sha512)",
+					   argv[optind]);
+	o.key_path = argv[optind + 1];
+	o.cert_path = argv[optind + 2];
+	return sign_files(&o, n == 5 ? argv[optind + 4] : NULL, argv + optind + 3, 1);
 }
 
 static int cmd_verify(int argc, char **argv)
@@ -253,6 +303,7 @@ static int cmd_info(int argc, char **argv)
 
 static const struct kmm_cli_command commands[] = {
 	{ "sign", "sign modules", cmd_sign },
+	{ "sign-file", "sign one module with scripts/sign-file's arguments", cmd_sign_file },
 	{ "verify", "check module signatures against a certificate", cmd_verify },
 	{ "info", "describe module signatures", cmd_info },
 	{ NULL, NULL, NULL },

@@ -245,7 +245,7 @@ def build_elf(tmp, name, desc, pad):
 
 
 def main():
-    out("1..14")
+    out("1..15")
     if not (os.path.isfile(SIGN_FILE) and os.access(SIGN_FILE, os.X_OK)):
         out(f"Bail out! sign-file not found at {SIGN_FILE} "
             "(apt-get install linux-kbuild-6.1)")
@@ -524,6 +524,30 @@ def tests(tmp):
         kmm_sign("sign", "--key", both, m)
         expect(read(m) == read(ref), "differs from sign-file")
     combined()
+
+    @group("`kmm-sign sign-file` takes sign-file's arguments ([-k] HASH KEY CERT MODULE "
+           "[DEST]) and writes the same bytes")
+    def compat():
+        d = os.path.join(tmp, "compat")
+        os.makedirs(d)
+        for i, (opts, h, key, cert) in enumerate([
+                ([], "sha256", "rsa2048.pem", "rsa2048.cer"),
+                (["-k"], "sha384", "rsa2048.pem", "rsa2048.crt"),
+                ([], "sha512", "rsa4096.pem", "rsa4096.crt")]):
+            ref = os.path.join(d, f"ref{i}.ko")
+            inplace = os.path.join(d, f"inplace{i}.ko")
+            dest = os.path.join(d, f"dest{i}.ko")
+            shutil.copy(few[i], ref)
+            shutil.copy(few[i], inplace)
+            sign_file(h, k(key), k(cert), ref, keyid=bool(opts))
+            kmm_sign("sign-file", *opts, h, k(key), k(cert), inplace)
+            kmm_sign("sign-file", *opts, h, k(key), k(cert), few[i], dest)
+            expect(read(inplace) == read(ref), f"{i}: in place differs from sign-file")
+            expect(read(dest) == read(ref), f"{i}: DEST differs from sign-file")
+        p = kmm_sign("sign-file", "-d", "sha256", k("rsa2048.pem"), k("rsa2048.crt"), few[0],
+                     check=False)
+        expect(p.returncode == 2 and b"not supported" in p.stderr, "-d must be refused")
+    compat()
 
     @group("throughput: a 64 MiB module, kmm-sign vs sign-file (figures below)")
     def throughput():
