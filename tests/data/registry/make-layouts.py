@@ -212,10 +212,15 @@ def main():
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "--fuzz-corpus":
         os.makedirs(args[1], exist_ok=True)
-        seeds = {"good-gzip": good_layers()[0][1], "good-tar-whiteouts": good_layers()[2][1]}
+        # Plain tars mutate into more interesting headers than compressed ones;
+        # keep them short (no 10 KiB record padding).
+        tarfile.RECORDSIZE = 1024
+        good = good_layers()
+        seeds = {"good-gzip": good[0][1], "good-tar": good[0][0], "good-tar-whiteouts": good[2][1]}
         for name, (ents, _) in hostile_layers().items():
             if name != "big":
                 seeds["hostile-" + name] = layer(ents)[1]
+                seeds["hostile-" + name + "-tar"] = layer(ents, "tar")[1]
         for name, data in seeds.items():
             with open(os.path.join(args[1], name), "wb") as f:
                 f.write(data)
