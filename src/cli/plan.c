@@ -13,6 +13,7 @@
 #include "kmm/api.h"
 #include "kmm/json.h"
 #include "kmm/kernel.h"
+#include "kmm/kube.h"
 #include "kmm/strv.h"
 #include "src/cli/kmmctl.h"
 #include "src/common/cli.h"
@@ -31,11 +32,12 @@ static const char help[] =
     "                           the Module selector is assumed to match\n"
     "      --nodes FILE         Node objects (e.g. kubectl get nodes -o yaml): name, labels,\n"
     "                           taints and status.nodeInfo.kernelVersion of each\n"
-    "  -n, --namespace NS       namespace for Modules that have none (default \"default\")\n"
+    "  -n, --namespace NS       namespace for Modules that have none (default \"default\");\n"
+    "                           with --kubeconfig and no -f, where to read Modules from\n"
+    "                           (default: all namespaces)\n"
     "  -o, --output FORMAT      table (default), json or yaml\n"
-    "      --kubeconfig FILE    plan against the nodes of a live cluster (not available in\n"
-    "                           this build: use kubectl get nodes -o yaml | kmmctl plan --nodes "
-    "-)\n" KMM_COMMON_OPTIONS_HELP;
+    "      --kubeconfig FILE    plan against the nodes of a live cluster, and its Modules\n"
+    "                           when no -f is given\n" KMM_COMMON_OPTIONS_HELP;
 
 enum {
 	OPT_NODES = 0x200,
@@ -372,6 +374,41 @@ static void print_table(const json_t *rows)
 	}
 }
 
+/* Adds a target for a Node object. */
+static int add_node_target(const json_t *j, const char *origin, struct target **t, size_t *n,
+			   struct kmm_error **err)
+{
+	const char *name =
+	    json_string_value(json_object_get(json_object_get(j, "metadata"), "name"));
+	const char *kernel = json_string_value(json_object_get(
+	    json_object_get(json_object_get(j, "status"), "nodeInfo"), "kernelVersion"));
+	const json_t *labels = json_object_get(json_object_get(j, "metadata"), "labels");
+	const json_t *taints = json_object_get(json_object_get(j, "spec"), "taints");
+	struct target *nt;
+	const char *k;
+	json_t *v;
+
+	if (!name || !kernel)
+		return kmm_error_make(
+		    err, EINVAL, "%s: Node without metadata.name or status.nodeInfo.kernelVersion",
+		    origin);
+	nt = reallocarray(*t, *n + 1, sizeof(**t));
+	if (!nt)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	*t = nt;
+	nt = &(*t)[(*n)++];
+	*nt = (struct target){ strdup(name), strdup(kernel), true, { 0 }, NULL };
+	if (!nt->node || !nt->kernel)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	json_object_foreach ((json_t *)labels, k, v)
+		if (json_is_string(v) && kmm_strmap_set(&nt->labels, k, json_string_value(v)) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+	/* The target outlives the document: keep a copy of the taints. */
+	if (taints && !(nt->taints = json_deep_copy(taints)))
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	return 0;
+}
+
 static int read_nodes(const char *file, struct target **t, size_t *n, struct kmm_error **err)
 {
 	struct kmmctl_docs docs = { 0 };
@@ -379,51 +416,71 @@ static int read_nodes(const char *file, struct target **t, size_t *n, struct kmm
 	int r;
 
 	r = kmmctl_read_docs(files, 1, &docs, err);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < docs.n; i++) {
-		const json_t *j = docs.docs[i].json;
-		const char *kind = json_string_value(json_object_get(j, "kind"));
-		const char *name =
-		    json_string_value(json_object_get(json_object_get(j, "metadata"), "name"));
-		const char *kernel = json_string_value(json_object_get(
-		    json_object_get(json_object_get(j, "status"), "nodeInfo"), "kernelVersion"));
-		const json_t *labels = json_object_get(json_object_get(j, "metadata"), "labels");
-		struct target *nt;
-		const char *k;
-		json_t *v;
+	for (size_t i = 0; r >= 0 && i < docs.n; i++) {
+		const char *kind = json_string_value(json_object_get(docs.docs[i].json, "kind"));
 
-		if (!kind || strcmp(kind, "Node") != 0)
-			continue;
-		if (!name || !kernel) {
-			kmmctl_docs_done(&docs);
-			return kmm_error_make(
-			    err, EINVAL,
-			    "%s: Node without metadata.name or status.nodeInfo.kernelVersion",
-			    docs.docs[i].origin);
-		}
-		nt = reallocarray(*t, *n + 1, sizeof(**t));
-		if (!nt)
-			goto oom;
-		*t = nt;
-		nt = &(*t)[(*n)++];
-		*nt = (struct target){ strdup(name), strdup(kernel), true, { 0 }, NULL };
-		if (!nt->node || !nt->kernel)
-			goto oom;
-		json_object_foreach ((json_t *)labels, k, v)
-			if (json_is_string(v) &&
-			    kmm_strmap_set(&nt->labels, k, json_string_value(v)) < 0)
-				goto oom;
-		/* Keep the taints alive past the docs: take a copy. */
-		nt->taints = json_object_get(json_object_get(j, "spec"), "taints");
-		if (nt->taints)
-			nt->taints = json_deep_copy(nt->taints);
+		if (kind && strcmp(kind, "Node") == 0)
+			r = add_node_target(docs.docs[i].json, docs.docs[i].origin, t, n, err);
 	}
 	kmmctl_docs_done(&docs);
+	return r;
+}
+
+static const struct kmm_kube_resource modules_resource = { KMM_API_GROUP, "v1beta1", "modules",
+							   true };
+
+/* Nodes (always) and, when `want_modules`, Modules from a live cluster. */
+static int read_cluster(const char *kubeconfig, const char *ns, bool want_modules,
+			struct target **t, size_t *n, struct kmmctl_docs *docs,
+			struct kmm_error **err)
+{
+	_cleanup_kube_config_ struct kmm_kube_config *cfg = NULL;
+	_cleanup_kube_client_ struct kmm_kube_client *c = NULL;
+	_cleanup_json_ json_t *nodes = NULL, *mods = NULL;
+	struct kmm_kube_target nt = { &kmm_kube_nodes, NULL, NULL, NULL };
+	struct kmm_kube_target mt = { &modules_resource, ns, NULL, NULL };
+	size_t i;
+	json_t *item;
+	int r;
+
+	r = kmm_kube_config_load_default(kubeconfig, NULL, &cfg, err);
+	if (r >= 0)
+		r = kmm_kube_client_new(cfg, NULL, &c, err);
+	if (r >= 0)
+		r = kmm_kube_list_all(c, &nt, NULL, &nodes, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "list nodes");
+	json_array_foreach (json_object_get(nodes, "items"), i, item) {
+		r = add_node_target(item, "cluster", t, n, err);
+		if (r < 0)
+			return r;
+	}
+	if (!want_modules)
+		return 0;
+	r = kmm_kube_list_all(c, &mt, NULL, &mods, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "list modules");
+	json_array_foreach (json_object_get(mods, "items"), i, item) {
+		struct kmmctl_doc *d = reallocarray(docs->docs, docs->n + 1, sizeof(*d));
+		json_t *copy = json_deep_copy(item);
+
+		if (!d || !copy) {
+			json_decref(copy);
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		}
+		docs->docs = d;
+		/* Items of a list carry no apiVersion/kind. */
+		json_object_set_new(copy, "apiVersion", json_string(KMM_API_VERSION));
+		json_object_set_new(copy, "kind", json_string("Module"));
+		d[docs->n].json = copy;
+		d[docs->n].origin = strdup("cluster");
+		if (!d[docs->n].origin) {
+			json_decref(copy);
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		}
+		docs->n++;
+	}
 	return 0;
-oom:
-	kmmctl_docs_done(&docs);
-	return kmm_error_make(err, ENOMEM, "out of memory");
 }
 
 int kmmctl_plan(int argc, char **argv)
@@ -445,7 +502,8 @@ int kmmctl_plan(int argc, char **argv)
 	struct kmmctl_docs docs = { 0 };
 	struct target *targets = NULL;
 	size_t n_targets = 0, n_modules = 0;
-	const char *labels = NULL, *nodes = NULL, *ns = "default", *output = "table";
+	const char *labels = NULL, *nodes = NULL, *ns = NULL, *output = "table";
+	const char *kubeconfig = NULL;
 	int opt, r, rc = KMM_EXIT_OK;
 
 	optind = 0;
@@ -479,11 +537,8 @@ int kmmctl_plan(int argc, char **argv)
 				    PROG, "invalid --output '%s' (table, json or yaml)", optarg);
 			break;
 		case OPT_KUBECONFIG:
-			fprintf(stderr,
-				"%s: plan --kubeconfig is not available in this build yet; run\n"
-				"  kubectl get nodes -o yaml | %s plan -f FILE --nodes -\n",
-				PROG, PROG);
-			return KMM_EXIT_USAGE;
+			kubeconfig = optarg;
+			break;
 		case '?':
 			return kmm_cli_bad_option(PROG, argc, argv);
 		default:
@@ -494,10 +549,12 @@ int kmmctl_plan(int argc, char **argv)
 	}
 	if (optind < argc)
 		return kmm_cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
-	if (!files)
-		return kmm_cli_usage_error(PROG, "plan needs at least one -f FILE");
-	if (!kernels && !nodes)
-		return kmm_cli_usage_error(PROG, "plan needs --kernel K or --nodes FILE");
+	if (!files && !kubeconfig)
+		return kmm_cli_usage_error(PROG, "plan needs -f FILE (or --kubeconfig to use the "
+						 "cluster's Modules)");
+	if (!kernels && !nodes && !kubeconfig)
+		return kmm_cli_usage_error(PROG,
+					   "plan needs --kernel K, --nodes FILE or --kubeconfig");
 
 	KMM_STRV_FOREACH (k, kernels) {
 		struct target *nt = reallocarray(targets, n_targets + 1, sizeof(*targets));
@@ -520,7 +577,13 @@ int kmmctl_plan(int argc, char **argv)
 		rc = KMM_EXIT_FAILURE;
 		goto out;
 	}
-	if (kmmctl_read_docs(files, kmm_strv_length(files), &docs, &err) < 0) {
+	if (kubeconfig &&
+	    read_cluster(kubeconfig, ns, !files, &targets, &n_targets, &docs, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
+		rc = KMM_EXIT_FAILURE;
+		goto out;
+	}
+	if (files && kmmctl_read_docs(files, kmm_strv_length(files), &docs, &err) < 0) {
 		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
 		rc = KMM_EXIT_FAILURE;
 		goto out;
@@ -544,7 +607,7 @@ int kmmctl_plan(int argc, char **argv)
 			rc = KMM_EXIT_FAILURE;
 			continue;
 		}
-		if (!m->namespace && !(m->namespace = strdup(ns)))
+		if (!m->namespace && !(m->namespace = strdup(ns ? ns : "default")))
 			goto oom;
 		for (size_t t = 0; t < n_targets; t++) {
 			_cleanup_error_ struct kmm_error *pe = NULL;

@@ -83,6 +83,6 @@ check "plan yaml keeps string types" '[ $rc -eq 0 ] && grep -q "value: \"true\""
 check "--node-labels not matching the selector" 'grep -q "skipped:  selector kmm.example.com/demo=true does not match" "$T/out"'
 "$K" plan -f "$SRC/deploy/samples/module.yaml" >"$T/out" 2>&1; rc=$?
 check "plan without targets is a usage error" '[ $rc -eq 2 ]'
-"$K" plan -f "$SRC/deploy/samples/module.yaml" --kubeconfig /x >"$T/out" 2>&1; rc=$?
-check "--kubeconfig says it is not available yet" '[ $rc -eq 2 ] && grep -q "not available" "$T/out"'
+"$K" plan -f "$SRC/deploy/samples/module.yaml" --kubeconfig /nonexistent-kubeconfig >"$T/out" 2>&1; rc=$?
+check "--kubeconfig to a missing file fails naming it" '[ $rc -eq 1 ] && grep -q "/nonexistent-kubeconfig" "$T/out"'
 exit $fail
