@@ -282,8 +282,15 @@ static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_h
 		if (r < 0)
 			return kmm_error_wrap(err, "metrics.bindAddress");
 	}
-	kmm_log(KMM_LOG_INFO, "serving probes and metrics", "health", ho.bind_address, "healthPort",
-		NULL, NULL);
+	{
+		char hp[16], mp[16];
+
+		snprintf(hp, sizeof(hp), "%u", kmm_httpd_port(health));
+		snprintf(mp, sizeof(mp), "%u",
+			 same ? kmm_httpd_port(health) : metrics ? kmm_httpd_port(metrics) : 0);
+		kmm_log(KMM_LOG_INFO, "serving probes and metrics", "healthPort", hp,
+			"metricsPort", mp, NULL);
+	}
 	*ret_health = TAKE_PTR(health);
 	*ret_metrics = TAKE_PTR(metrics);
 	return 0;

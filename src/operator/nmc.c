@@ -652,8 +652,10 @@ int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error 
 		goto out; /* pods stay until their result is recorded */
 	release_handled(&s);
 	send_events(&s);
-	sync_spec(&s);
-	sync_orphans(&s);
+	if (kmm_op_node_ready(s.node)) { /* workers wait for a Ready node */
+		sync_spec(&s);
+		sync_orphans(&s);
+	}
 	{
 		struct kmm_error *e = NULL;
 
