@@ -245,7 +245,7 @@ def build_elf(tmp, name, desc, pad):
 
 
 def main():
-    out("1..15")
+    out("1..16")
     if not (os.path.isfile(SIGN_FILE) and os.access(SIGN_FILE, os.X_OK)):
         out(f"Bail out! sign-file not found at {SIGN_FILE} "
             "(apt-get install linux-kbuild-6.1)")
@@ -548,6 +548,36 @@ def tests(tmp):
                      check=False)
         expect(p.returncode == 2 and b"not supported" in p.stderr, "-d must be refused")
     compat()
+
+    distro = sorted(glob.glob(os.path.join(
+        os.environ.get("KMM_SIGN_DISTRO_MODULES") or "/lib/modules/*/kernel", "**", "*.ko"),
+        recursive=True))[:150]
+
+    @group(f"{len(distro)} distribution-signed modules: info matches modinfo, and re-signing "
+           "replaces the distribution's signature with sign-file's bytes")
+    def distro_modules():
+        d = os.path.join(tmp, "distro")
+        os.makedirs(d)
+        ours = []
+        for i, f in enumerate(distro):
+            want = sig_lines(run("modinfo", f).stdout.decode())
+            got = sig_lines(kmm_sign("info", f).stdout.decode())
+            expect(got == want, f"{f}:\nmodinfo: {want[:4]}\nkmm-sign: {got[:4]}")
+            module, _ = split_signed(read(f))
+            write(os.path.join(d, f"{i}-ref.ko"), module)
+            sign_file("sha256", k("rsa2048.pem"), k("rsa2048.crt"), os.path.join(d, f"{i}-ref.ko"))
+            shutil.copy(f, os.path.join(d, f"{i}-ours.ko"))
+            ours.append(os.path.join(d, f"{i}-ours.ko"))
+        kmm_sign("sign", "--key", k("rsa2048.pem"), "--cert", k("rsa2048.crt"), *ours)
+        for i, f in enumerate(distro):
+            expect(read(os.path.join(d, f"{i}-ours.ko")) == read(os.path.join(d, f"{i}-ref.ko")),
+                   f"{f}: re-signed module differs from sign-file")
+    if distro:
+        distro_modules()
+    else:
+        skip("distribution-signed modules",
+             "none under /lib/modules/*/kernel (install linux-image-amd64, or point "
+             "KMM_SIGN_DISTRO_MODULES at a directory of signed .ko files)")
 
     @group("throughput: a 64 MiB module, kmm-sign vs sign-file (figures below)")
     def throughput():
