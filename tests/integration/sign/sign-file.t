@@ -459,7 +459,7 @@ def tests(tmp):
     openssl_cross()
 
     @group("hostile and wrong input: corrupt trailer refused and the file left as it was; "
-           "encrypted key; key/cert mismatch; usage errors exit 2")
+           "encrypted key; key/cert mismatch; usage errors exit 2; --help, --version")
     def hostile():
         d = os.path.join(tmp, "hostile")
         os.makedirs(d)
@@ -486,6 +486,10 @@ def tests(tmp):
                      ["sign", "--key", k("p256.pem"), "-o", "x", many[0], many[1]]):
             p = kmm_sign(*args, check=False)
             expect(p.returncode == 2, f"{args}: exit {p.returncode}, want 2")
+        helptext = kmm_sign("--help").stdout.decode()
+        for c in ("sign --key", "verify --cert", "info FILE", "sign-file [-k]"):
+            expect("  " + c in helptext, f"--help does not list '{c}'")
+        expect(kmm_sign("--version").stdout.startswith(b"kmm-sign "), "--version")
     hostile()
 
     @group("a real module built against the installed kernel headers: byte-identical, "
