@@ -212,7 +212,7 @@ int kmm_sign_verify_file(const struct kmm_sign_cert *cert, const char *path,
 /* What modinfo shows about a signature, plus where it sits. */
 struct kmm_sig_info {
 	char *sig_id;	 /* "PKCS#7" */
-	char *signer;	 /* issuer commonName; NULL when signed by key id */
+	char *signer;	 /* issuer CN (else the whole issuer); NULL when signed by key id */
 	uint8_t *key_id; /* serial number (big-endian, no sign byte) or SKID */
 	size_t key_id_len;
 	bool key_id_is_skid; /* the signer is named by subjectKeyIdentifier */
