@@ -7,8 +7,10 @@
  * Compact objects: each informer declares the JSON paths its readers need
  * (a projection, e.g. metadata.labels, spec.nodeName, status.phase); only
  * those are kept (plus metadata name, namespace, uid, resourceVersion,
- * generation, deletionTimestamp). Readers needing other fields must GET the
- * object. projection == NULL keeps whole objects.
+ * generation, deletionTimestamp), flattened into one allocation per object
+ * (no DOM). Readers use the kmm_obj_* accessors, or kmm_obj_to_json() for a
+ * DOM copy; fields outside the projection need a GET. projection == NULL
+ * keeps whole objects (still flattened).
  *
  * Threads: one thread per informer (started by kmm_informer_start) lists,
  * watches, applies events to the store and calls the handlers, one at a
@@ -35,12 +37,35 @@
 
 struct kmm_obj;
 
-/* The (projected) object. Borrowed from o; never modify it. */
-const json_t *kmm_obj_json(const struct kmm_obj *o);
-/* "namespace/name" or "name". Borrowed from o. */
+/*
+ * Readers. Paths are dotted ("spec.nodeName"); label and annotation names
+ * may contain dots, hence their own accessors. Returned strings are borrowed
+ * from o (valid while a reference is held) and NUL-terminated.
+ */
+/* The string at path, or NULL (absent, or not a string). */
+const char *kmm_obj_str(const struct kmm_obj *o, const char *path);
+const char *kmm_obj_label(const struct kmm_obj *o, const char *name);
+const char *kmm_obj_annotation(const struct kmm_obj *o, const char *name);
+/* "namespace/name" or "name". */
 const char *kmm_obj_key(const struct kmm_obj *o);
 /* metadata.resourceVersion, or "". */
 const char *kmm_obj_resource_version(const struct kmm_obj *o);
+/* A new JSON value for path (scalar, array or object), or NULL; caller owns it. */
+json_t *kmm_obj_get_json(const struct kmm_obj *o, const char *path);
+/* The whole (projected) object as a new DOM; caller owns it. */
+json_t *kmm_obj_to_json(const struct kmm_obj *o);
+/*
+ * The whole (projected) object as a DOM borrowed from o, never to be
+ * modified; NULL on ENOMEM. Built on first call and kept with the object
+ * (thread-safe), so it costs the DOM's memory from then on: prefer the
+ * accessors above on hot, numerous kinds (pods, nodes).
+ */
+const json_t *kmm_obj_json(const struct kmm_obj *o);
+/* True once kmm_obj_json() built the DOM of o (for memory accounting). */
+bool kmm_obj_has_dom(const struct kmm_obj *o);
+/* Bytes of heap the object occupies (its single allocation). */
+size_t kmm_obj_size(const struct kmm_obj *o);
+
 struct kmm_obj *kmm_obj_ref(struct kmm_obj *o);
 void kmm_obj_unref(struct kmm_obj *o);
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_obj *, kmm_obj_unref)
@@ -79,10 +104,10 @@ struct kmm_informer_handlers {
 
 /*
  * Index function: the values under which obj is indexed, as a new
- * NULL-terminated strv (possibly empty) in *ret_values. Called with the
- * projected object on the informer thread.
+ * NULL-terminated strv (possibly empty) in *ret_values. Called on the
+ * informer thread with the store's write lock held: it must only read obj.
  */
-typedef int (*kmm_index_fn)(const json_t *obj, char ***ret_values, void *userdata);
+typedef int (*kmm_index_fn)(const struct kmm_obj *obj, char ***ret_values, void *userdata);
 
 struct kmm_informer;
 

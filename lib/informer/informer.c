@@ -16,56 +16,11 @@
 #include "kmm/log.h"
 #include "kmm/strv.h"
 #include "kmm/watch.h"
+#include "lib/informer/informer-internal.h"
 #include "lib/kube/kube-internal.h"
 
 #define MAX_HANDLERS 8
 #define MAX_INDEXES 8
-
-struct kmm_obj {
-	atomic_uint refs;
-	json_t *json;
-	char *key;
-};
-
-const json_t *kmm_obj_json(const struct kmm_obj *o)
-{
-	return o->json;
-}
-
-const char *kmm_obj_key(const struct kmm_obj *o)
-{
-	return o->key;
-}
-
-const char *kmm_obj_resource_version(const struct kmm_obj *o)
-{
-	const char *rv = kmm_kube_meta_str(o->json, "resourceVersion");
-
-	return rv ? rv : "";
-}
-
-struct kmm_obj *kmm_obj_ref(struct kmm_obj *o)
-{
-	if (o)
-		atomic_fetch_add(&o->refs, 1);
-	return o;
-}
-
-void kmm_obj_unref(struct kmm_obj *o)
-{
-	if (!o || atomic_fetch_sub(&o->refs, 1) != 1)
-		return;
-	json_decref(o->json);
-	free(o->key);
-	free(o);
-}
-
-void kmm_obj_array_free(struct kmm_obj **objs, size_t n)
-{
-	for (size_t i = 0; objs && i < n; i++)
-		kmm_obj_unref(objs[i]);
-	free(objs);
-}
 
 static const char *const always_kept[] = {
 	"metadata.name",
@@ -237,28 +192,9 @@ int kmm_informer_add_index(struct kmm_informer *inf, const char *name, kmm_index
 	return 0;
 }
 
-static const json_t *json_at_path(const json_t *obj, const char *path)
+static int index_by_path(const struct kmm_obj *obj, char ***ret, void *ud)
 {
-	const char *p = path;
-
-	while (obj && *p) {
-		const char *dot = strchr(p, '.');
-		char seg[256];
-		size_t n = dot ? (size_t)(dot - p) : strlen(p);
-
-		if (n >= sizeof(seg))
-			return NULL;
-		memcpy(seg, p, n);
-		seg[n] = '\0';
-		obj = json_object_get(obj, seg);
-		p = dot ? dot + 1 : p + n;
-	}
-	return obj;
-}
-
-static int index_by_path(const json_t *obj, char ***ret, void *ud)
-{
-	const char *v = json_string_value(json_at_path(obj, ud));
+	const char *v = kmm_obj_str(obj, ud);
 	char **out = calloc(1, sizeof(char *));
 
 	if (!out)
@@ -271,10 +207,9 @@ static int index_by_path(const json_t *obj, char ***ret, void *ud)
 	return 0;
 }
 
-static int index_by_label(const json_t *obj, char ***ret, void *ud)
+static int index_by_label(const struct kmm_obj *obj, char ***ret, void *ud)
 {
-	const char *v = json_string_value(
-	    json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), ud));
+	const char *v = kmm_obj_label(obj, ud);
 	char **out = calloc(1, sizeof(char *));
 
 	if (!out)
@@ -323,9 +258,9 @@ static void index_update(struct kmm_informer *inf, const char *key, const struct
 		struct index *ix = &inf->indexes[i];
 		_cleanup_strv_free_ char **ov = NULL, **nv = NULL;
 
-		if (old && ix->fn(old->json, &ov, ix->userdata) < 0)
+		if (old && ix->fn(old, &ov, ix->userdata) < 0)
 			ov = NULL;
-		if (new && ix->fn(new->json, &nv, ix->userdata) < 0)
+		if (new && ix->fn(new, &nv, ix->userdata) < 0)
 			nv = NULL;
 		KMM_STRV_FOREACH (v, ov) {
 			struct kmm_hashmap *keys;
@@ -356,20 +291,17 @@ static void index_update(struct kmm_informer *inf, const char *key, const struct
 
 static int obj_new(struct kmm_informer *inf, const json_t *full, struct kmm_obj **ret)
 {
-	struct kmm_obj *o = calloc(1, sizeof(*o));
+	_cleanup_free_ char *key = kmm_kube_object_key(full);
+	_cleanup_(json_decrefp) json_t *proj = NULL;
 
-	if (!o)
-		return -ENOMEM;
-	atomic_init(&o->refs, 1);
-	o->key = kmm_kube_object_key(full);
-	o->json = inf->projection ? kmm_json_project(full, (const char *const *)inf->projection)
-				  : json_deep_copy(full);
-	if (!o->key || !o->json) {
-		kmm_obj_unref(o);
-		return o->key ? -ENOMEM : -EBADMSG;
+	if (!key)
+		return -EBADMSG;
+	if (inf->projection) {
+		proj = kmm_json_project(full, (const char *const *)inf->projection);
+		if (!proj)
+			return -ENOMEM;
 	}
-	*ret = o;
-	return 0;
+	return kube_obj_new(proj ? proj : full, key, ret);
 }
 
 enum change {
@@ -411,14 +343,14 @@ static int store_put(struct kmm_informer *inf, struct kmm_obj *o)
 	int r;
 
 	pthread_rwlock_wrlock(&inf->lock);
-	r = kmm_hashmap_put(inf->store, o->key, kmm_obj_ref(o), (void **)&old);
+	r = kmm_hashmap_put(inf->store, kmm_obj_key(o), kmm_obj_ref(o), (void **)&old);
 	if (r < 0) {
 		pthread_rwlock_unlock(&inf->lock);
 		kmm_obj_unref(o);
 		kmm_obj_unref(o);
 		return r;
 	}
-	index_update(inf, o->key, old, o);
+	index_update(inf, kmm_obj_key(o), old, o);
 	pthread_rwlock_unlock(&inf->lock);
 	dispatch(inf, old ? CH_UPDATE : CH_ADD, old, o);
 	kmm_obj_unref(old);
@@ -478,13 +410,13 @@ static int store_replace(struct kmm_informer *inf, const json_t *list, struct km
 		if (r < 0)
 			return kmm_error_make(err, -r, "informer %s: list item %zu unusable",
 					      inf->o.res->resource, i);
-		if (kmm_hashmap_put(seen, o->key, NULL, NULL) < 0) {
+		if (kmm_hashmap_put(seen, kmm_obj_key(o), NULL, NULL) < 0) {
 			kmm_obj_unref(o);
 			return -ENOMEM;
 		}
 		/* Unchanged objects (same resourceVersion) are not re-announced. */
 		pthread_rwlock_rdlock(&inf->lock);
-		cur = kmm_hashmap_get(inf->store, o->key);
+		cur = kmm_hashmap_get(inf->store, kmm_obj_key(o));
 		same =
 		    cur && strcmp(kmm_obj_resource_version(cur), kmm_obj_resource_version(o)) == 0;
 		pthread_rwlock_unlock(&inf->lock);
@@ -630,6 +562,8 @@ static void *reflector(void *arg)
 		r = kmm_kube_list_all(inf->client, &t, &lo, &list, &err);
 		if (r >= 0)
 			r = store_replace(inf, list, &err);
+		/* The full LIST is large: drop it before watching for hours. */
+		json_decref(TAKE_PTR(list));
 		if (r < 0) {
 			atomic_fetch_add(&inf->n_errors, 1);
 			kmm_debug("informer: list failed", "resource", inf->o.res->resource,

@@ -138,7 +138,7 @@ static int get_str(const json_t *obj, const char *key, const char *source, const
 static int dup_str(const json_t *obj, const char *key, const char *source, const char *where,
 		   char **ret, struct kmm_error **err)
 {
-	const char *s;
+	const char *s = NULL;
 	int r = get_str(obj, key, source, where, &s, err);
 
 	if (r < 0)
@@ -152,7 +152,7 @@ static int dup_str(const json_t *obj, const char *key, const char *source, const
 static int dup_path(const json_t *obj, const char *key, const char *source, const char *where,
 		    const char *base_dir, char **ret, struct kmm_error **err)
 {
-	const char *s;
+	const char *s = NULL;
 	int r = get_str(obj, key, source, where, &s, err);
 
 	if (r < 0)
@@ -169,7 +169,7 @@ static int dup_path(const json_t *obj, const char *key, const char *source, cons
 static int dup_b64(const json_t *obj, const char *key, const char *source, const char *where,
 		   char **ret, size_t *ret_len, struct kmm_error **err)
 {
-	const char *s;
+	const char *s = NULL;
 	int r = get_str(obj, key, source, where, &s, err);
 
 	if (r < 0)
@@ -201,7 +201,7 @@ static int parse_exec(const json_t *ex, const char *source, const char *where, c
 	_cleanup_free_ char *w = NULL;
 	struct kmm_kube_exec *e;
 	const json_t *args, *env;
-	const char *cmd;
+	const char *cmd = NULL;
 	size_t i;
 	json_t *it;
 	int r;
@@ -341,7 +341,7 @@ int kmm_kube_config_from_json(const json_t *doc, const char *source, const char 
 	_cleanup_kube_config_ struct kmm_kube_config *c = NULL;
 	_cleanup_free_ char *ctx_where = NULL, *cl_where = NULL, *u_where = NULL;
 	const json_t *ctx, *cl, *u = NULL;
-	const char *name, *cluster, *user;
+	const char *name = NULL, *cluster = NULL, *user = NULL;
 	int r;
 
 	if (!source)

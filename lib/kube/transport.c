@@ -259,9 +259,12 @@ int kmm_kube_client_new(const struct kmm_kube_config *config,
 	    (sc = curl_share_setopt(c->share, CURLSHOPT_USERDATA, c)) != CURLSHE_OK ||
 	    (sc = curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS)) != CURLSHE_OK ||
 	    (sc = curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) !=
-		CURLSHE_OK ||
-	    (sc = curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT)) !=
 		CURLSHE_OK) {
+		/* Connections are not shared: each pooled easy handle keeps its own
+		 * (kept alive, reused by whichever thread borrows the handle next).
+		 * A shared connection cache makes concurrent threads wait on each
+		 * other's HTTP/2 connections; TLS sessions are shared, so a new
+		 * connection resumes instead of a full handshake. */
 		kmm_kube_client_free(c);
 		return kmm_error_make(err, EIO, "curl_share_setopt: %s", curl_share_strerror(sc));
 	}

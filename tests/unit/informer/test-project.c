@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "kmm/informer.h"
+#include "lib/informer/informer-internal.h"
 
 static void test_project(void **state)
 {
@@ -49,10 +50,39 @@ static void test_project(void **state)
 	json_decref(pod);
 }
 
+static void test_compact_roundtrip(void **state)
+{
+	static const char text[] =
+	    "{\"metadata\":{\"name\":\"p\",\"labels\":{\"kmm.node.kubernetes.io/a.b\":\"x\"},"
+	    "\"generation\":7,\"annotations\":{}},\"spec\":{\"nodeName\":\"n1\",\"unschedulable\":"
+	    "true,"
+	    "\"taints\":[{\"key\":\"k\"}],\"x\":null,\"r\":1.5}}";
+	json_t *in = json_loads(text, 0, NULL), *out, *taints;
+	struct kmm_obj *o = NULL;
+
+	assert_int_equal(kube_obj_new(in, "ns/p", &o), 0);
+	assert_string_equal(kmm_obj_key(o), "ns/p");
+	assert_string_equal(kmm_obj_str(o, "spec.nodeName"), "n1");
+	assert_null(kmm_obj_str(o, "spec.unschedulable"));
+	assert_string_equal(kmm_obj_label(o, "kmm.node.kubernetes.io/a.b"), "x");
+	assert_null(kmm_obj_label(o, "nope"));
+	taints = kmm_obj_get_json(o, "spec.taints");
+	assert_true(json_is_array(taints));
+	json_decref(taints);
+	out = kmm_obj_to_json(o);
+	assert_true(json_equal(in, out));
+	assert_true(kmm_obj_size(o) < 400);
+	kmm_obj_unref(kmm_obj_ref(o));
+	kmm_obj_unref(o);
+	json_decref(out);
+	json_decref(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_project),
+		cmocka_unit_test(test_compact_roundtrip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

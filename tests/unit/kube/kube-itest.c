@@ -651,12 +651,19 @@ static void test_informer(int total_updates)
 		ok(o == NULL, NULL, "get of a missing key is NULL");
 		snprintf(key, sizeof(key), "%s/inf-7", ns);
 		o = kmm_informer_get(inf, key);
-		ok(o && json_object_get(json_object_get(kmm_obj_json(o), "metadata"), "labels") &&
-		       !json_object_get(json_object_get(kmm_obj_json(o), "metadata"),
-					"managedFields") &&
-		       !json_object_get(json_object_get(kmm_obj_json(o), "metadata"),
-					"creationTimestamp"),
-		   NULL, "projected object keeps labels and drops managedFields/creationTimestamp");
+		{
+			json_t *mf = o ? kmm_obj_get_json(o, "metadata.managedFields") : NULL;
+
+			ok(o && kmm_obj_label(o, "kmm-test") &&
+			       strcmp(kmm_obj_label(o, "kmm-test"), "yes") == 0 &&
+			       kmm_obj_str(o, "data.v") && !mf &&
+			       !kmm_obj_str(o, "metadata.creationTimestamp"),
+			   NULL,
+			   "projected object keeps labels and data, drops "
+			   "managedFields/creationTimestamp (%zu bytes)",
+			   o ? kmm_obj_size(o) : 0);
+			json_decref(mf);
+		}
 		kmm_obj_unref(o);
 	}
 	ok(kmm_informer_by_index(inf, "by-v", "init", &objs, &n) == 0 && n == (size_t)n_objs, NULL,
