@@ -545,6 +545,20 @@ int kmm_module_config_for(const struct kmm_module *m, const struct kmm_resolved_
 	    (kmm_strv_length(res->in_tree_modules_to_remove) && !c->in_tree_modules_to_remove) ||
 	    kmm_modprobe_spec_copy(&c->modprobe, &lc->modprobe) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
+	/*
+	 * The worker decodes its config strictly: fields this version does not
+	 * know (kept on the Module for round trips) must not reach it.
+	 */
+	json_decref(c->modprobe.unknown);
+	c->modprobe.unknown = NULL;
+	if (c->modprobe.args) {
+		json_decref(c->modprobe.args->unknown);
+		c->modprobe.args->unknown = NULL;
+	}
+	if (c->modprobe.raw_args) {
+		json_decref(c->modprobe.raw_args->unknown);
+		c->modprobe.raw_args->unknown = NULL;
+	}
 	*ret = TAKE_PTR(c);
 	return 0;
 }
