@@ -27,6 +27,7 @@
 # directory.
 set -uo pipefail
 
+# shellcheck source=tests/chain/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CASES=(host-tools kmm-binaries registry base-image sample-plan source-image sign-image
@@ -167,7 +168,9 @@ s_sign_image() {
 }
 
 s_build() {
-	chain_build "$W/plan.json" "$SAMPLES/dockerfile-configmap.yaml" || return 1
+	python3 "$CHAIN_LIB_DIR/configmap-key.py" "$SAMPLES/dockerfile-configmap.yaml" dockerfile \
+		>"$W/Dockerfile" 2>"$W/configmap.err" || { chain_fail "$(cat "$W/configmap.err")"; return 1; }
+	chain_build "$W/plan.json" "$W/Dockerfile" || return 1
 	UNSIGNED_DIGEST=$(chain_digest "$IMAGE")
 	[ -n "$UNSIGNED_DIGEST" ] || { chain_fail "no $IMAGE in the registry after the build"; return 1; }
 	UNSIGNED_REF=${IMAGE%:*}@$UNSIGNED_DIGEST

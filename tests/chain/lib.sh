@@ -1,4 +1,6 @@
+# shellcheck shell=bash disable=SC2034
 # SPDX-License-Identifier: Apache-2.0
+# (SC2034: the functions set globals for their callers.)
 # The build-and-sign chain outside the cluster, as shell functions shared by
 # tests/chain/chain.t and the cookbook (docs/cookbook/build.md, sign.md).
 #
@@ -109,7 +111,7 @@ chain_registry() {
 	if [ -n "${KMM_TESTENV_REGISTRY:-}" ]; then
 		CHAIN_REGISTRY=$KMM_TESTENV_REGISTRY
 	else
-		local port i
+		local port
 		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 		mkdir -p "$CHAIN_WORK/registry"
 		cat >"$CHAIN_WORK/registry/config.yml" <<EOF
@@ -123,7 +125,7 @@ EOF
 		docker-registry serve "$CHAIN_WORK/registry/config.yml" >"$CHAIN_WORK/registry/log" 2>&1 &
 		CHAIN_REGISTRY_PID=$!
 		CHAIN_REGISTRY=127.0.0.1:$port
-		for i in $(seq 50); do
+		for _ in $(seq 50); do
 			curl -fs "http://$CHAIN_REGISTRY/v2/" >/dev/null 2>&1 && break
 			sleep 0.2
 		done
@@ -290,16 +292,16 @@ chain_sign_image() {
 }
 
 # What the build pod runs for one kmmctl plan entry (JSON file $1): the
-# ConfigMap's Dockerfile ($2, key `dockerfile`) in an otherwise empty context,
-# every build arg of the plan (the Module's plus the four kmm injects), push
-# to the plan's destination. Log in $CHAIN_WORK/build.log.
+# Dockerfile $2 (the ConfigMap's key `dockerfile`, which the pod mounts as
+# /workspace/Dockerfile) in an otherwise empty context, every build arg of
+# the plan (the Module's plus the four kmm injects), push to the plan's
+# destination. Log in $CHAIN_WORK/build.log.
 chain_build() {
-	local plan=$1 cm=$2 ws=$CHAIN_WORK/workspace dest args=() a
+	local plan=$1 dockerfile=$2 ws=$CHAIN_WORK/workspace dest args=() a
 	dest=$(jq -r '.build.destination // empty' "$plan")
 	[ -n "$dest" ] || { chain_fail "the plan has no build step"; return 1; }
-	rm -rf "$ws" && mkdir -p "$ws" || return 1
-	python3 "$CHAIN_LIB_DIR/configmap-key.py" "$cm" dockerfile >"$ws/Dockerfile" 2>"$CHAIN_WORK/build.log" ||
-		{ chain_fail "$(cat "$CHAIN_WORK/build.log")"; return 1; }
+	[ -s "$dockerfile" ] || { chain_fail "empty Dockerfile $dockerfile"; return 1; }
+	rm -rf "$ws" && mkdir -p "$ws" && cp "$dockerfile" "$ws/Dockerfile" || return 1
 	while IFS= read -r a; do
 		args+=(--build-arg "$a")
 	done < <(jq -r '.build.buildArgs[] | "\(.name)=\(.value)"' "$plan")
