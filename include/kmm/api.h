@@ -326,7 +326,8 @@ struct kmm_nmc_module {
 	struct kmm_toleration *tolerations;
 	char *version;
 	struct kmm_module_config *config;
-	char *boot_id; /* status only */
+	char *boot_id;		    /* status only */
+	char *last_transition_time; /* status only */
 	json_t *unknown;
 };
 

@@ -101,6 +101,7 @@ static void nmc_module_done(struct kmm_nmc_module *m)
 	free(m->version);
 	kmm_module_config_free(m->config);
 	free(m->boot_id);
+	free(m->last_transition_time);
 	json_decref(m->unknown);
 }
 
@@ -127,6 +128,7 @@ static int dec_nmc_module(struct dec *d, const json_t *e, const char *p, size_t 
 						    "version",
 						    "config",
 						    "bootId",
+						    "lastTransitionTime",
 						    NULL };
 	struct nmc_ctx *c = ctx;
 	struct kmm_nmc_module *m = &c->items[i];
@@ -142,6 +144,8 @@ static int dec_nmc_module(struct dec *d, const json_t *e, const char *p, size_t 
 	STEP(dec_string(d, e, p, "version", &m->version));
 	if (r >= 0 && c->status)
 		r = dec_string(d, e, p, "bootId", &m->boot_id);
+	if (r >= 0 && c->status)
+		r = dec_string(d, e, p, "lastTransitionTime", &m->last_transition_time);
 	if (r >= 0 && !json_object_get(e, "config"))
 		r = dec_fail(d, p, "config", "required field is missing");
 	if (r >= 0) {
@@ -231,6 +235,7 @@ static json_t *enc_nmc_modules(const struct kmm_nmc_module *ms, size_t n, bool s
 		    enc_str(o, "version", m->version) < 0 ||
 		    (m->config && enc_new(o, "config", kmm_module_config_to_json(m->config)) < 0) ||
 		    (status && enc_str(o, "bootId", m->boot_id) < 0) ||
+		    (status && enc_str(o, "lastTransitionTime", m->last_transition_time) < 0) ||
 		    json_array_append_new(a, o) < 0) {
 			json_decref(o);
 			json_decref(a);
