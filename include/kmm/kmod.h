@@ -65,16 +65,16 @@ enum kmm_kmod_action {
  * library and are valid during the call only.
  */
 typedef void (*kmm_kmod_action_fn)(enum kmm_kmod_action action, const char *module,
-                                   const char *path, const char *options, void *userdata);
+				   const char *path, const char *options, void *userdata);
 
 /* Flags for kmm_kmod_load(). */
 enum {
-	KMM_KMOD_LOAD_FAIL_ON_LOADED = 1 << 0,   /* --first-time */
-	KMM_KMOD_LOAD_IGNORE_COMMANDS = 1 << 1,  /* --ignore-install */
-	KMM_KMOD_LOAD_FORCE_VERMAGIC = 1 << 2,   /* --force-vermagic */
+	KMM_KMOD_LOAD_FAIL_ON_LOADED = 1 << 0,	 /* --first-time */
+	KMM_KMOD_LOAD_IGNORE_COMMANDS = 1 << 1,	 /* --ignore-install */
+	KMM_KMOD_LOAD_FORCE_VERMAGIC = 1 << 2,	 /* --force-vermagic */
 	KMM_KMOD_LOAD_FORCE_MODVERSION = 1 << 3, /* --force-modversion */
-	KMM_KMOD_LOAD_USE_BLACKLIST = 1 << 4,    /* -b */
-	KMM_KMOD_LOAD_DRY_RUN = 1 << 5,          /* -n */
+	KMM_KMOD_LOAD_USE_BLACKLIST = 1 << 4,	 /* -b */
+	KMM_KMOD_LOAD_DRY_RUN = 1 << 5,		 /* -n */
 };
 
 /* Flags for kmm_kmod_unload(). */
@@ -91,7 +91,7 @@ enum {
  * a new handle in *ret_kmod.
  */
 int kmm_kmod_new(const struct kmm_kmod_options *opts, struct kmm_kmod **ret_kmod,
-                 struct kmm_error **err);
+		 struct kmm_error **err);
 
 /* Frees the handle. NULL-safe. */
 void kmm_kmod_free(struct kmm_kmod *k);
@@ -113,7 +113,7 @@ void kmm_kmod_set_action_fn(struct kmm_kmod *k, kmm_kmod_action_fn fn, void *use
  * NULL). Returns 0, or a negative errno with *err describing the failure.
  */
 int kmm_kmod_load(struct kmm_kmod *k, const char *name, const char *options, unsigned flags,
-                  struct kmm_error **err);
+		  struct kmm_error **err);
 
 /*
  * Unloads `name` the way `modprobe -r` does, then removes its dependencies that
@@ -143,7 +143,7 @@ char *kmm_kmod_join_parameters(char *const *parameters);
  * skipped names in *ret_absent (either pointer may be NULL).
  */
 int kmm_kmod_in_tree_present(char *const *names, const char *modules_root, char ***ret_present,
-                             char ***ret_absent, struct kmm_error **err);
+			     char ***ret_absent, struct kmm_error **err);
 
 /* ---- firmware ---- */
 
@@ -163,7 +163,7 @@ int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_e
  * copied in *ret_count (may be NULL).
  */
 int kmm_firmware_install(const char *src, const char *dst, unsigned *ret_count,
-                         struct kmm_error **err);
+			 struct kmm_error **err);
 
 /*
  * For every file or link under `src`, removes the same relative path under
@@ -173,6 +173,6 @@ int kmm_firmware_install(const char *src, const char *dst, unsigned *ret_count,
  * Stores the number of files removed in *ret_count (may be NULL).
  */
 int kmm_firmware_remove(const char *src, const char *dst, unsigned *ret_count,
-                        struct kmm_error **err);
+			struct kmm_error **err);
 
 #endif

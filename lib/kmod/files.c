@@ -58,7 +58,8 @@ static int walk(const char *dir, const char *rel, int depth, walk_fn fn, void *d
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path) ||
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >=
+			sizeof(path) ||
 		    (size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "",
 				     de->d_name) >= sizeof(sub)) {
 			r = -ENAMETOOLONG;
@@ -96,8 +97,8 @@ static int in_tree_visit(const char *path, const char *rel, const struct stat *s
 	return 0;
 }
 
-int kmm_kmod_in_tree_present(char *const *names, const char *modules_root,
-			     char ***ret_present, char ***ret_absent, struct kmm_error **err)
+int kmm_kmod_in_tree_present(char *const *names, const char *modules_root, char ***ret_present,
+			     char ***ret_absent, struct kmm_error **err)
 {
 	size_t n = kmm_strv_length(names);
 	_cleanup_free_ bool *found = calloc(n + 1, sizeof(bool));
@@ -138,8 +139,7 @@ int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_e
 
 	fd = open(KMM_FIRMWARE_CLASS_PATH, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return kmm_error_make_errno(err, errno,
-					    "read %s (is firmware_class built in?)",
+		return kmm_error_make_errno(err, errno, "read %s (is firmware_class built in?)",
 					    KMM_FIRMWARE_CLASS_PATH);
 	n = read(fd, cur, sizeof(cur) - 1);
 	if (n < 0)
@@ -155,8 +155,8 @@ int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_e
 	fd = open(KMM_FIRMWARE_CLASS_PATH, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 || write(fd, dir, len) != (ssize_t)len)
 		return kmm_error_make_errno(err, errno,
-					    "write '%s' to %s (the worker must be privileged)",
-					    dir, KMM_FIRMWARE_CLASS_PATH);
+					    "write '%s' to %s (the worker must be privileged)", dir,
+					    KMM_FIRMWARE_CLASS_PATH);
 	if (ret_changed)
 		*ret_changed = true;
 	return 0;

@@ -37,10 +37,10 @@ struct kmm_kmod {
  */
 static __thread struct kmm_kmod *probing;
 
-static void kmod_log_to_debug(void *data, int priority, const char *file, int line,
-			      const char *fn, const char *format, va_list args) _printf_(6, 0);
-static void kmod_log_to_debug(void *data, int priority, const char *file, int line,
-			      const char *fn, const char *format, va_list args)
+static void kmod_log_to_debug(void *data, int priority, const char *file, int line, const char *fn,
+			      const char *format, va_list args) _printf_(6, 0);
+static void kmod_log_to_debug(void *data, int priority, const char *file, int line, const char *fn,
+			      const char *format, va_list args)
 {
 	char msg[512];
 
@@ -162,7 +162,7 @@ char *kmm_kmod_join_parameters(char *const *parameters)
 	struct kmm_buf b;
 
 	kmm_buf_init(&b, 0);
-	KMM_STRV_FOREACH(p, parameters) {
+	KMM_STRV_FOREACH (p, parameters) {
 		const char *eq = strchr(p, '=');
 		bool quote = eq && eq[1] != '"' && eq[1] != '\'' && strchr(eq, ' ');
 		int r = 0;
@@ -222,7 +222,7 @@ static void modinfo_read(struct kmod_module *mod, struct modinfo *mi)
 	memset(mi, 0, sizeof(*mi));
 	if (kmod_module_get_info(mod, &list) < 0)
 		return;
-	kmod_list_foreach(l, list) {
+	kmod_list_foreach (l, list) {
 		const char *key = kmod_module_info_get_key(l);
 		const char *value = kmod_module_info_get_value(l);
 
@@ -276,8 +276,8 @@ static void describe_signature(struct kmm_buf *b, const struct modinfo *mi, int 
 {
 	if (code == EBADMSG) {
 		kmm_buf_printf(b, "its signature is malformed (a corrupt or truncated "
-				      "PKCS#7 blob), so the kernel refuses it; re-sign the "
-				      "module with sign-file");
+				  "PKCS#7 blob), so the kernel refuses it; re-sign the "
+				  "module with sign-file");
 		return;
 	}
 	if (code == EKEYEXPIRED) {
@@ -302,8 +302,8 @@ static void describe_signature(struct kmm_buf *b, const struct modinfo *mi, int 
  * Builds "load module X (file F): <cause>[; kernel log: ...]" for an insert that
  * failed with -code.
  */
-static int insert_error(struct kmm_kmod *k, struct kmod_module *mod, int code,
-			const char *klog, struct kmm_error **err)
+static int insert_error(struct kmm_kmod *k, struct kmod_module *mod, int code, const char *klog,
+			struct kmm_error **err)
 {
 	const char *name = kmod_module_get_name(mod);
 	const char *path = kmod_module_get_path(mod);
@@ -313,9 +313,8 @@ static int insert_error(struct kmm_kmod *k, struct kmod_module *mod, int code,
 
 	kmm_buf_init(&cause, 0);
 	if (path && access(path, F_OK) < 0) {
-		kmm_buf_printf(&cause,
-			       "the file is missing from the image (modules.dep lists it; "
-			       "rebuild the image or re-run depmod)");
+		kmm_buf_printf(&cause, "the file is missing from the image (modules.dep lists it; "
+				       "rebuild the image or re-run depmod)");
 		goto out;
 	}
 	modinfo_read(mod, &mi);
@@ -365,12 +364,12 @@ static int insert_error(struct kmm_kmod *k, struct kmod_module *mod, int code,
 		break;
 	case EINVAL:
 		if (log_find(klog, "disagrees about version of symbol"))
-			kmm_buf_printf(&cause, "wrong kernel: the module's symbol versions do "
-					       "not match this kernel (%s)",
+			kmm_buf_printf(&cause,
+				       "wrong kernel: the module's symbol versions do "
+				       "not match this kernel (%s)",
 				       k->running);
 		else
-			kmm_buf_printf(&cause, "invalid module or parameters (%s)",
-				       strerror(code));
+			kmm_buf_printf(&cause, "invalid module or parameters (%s)", strerror(code));
 		break;
 	case EBUSY:
 		kmm_buf_printf(&cause, "the kernel is busy loading it (try again)");
@@ -497,7 +496,7 @@ int kmm_kmod_load(struct kmm_kmod *k, const char *name, const char *options, uns
 	r = lookup(k, name, &list, err);
 	if (r < 0)
 		return r;
-	kmod_list_foreach(l, list) {
+	kmod_list_foreach (l, list) {
 		struct kmod_module *mod = kmod_module_get_module(l);
 
 		r = probe_one(k, mod, options, flags, err);
@@ -521,7 +520,7 @@ static int remove_error(struct kmod_module *mod, int code, struct kmm_error **er
 	if (code != EBUSY && code != EAGAIN)
 		return kmm_error_make_errno(err, code, "unload module %s", name);
 	holders = kmod_module_get_holders(mod);
-	kmod_list_foreach(l, holders) {
+	kmod_list_foreach (l, holders) {
 		struct kmod_module *h = kmod_module_get_module(l);
 		(void)kmm_strv_push(&names, kmod_module_get_name(h));
 		kmod_module_unref(h);
@@ -551,22 +550,23 @@ static int remove_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned f
 	return kmod_module_remove_module(mod, 0);
 }
 
-static int unload_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned flags,
-			 bool first, struct kmm_error **err);
+static int unload_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned flags, bool first,
+			 struct kmm_error **err);
 
 static void unload_list_reverse(struct kmm_kmod *k, struct kmod_list *list, unsigned flags)
 {
 	struct kmod_list *l;
 
-	kmod_list_foreach_reverse(l, list) {
+	kmod_list_foreach_reverse(l, list)
+	{
 		struct kmod_module *m = kmod_module_get_module(l);
 		(void)unload_module(k, m, flags & ~KMM_KMOD_UNLOAD_REMOVE_HOLDERS, false, NULL);
 		kmod_module_unref(m);
 	}
 }
 
-static int unload_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned flags,
-			 bool first, struct kmm_error **err)
+static int unload_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned flags, bool first,
+			 struct kmm_error **err)
 {
 	const char *name = kmod_module_get_name(mod);
 	struct kmod_list *pre = NULL, *post = NULL, *deps, *l;
@@ -601,7 +601,8 @@ static int unload_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned f
 	unload_list_reverse(k, post, flags);
 	if (flags & KMM_KMOD_UNLOAD_REMOVE_HOLDERS) {
 		struct kmod_list *holders = kmod_module_get_holders(mod);
-		kmod_list_foreach_reverse(l, holders) {
+		kmod_list_foreach_reverse(l, holders)
+		{
 			struct kmod_module *h = kmod_module_get_module(l);
 			r = unload_module(k, h, flags & ~KMM_KMOD_UNLOAD_REMOVE_HOLDERS, false,
 					  err);
@@ -624,7 +625,7 @@ static int unload_module(struct kmm_kmod *k, struct kmod_module *mod, unsigned f
 	}
 	/* Dependencies nothing uses any more go too; failures do not matter. */
 	deps = kmod_module_get_dependencies(mod);
-	kmod_list_foreach(l, deps) {
+	kmod_list_foreach (l, deps) {
 		struct kmod_module *d = kmod_module_get_module(l);
 		if (kmod_module_get_initstate(d) == KMOD_MODULE_LIVE &&
 		    kmod_module_get_refcnt(d) == 0)
@@ -639,8 +640,7 @@ out:
 	return r;
 }
 
-int kmm_kmod_unload(struct kmm_kmod *k, const char *name, unsigned flags,
-		    struct kmm_error **err)
+int kmm_kmod_unload(struct kmm_kmod *k, const char *name, unsigned flags, struct kmm_error **err)
 {
 	struct kmod_list *list = NULL, *l;
 	int r;
@@ -655,7 +655,7 @@ int kmm_kmod_unload(struct kmm_kmod *k, const char *name, unsigned flags,
 		kmod_module_unref(mod);
 		return r;
 	}
-	kmod_list_foreach(l, list) {
+	kmod_list_foreach (l, list) {
 		struct kmod_module *mod = kmod_module_get_module(l);
 		r = unload_module(k, mod, flags, true, err);
 		kmod_module_unref(mod);

@@ -36,8 +36,7 @@ KMM_TESTABLE const char *kmm_kmsg_record_text(const char *record)
 	if (!semi || (nl && nl < semi) || semi == record)
 		return NULL;
 	for (const char *p = record; p < semi; p++) {
-		if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-' || *p == '+' ||
-		      *p == 'c'))
+		if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-' || *p == '+' || *p == 'c'))
 			return NULL;
 	}
 	return semi + 1;

@@ -12,43 +12,44 @@
 #define PROG "kmm-worker"
 
 static const char help[] =
-	"Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
-	"\n"
-	"Loads and unloads kernel modules on a node, through libkmod.\n"
-	"\n"
-	"Commands:\n"
-	"  kmod load CONFIG     load the module a worker config (ModuleConfig YAML) names\n"
-	"  kmod unload CONFIG   unload it and remove the firmware files it installed\n"
-	"  run -f MODULE.yaml   standalone mode: resolve the Module's kernelMappings for\n"
-	"                       this host (--kernel K to override uname -r), pull the\n"
-	"                       image and load the module; --unload reverses it\n"
-	"\n"
-	"Options of kmod load/unload:\n"
-	"      --firmware-path DIR  host firmware directory: written to firmware_class.path,\n"
-	"                           firmware is copied there (default /lib/firmware)\n"
-	"      --image-root DIR     where the image's files were copied (default /tmp, as\n"
-	"                           upstream's init container does: /tmp<dirName>)\n"
-	"      --kernel RELEASE     kernel release to load for (default: uname -r)\n"
-	"      --host-modules DIR   host module tree scanned for in-tree modules\n"
-	"                           (default /lib/modules)\n"
-	"\n"
-	"Pulling the kmod image itself (instead of --image-root; only <dirName>/lib/modules/\n"
-	"<kernel> and firmwarePath are extracted, checked against their digests):\n"
-	"      --pull               pull the config's containerImage\n"
-	"      --image REF          pull REF: a registry reference, or oci:DIR[:NAME] for an\n"
-	"                           OCI image layout directory\n"
-	"      --pull-secret FILE   registry credentials (.dockerconfigjson)\n"
-	"      --registry-ca FILE   PEM CA bundle for the registry\n"
-	"      --registry-insecure  plain HTTP\n"
-	"      --registry-skip-verify  HTTPS without certificate verification (also\n"
-	"                           implied by insecurePull: true in the config)\n"
-	"      --pull-dir DIR       where images are extracted, then removed\n"
-	"                           (default /var/lib/kmm-worker)\n"
-	"\n"
-	"Options:\n" KMM_COMMON_OPTIONS_HELP
-	"\n"
-	"Exit status: 0 done, 1 failed (the reason is logged), 2 usage error,\n"
-	"128+N stopped by signal N (143 for SIGTERM) between two steps.\n";
+    "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
+    "\n"
+    "Loads and unloads kernel modules on a node, through libkmod.\n"
+    "\n"
+    "Commands:\n"
+    "  kmod load CONFIG     load the module a worker config (ModuleConfig YAML) names\n"
+    "  kmod unload CONFIG   unload it and remove the firmware files it installed\n"
+    "  run -f MODULE.yaml   standalone mode: resolve the Module's kernelMappings for\n"
+    "                       this host (--kernel K to override uname -r), pull the\n"
+    "                       image and load the module; --unload reverses it\n"
+    "\n"
+    "Options of kmod load/unload:\n"
+    "      --firmware-path DIR  host firmware directory: written to firmware_class.path,\n"
+    "                           firmware is copied there (default /lib/firmware)\n"
+    "      --image-root DIR     where the image's files were copied (default /tmp, as\n"
+    "                           upstream's init container does: /tmp<dirName>)\n"
+    "      --kernel RELEASE     kernel release to load for (default: uname -r)\n"
+    "      --host-modules DIR   host module tree scanned for in-tree modules\n"
+    "                           (default /lib/modules)\n"
+#ifdef KMM_HAVE_REGISTRY
+    "\n"
+    "Pulling the kmod image itself (instead of --image-root; only <dirName>/lib/modules/\n"
+    "<kernel> and firmwarePath are extracted, checked against their digests):\n"
+    "      --pull               pull the config's containerImage\n"
+    "      --image REF          pull REF: a registry reference, or oci:DIR[:NAME] for an\n"
+    "                           OCI image layout directory\n"
+    "      --pull-secret FILE   registry credentials (.dockerconfigjson)\n"
+    "      --registry-ca FILE   PEM CA bundle for the registry\n"
+    "      --registry-insecure  plain HTTP\n"
+    "      --registry-skip-verify  HTTPS without certificate verification (also\n"
+    "                           implied by insecurePull: true in the config)\n"
+    "      --pull-dir DIR       where images are extracted, then removed\n"
+    "                           (default /var/lib/kmm-worker)\n"
+#endif
+    "\n"
+    "Options:\n" KMM_COMMON_OPTIONS_HELP "\n"
+    "Exit status: 0 done, 1 failed (the reason is logged), 2 usage error,\n"
+    "128+N stopped by signal N (143 for SIGTERM) between two steps.\n";
 
 enum {
 	OPT_FIRMWARE_PATH = 0x200,
@@ -76,14 +77,17 @@ static int finish(int r, struct kmm_error *e, const char *what)
 	return KMM_EXIT_FAILURE;
 }
 
-enum mode { MODE_KMOD, MODE_RUN };
+enum mode {
+	MODE_KMOD,
+	MODE_RUN
+};
 
 struct args {
 	struct kmm_worker_opts o;
 	bool pull;
-	bool unload;      /* run --unload */
+	bool unload;	  /* run --unload */
 	const char *file; /* run -f */
-	bool no_pull;     /* run with --image-root given */
+	bool no_pull;	  /* run with --image-root given */
 };
 
 /* Parses the options of `kmod` and `run`. Returns -1 to go on, or an exit code. */
@@ -109,7 +113,8 @@ static int parse(enum mode mode, int argc, char **argv, struct args *a)
 	int opt, r;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, mode == MODE_RUN ? "hf:u" : "h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, mode == MODE_RUN ? "hf:u" : "h", options, NULL)) !=
+	       -1) {
 		switch (opt) {
 		case KMM_OPT_HELP:
 			fputs(help, stdout);
@@ -183,7 +188,8 @@ static int cmd_kmod(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	if (argc - optind != 2)
-		return kmm_cli_usage_error(PROG, "usage: kmod load|unload CONFIG [--firmware-path DIR]");
+		return kmm_cli_usage_error(PROG,
+					   "usage: kmod load|unload CONFIG [--firmware-path DIR]");
 	action = argv[optind];
 	path = argv[optind + 1];
 	if (strcmp(action, "load") == 0)
@@ -191,7 +197,8 @@ static int cmd_kmod(int argc, char **argv)
 	else if (strcmp(action, "unload") == 0)
 		load = false;
 	else
-		return kmm_cli_usage_error(PROG, "unknown kmod action '%s' (load or unload)", action);
+		return kmm_cli_usage_error(PROG, "unknown kmod action '%s' (load or unload)",
+					   action);
 
 	kmm_worker_install_signal_handlers();
 	r = kmm_worker_config_load(path, &cfg, &e);
@@ -200,8 +207,8 @@ static int cmd_kmod(int argc, char **argv)
 	if (a.pull && !a.o.image)
 		a.o.image = cfg->container_image;
 	kmm_log(KMM_LOG_INFO, load ? "loading module" : "unloading module", "module",
-		cfg->modprobe.module_name ? cfg->modprobe.module_name : "(rawArgs)", "config",
-		path, NULL);
+		cfg->modprobe.module_name ? cfg->modprobe.module_name : "(rawArgs)", "config", path,
+		NULL);
 	r = load ? kmm_worker_load(cfg, &a.o, &e) : kmm_worker_unload(cfg, &a.o, &e);
 	return finish(r, e, load ? "load failed" : "unload failed");
 }
@@ -217,7 +224,8 @@ static int cmd_run(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	if (!a.file || argc != optind)
-		return kmm_cli_usage_error(PROG, "usage: run -f MODULE.yaml [--kernel K] [--unload]");
+		return kmm_cli_usage_error(PROG,
+					   "usage: run -f MODULE.yaml [--kernel K] [--unload]");
 	kmm_worker_install_signal_handlers();
 	r = kmm_worker_standalone_config(a.file, a.o.kernel, &cfg, &e);
 	if (r < 0)

@@ -49,13 +49,15 @@ int main(int argc, char **argv)
 			ro.docker_config_file = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: kmm-worker-pull [--insecure] [--skip-verify] [--ca FILE] "
-					"[--pull-secret FILE] IMAGE TARGET PREFIX...\n");
+			fprintf(stderr,
+				"usage: kmm-worker-pull [--insecure] [--skip-verify] [--ca FILE] "
+				"[--pull-secret FILE] IMAGE TARGET PREFIX...\n");
 			return 2;
 		}
 	}
 	if (argc - optind < 3) {
-		fprintf(stderr, "kmm-worker-pull: IMAGE, TARGET and at least one PREFIX are needed\n");
+		fprintf(stderr,
+			"kmm-worker-pull: IMAGE, TARGET and at least one PREFIX are needed\n");
 		return 2;
 	}
 	image = argv[optind];

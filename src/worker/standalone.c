@@ -20,7 +20,7 @@ static json_t *find_module(json_t *docs)
 	size_t i;
 	json_t *d;
 
-	json_array_foreach(docs, i, d) {
+	json_array_foreach (docs, i, d) {
 		const char *kind = json_string_value(json_object_get(d, "kind"));
 		if (kind && strcmp(kind, "Module") == 0)
 			return d;
@@ -52,8 +52,8 @@ int kmm_worker_standalone_config(const char *path, const char *kernel,
 		return kmm_error_wrap(err, "%s", path);
 	if (!m->spec.module_loader)
 		return kmm_error_make(err, EINVAL,
-				      "%s: Module %s has no spec.moduleLoader: nothing to load", path,
-				      m->name ? m->name : "");
+				      "%s: Module %s has no spec.moduleLoader: nothing to load",
+				      path, m->name ? m->name : "");
 	if (!kernel) {
 		if (uname(&u) < 0)
 			return kmm_error_make_errno(err, errno, "uname");
@@ -67,11 +67,12 @@ int kmm_worker_standalone_config(const char *path, const char *kernel,
 		return kmm_error_wrap(err, "%s: kernel %s", path, kernel);
 	if (r == 0)
 		return kmm_error_make(err, ENOENT,
-				      "%s: no kernelMappings entry of Module %s matches kernel %s", path,
-				      m->name ? m->name : "", kernel);
+				      "%s: no kernelMappings entry of Module %s matches kernel %s",
+				      path, m->name ? m->name : "", kernel);
 	return kmm_module_config_for(m, res, ret_cfg, err);
 #else
-	return kmm_error_make(err, EOPNOTSUPP,
-			      "standalone mode is not in this build (it needs lib/api's kernel mapping)");
+	return kmm_error_make(
+	    err, EOPNOTSUPP,
+	    "standalone mode is not in this build (it needs lib/api's kernel mapping)");
 #endif
 }

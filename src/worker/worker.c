@@ -95,7 +95,7 @@ static bool map_flags(char *const *args, bool unload, unsigned *ret_flags)
 {
 	unsigned f = 0;
 
-	KMM_STRV_FOREACH(a, args) {
+	KMM_STRV_FOREACH (a, args) {
 		if (!strcmp(a, "-v") || !strcmp(a, "--verbose") || !strcmp(a, "-q") ||
 		    !strcmp(a, "--quiet") || !strcmp(a, "-s") || !strcmp(a, "--syslog") ||
 		    (unload && (!strcmp(a, "-r") || !strcmp(a, "--remove"))))
@@ -104,7 +104,8 @@ static bool map_flags(char *const *args, bool unload, unsigned *ret_flags)
 			f |= unload ? KMM_KMOD_UNLOAD_FAIL_IF_ABSENT : KMM_KMOD_LOAD_FAIL_ON_LOADED;
 		else if (!strcmp(a, "-i") || !strcmp(a, "--ignore-install") ||
 			 !strcmp(a, "--ignore-remove"))
-			f |= unload ? KMM_KMOD_UNLOAD_IGNORE_COMMANDS : KMM_KMOD_LOAD_IGNORE_COMMANDS;
+			f |= unload ? KMM_KMOD_UNLOAD_IGNORE_COMMANDS
+				    : KMM_KMOD_LOAD_IGNORE_COMMANDS;
 		else if (!strcmp(a, "-n") || !strcmp(a, "--dry-run"))
 			f |= unload ? KMM_KMOD_UNLOAD_DRY_RUN : KMM_KMOD_LOAD_DRY_RUN;
 		else if (unload && !strcmp(a, "--remove-holders"))
@@ -147,8 +148,9 @@ static int set_firmware_class_path(const struct kmm_worker_opts *o, struct kmm_e
 	r = kmm_firmware_set_class_path(o->firmware_host_path, &changed, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "set firmware_class.path");
-	kmm_log(KMM_LOG_INFO, changed ? "set firmware_class.path" : "firmware_class.path already set",
-		"path", o->firmware_host_path, NULL);
+	kmm_log(KMM_LOG_INFO,
+		changed ? "set firmware_class.path" : "firmware_class.path already set", "path",
+		o->firmware_host_path, NULL);
 	return 0;
 }
 
@@ -167,7 +169,7 @@ static int remove_in_tree(const struct kmm_module_config *cfg, const struct kmm_
 	r = kmm_kmod_in_tree_present(names, o->host_modules_root, &present, &absent, err);
 	if (r < 0)
 		return r;
-	KMM_STRV_FOREACH(n, absent)
+	KMM_STRV_FOREACH (n, absent)
 		kmm_log(KMM_LOG_INFO, "in-tree module has no file on this host; skipping", "module",
 			n, "root", o->host_modules_root, NULL);
 	if (!present[0])
@@ -178,7 +180,7 @@ static int remove_in_tree(const struct kmm_module_config *cfg, const struct kmm_
 	if (r < 0)
 		return r;
 	kmm_kmod_set_action_fn(host, log_action, NULL);
-	KMM_STRV_FOREACH(n, present) {
+	KMM_STRV_FOREACH (n, present) {
 		r = kmm_kmod_unload(host, n, 0, err);
 		if (r < 0)
 			return kmm_error_wrap(err, "remove in-tree module %s", n);
@@ -187,15 +189,6 @@ static int remove_in_tree(const struct kmm_module_config *cfg, const struct kmm_
 }
 
 /* ---- pulling the kmod image ---- */
-
-bool kmm_worker_can_pull(void)
-{
-#ifdef KMM_HAVE_REGISTRY
-	return true;
-#else
-	return false;
-#endif
-}
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -265,12 +258,13 @@ static int pull(const struct kmm_module_config *cfg, const struct kmm_worker_opt
 	    (o->registry_insecure && kmm_strv_push(&argv, "--insecure") < 0) ||
 	    ((o->registry_skip_verify || cfg->insecure_pull) &&
 	     kmm_strv_push(&argv, "--skip-verify") < 0) ||
-	    (o->registry_ca_file && (kmm_strv_push(&argv, "--ca") < 0 ||
-				     kmm_strv_push(&argv, o->registry_ca_file) < 0)) ||
+	    (o->registry_ca_file &&
+	     (kmm_strv_push(&argv, "--ca") < 0 || kmm_strv_push(&argv, o->registry_ca_file) < 0)) ||
 	    (o->pull_secret_file && (kmm_strv_push(&argv, "--pull-secret") < 0 ||
 				     kmm_strv_push(&argv, o->pull_secret_file) < 0)) ||
 	    kmm_strv_push(&argv, image) < 0 || kmm_strv_push(&argv, ret->dir) < 0 ||
-	    kmm_strv_pushf(&argv, "%s/lib/modules/%s", dir_name, o->kernel ? o->kernel : u.release) < 0 ||
+	    kmm_strv_pushf(&argv, "%s/lib/modules/%s", dir_name,
+			   o->kernel ? o->kernel : u.release) < 0 ||
 	    (cfg->kernel_version && *cfg->kernel_version &&
 	     strcmp(cfg->kernel_version, o->kernel ? o->kernel : u.release) != 0 &&
 	     kmm_strv_pushf(&argv, "%s/lib/modules/%s", dir_name, cfg->kernel_version) < 0) ||
@@ -378,7 +372,8 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 		if (r < 0)
 			return r;
 		snprintf(num, sizeof(num), "%u", count);
-		kmm_log(KMM_LOG_INFO, "firmware copied", "from", src, "to", dst, "files", num, NULL);
+		kmm_log(KMM_LOG_INFO, "firmware copied", "from", src, "to", dst, "files", num,
+			NULL);
 	}
 	if ((r = check_stop("loading", err)) < 0)
 		return r;
@@ -398,8 +393,8 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 			if (r < 0)
 				return r;
 		}
-		return modprobe_fallback("-vd", dir, args_load, names,
-					 cfg->modprobe.parameters, err);
+		return modprobe_fallback("-vd", dir, args_load, names, cfg->modprobe.parameters,
+					 err);
 	}
 	{
 		struct kmm_kmod_options kopts = {
@@ -437,8 +432,8 @@ static int unload_from(const struct kmm_module_config *cfg, const struct kmm_wor
 	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);
 	_cleanup_kmod_ struct kmm_kmod *k = NULL;
 	char *const single[] = { (char *)name, NULL };
-	char *const *names = cfg->modprobe.modules_loading_order ?
-				     cfg->modprobe.modules_loading_order : single;
+	char *const *names =
+	    cfg->modprobe.modules_loading_order ? cfg->modprobe.modules_loading_order : single;
 	char *const *args_unload = cfg->modprobe.args ? cfg->modprobe.args->unload : NULL;
 	unsigned flags = 0;
 	int r = 0;
@@ -465,7 +460,7 @@ static int unload_from(const struct kmm_module_config *cfg, const struct kmm_wor
 			return r;
 		kmm_kmod_set_action_fn(k, log_action, NULL);
 		/* All listed modules, in list order, like `modprobe -r A B C`. */
-		KMM_STRV_FOREACH(n, names) {
+		KMM_STRV_FOREACH (n, names) {
 			_cleanup_error_ struct kmm_error *e = NULL;
 			int q = kmm_kmod_unload(k, n, flags, &e);
 			if (q < 0 && r == 0) {

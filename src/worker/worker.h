@@ -39,12 +39,9 @@ struct kmm_worker_opts {
 	const char *pull_dir;
 	const char *registry_ca_file;
 	const char *pull_secret_file; /* a .dockerconfigjson */
-	bool registry_insecure;       /* plain HTTP */
+	bool registry_insecure;	      /* plain HTTP */
 	bool registry_skip_verify;    /* HTTPS without verification */
 };
-
-/* True when this build can pull images (lib/registry is built in). */
-bool kmm_worker_can_pull(void);
 
 /* Upper bound on a worker config file's size. */
 #define KMM_WORKER_CONFIG_MAX ((size_t)1024 * 1024)

@@ -9,12 +9,12 @@
 #define KMM_STR(x) KMM_S(x)
 
 __attribute__((section(".modinfo"), used, aligned(1))) static const char kmm_modinfo[] =
-	"name=" KMM_STR(NAME) "\0vermagic=" VERMAGIC " SMP preempt mod_unload\0depends=" DEPENDS
-	"\0license=GPL";
+    "name=" KMM_STR(NAME) "\0vermagic=" VERMAGIC " SMP preempt mod_unload\0depends=" DEPENDS
+			  "\0license=GPL";
 
 #ifdef EXPORTS
 __attribute__((section("__ksymtab_strings"), used, aligned(1))) static const char kmm_ksym[] =
-	KMM_STR(EXPORTS);
+    KMM_STR(EXPORTS);
 int EXPORTS(int a);
 int EXPORTS(int a)
 {

@@ -34,9 +34,17 @@
 #include <unistd.h>
 
 static const char *const redirected[] = {
-	"/sys/",	 "/proc/modules",     "/proc/cmdline",	 "/dev/kmsg",
-	"/lib/modules",	 "/etc/modprobe.d",   "/run/modprobe.d", "/lib/modprobe.d",
-	"/usr/lib/modprobe.d", "/etc/modprobe.conf", NULL,
+	"/sys/",
+	"/proc/modules",
+	"/proc/cmdline",
+	"/dev/kmsg",
+	"/lib/modules",
+	"/etc/modprobe.d",
+	"/run/modprobe.d",
+	"/lib/modprobe.d",
+	"/usr/lib/modprobe.d",
+	"/etc/modprobe.conf",
+	NULL,
 };
 
 static __thread char path_buf[2][4096];
@@ -51,7 +59,8 @@ static const char *redirect(const char *path)
 		return path;
 	for (const char *const *p = redirected; *p; p++) {
 		size_t n = strlen(*p);
-		if (strncmp(path, *p, n) == 0 && (path[n] == '\0' || path[n] == '/' || (*p)[n - 1] == '/')) {
+		if (strncmp(path, *p, n) == 0 &&
+		    (path[n] == '\0' || path[n] == '/' || (*p)[n - 1] == '/')) {
 			out = path_buf[path_idx++ & 1];
 			snprintf(out, sizeof(path_buf[0]), "%s%s", root, path);
 			return out;
@@ -60,7 +69,10 @@ static const char *redirect(const char *path)
 	return path;
 }
 
-#define REAL(name) static __typeof__(name) *real_##name; if (!real_##name) real_##name = dlsym(RTLD_NEXT, #name)
+#define REAL(name)                                                                                 \
+	static __typeof__(name) *real_##name;                                                      \
+	if (!real_##name)                                                                          \
+	real_##name = dlsym(RTLD_NEXT, #name)
 
 int open(const char *path, int flags, ...)
 {
@@ -189,7 +201,8 @@ int uname(struct utsname *u)
 
 /* ---- the fake kernel ---- */
 
-static int root_path(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int root_path(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int root_path(char *buf, size_t n, const char *fmt, ...)
 {
 	const char *root = getenv("KMM_SHIM_ROOT");
@@ -200,6 +213,19 @@ static int root_path(char *buf, size_t n, const char *fmt, ...)
 	vsnprintf(rel, sizeof(rel), fmt, ap);
 	va_end(ap);
 	return snprintf(buf, n, "%s%s", root ? root : "", rel);
+}
+
+/* The integer at the start of a FILE, or `dflt` when there is none. */
+static int read_int(FILE *f, int dflt)
+{
+	char buf[32];
+	char *end;
+	long v;
+
+	if (!fgets(buf, sizeof(buf), f))
+		return dflt;
+	v = strtol(buf, &end, 10);
+	return end == buf ? dflt : (int)v;
 }
 
 static void write_file(const char *path, const char *mode, const char *text)
@@ -236,8 +262,7 @@ static int modinfo_get(const char *img, size_t len, const char *key, char *out, 
 	size_t kl = strlen(key);
 
 	for (size_t i = 0; i + kl + 1 < len; i++) {
-		if (memcmp(img + i, key, kl) == 0 &&
-		    img[i + kl] == '=') {
+		if (memcmp(img + i, key, kl) == 0 && img[i + kl] == '=') {
 			snprintf(out, n, "%.*s", (int)strnlen(img + i + kl + 1, len - i - kl - 1),
 				 img + i + kl + 1);
 			return 0;
@@ -270,7 +295,7 @@ static int injected_failure(const char *name)
 			snprintf(line, sizeof(line), "3,100,1000,-;%s\n", c2 + 1);
 			write_file(path, "a", line);
 		}
-		return atoi(c1 + 1);
+		return (int)strtol(c1 + 1, NULL, 10);
 	}
 	return 0;
 }
@@ -286,7 +311,8 @@ static int fake_insert(const void *img, size_t len, const char *options)
 		return -1;
 	}
 	if (delay) {
-		struct timespec ts = { atoi(delay) / 1000, (atoi(delay) % 1000) * 1000000L };
+		long ms = strtol(delay, NULL, 10);
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 		nanosleep(&ts, NULL);
 	}
 	root_path(path, sizeof(path), "/sys/module/%s/initstate", name);
@@ -321,8 +347,7 @@ static int fake_insert(const void *img, size_t len, const char *options)
 			root_path(path, sizeof(path), "/sys/module/%s/refcnt", d);
 			f = real_fopen(path, "r");
 			if (f) {
-				if (fscanf(f, "%d", &n) != 1)
-					n = 0;
+				n = read_int(f, 0);
 				fclose(f);
 			}
 			snprintf(rc, sizeof(rc), "%d\n", n + 1);
@@ -385,8 +410,7 @@ static int fake_delete(const char *name)
 		errno = ENOENT;
 		return -1;
 	}
-	if (fscanf(f, "%d", &refcnt) != 1)
-		refcnt = 0;
+	refcnt = read_int(f, 0);
 	fclose(f);
 	if (refcnt > 0) {
 		errno = EWOULDBLOCK;
@@ -421,8 +445,7 @@ static int fake_delete(const char *name)
 			root_path(h, sizeof(h), "/sys/module/%s/refcnt", de->d_name);
 			f = real_fopen(h, "r");
 			if (f) {
-				if (fscanf(f, "%d", &n) != 1)
-					n = 1;
+				n = read_int(f, 1);
 				fclose(f);
 			}
 			snprintf(rc, sizeof(rc), "%d\n", n > 0 ? n - 1 : 0);
@@ -469,11 +492,15 @@ long syscall(long nr, ...)
 	a5 = va_arg(ap, long);
 	a6 = va_arg(ap, long);
 	va_end(ap);
+	/* syscall() hands every argument over as a long; pointers among them. */
 	if (nr == __NR_finit_module)
-		return fake_finit((int)a1, (const char *)a2);
-	if (nr == __NR_init_module)
-		return fake_insert((const void *)a1, (size_t)a2, (const char *)a3);
+		return fake_finit((int)a1, (const char *)a2); // NOLINT(performance-no-int-to-ptr)
+	if (nr == __NR_init_module) {
+		const void *img = (const void *)a1;  // NOLINT(performance-no-int-to-ptr)
+		const char *opts = (const char *)a3; // NOLINT(performance-no-int-to-ptr)
+		return fake_insert(img, (size_t)a2, opts);
+	}
 	if (nr == __NR_delete_module)
-		return fake_delete((const char *)a1);
+		return fake_delete((const char *)a1); // NOLINT(performance-no-int-to-ptr)
 	return real_syscall(nr, a1, a2, a3, a4, a5, a6);
 }

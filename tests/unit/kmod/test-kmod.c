@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,10 +31,21 @@ static void sh(const char *fmt, ...)
 	char cmd[4096];
 	va_list ap;
 
+	pid_t pid;
+	int status = -1;
+
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
-	assert_int_equal(system(cmd), 0);
+	/* Test fixtures only: fixed commands with paths this test made. */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static void put(const char *rel, const char *text)
@@ -95,7 +107,8 @@ static int setup(void **state)
 		char host[512];
 		snprintf(host, sizeof(host), "%s/lib/modules", root);
 		(void)host;
-		sh("mkdir -p %s/lib/modules/%s/kernel && cp %s/fx_intree.ko %s/lib/modules/%s/kernel/",
+		sh("mkdir -p %s/lib/modules/%s/kernel && cp %s/fx_intree.ko "
+		   "%s/lib/modules/%s/kernel/",
 		   root, KVER, getenv("KMM_TEST_FIXTURES"), root, KVER);
 		sh("env -u LD_PRELOAD PATH=/sbin:/usr/sbin:$PATH depmod -b %s %s 2>/dev/null", root,
 		   KVER);
@@ -147,7 +160,8 @@ static void test_unload_in_use_then_with_deps(void **state)
 
 	assert_int_equal(kmm_kmod_load(k, "fx_b", NULL, 0, &e), 0);
 	assert_int_equal(kmm_kmod_unload(k, "fx_a", 0, &e), -EBUSY);
-	assert_non_null(strstr(kmm_error_message(e), "unload module fx_a: the module is in use by fx_b"));
+	assert_non_null(
+	    strstr(kmm_error_message(e), "unload module fx_a: the module is in use by fx_b"));
 	assert_int_equal(kmm_kmod_is_loaded(k, "fx_a"), 1);
 	assert_int_equal(kmm_kmod_unload(k, "fx_b", 0, &e2), 0);
 	assert_int_equal(kmm_kmod_is_loaded(k, "fx_b"), 0);
@@ -163,8 +177,10 @@ static void test_wrong_kernel_message(void **state)
 	_cleanup_kmod_ struct kmm_kmod *k = open_img();
 	_cleanup_error_ struct kmm_error *e = NULL;
 
-	setenv("KMM_SHIM_FAIL", "fx_wrong:8:fx_wrong: version magic '1.2.3-other SMP' should be "
-				"'9.9.9-test SMP'", 1);
+	setenv("KMM_SHIM_FAIL",
+	       "fx_wrong:8:fx_wrong: version magic '1.2.3-other SMP' should be "
+	       "'9.9.9-test SMP'",
+	       1);
 	assert_int_equal(kmm_kmod_load(k, "fx_wrong", NULL, 0, &e), -ENOEXEC);
 	assert_non_null(strstr(kmm_error_message(e),
 			       "wrong kernel: the module was built for kernel 1.2.3-other, this "
@@ -223,7 +239,8 @@ static void test_lookup_errors(void **state)
 
 static void test_fallback_kernel(void **state)
 {
-	struct kmm_kmod_options o = { .dir_name = img, .kernel = "9.9.9-test+",
+	struct kmm_kmod_options o = { .dir_name = img,
+				      .kernel = "9.9.9-test+",
 				      .fallback_kernel = KVER };
 	_cleanup_kmod_ struct kmm_kmod *k = NULL;
 
@@ -274,13 +291,15 @@ static void test_firmware(void **state)
 
 	assert_int_equal(kmm_firmware_set_class_path("/lib/firmware-kmm", &changed, NULL), 0);
 	assert_true(changed);
-	assert_string_equal(slurp("/sys/module/firmware_class/parameters/path"), "/lib/firmware-kmm");
+	assert_string_equal(slurp("/sys/module/firmware_class/parameters/path"),
+			    "/lib/firmware-kmm");
 	assert_int_equal(kmm_firmware_set_class_path("/lib/firmware-kmm", &changed, NULL), 0);
 	assert_false(changed);
 
 	snprintf(src, sizeof(src), "%s/img/firmware", root);
 	snprintf(dst, sizeof(dst), "%s/host/fw", root);
-	sh("mkdir -p %s/sub && echo blob > %s/a.bin && echo two > %s/sub/b.bin && ln -s a.bin %s/link.bin",
+	sh("mkdir -p %s/sub && echo blob > %s/a.bin && echo two > %s/sub/b.bin && ln -s a.bin "
+	   "%s/link.bin",
 	   src, src, src, src);
 	assert_int_equal(kmm_firmware_install(src, dst, &n, NULL), 0);
 	assert_int_equal(n, 3);
