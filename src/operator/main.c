@@ -43,6 +43,8 @@ enum {
 	OPT_CONFIG,
 	OPT_CONFIG_FILE,
 	OPT_WORKERS,
+	OPT_QPS,
+	OPT_BURST,
 };
 
 struct args {
@@ -50,6 +52,8 @@ struct args {
 	const char *config_map;
 	const char *config_file;
 	int workers;
+	double qps;
+	int burst;
 };
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -60,11 +64,15 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "config-file", required_argument, NULL, OPT_CONFIG_FILE },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "kube-qps", required_argument, NULL, OPT_QPS },
+		{ "kube-burst", required_argument, NULL, OPT_BURST },
 		{},
 	};
 	int opt, r;
 
 	a->workers = 4;
+	a->qps = 100;
+	a->burst = 200;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
@@ -83,6 +91,16 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->workers = atoi(optarg);
 			if (a->workers < 1 || a->workers > 64)
 				return kmm_cli_usage_error(PROG, "--workers must be 1..64");
+			break;
+		case OPT_QPS:
+			a->qps = atof(optarg);
+			if (a->qps < 0)
+				return kmm_cli_usage_error(PROG, "--kube-qps must be >= 0");
+			break;
+		case OPT_BURST:
+			a->burst = atoi(optarg);
+			if (a->burst < 1)
+				return kmm_cli_usage_error(PROG, "--kube-burst must be >= 1");
 			break;
 		case '?':
 			return kmm_cli_bad_option(PROG, argc, argv);
@@ -287,9 +305,11 @@ static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_h
 
 		snprintf(hp, sizeof(hp), "%u", kmm_httpd_port(health));
 		snprintf(mp, sizeof(mp), "%u",
-			 same ? kmm_httpd_port(health) : metrics ? kmm_httpd_port(metrics) : 0);
-		kmm_log(KMM_LOG_INFO, "serving probes and metrics", "healthPort", hp,
-			"metricsPort", mp, NULL);
+			 same	   ? kmm_httpd_port(health)
+			 : metrics ? kmm_httpd_port(metrics)
+				   : 0);
+		kmm_log(KMM_LOG_INFO, "serving probes and metrics", "healthPort", hp, "metricsPort",
+			mp, NULL);
 	}
 	*ret_health = TAKE_PTR(health);
 	*ret_metrics = TAKE_PTR(metrics);
@@ -552,6 +572,12 @@ static int64_t nmc_reconcile(const char *key, void *ud, struct kmm_error **err)
 
 static void op_done(struct op *op)
 {
+	struct kmm_informer *all[] = { op->modules, op->nmcs, op->nodes, op->pods, op->namespaces };
+
+	/* Handlers of one informer read the others: stop every thread before freeing. */
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
+		if (all[i])
+			kmm_informer_stop(all[i]);
 	kmm_op_ctl_stop(op->module_ctl);
 	kmm_op_ctl_stop(op->nmc_ctl);
 	kmm_informer_free(op->modules);
@@ -581,6 +607,7 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
 	_cleanup_kube_config_ struct kmm_kube_config *kc = NULL;
 	_cleanup_(kmm_leader_freep) struct kmm_leader *leader = NULL;
+	struct kmm_kube_client_options ko;
 	struct kmm_error *e = NULL;
 	const char *t;
 	int sig = 0;
@@ -602,7 +629,10 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		return fail("out of memory", NULL);
 	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
 		return fail("cannot load the Kubernetes client configuration", e);
-	if (kmm_kube_client_new(kc, NULL, &op->kube, &e) < 0 ||
+	kmm_kube_client_options_init(&ko);
+	ko.qps = a->qps;
+	ko.burst = a->burst;
+	if (kmm_kube_client_new(kc, &ko, &op->kube, &e) < 0 ||
 	    kmm_op_api_init(&op->api, op->kube, op->metrics, &e) < 0)
 		return fail("cannot create the Kubernetes client", e);
 	if (a->config_map && !a->config_file && load_config_map(op, a->config_map, &e) < 0)

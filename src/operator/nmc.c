@@ -143,6 +143,9 @@ static void load_pods(struct nmc_state *s, struct kmm_obj **objs, size_t n)
 		p->restarts = (int)json_integer_value(json_object_get(cs, "restartCount"));
 		p->waiting =
 		    str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
+		if (!p->waiting || strcmp(p->waiting, "PodInitializing") == 0)
+			p->waiting =
+			    str(json_object_get(json_object_get(cs, "state"), "waiting"), "reason");
 		s->n_pods++;
 	}
 }

@@ -339,6 +339,47 @@ def missing_image_and_delete():
     t.ok(img and delete_and_wait(ns, "miss", nodes), "delete: missing-image Module gone")
 
 
+@case
+def unloader_cannot_pull():
+    """Upstream #1004: the image vanished, the unloader cannot pull it."""
+    ns = new_ns("op-cb-gone")
+    nodes = add_nodes("op-cb-gone-n", 1, K1, ["op-cb/gone=yes"])
+    img = push_image("op-cb/gone:" + K1, [K1])
+    apply(module_obj(ns, "gone", {"op-cb/gone": "yes"}, mapping(img)))
+    t.ok(wait(lambda: ready_on(ns, "gone", nodes), 60), "image vanished: loaded first")
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+              "metadata": {"name": "op-cb-gone"},
+              "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                               "operations": ["CREATE"], "resources": ["pods"]}],
+                                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                                            "objectSelector": {"matchLabels": {"kmm.node.kubernetes.io/worker-action": "Unload"}}},
+                       "failurePolicy": "Fail", "reinvocationPolicy": "Never",
+                       "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
+                           'Object{metadata: Object.metadata{annotations: {"kmm.testenv/outcome": "pending", "kmm.testenv/waiting-reason": "ImagePullBackOff"}}}'}}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
+               "metadata": {"name": "op-cb-gone"}, "spec": {"policyName": "op-cb-gone"}}
+    apply(policy)
+    apply(binding)
+    import time as _t
+    _t.sleep(2)
+    try:
+        kubectl("delete", "modules.kmm.sigs.x-k8s.io", "-n", ns, "gone", "--wait=false")
+        stuck = wait(lambda: [p for p in kj("get", "pods", "-n", ns)["items"]
+                              if p["status"].get("phase") == "Pending"], 30)
+        t.ok(stuck, "image vanished: the unloader is stuck pulling")
+        gone = wait(lambda: module(ns, "gone") is None, 90)
+        t.ok(gone, "image vanished: kmm gives up after the timeout and the Module goes away")
+        ev = kj("get", "events", "-n", "default", "--field-selector",
+                f"involvedObject.name={nodes[0]},reason=ModuleUnloadFailed")
+        t.ok(ev["items"] and ev["items"][0]["type"] == "Warning",
+             "image vanished: Warning event ModuleUnloadFailed on the Node")
+        t.ok(wait(lambda: not kj("get", "pods", "-n", ns)["items"], 30) is not None
+             and not_ready_on(ns, "gone", nodes), "image vanished: no pod left, no ready label")
+    finally:
+        kubectl("delete", "mutatingadmissionpolicybinding", "op-cb-gone", "--ignore-not-found", check=False)
+        kubectl("delete", "mutatingadmissionpolicy", "op-cb-gone", "--ignore-not-found", check=False)
+
+
 def main():
     preflight()
     op = Operator("cookbook", "op-cb-system",
