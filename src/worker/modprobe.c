@@ -57,6 +57,7 @@ int kmm_worker_run(const char *prog, const char *tag, char *const *args, struct 
 	char last[512] = "";
 	int pipefd[2], status = 0;
 	bool signalled = false;
+	const char *what;
 	pid_t pid;
 
 	if (kmm_strv_push(&argv, prog) < 0 || (args[0] && kmm_strv_extend(&argv, args + 1) < 0))
@@ -116,9 +117,13 @@ int kmm_worker_run(const char *prog, const char *tag, char *const *args, struct 
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
+	/* modprobe's command line helps whoever reads the error; the helper's does not. */
+	what = strcmp(tag, "modprobe") == 0 ? cmdline : tag;
 	if (WIFSIGNALED(status))
-		return kmm_error_make(err, EINTR, "%s: killed by %s", cmdline,
+		return kmm_error_make(err, EINTR, "%s: killed by %s", what,
 				      strsignal(WTERMSIG(status)));
-	return kmm_error_make(err, EIO, "%s: exit status %d%s%s", cmdline, WEXITSTATUS(status),
+	if (*last && strcmp(tag, "modprobe") != 0)
+		return kmm_error_make(err, EIO, "%s", last);
+	return kmm_error_make(err, EIO, "%s: exit status %d%s%s", what, WEXITSTATUS(status),
 			      *last ? ": " : "", last);
 }
