@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kmm/events.h"
 #include "kmm/informer.h"
 #include "kmm/kube.h"
 #include "kmm/kubeconfig.h"
@@ -766,6 +767,54 @@ static void test_disrupt(const char *cmd, bool expect_gone)
 	drop_namespace(c);
 }
 
+static void test_events(void)
+{
+	_cleanup_kube_client_ struct kmm_kube_client *c = client_new(NULL);
+	struct kmm_event_recorder *rec = NULL;
+	struct kmm_error *err = NULL;
+	json_t *obj = NULL, *list = NULL, *it;
+	size_t i, n_a = 0, n_b = 0;
+	int64_t count_a = 0;
+	int r = 0;
+
+	make_namespace(c, "kube-events");
+	{
+		json_t *o = configmap("ev", "1");
+
+		kmm_kube_create(c, CM(NULL), o, NULL, &obj, NULL);
+		json_decref(o);
+	}
+	ok(kmm_event_recorder_new(c, "kmm-test", "itest", &rec, &err) == 0, err, "recorder");
+	for (int k = 0; k < 3 && r == 0; k++)
+		r = kmm_event_record(rec, obj, "Normal", "Loaded", &err, "module %s loaded",
+				     "dummy");
+	ok(r == 0, err, "three identical events recorded");
+	r = kmm_event_record(rec, obj, "Warning", "LoadFailed", &err, "module %s failed", "dummy");
+	ok(r == 0, err, "a different event recorded");
+	r = kmm_kube_list(
+	    c, &(struct kmm_kube_target){ .res = &kmm_kube_events, .namespace = ns },
+	    &(struct kmm_kube_list_options){ .field_selector = "involvedObject.name=ev" }, &list,
+	    &err);
+	json_array_foreach (json_object_get(list, "items"), i, it) {
+		const char *reason = json_string_value(json_object_get(it, "reason"));
+
+		if (reason && strcmp(reason, "Loaded") == 0) {
+			n_a++;
+			count_a = json_integer_value(json_object_get(it, "count"));
+		} else if (reason && strcmp(reason, "LoadFailed") == 0) {
+			n_b++;
+		}
+	}
+	ok(r == 0 && n_a == 1 && count_a == 3 && n_b == 1, err,
+	   "deduplicated: one Loaded event with count %lld, one LoadFailed (%zu, %zu)",
+	   (long long)count_a, n_a, n_b);
+	kmm_event_recorder_free(rec);
+	kmm_error_free(err);
+	json_decref(list);
+	json_decref(obj);
+	drop_namespace(c);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "verbs";
@@ -774,6 +823,8 @@ int main(int argc, char **argv)
 		test_verbs();
 	else if (strcmp(mode, "watch") == 0)
 		test_watch();
+	else if (strcmp(mode, "events") == 0)
+		test_events();
 	else if (strcmp(mode, "informer") == 0)
 		test_informer(argc > 2 ? atoi(argv[2]) : 10000);
 	else if ((strcmp(mode, "disrupt") == 0 || strcmp(mode, "gone") == 0) && argc > 2)
