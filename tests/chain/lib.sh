@@ -242,18 +242,25 @@ chain_make_base() {
 # Makes (or reuses) the cached base for KVER and pushes it to the registry as
 # $CHAIN_REGISTRY/kmm/debian-kbuild:$KVER. Sets BASE_IMAGE, BASE_CACHED=0|1.
 chain_base() {
-	local dir
+	local dir lock
 	chain_base_key || return 1
 	dir=$KMM_CHAIN_CACHE/base-$KVER-$BASE_KEY
 	BASE_CACHED=1
+	mkdir -p "$KMM_CHAIN_CACHE" || return 1
+	# One maker at a time (two suites, or a suite and the cookbook); the
+	# others wait for its result instead of running mmdebstrap again.
+	exec {lock}>"$KMM_CHAIN_CACHE/.lock" && flock "$lock" || { chain_fail "cannot lock $KMM_CHAIN_CACHE"; return 1; }
 	if [ ! -f "$dir/index.json" ]; then
 		BASE_CACHED=0
-		mkdir -p "$KMM_CHAIN_CACHE" || return 1
-		chain_make_base "$dir" || return 1
+		if ! chain_make_base "$dir"; then
+			exec {lock}>&-
+			return 1
+		fi
 		# Older bases of this kernel are superseded.
 		find "$KMM_CHAIN_CACHE" -maxdepth 1 -name "base-$KVER-*" ! -name "base-$KVER-$BASE_KEY" \
 			-exec rm -rf {} + 2>/dev/null
 	fi
+	exec {lock}>&-
 	BASE_IMAGE=$CHAIN_REGISTRY/kmm/debian-kbuild:$KVER
 	skopeo copy --quiet --dest-tls-verify=false "oci:$dir:base" "docker://$BASE_IMAGE" \
 		>"$CHAIN_WORK/base-push.log" 2>&1 ||
@@ -415,6 +422,6 @@ chain_boot() {
 		-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd \
 		-drive if=pflash,format=raw,file="$2" \
 		-kernel "$EFI_KERNEL" -initrd "$1" \
-		-append "console=ttyS0 panic=-1 module.sig_enforce=1 ${4:-}" \
+		-append "console=ttyS0 panic=-1 quiet module.sig_enforce=1 ${4:-}" \
 		-nographic -no-reboot -nic none </dev/null >"$3" 2>&1
 }
