@@ -665,7 +665,7 @@ int kmm_registry_image_exists(struct kmm_registry *r, const char *image, char **
 		return 0;
 	}
 	if (resp.status != 200) {
-		rc = kmm_registry_http_fail(&resp, "HEAD manifest", err);
+		(void)kmm_registry_http_fail(&resp, "HEAD manifest", err);
 		kmm_response_done(&resp);
 		return kmm_error_wrap(err, "image %s", image);
 	}

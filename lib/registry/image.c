@@ -113,9 +113,13 @@ static int get_manifest(struct source *s, const struct kmm_oci_descriptor *d, st
 			char **ret_ct, char **ret_digest, struct kmm_error **err)
 {
 	_cleanup_free_ char *got = NULL;
-	const char *want = d ? d->digest : (s->ref ? s->ref->digest : NULL);
+	const char *want;
 	int r;
 
+	/* Layouts are always read by descriptor; registries need their reference. */
+	if ((s->layout_fd >= 0 && !d) || (s->layout_fd < 0 && !s->ref) || (d && !d->digest))
+		return -EINVAL;
+	want = d ? d->digest : s->ref->digest;
 	if (s->layout_fd >= 0) {
 		_cleanup_close_ int fd = -1;
 
@@ -369,10 +373,10 @@ static int download_blob(struct source *s, const struct kmm_oci_descriptor *d, i
 static int check_target(const char *target, struct kmm_error **err)
 {
 	struct stat st;
-	_cleanup_close_ int fd = -1;
 	DIR *d;
 	struct dirent *de;
 	bool empty = true;
+	int fd;
 
 	if (lstat(target, &st) < 0)
 		return errno == ENOENT ? 0 : kmm_error_make_errno(err, errno, "target %s", target);
@@ -380,9 +384,15 @@ static int check_target(const char *target, struct kmm_error **err)
 		return kmm_error_make(err, EEXIST, "target %s exists and is not a directory",
 				      target);
 	fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 || !(d = fdopendir(fd)))
+	if (fd < 0)
 		return kmm_error_make_errno(err, errno, "target %s", target);
-	fd = -1;
+	d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+
+		close(fd);
+		return kmm_error_make_errno(err, e, "target %s", target);
+	}
 	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			empty = false;

@@ -144,7 +144,7 @@ static int parse_descriptor(json_t *j, const char *what, struct kmm_oci_descript
 							     what, d->digest);
 	}
 	annotations = json_object_get(j, "annotations");
-	if (annotations && json_is_object(annotations)) {
+	if (json_is_object(annotations)) {
 		r = opt_string(annotations, "org.opencontainers.image.ref.name", &d->ref_name);
 		if (r < 0)
 			return r == -ENOMEM

@@ -85,8 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		/* Printing and re-parsing is stable. */
 		if (!s || kmm_image_ref_parse(s, &again, NULL) < 0 ||
-		    strcmp(again->registry, ref->registry) ||
-		    strcmp(again->repository, ref->repository))
+		    strcmp(again->registry, ref->registry) != 0 ||
+		    strcmp(again->repository, ref->repository) != 0)
 			abort();
 		kmm_image_ref_free(again);
 		free(s);

@@ -147,6 +147,8 @@ static const char *default_media_type(const struct kmm_buf *b)
 {
 	const unsigned char *p = (const unsigned char *)b->data;
 
+	if (!p)
+		return "application/vnd.oci.image.layer.v1.tar";
 	if (b->len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
 		return "application/vnd.oci.image.layer.v1.tar+gzip";
 	if (b->len >= 4 && p[0] == 0x28 && p[1] == 0xb5 && p[2] == 0x2f && p[3] == 0xfd)

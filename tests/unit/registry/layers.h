@@ -12,10 +12,10 @@
 
 #include "kmm/buf.h"
 
+/* type: 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c'/'b' char/block device, 'p' FIFO */
 struct test_entry {
 	const char *path;
-	char
-	    type; /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c' char dev, 'b' block dev, 'p' FIFO */
+	long type;	  /* long, so the struct packs without holes */
 	const char *data; /* file content, or link target */
 	size_t size;	  /* file size when data is NULL: that many 'x' bytes */
 	unsigned mode;	  /* 0: 0644 files, 0755 dirs */

@@ -71,8 +71,8 @@ static char *leftovers(struct fixture *f)
 
 	kmm_buf_init(&b, 1 << 16);
 	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-		    strcmp(de->d_name, "layout"))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		    strcmp(de->d_name, "layout") != 0)
 			kmm_buf_printf(&b, "%s ", de->d_name);
 	}
 	closedir(d);
