@@ -277,7 +277,9 @@ s_guest_setup() {
 		{ chain_fail "cannot copy kmm-worker-pull and its libraries into the guest"; return 1; }
 	cp "$CHAIN_LIB_DIR/guest/init" "$R/init" && chmod 755 "$R/init" || return 1
 	mkdir -p "$R/etc/chain" && jq '.workerConfig' "$W/plan.json" >"$R/etc/chain/worker.json" || return 1
-	printf "TRUSTED_CN='%s'\nOTHER_CN='%s'\n" "$TRUSTED_CN" "$OTHER_CN" >"$R/etc/chain/env"
+	OTHER_DIGEST=$(chain_digest "$OTHER_IMAGE")
+	printf "%s='%s'\n" TRUSTED_CN "$TRUSTED_CN" OTHER_CN "$OTHER_CN" UNSIGNED_DIGEST "$UNSIGNED_DIGEST" \
+		SIGNED_DIGEST "$SIGNED_DIGEST" OTHER_DIGEST "$OTHER_DIGEST" >"$R/etc/chain/env"
 	# The three images exactly as the registry serves them (same digests).
 	rm -rf "$R/oci" && mkdir -p "$R/oci" || return 1
 	local n
