@@ -317,7 +317,9 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 						      vars[i].var);
 			continue;
 		}
-		if (set_str((char **)((char *)c + vars[i].offset), value) < 0)
+		void *field = (char *)c + vars[i].offset;
+
+		if (set_str(field, value) < 0)
 			return kmm_error_make_errno(err, ENOMEM, "read %s", vars[i].var);
 	}
 	return 0;

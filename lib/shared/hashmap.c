@@ -45,19 +45,28 @@ struct kmm_hashmap *kmm_hashmap_new(kmm_hashmap_free_fn value_free)
 	return m;
 }
 
-static struct entry *find_slot(const struct kmm_hashmap *m, const char *key, uint64_t h)
+/* The slot holding key, or the empty slot where it would go. Needs nslots > 0. */
+static struct entry *probe(const struct kmm_hashmap *m, const char *key, uint64_t h)
 {
-	size_t mask, i;
+	size_t mask = m->nslots - 1;
 
-	if (m->nslots == 0)
-		return NULL;
-	mask = m->nslots - 1;
-	for (i = h & mask;; i = (i + 1) & mask) {
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
 		struct entry *e = &m->slots[i];
 
 		if (!e->key || (e->hash == h && strcmp(e->key, key) == 0))
 			return e;
 	}
+}
+
+/* The entry holding key, or NULL. */
+static struct entry *lookup(const struct kmm_hashmap *m, const char *key)
+{
+	struct entry *e;
+
+	if (m->nslots == 0)
+		return NULL;
+	e = probe(m, key, hash_key(key));
+	return e->key ? e : NULL;
 }
 
 static int grow(struct kmm_hashmap *m)
@@ -73,7 +82,7 @@ static int grow(struct kmm_hashmap *m)
 	m->nslots = n;
 	for (size_t i = 0; i < oldn; i++) {
 		if (old[i].key)
-			*find_slot(m, old[i].key, old[i].hash) = old[i];
+			*probe(m, old[i].key, old[i].hash) = old[i];
 	}
 	free(old);
 	return 0;
@@ -86,8 +95,8 @@ int kmm_hashmap_put(struct kmm_hashmap *m, const char *key, void *value, void **
 	char *copy;
 	int r;
 
-	e = find_slot(m, key, h);
-	if (e && e->key) {
+	e = lookup(m, key);
+	if (e) {
 		if (ret_old)
 			*ret_old = e->value;
 		else if (m->value_free && e->value && e->value != value)
@@ -103,7 +112,7 @@ int kmm_hashmap_put(struct kmm_hashmap *m, const char *key, void *value, void **
 	copy = strdup(key);
 	if (!copy)
 		return -ENOMEM;
-	e = find_slot(m, key, h);
+	e = probe(m, key, h);
 	*e = (struct entry){ .key = copy, .value = value, .hash = h };
 	m->size++;
 	return 1;
@@ -111,25 +120,23 @@ int kmm_hashmap_put(struct kmm_hashmap *m, const char *key, void *value, void **
 
 void *kmm_hashmap_get(const struct kmm_hashmap *m, const char *key)
 {
-	struct entry *e = find_slot(m, key, hash_key(key));
+	struct entry *e = lookup(m, key);
 
-	return e && e->key ? e->value : NULL;
+	return e ? e->value : NULL;
 }
 
 bool kmm_hashmap_contains(const struct kmm_hashmap *m, const char *key)
 {
-	struct entry *e = find_slot(m, key, hash_key(key));
-
-	return e && e->key;
+	return lookup(m, key) != NULL;
 }
 
 void *kmm_hashmap_remove(struct kmm_hashmap *m, const char *key)
 {
-	struct entry *e = find_slot(m, key, hash_key(key));
+	struct entry *e = lookup(m, key);
 	size_t mask, i, j;
 	void *value;
 
-	if (!e || !e->key)
+	if (!e)
 		return NULL;
 	value = e->value;
 	free(e->key);
