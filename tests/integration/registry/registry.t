@@ -69,7 +69,7 @@ expect_error() {
 	fi
 }
 
-echo "1..34"
+echo "1..38"
 
 # 1: fixtures
 if python3 "$KMM_SOURCE_DIR/tests/data/registry/make-layouts.py" "$W/data" 2>"$W/mk.log"; then
@@ -223,49 +223,24 @@ echo "# silent registry: error after ${elapsed_ms} ms (timeout 1500 ms)"
 kill "$silent" 2>/dev/null
 wait "$silent" 2>/dev/null
 
-# a front that serves manifests itself and redirects blob requests to the
-# plain registry (another port, so curl drops Authorization on the way), as
-# registries backed by object storage do
-python3 - "$PLAIN" "$W/redirect.port" <<'PY' &
-import http.server, sys, urllib.request
-plain, portfile = sys.argv[1], sys.argv[2]
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-    def answer(self, body):
-        if "/blobs/" in self.path:
-            self.send_response(307)
-            self.send_header("Location", "http://%s%s" % (plain, self.path))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        req = urllib.request.Request("http://%s%s" % (plain, self.path), method=self.command,
-                                     headers={"Accept": self.headers.get("Accept", "")})
-        try:
-            r = urllib.request.urlopen(req, timeout=10)
-        except urllib.error.HTTPError as e:
-            r = e
-        data = r.read()
-        self.send_response(r.status if hasattr(r, "status") else r.code)
-        for h in ("Content-Type", "Docker-Content-Digest", "Content-Length"):
-            if r.headers.get(h):
-                self.send_header(h, r.headers.get(h))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-    def do_GET(self): self.answer(True)
-    def do_HEAD(self): self.answer(False)
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-open(portfile, "w").write(str(s.server_address[1]))
-s.timeout = 1
-import time
-end = time.time() + 60
-while time.time() < end:
-    s.handle_request()
-PY
+# a misbehaving front on another port (front.py): blobs behind a 307 redirect
+# to another host, as registries backed by object storage do; tampered and
+# oversized blobs; a tampered manifest
+python3 "$KMM_SOURCE_DIR/tests/integration/registry/front.py" "$PLAIN" "$W/front.port" 2>"$W/front.log" &
 front=$!
-for _ in $(seq 50); do [ -s "$W/redirect.port" ] && break; sleep 0.1; done
-run --insecure extract "127.0.0.1:$(cat "$W/redirect.port" 2>/dev/null)/kmm-itest/good:v1" "$W/out10" "${P[@]}"
+for _ in $(seq 50); do [ -s "$W/front.port" ] && break; sleep 0.1; done
+F=127.0.0.1:$(cat "$W/front.port" 2>/dev/null)
+run --insecure extract "$F/redirect/kmm-itest/good:v1" "$W/out10" "${P[@]}"
 check_tree "blobs fetched through a 307 redirect to another host" "$W/out10" "$W/data/good-v1.expected"
+mkdir -p "$W/tamper"
+expect_error "a tampered blob from the registry is a digest mismatch" "digest mismatch: content is sha256:" \
+	--insecure extract "$F/tamper-blob/kmm-itest/good:v1" "$W/tamper/out" "${P[@]}"
+expect_error "a blob longer than its descriptor is refused" "its descriptor says" \
+	--insecure extract "$F/long-blob/kmm-itest/good:v1" "$W/tamper/out" "${P[@]}"
+expect_error "a manifest that does not match its digest is refused" "manifest digest mismatch" \
+	--insecure extract "$F/tamper-manifest/kmm-itest/good@$v1_digest" "$W/tamper/out" "${P[@]}"
+if [ -z "$(ls -A "$W/tamper")" ]; then ok "tampered pulls leave nothing behind"
+else not_ok "tampered pulls leave nothing behind" "$(ls -A "$W/tamper")"; fi
 kill "$front" 2>/dev/null
 wait "$front" 2>/dev/null
 
