@@ -27,7 +27,7 @@
 
 static int n_test, n_fail;
 
-static void ok(bool cond, const struct kmm_error *err, const char *fmt, ...)
+static _printf_(3, 4) void ok(bool cond, const struct kmm_error *err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -412,19 +412,35 @@ static void test_verbs(void)
 /* ---- watch ---- */
 
 struct wctx {
+	pthread_mutex_t lock; /* guards log and n: written by the watch thread */
 	char log[4096];
 	int n;
 	struct kmm_watch *w;
 };
 
+static int wctx_n(struct wctx *x, char *copy, size_t len)
+{
+	int n;
+
+	pthread_mutex_lock(&x->lock);
+	n = x->n;
+	if (copy)
+		snprintf(copy, len, "%s", x->log);
+	pthread_mutex_unlock(&x->lock);
+	return n;
+}
+
 static int wev(enum kmm_watch_event_type t, json_t *o, void *ud, struct kmm_error **err)
 {
 	struct wctx *x = ud;
-	size_t l = strlen(x->log);
+	size_t l;
 
+	pthread_mutex_lock(&x->lock);
+	l = strlen(x->log);
 	snprintf(x->log + l, sizeof(x->log) - l, "%s:%s ", kmm_watch_event_type_name(t),
 		 kmm_kube_meta_str(o, "name") ? kmm_kube_meta_str(o, "name") : "");
 	x->n++;
+	pthread_mutex_unlock(&x->lock);
 	return 0;
 }
 
@@ -454,7 +470,7 @@ static void test_watch(void)
 	_cleanup_kube_client_ struct kmm_kube_client *c = client_new(NULL);
 	struct kmm_error *err = NULL;
 	json_t *list = NULL, *o;
-	struct wthread t = { 0 };
+	struct wthread t = { .x.lock = PTHREAD_MUTEX_INITIALIZER };
 	pthread_t th;
 	int64_t t0;
 	int r;
@@ -475,10 +491,13 @@ static void test_watch(void)
 		json_decref(p);
 	}
 	kmm_kube_delete(c, CM("w1"), NULL, NULL, NULL);
-	for (int i = 0; i < 100 && t.x.n < 3; i++)
+	char seen[4096];
+
+	for (int i = 0; i < 100 && wctx_n(&t.x, NULL, 0) < 3; i++)
 		msleep(50);
-	ok(strstr(t.x.log, "ADDED:w1 MODIFIED:w1 DELETED:w1") != NULL, NULL,
-	   "watch sees ADDED, MODIFIED, DELETED in order (%s)", t.x.log);
+	wctx_n(&t.x, seen, sizeof(seen));
+	ok(strstr(seen, "ADDED:w1 MODIFIED:w1 DELETED:w1") != NULL, NULL,
+	   "watch sees ADDED, MODIFIED, DELETED in order (%s)", seen);
 	t0 = now_ms();
 	kmm_watch_cancel(t.x.w);
 	pthread_join(th, NULL);
@@ -490,7 +509,7 @@ static void test_watch(void)
 
 	/* A server-side timeout ends the stream cleanly. */
 	{
-		struct wctx x = { 0 };
+		struct wctx x = { .lock = PTHREAD_MUTEX_INITIALIZER };
 		int64_t ts = now_ms();
 
 		kmm_watch_new(&x.w, NULL);
