@@ -51,6 +51,7 @@ struct nmc_state {
 	struct wpod *pods;
 	size_t n_pods;
 	char **events; /* triples: type, reason, module key */
+	int64_t requeue_ms;
 	struct kmm_error *errs;
 };
 
@@ -260,15 +261,22 @@ static void drop_vanished(struct nmc_state *s)
 				p->handled = true;
 			continue;
 		}
-		if (p && !p->load && p->waiting && strstr(p->waiting, "Image") &&
-		    age_s(p->j) >= s->op->unload_pull_timeout_s) {
+		bool stuck = p && !p->load && p->waiting && strstr(p->waiting, "Image");
+
+		if (stuck && age_s(p->j) < s->op->unload_pull_timeout_s) {
+			/* Nothing will change on its own: look again when the time is up. */
+			int64_t ms = (s->op->unload_pull_timeout_s - age_s(p->j)) * 1000 + 500;
+
+			if (!s->requeue_ms || ms < s->requeue_ms)
+				s->requeue_ms = ms;
+		} else if (stuck) {
 			kmm_log(KMM_LOG_WARN, "unloader cannot pull its image, giving up",
 				"controller", "nmc", "key", s->name, "module", mod, "pod", p->name,
 				"reason", p->waiting, NULL);
+			add_event(s, "Warning", "ModuleUnloadFailed", ns, mod); /* ns, mod die next */
 			json_array_remove(s->status, i);
 			s->status_dirty = true;
 			p->handled = true;
-			add_event(s, "Warning", "ModuleUnloadFailed", ns, mod);
 			continue;
 		}
 		i++;
@@ -671,6 +679,8 @@ int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error 
 	if (s.errs) {
 		*err = TAKE_PTR(s.errs);
 		r = -kmm_error_code(*err);
+	} else if (s.requeue_ms > 0) {
+		r = (int)(s.requeue_ms > INT32_MAX ? INT32_MAX : s.requeue_ms);
 	}
 out:
 	if (r < 0)

@@ -74,6 +74,19 @@ def delete_and_wait(ns, mod, nodes, timeout=60):
     return gone and not_ready_on(ns, mod, nodes)
 
 
+def policy_active(ns, labels, annotation):
+    """Server-side dry-run of a pod: has the admission policy started mutating?"""
+    import json as _j
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "op-cb-probe", "namespace": ns, "labels": labels},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    out = kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=_j.dumps(pod), check=False)
+    try:
+        return annotation in _j.loads(out)["metadata"].get("annotations", {})
+    except ValueError:
+        return False
+
+
 # ---------------------------------------------------------------------------
 
 @case
@@ -304,6 +317,7 @@ def worker_failure():
                "metadata": {"name": "op-cb-fail"}, "spec": {"policyName": "op-cb-fail"}}
     apply(policy)
     apply(binding)
+    t.ok(wait(lambda: policy_active(ns, {}, "kmm.testenv/outcome"), 30), "worker failure: admission policy active")
     try:
         apply(module_obj(ns, "fail", {"op-cb/fail": "yes"}, mapping(img)))
         c = wait(lambda: "exit code 3" in cond(ns, "fail", "Ready").get("message", "") and cond(ns, "fail", "Ready"), 60)
@@ -317,8 +331,7 @@ def worker_failure():
         kubectl("delete", "mutatingadmissionpolicybinding", "op-cb-fail", "--ignore-not-found", check=False)
         kubectl("delete", "mutatingadmissionpolicy", "op-cb-fail", "--ignore-not-found", check=False)
     # The fix: a new spec replaces the failing loader (its hash differs), which now succeeds.
-    import time as _t
-    _t.sleep(2)
+    wait(lambda: not policy_active(ns, {}, "kmm.testenv/outcome"), 30)
     kubectl("patch", "modules.kmm.sigs.x-k8s.io", "-n", ns, "fail", "--type=merge", "-p",
             '{"spec":{"moduleLoader":{"container":{"modprobe":{"parameters":["fixed=1"]}}}}}')
     t.ok(wait(lambda: ready_on(ns, "fail", nodes), 60), "worker failure: fixed spec replaces the loader and loads")
@@ -330,11 +343,12 @@ def worker_failure():
 def missing_image_and_delete():
     ns = new_ns("op-cb-miss")
     nodes = add_nodes("op-cb-miss-n", 1, K1, ["op-cb/miss=yes"])
-    apply(module_obj(ns, "miss", {"op-cb/miss": "yes"}, mapping(f"{REG}/op-cb/missing:nope")))
+    tag = f"run{os.getpid()}"  # never pushed before, even on a reused testenv
+    apply(module_obj(ns, "miss", {"op-cb/miss": "yes"}, mapping(f"{REG}/op-cb/missing:{tag}")))
     c = wait(lambda: "does not exist" in cond(ns, "miss", "Ready").get("message", "") and cond(ns, "miss", "Ready"), 30)
     t.ok(c, "missing image: not added to the NMC, status says the image does not exist", cond(ns, "miss", "Ready"))
     t.ok(nmc_entry(nodes[0], "spec", ns, "miss") is None, "missing image: no NMC entry, no worker pod")
-    img = push_image("op-cb/missing:nope", [K1])
+    img = push_image(f"op-cb/missing:{tag}", [K1])
     t.ok(wait(lambda: ready_on(ns, "miss", nodes), 60), "missing image: loads once the image is pushed")
     t.ok(img and delete_and_wait(ns, "miss", nodes), "delete: missing-image Module gone")
 
@@ -360,8 +374,8 @@ def unloader_cannot_pull():
                "metadata": {"name": "op-cb-gone"}, "spec": {"policyName": "op-cb-gone"}}
     apply(policy)
     apply(binding)
-    import time as _t
-    _t.sleep(2)
+    t.ok(wait(lambda: policy_active(ns, {"kmm.node.kubernetes.io/worker-action": "Unload"}, "kmm.testenv/outcome"), 30),
+         "image vanished: admission policy active")
     try:
         kubectl("delete", "modules.kmm.sigs.x-k8s.io", "-n", ns, "gone", "--wait=false")
         stuck = wait(lambda: [p for p in kj("get", "pods", "-n", ns)["items"]

@@ -245,6 +245,7 @@ class PodWatch:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
+        time.sleep(2)  # kubectl establishes its watch; nothing tells us when
 
     def _read(self):
         dec = json.JSONDecoder()
