@@ -38,7 +38,7 @@ chain_fail() {
 # Checks every host tool and file the chain needs, and names what is missing.
 chain_check_tools() {
 	local missing=() t f
-	for t in buildah runc skopeo mmdebstrap docker-registry sbsign curl python3 qemu-system-x86_64 \
+	for t in buildah runc skopeo mmdebstrap docker-registry sbsign curl jq flock python3 qemu-system-x86_64 \
 		meson ninja gcc openssl cpio gzip timeout; do
 		command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 	done
