@@ -12,9 +12,10 @@ the last variable of the store. The store must be an edk2 authenticated
 variable store (OVMF_VARS*.fd) that does not hold NAME yet: start from a fresh
 copy of the template for every run. --list prints the live variables.
 
-Used by tests/chain/chain.t to make the Secure Boot guest trust the test
-signing certificate as a Machine Owner Key, without shim (see
-/work/shared/reference/secureboot-mok.md in the project notes).
+Used by tests/chain/chain.t and tests/chain/step to make the Secure Boot
+guest trust the test signing certificate as a Machine Owner Key without shim:
+Debian's kernel reads MokListRT at boot when Secure Boot is on and puts its
+certificates on the .machine keyring (docs/cookbook/sign.md).
 """
 import struct
 import sys
