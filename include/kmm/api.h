@@ -463,6 +463,19 @@ json_t *kmm_modprobe_spec_to_json(const struct kmm_modprobe_spec *m);
 json_t *kmm_tolerations_to_json(const struct kmm_toleration *t, size_t n);
 
 /*
+ * Parses a YAML (or JSON) stream of manifests into a JSON array of documents
+ * (kmm_yaml_parse with YAML 1.1 booleans, as kubectl), after checking that the
+ * text is valid UTF-8 (YAML requires it; libfyaml 0.7.12 can loop forever on
+ * a truncated UTF-8 sequence at the end of a directive line).
+ */
+int kmm_api_parse_manifests(const char *data, size_t len, const char *source, json_t **ret_docs,
+			    struct kmm_error **err);
+
+/* Reads a file (capped at max bytes) and parses it as kmm_api_parse_manifests(). */
+int kmm_api_parse_manifest_file(const char *path, size_t max, json_t **ret_docs,
+				struct kmm_error **err);
+
+/*
  * Looks at a parsed document's apiVersion/kind and dispatches. Returns the
  * kind name (static string) in *ret_kind, NULL if not a kmm kind.
  */

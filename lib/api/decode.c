@@ -7,6 +7,8 @@
 #include <strings.h>
 
 #include "kmm/buf.h"
+#include "kmm/fileio.h"
+#include "kmm/yaml.h"
 #include "kmm/strv.h"
 #include "lib/api/decode.h"
 
@@ -733,4 +735,29 @@ const char *kmm_api_kind_of(const json_t *j)
 		if (strcmp(k, kinds[i]) == 0)
 			return kinds[i];
 	return NULL;
+}
+
+int kmm_api_parse_manifests(const char *data, size_t len, const char *source, json_t **ret_docs,
+			    struct kmm_error **err)
+{
+	/* jansson validates UTF-8 when it builds a string: use it as the checker. */
+	json_t *probe = json_stringn(data ? data : "", len);
+
+	if (!probe)
+		return kmm_error_make(err, EINVAL, "%s: not valid UTF-8 text", source);
+	json_decref(probe);
+	return kmm_yaml_parse(data ? data : "", len, source, KMM_YAML_BOOL_1_1, ret_docs, err);
+}
+
+int kmm_api_parse_manifest_file(const char *path, size_t max, json_t **ret_docs,
+				struct kmm_error **err)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len = 0;
+	int r;
+
+	r = kmm_read_file(path, max, &data, &len, err);
+	if (r < 0)
+		return r;
+	return kmm_api_parse_manifests(data, len, path, ret_docs, err);
 }

@@ -307,7 +307,7 @@ int kmm_module_config_parse(const char *text, size_t len, const char *origin,
 	json_t *docs = NULL;
 	int r;
 
-	r = kmm_yaml_parse(text, len, origin ? origin : "config", KMM_YAML_BOOL_1_1, &docs, err);
+	r = kmm_api_parse_manifests(text, len, origin ? origin : "config", &docs, err);
 	if (r < 0)
 		return r;
 	if (json_array_size(docs) != 1) {

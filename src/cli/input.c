@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kmm/api.h"
 #include "kmm/buf.h"
 #include "kmm/json.h"
 #include "kmm/yaml.h"
@@ -85,10 +86,9 @@ int kmmctl_read_docs(char **files, size_t n_files, struct kmmctl_docs *ret, stru
 
 			r = read_stdin(&data, &len, err);
 			if (r >= 0)
-				r = kmm_yaml_parse(data, len, name, KMM_YAML_BOOL_1_1, &docs, err);
+				r = kmm_api_parse_manifests(data, len, name, &docs, err);
 		} else {
-			r = kmm_yaml_parse_file(files[f], KMMCTL_MAX_FILE, KMM_YAML_BOOL_1_1, &docs,
-						err);
+			r = kmm_api_parse_manifest_file(files[f], KMMCTL_MAX_FILE, &docs, err);
 		}
 		if (r < 0)
 			break;

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kernel = strndup((const char *)data, klen);
 	if (!kernel)
 		return 0;
-	if (kmm_yaml_parse(nl + 1, size - klen - 1, "fuzz", KMM_YAML_BOOL_1_1, &docs, NULL) == 0 &&
+	if (kmm_api_parse_manifests(nl + 1, size - klen - 1, "fuzz", &docs, NULL) == 0 &&
 	    kmm_module_from_json(json_array_get(docs, 0), 0, &m, NULL) == 0 &&
 	    kmm_mapper_new(m, &mp, NULL) == 0) {
 		struct kmm_resolved_mapping *res = NULL;
@@ -44,8 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (kmm_module_config_for(m, res, &c, NULL) == 0) {
 				json_t *j = kmm_module_config_to_json(c);
 
-				if (!j || kmm_module_config_from_json(j, "", KMM_API_STRICT, &c2,
-								      NULL) < 0 ||
+				if (!j ||
+				    kmm_module_config_from_json(j, "", KMM_API_STRICT, &c2, NULL) <
+					0 ||
 				    !kmm_module_config_equal(c, c2))
 					abort();
 				json_decref(j);

@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 256 * 1024)
 		return 0;
-	if (kmm_yaml_parse((const char *)data, size, "fuzz", KMM_YAML_BOOL_1_1, &docs, NULL) < 0)
+	if (kmm_api_parse_manifests((const char *)data, size, "fuzz", &docs, NULL) < 0)
 		return 0;
 	json_array_foreach (docs, i, d)
 		one(d);

@@ -150,6 +150,17 @@ static void test_path_prefix(void **state)
 	    "spec.modules[3].config.modprobe.moduleName: expected a string, got number");
 }
 
+static void test_invalid_utf8_is_refused_before_yaml(void **state)
+{
+	/* libfyaml 0.7.12 loops forever on this (a directive ending in a truncated sequence). */
+	static const char bad[] = "%a\xc8";
+	struct kmm_module_config *c = NULL;
+	_cleanup_error_ struct kmm_error *err = NULL;
+
+	assert_int_equal(kmm_module_config_parse(bad, sizeof(bad) - 1, "cfg", &c, &err), -EINVAL);
+	assert_string_equal(err->message, "cfg: not valid UTF-8 text");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +170,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_and_equal),
 		cmocka_unit_test(test_lenient_keeps_unknown_fields),
 		cmocka_unit_test(test_path_prefix),
+		cmocka_unit_test(test_invalid_utf8_is_refused_before_yaml),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
