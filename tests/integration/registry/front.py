@@ -10,12 +10,14 @@ the behaviour, the rest is the real repository:
     /v2/tamper-blob/R/...      blobs proxied with their last byte flipped
     /v2/long-blob/R/...        blobs proxied with 16 extra bytes
     /v2/tamper-manifest/R/...  manifests proxied with a byte appended
+    /v2/stall-blob/R/...       blobs: headers and 10 bytes, then silence (60 s)
 
     front.py UPSTREAM PORTFILE   serves until killed (at most 5 minutes)
 """
 import http.server
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -55,6 +57,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 data += b"\0" * 16
             elif mode == "tamper-manifest" and "/manifests/" in rest:
                 data += b" "
+        if mode == "stall-blob" and "/blobs/" in rest and status == 200 and with_body:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:10])
+            self.wfile.flush()
+            time.sleep(60)
+            return
         self.send_response(status)
         for h in ("Content-Type", "Docker-Content-Digest"):
             if r.headers.get(h):

@@ -69,7 +69,7 @@ expect_error() {
 	fi
 }
 
-echo "1..38"
+echo "1..39"
 
 # 1: fixtures
 if python3 "$KMM_SOURCE_DIR/tests/data/registry/make-layouts.py" "$W/data" 2>"$W/mk.log"; then
@@ -239,6 +239,10 @@ expect_error "a blob longer than its descriptor is refused" "its descriptor says
 	--insecure extract "$F/long-blob/kmm-itest/good:v1" "$W/tamper/out" "${P[@]}"
 expect_error "a manifest that does not match its digest is refused" "manifest digest mismatch" \
 	--insecure extract "$F/tamper-manifest/kmm-itest/good@$v1_digest" "$W/tamper/out" "${P[@]}"
+start=$(date +%s%N)
+expect_error "a blob download that stalls times out" "timed out" \
+	--insecure --stall-timeout-s 2 extract "$F/stall-blob/kmm-itest/good:v1" "$W/tamper/out" "${P[@]}"
+echo "# stalled blob: error after $((($(date +%s%N) - start) / 1000000)) ms (stall timeout 2 s)"
 if [ -z "$(ls -A "$W/tamper")" ]; then ok "tampered pulls leave nothing behind"
 else not_ok "tampered pulls leave nothing behind" "$(ls -A "$W/tamper")"; fi
 kill "$front" 2>/dev/null

@@ -11,7 +11,8 @@
  * Errors print "error: <message>" on stderr and exit 2 (3 for errno codes the
  * suite checks: the message is what is asserted).
  * OPTIONS: --insecure --skip-verify --ca FILE --ca-pem-from FILE --auth-file FILE --user U
- *          --password P --arch A --timeout-ms N --max-file-bytes N
+ *          --password P --arch A --timeout-ms N --stall-timeout-s N
+ *          --max-file-bytes N
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
 		{ "password", required_argument, NULL, 'p' },
 		{ "arch", required_argument, NULL, 'A' },
 		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "stall-timeout-s", required_argument, NULL, 'S' },
 		{ "max-file-bytes", required_argument, NULL, 'm' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ 0 },
@@ -84,6 +86,9 @@ int main(int argc, char **argv)
 		case 't':
 			o.request_timeout_ms = strtol(optarg, NULL, 10);
 			o.connect_timeout_ms = o.request_timeout_ms;
+			break;
+		case 'S':
+			o.stall_timeout_s = strtol(optarg, NULL, 10);
 			break;
 		case 'm':
 			lim.max_file_bytes = strtoull(optarg, NULL, 10);
