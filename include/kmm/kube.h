@@ -156,6 +156,28 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_request *req,
 			  json_t **ret_obj, struct kmm_error **err);
 
+/*
+ * Pipelined requests: performs n requests with up to max_in_flight in flight
+ * at once, multiplexed as HTTP/2 streams over one connection when the server
+ * offers HTTP/2 (one connection per in-flight request otherwise), on the
+ * calling thread. Each item gets its own response or error; there are no
+ * retries here (look at each item's status). Returns 0 when every item was
+ * attempted (even if some failed), a negative errno on setup failure.
+ * Items' responses and errors belong to the caller (kmm_kube_batch_clear).
+ */
+struct kmm_kube_batch_item {
+	struct kmm_kube_request req;   /* in */
+	struct kmm_kube_response resp; /* out: valid when rc == 0 */
+	int rc;			       /* out: 0 or negative errno (transport) */
+	struct kmm_error *err;	       /* out: set when rc < 0 */
+};
+
+int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items, size_t n,
+		   size_t max_in_flight, struct kmm_error **err);
+
+/* Frees the responses and errors of items (not the array). */
+void kmm_kube_batch_clear(struct kmm_kube_batch_item *items, size_t n);
+
 /* ---- metav1.Status ---- */
 
 struct kmm_kube_status_cause {

@@ -859,3 +859,164 @@ int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_reque
 	*ret_obj = obj;
 	return 0;
 }
+
+/* ---- pipelined batch ---- */
+
+struct batch_slot {
+	CURL *e;
+	struct curl_slist *h;
+	struct xfer x;
+	size_t item;
+};
+
+void kmm_kube_batch_clear(struct kmm_kube_batch_item *items, size_t n)
+{
+	for (size_t i = 0; items && i < n; i++) {
+		kmm_kube_response_clear(&items[i].resp);
+		kmm_error_free(items[i].err);
+		items[i].err = NULL;
+	}
+}
+
+static int batch_start(struct kmm_kube_client *c, CURLM *m, struct batch_slot *s,
+		       struct kmm_kube_batch_item *it, size_t idx)
+{
+	int r;
+
+	kube_rate_wait(c);
+	s->item = idx;
+	s->x = (struct xfer){ .retry_after_ms = -1 };
+	kmm_buf_init(&s->x.body, c->opts.max_body);
+	r = kube_easy_setup(c, s->e, it->req.method, it->req.path, it->req.content_type,
+			    it->req.body, it->req.body_len, c->opts.request_timeout_ms, &s->h,
+			    &it->err);
+	if (r < 0)
+		return r;
+	if (curl_easy_setopt(s->e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+	    curl_easy_setopt(s->e, CURLOPT_WRITEDATA, &s->x) != CURLE_OK ||
+	    curl_easy_setopt(s->e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
+	    curl_easy_setopt(s->e, CURLOPT_HEADERDATA, &s->x) != CURLE_OK ||
+	    curl_easy_setopt(s->e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK ||
+	    curl_easy_setopt(s->e, CURLOPT_PRIVATE, s) != CURLE_OK ||
+	    curl_multi_add_handle(m, s->e) != CURLM_OK)
+		return kmm_error_make(&it->err, EIO, "batch: curl setup failed");
+	return 0;
+}
+
+static void batch_finish(struct kmm_kube_client *c, struct batch_slot *s,
+			 struct kmm_kube_batch_item *it, CURLcode cc)
+{
+	long status = 0, conns = 0;
+
+	curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(s->e, CURLINFO_NUM_CONNECTS, &conns);
+	kube_stats_add(c, conns);
+	curl_slist_free_all(s->h);
+	s->h = NULL;
+	if (s->x.too_big) {
+		it->rc = kmm_error_make(&it->err, E2BIG, "%s %s: response body over %zu bytes",
+					it->req.method, it->req.path, c->opts.max_body);
+	} else if (cc != CURLE_OK) {
+		it->rc = kmm_error_make(&it->err, ECONNREFUSED, "%s %s: %s", it->req.method,
+					it->req.path, curl_easy_strerror(cc));
+	} else {
+		it->resp.status = status;
+		it->resp.retry_after_ms = s->x.retry_after_ms;
+		it->resp.body_len = s->x.body.len;
+		it->resp.body = kmm_buf_steal(&s->x.body);
+		it->rc = it->resp.body ? 0 : -ENOMEM;
+	}
+	kmm_buf_free(&s->x.body);
+}
+
+int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items, size_t n,
+		   size_t max_in_flight, struct kmm_error **err)
+{
+	struct batch_slot *slots = NULL;
+	size_t next = 0, active = 0;
+	CURLM *m;
+	int r = 0;
+
+	if (max_in_flight == 0)
+		max_in_flight = 1;
+	if (max_in_flight > n)
+		max_in_flight = n;
+	for (size_t i = 0; i < n; i++) {
+		items[i].rc = 0;
+		items[i].err = NULL;
+		items[i].resp = (struct kmm_kube_response){ .retry_after_ms = -1 };
+	}
+	if (n == 0)
+		return 0;
+	m = curl_multi_init();
+	slots = calloc(max_in_flight, sizeof(*slots));
+	if (!m || !slots) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
+	    curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_in_flight) != CURLM_OK) {
+		r = kmm_error_make(err, EIO, "batch: curl_multi_setopt failed");
+		goto out;
+	}
+	for (size_t i = 0; i < max_in_flight; i++) {
+		slots[i].e = pool_get(c);
+		if (!slots[i].e) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	/* Fill the slots, then refill each as its transfer completes. */
+	for (size_t i = 0; i < max_in_flight && next < n; i++, next++) {
+		if (batch_start(c, m, &slots[i], &items[next], next) < 0)
+			items[next].rc = -kmm_error_code(items[next].err);
+		else
+			active++;
+	}
+	while (active > 0) {
+		int running, q;
+		CURLMsg *msg;
+		CURLMcode mc = curl_multi_perform(m, &running);
+
+		if (mc != CURLM_OK) {
+			r = kmm_error_make(err, EIO, "batch: %s", curl_multi_strerror(mc));
+			goto out;
+		}
+		while ((msg = curl_multi_info_read(m, &q))) {
+			struct batch_slot *s = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+			curl_multi_remove_handle(m, s->e);
+			batch_finish(c, s, &items[s->item], msg->data.result);
+			active--;
+			while (next < n) {
+				size_t idx = next++;
+
+				if (batch_start(c, m, s, &items[idx], idx) == 0) {
+					active++;
+					break;
+				}
+				items[idx].rc = -kmm_error_code(items[idx].err);
+			}
+		}
+		if (active > 0 && curl_multi_poll(m, NULL, 0, 1000, NULL) != CURLM_OK) {
+			r = kmm_error_make(err, EIO, "batch: curl_multi_poll failed");
+			goto out;
+		}
+	}
+out:
+	for (size_t i = 0; slots && i < max_in_flight; i++) {
+		if (!slots[i].e)
+			continue;
+		curl_multi_remove_handle(m, slots[i].e);
+		curl_slist_free_all(slots[i].h);
+		kmm_buf_free(&slots[i].x.body);
+		pool_put(c, slots[i].e);
+	}
+	free(slots);
+	if (m)
+		curl_multi_cleanup(m);
+	return r;
+}

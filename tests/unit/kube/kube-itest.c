@@ -405,6 +405,43 @@ static void test_verbs(void)
 		   "20 serial requests reuse the connection (%llu new)",
 		   (unsigned long long)(s1.connections - s0.connections));
 	}
+	/* Pipelined creates: 40 requests, 8 in flight, HTTP/2 streams on one connection. */
+	{
+		struct kmm_kube_batch_item items[40] = { 0 };
+		char *bodies[40], *path = NULL;
+		struct kmm_kube_client_stats s0, s1;
+		int created = 0;
+
+		kmm_kube_path(CM(NULL), NULL, &path, NULL);
+		for (int i = 0; i < 40; i++) {
+			char name[16];
+			json_t *o;
+
+			snprintf(name, sizeof(name), "batch-%d", i);
+			o = configmap(name, "b");
+			bodies[i] = json_dumps(o, JSON_COMPACT);
+			json_decref(o);
+			items[i].req = (struct kmm_kube_request){ .method = "POST",
+								  .path = path,
+								  .body = bodies[i],
+								  .body_len = strlen(bodies[i]) };
+		}
+		kmm_kube_client_stats(c, &s0);
+		r = kmm_kube_batch(c, items, 40, 8, &err);
+		kmm_kube_client_stats(c, &s1);
+		for (int i = 0; i < 40; i++) {
+			created += items[i].rc == 0 && items[i].resp.status == 201;
+			free(bodies[i]);
+		}
+		ok(r == 0 && created == 40, err, "batch: 40 pipelined creates, %d created",
+		   created);
+		ok(s1.connections - s0.connections <= 1, NULL,
+		   "batch multiplexed over %llu new connection(s)",
+		   (unsigned long long)(s1.connections - s0.connections));
+		kmm_kube_batch_clear(items, 40);
+		free(path);
+		RESET();
+	}
 	json_decref(obj);
 	drop_namespace(c);
 }
