@@ -682,6 +682,7 @@ static void test_informer(int total_updates)
 	pthread_t th[4];
 	struct upd_thread ut[4];
 	int64_t t0;
+	int r;
 
 	kmm_kube_client_options_init(&co);
 	co.qps = 0; /* the test drives the server as hard as it can */
@@ -723,8 +724,8 @@ static void test_informer(int total_updates)
 		}
 		kmm_obj_unref(o);
 	}
-	ok(kmm_informer_by_index(inf, "by-v", "init", &objs, &n) == 0 && n == (size_t)n_objs, NULL,
-	   "index by data.v: %zu under \"init\"", n);
+	r = kmm_informer_by_index(inf, "by-v", "init", &objs, &n);
+	ok(r == 0 && n == (size_t)n_objs, NULL, "index by data.v: %zu under \"init\"", n);
 	kmm_obj_array_free(objs, n);
 
 	t0 = now_ms();
@@ -742,8 +743,8 @@ static void test_informer(int total_updates)
 		char v[32];
 
 		snprintf(v, sizeof(v), "%d", total_updates / n_objs - 1);
-		ok(kmm_informer_by_index(inf, "by-v", v, &objs, &n) == 0 && n == (size_t)n_objs,
-		   NULL, "index follows updates: %zu under \"%s\"", n, v);
+		r = kmm_informer_by_index(inf, "by-v", v, &objs, &n);
+		ok(r == 0 && n == (size_t)n_objs, NULL, "index follows updates: %zu under \"%s\"", n, v);
 		kmm_obj_array_free(objs, n);
 		ok(kmm_informer_by_index(inf, "by-v", "init", &objs, &n) == 0 && n == 0, NULL,
 		   "old index value emptied");
