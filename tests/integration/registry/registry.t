@@ -168,9 +168,10 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/other.key" -out "$W/other.
 	-subj "/CN=other-ca" 2>/dev/null
 expect_error "TLS: wrong CA is a clear TLS error" "TLS certificate verification failed" \
 	--ca "$W/other.crt" --auth-file "$AUTH" exists "$TLS/kmm-itest/good:v1"
-run --ca-pem-from "$CA" --auth-file "$AUTH" exists "$TLS/kmm-itest/good:v1"
-if [ $rc -eq 0 ]; then ok "TLS: CA bundle given as PEM text"
-else not_ok "TLS: CA bundle given as PEM text" "exit $rc: $out $errout"; fi
+run --ca-pem-from "$CA" --auth-text-from "$AUTH" exists "$TLS/kmm-itest/good:v1"
+if [ $rc -eq 0 ] && [ "$out" = "exists $v1_digest" ]; then
+	ok "TLS: CA bundle and pull secret given as text (the operator's way)"
+else not_ok "TLS: CA bundle and pull secret given as text (the operator's way)" "exit $rc: $out $errout"; fi
 run --skip-verify --auth-file "$AUTH" exists "$TLS/kmm-itest/good:v1"
 if [ $rc -eq 0 ]; then ok "TLS: insecureSkipTLSVerify works without the CA"
 else not_ok "TLS: insecureSkipTLSVerify works without the CA" "exit $rc: $out $errout"; fi

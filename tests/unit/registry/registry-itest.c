@@ -10,7 +10,8 @@
  *
  * Errors print "error: <message>" on stderr and exit 2 (3 for errno codes the
  * suite checks: the message is what is asserted).
- * OPTIONS: --insecure --skip-verify --ca FILE --ca-pem-from FILE --auth-file FILE --user U
+ * OPTIONS: --insecure --skip-verify --ca FILE --ca-pem-from FILE --auth-file FILE
+ *          --auth-text-from FILE --user U
  *          --password P --arch A --timeout-ms N --stall-timeout-s N
  *          --max-file-bytes N
  */
@@ -23,6 +24,31 @@
 #include "kmm/log.h"
 #include "kmm/registry.h"
 
+/* Slurped files stay reachable from here until exit (no leak reports). */
+static char *slurped[4];
+static size_t n_slurped;
+
+/* A small file's content as a NUL-terminated heap string, or NULL. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t len;
+
+	if (!f || n_slurped == KMM_ARRAY_SIZE(slurped)) {
+		if (f)
+			fclose(f);
+		return NULL;
+	}
+	buf = calloc(1, 1 << 20);
+	len = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+	fclose(f);
+	if (buf)
+		buf[len] = '\0';
+	slurped[n_slurped++] = buf;
+	return buf;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -30,6 +56,7 @@ int main(int argc, char **argv)
 		{ "skip-verify", no_argument, NULL, 'k' },
 		{ "ca", required_argument, NULL, 'c' },
 		{ "ca-pem-from", required_argument, NULL, 'P' },
+		{ "auth-text-from", required_argument, NULL, 'T' },
 		{ "auth-file", required_argument, NULL, 'a' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "password", required_argument, NULL, 'p' },
@@ -58,19 +85,16 @@ int main(int argc, char **argv)
 		case 'c':
 			o.ca_file = optarg;
 			break;
-		case 'P': {
-			/* read the file and pass its text, as the operator does with a ConfigMap */
-			FILE *f = fopen(optarg, "re");
-			static char pem[65536];
-			size_t n = f ? fread(pem, 1, sizeof(pem) - 1, f) : 0;
-
-			if (!f)
+		case 'P':
+			/* the file's text, as the operator passes a ConfigMap's CA bundle */
+			if (!(o.ca_pem = slurp(optarg)))
 				return 64;
-			fclose(f);
-			pem[n] = '\0';
-			o.ca_pem = pem;
 			break;
-		}
+		case 'T':
+			/* the file's text, as the operator passes a pull Secret's data */
+			if (!(o.docker_config = slurp(optarg)))
+				return 64;
+			break;
 		case 'a':
 			o.docker_config_file = optarg;
 			break;
