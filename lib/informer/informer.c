@@ -588,11 +588,16 @@ static void *reflector(void *arg)
 				.max_frame = inf->o.max_frame,
 			};
 
+			int64_t opened = mono_ms();
+
 			atomic_fetch_add(&inf->n_watches, 1);
 			r = kmm_kube_watch(inf->client, &t, &wo, on_event, on_tick, inf, inf->watch,
 					   &werr);
 			if (r == 0) {
 				failures = 0;
+				/* A server that closes streams at once must not make us spin. */
+				if (mono_ms() - opened < 1000 && !sleep_unless_stopped(inf, 1000))
+					break;
 				continue;
 			}
 			if (r == -ECANCELED && stopping(inf))

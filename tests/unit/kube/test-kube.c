@@ -182,6 +182,43 @@ static void test_config_errors(void **state)
 			    "users[0].user.exec.command: missing");
 }
 
+static void test_in_cluster(void **state)
+{
+	char dir[] = "/tmp/kmm-sa.XXXXXX", p[128];
+	_cleanup_kube_config_ struct kmm_kube_config *c = NULL;
+	_cleanup_error_ struct kmm_error *err = NULL;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+	assert_int_equal(kmm_kube_config_in_cluster(dir, &c, &err), -ENOENT); /* no token yet */
+	assert_non_null(strstr(err->message, "/token"));
+	snprintf(p, sizeof(p), "%s/token", dir);
+	f = fopen(p, "w");
+	fputs("tok\n", f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/ca.crt", dir);
+	f = fopen(p, "w");
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/namespace", dir);
+	f = fopen(p, "w");
+	fputs("kmm-system\n", f);
+	fclose(f);
+	kmm_error_free(err);
+	err = NULL;
+	assert_int_equal(kmm_kube_config_in_cluster(dir, &c, &err), 0);
+	assert_string_equal(c->server, "https://[fd00::1]:443");
+	assert_string_equal(c->namespace, "kmm-system");
+	assert_non_null(strstr(c->token_file, "/token"));
+	assert_non_null(strstr(c->ca_file, "/ca.crt"));
+	assert_null(c->token); /* read per request through token_file, so rotations apply */
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	snprintf(p, sizeof(p), "rm -rf %s", dir);
+	assert_int_equal(system(p), 0);
+}
+
 static void test_base64_and_time(void **state)
 {
 	_cleanup_free_ char *out = NULL;
@@ -250,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_error_non_status_body),
 		cmocka_unit_test(test_config_ok),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_in_cluster),
 		cmocka_unit_test(test_base64_and_time),
 		cmocka_unit_test(test_watch_decode),
 		cmocka_unit_test(test_backoff_bounds),
