@@ -169,7 +169,7 @@ int dec_string(struct dec *d, const json_t *obj, const char *path, const char *k
 
 int dec_string_req(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
 {
-	if (!json_object_get(obj, key))
+	if (dec_missing(obj, key))
 		return dec_fail(d, path, key, "required field is missing");
 	return dec_string(d, obj, path, key, ret);
 }

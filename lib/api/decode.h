@@ -22,6 +22,14 @@ struct dec {
 	struct kmm_error **err;
 };
 
+/* True when obj has no `key` or it is JSON null (the apiserver treats both alike). */
+static inline bool dec_missing(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	return !v || json_is_null(v);
+}
+
 /* "parent.key" (or "key" for the root); NULL on ENOMEM. */
 char *path_key(const char *parent, const char *key);
 /* "parent[i]"; NULL on ENOMEM. */

@@ -146,7 +146,7 @@ static int dec_nmc_module(struct dec *d, const json_t *e, const char *p, size_t 
 		r = dec_string(d, e, p, "bootId", &m->boot_id);
 	if (r >= 0 && c->status)
 		r = dec_string(d, e, p, "lastTransitionTime", &m->last_transition_time);
-	if (r >= 0 && !json_object_get(e, "config"))
+	if (r >= 0 && dec_missing(e, "config"))
 		r = dec_fail(d, p, "config", "required field is missing");
 	if (r >= 0) {
 		pc = path_key(p, "config");

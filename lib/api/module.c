@@ -107,7 +107,7 @@ int dec_build(struct dec *d, const json_t *obj, const char *path, const char *ke
 	if (!b)
 		return dec_oom(d);
 	STEP(dec_unknown(d, v, p, known, &b->unknown));
-	if (r >= 0 && !json_object_get(v, "dockerfileConfigMap"))
+	if (r >= 0 && dec_missing(v, "dockerfileConfigMap"))
 		r = dec_fail(d, p, "dockerfileConfigMap", "required field is missing");
 	STEP(dec_local_ref(d, v, p, "dockerfileConfigMap", &b->dockerfile_config_map));
 	STEP(dec_build_args(d, v, p, b));
@@ -145,7 +145,9 @@ int dec_build(struct dec *d, const json_t *obj, const char *path, const char *ke
 		}
 	}
 	STEP(dec_tls(d, v, p, "baseImageRegistryTLS", &b->base_image_registry_tls, NULL));
-	if (r >= 0 && dec_object(d, v, p, "kanikoParams") > 0) {
+	if (r >= 0)
+		r = dec_object(d, v, p, "kanikoParams");
+	if (r > 0) {
 		_cleanup_free_ char *pk = path_key(p, "kanikoParams");
 		json_t *unknown = NULL;
 
@@ -274,10 +276,10 @@ int dec_sign(struct dec *d, const json_t *obj, const char *path, const char *key
 	STEP(dec_unknown(d, v, p, known, &s->unknown));
 	STEP(dec_string(d, v, p, "unsignedImage", &s->unsigned_image));
 	STEP(dec_tls(d, v, p, "unsignedImageRegistryTLS", &s->unsigned_image_registry_tls, NULL));
-	if (r >= 0 && !json_object_get(v, "keySecret"))
+	if (r >= 0 && dec_missing(v, "keySecret"))
 		r = dec_fail(d, p, "keySecret", "required field is missing");
 	STEP(dec_local_ref(d, v, p, "keySecret", &s->key_secret));
-	if (r >= 0 && !json_object_get(v, "certSecret"))
+	if (r >= 0 && dec_missing(v, "certSecret"))
 		r = dec_fail(d, p, "certSecret", "required field is missing");
 	STEP(dec_local_ref(d, v, p, "certSecret", &s->cert_secret));
 	STEP(dec_strv(d, v, p, "filesToSign", NULL, &s->files_to_sign));
@@ -360,7 +362,7 @@ static int dec_mapping(struct dec *d, const json_t *v, const char *p, struct kmm
 	STEP(dec_string(d, v, p, "literal", &m->literal));
 	STEP(dec_string(d, v, p, "regexp", &m->regexp));
 	/* The key is required by the CRD; "" defers to the container-level image. */
-	if (r >= 0 && !json_object_get(v, "containerImage"))
+	if (r >= 0 && dec_missing(v, "containerImage"))
 		r = dec_fail(d, p, "containerImage", "required field is missing");
 	STEP(dec_string(d, v, p, "containerImage", &m->container_image));
 	STEP(dec_build(d, v, p, "build", &m->build));
@@ -705,7 +707,9 @@ static int dec_plugin(struct dec *d, const json_t *obj, const char *path, const 
 	STEP(dec_container_spec(d, v, p, "container", &s->container, &has));
 	if (r >= 0 && !has)
 		r = dec_fail(d, p, "container", "required field is missing");
-	if (r >= 0 && dec_object(d, v, p, "initContainer") > 0) {
+	if (r >= 0)
+		r = dec_object(d, v, p, "initContainer");
+	if (r > 0) {
 		s->init_container = calloc(1, sizeof(*s->init_container));
 		r = s->init_container
 			? dec_container_spec(d, v, p, "initContainer", s->init_container, &has)
@@ -719,7 +723,7 @@ static int dec_plugin(struct dec *d, const json_t *obj, const char *path, const 
 		r = dec_bool(d, v, p, "automountServiceAccountToken", &s->automount_sa_token);
 	}
 	if (dra) {
-		if (r >= 0 && !json_object_get(v, "driverName"))
+		if (r >= 0 && dec_missing(v, "driverName"))
 			r = dec_fail(d, p, "driverName", "required field is missing");
 		STEP(dec_string(d, v, p, "driverName", &s->driver_name));
 		STEP(dec_device_classes(d, v, p, s));
@@ -815,7 +819,7 @@ static int dec_spec(struct dec *d, const json_t *root, struct kmm_module_spec *s
 	v = json_object_get(root, "spec");
 	r = 0;
 	STEP(dec_unknown(d, v, "spec", known, &s->unknown));
-	if (r >= 0 && !json_object_get(v, "selector"))
+	if (r >= 0 && dec_missing(v, "selector"))
 		r = dec_fail(d, "spec", "selector", "required field is missing");
 	STEP(dec_strmap(d, v, "spec", "selector", &s->selector));
 	STEP(dec_tolerations(d, v, "spec", "tolerations", &s->tolerations, &s->n_tolerations));
