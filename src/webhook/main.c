@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kmm/json.h"
+#include "kmm/kube.h"
 #include "kmm/log.h"
 #include "kmm/webhook.h"
 #include "src/common/cli.h"
@@ -49,7 +51,34 @@ enum {
 	OPT_MCM,
 	OPT_KUBE_VERSION,
 	OPT_CONFIG,
+	OPT_KUBECONFIG,
 };
+
+/* The apiserver's minor version from GET /version, or -1 when it cannot be asked. */
+static int discover_minor(const char *kubeconfig)
+{
+	_cleanup_kube_config_ struct kmm_kube_config *cfg = NULL;
+	_cleanup_kube_client_ struct kmm_kube_client *c = NULL;
+	_cleanup_json_ json_t *v = NULL;
+	struct kmm_kube_request req = { .method = "GET", .path = "/version" };
+	struct kmm_error *err = NULL;
+	const char *minor;
+	int m = -1;
+
+	if (kmm_kube_config_load_default(kubeconfig, NULL, &cfg, &err) < 0 ||
+	    kmm_kube_client_new(cfg, NULL, &c, &err) < 0 ||
+	    kmm_kube_request_json(c, &req, &v, &err) < 0) {
+		kmm_log(KMM_LOG_WARN, "cannot ask the apiserver its version; the DRA gate is off",
+			"error", kmm_error_message(err), NULL);
+		kmm_error_free(err);
+		return -1;
+	}
+	/* "34" or "34+" (some distributions append a '+'). */
+	minor = json_string_value(json_object_get(v, "minor"));
+	if (minor)
+		m = atoi(minor);
+	return m > 0 ? m : -1;
+}
 
 int main(int argc, char **argv)
 {
@@ -66,16 +95,18 @@ int main(int argc, char **argv)
 		{ "enable-managedclustermodule", no_argument, NULL, OPT_MCM },
 		{ "kube-version", required_argument, NULL, OPT_KUBE_VERSION },
 		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
 		{ 0 },
 	};
 	struct kmm_webhook_server_options o = { .hooks = { .k8s_minor = -1 },
 						.bind_address = ":9443" };
-	const char *cert_dir = "/tmp/k8s-webhook-server/serving-certs";
+	const char *cert_dir = "/tmp/k8s-webhook-server/serving-certs", *kubeconfig = NULL;
+	bool version_given = false;
 	_cleanup_free_ char *cert = NULL, *key = NULL;
 	struct kmm_webhook_server *srv = NULL;
 	struct kmm_error *err = NULL;
 	sigset_t set;
-	char port[8];
+	char port[8], minor_s[16];
 	int opt, r, sig;
 
 	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -122,6 +153,11 @@ int main(int argc, char **argv)
 		case OPT_KUBE_VERSION: {
 			unsigned major, minor;
 
+			version_given = true;
+			if (strcmp(optarg, "none") == 0) {
+				o.hooks.k8s_minor = -1;
+				break;
+			}
 			if (sscanf(optarg[0] == 'v' ? optarg + 1 : optarg, "%u.%u", &major,
 				   &minor) != 2 ||
 			    major != 1)
@@ -131,6 +167,9 @@ int main(int argc, char **argv)
 			break;
 		}
 		case OPT_CONFIG:
+			break;
+		case OPT_KUBECONFIG:
+			kubeconfig = optarg;
 			break;
 		case '?':
 			return kmm_cli_bad_option(PROG, argc, argv);
@@ -150,6 +189,8 @@ int main(int argc, char **argv)
 		return KMM_EXIT_FAILURE;
 	o.cert_file = cert;
 	o.key_file = key;
+	if (!version_given && o.hooks.enable_module)
+		o.hooks.k8s_minor = discover_minor(kubeconfig);
 
 	/* Block the signals before any thread starts so they all inherit the mask. */
 	sigemptyset(&set);
@@ -166,8 +207,9 @@ int main(int argc, char **argv)
 		return KMM_EXIT_FAILURE;
 	}
 	snprintf(port, sizeof(port), "%u", kmm_webhook_server_port(srv));
-	kmm_log(KMM_LOG_INFO, "webhook server listening", "port", port, "module",
-		o.hooks.enable_module ? "true" : "false", "namespace",
+	snprintf(minor_s, sizeof(minor_s), "%d", o.hooks.k8s_minor);
+	kmm_log(KMM_LOG_INFO, "webhook server listening", "port", port, "kube-minor", minor_s,
+		"module", o.hooks.enable_module ? "true" : "false", "namespace",
 		o.hooks.enable_namespace ? "true" : "false", "preflightvalidation",
 		o.hooks.enable_preflightvalidation ? "true" : "false", NULL);
 	sigwait(&set, &sig);

@@ -45,7 +45,7 @@ mkcerts() {
 		-out "$1/tls.crt.new" -days 2 -extfile "$1/ext" >/dev/null 2>&1
 }
 
-echo "1..21"
+echo "1..23"
 for tool in kubectl openssl curl base64; do
 	if ! command -v $tool >/dev/null 2>&1; then
 		echo "# missing $tool"
@@ -62,7 +62,7 @@ mkcerts "$T/ca1" 1 && mkdir -p "$T/serving" && cp "$T/ca1/tls.crt.new" "$T/servi
 check "test CA and serving certificate created" '[ -s "$T/serving/tls.crt" ]'
 
 "$WH" --bind-address 127.0.0.1:0 --cert-dir "$T/serving" --cert-reload-interval 1 \
-	--enable-module --enable-namespace --enable-preflightvalidation --kube-version 1.37 \
+	--enable-module --enable-namespace --enable-preflightvalidation \
 	>"$T/wh.log" 2>&1 &
 WPID=$!
 PORT=
@@ -72,6 +72,7 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 cp "$T/wh.log" "$T/out"
+check "kmm-webhook asked the apiserver its version (DRA gate)" 'grep -q "kube-minor=[1-9][0-9]" "$T/wh.log"'
 check "kmm-webhook serves HTTPS" '[ -n "$PORT" ] && curl -sf --cacert "$T/ca1/ca.crt" "https://127.0.0.1:$PORT/healthz" >/dev/null'
 [ -n "$PORT" ] || exit 1
 URL=https://127.0.0.1:$PORT
@@ -160,6 +161,16 @@ check "UPDATE switching version from empty to set is rejected" 'grep -q "please 
 module good 'r/i:2' '^6\..*$' | kubectl apply -f - >"$T/out" 2>&1
 rc=$?
 check "valid UPDATE is accepted" 'grep -q "module.kmm.sigs.x-k8s.io/good configured" "$T/out"'
+
+cat <<Y | kubectl apply -f - >"$T/out" 2>&1
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: dra, namespace: $NS}
+spec:
+  selector: {kubernetes.io/hostname: node1}
+  dra: {container: {image: 'd:1'}, driverName: gpu.example.com, deviceClasses: [{name: gpu}, {name: gpu}]}
+Y
+check "DRA Module with duplicate device classes is rejected" 'grep -q "spec.dra.deviceClasses\[1\].name: Duplicate value" "$T/out"'
 
 pfv() { # name kernel apiVersion
 	cat <<Y
