@@ -179,7 +179,7 @@ static const struct bad bads[] = {
 	  "spec.moduleLoader.container.kernelMappings[1].containerImage: required field is "
 	  "missing" },
 	{ "spec:\n" ML "      kernelMappings: [{literal: a, containerImage: b}, {literal: a, "
-		       "containerImage: b}, {regexp: 7, containerImage: b}]\n",
+	  "containerImage: b}, {regexp: 7, containerImage: b}]\n",
 	  "spec.moduleLoader.container.kernelMappings[2].regexp: expected a string, got number" },
 	{ "spec:\n" ML "      kernelMappings: [{literal: a, containerImage: b, build: {}}]\n",
 	  "spec.moduleLoader.container.kernelMappings[0].build.dockerfileConfigMap: required field "
@@ -189,15 +189,15 @@ static const struct bad bads[] = {
 	  "spec.moduleLoader.container.kernelMappings[0].sign.certSecret: required field is "
 	  "missing" },
 	{ "spec:\n" ML "      kernelMappings: [{literal: a, containerImage: b, build: "
-		       "{dockerfileConfigMap: {name: d}, buildArgs: [{name: x}]}}]\n",
+	  "{dockerfileConfigMap: {name: d}, buildArgs: [{name: x}]}}]\n",
 	  "spec.moduleLoader.container.kernelMappings[0].build.buildArgs[0].value: required field "
 	  "is missing" },
 	{ "spec:\n" ML "      kernelMappings: [{literal: a, containerImage: b, registryTLS: "
-		       "{insecure: maybe}}]\n",
+	  "{insecure: maybe}}]\n",
 	  "spec.moduleLoader.container.kernelMappings[0].registryTLS.insecure: expected a boolean, "
 	  "got string" },
 	{ "spec:\n" ML "      kernelMappings: [{literal: a, containerImage: b}]\n      "
-		       "imagePullPolicy: Sometimes\n",
+	  "imagePullPolicy: Sometimes\n",
 	  "spec.moduleLoader.container.imagePullPolicy: unsupported value \"Sometimes\": must be "
 	  "Always, IfNotPresent or Never" },
 	{ "spec:\n  selector: {}\n  devicePlugin: {container: {}}\n",
