@@ -26,8 +26,8 @@
 #define KMM_WEBHOOK_PATH_NAMESPACE "/validate--v1-namespace"
 #define KMM_WEBHOOK_PATH_CONVERT "/convert"
 
-/* Request bodies larger than this are refused (413). */
-#define KMM_WEBHOOK_MAX_BODY (3 * 1024 * 1024)
+/* Request bodies larger than this are refused (413): an UPDATE review carries two objects. */
+#define KMM_WEBHOOK_MAX_BODY (8 * 1024 * 1024)
 
 struct kmm_webhook_options {
 	bool enable_module;

@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "1..22"
+echo "1..23"
 if ! command -v kubectl >/dev/null 2>&1 || [ -z "${KUBECONFIG:-}" ]; then
 	echo "# kubectl or KUBECONFIG missing: run under tests/run (testenv env)"
 	exit 1
@@ -47,6 +47,14 @@ sed "s|kmm-registry.local:5000|${KMM_TESTENV_REGISTRY:-127.0.0.1:5000}|; s|names
 	"$SRC/deploy/samples/module.yaml" | kubectl apply -f - >"$T/out" 2>&1
 rc=$?
 check "sample Module applies verbatim (registry rewritten)" '[ $rc -eq 0 ]'
+ok_all=0
+: >"$T/all"
+for f in "$SRC"/deploy/samples/*.yaml; do
+	sed "s|kmm-registry.local:5000|${KMM_TESTENV_REGISTRY:-127.0.0.1:5000}|; s|namespace: default|namespace: $NS|" "$f" |
+		kubectl apply --dry-run=server -f - >>"$T/all" 2>&1 || ok_all=1
+done
+cp "$T/all" "$T/out"
+check "every sample is accepted by the apiserver (server-side dry run)" '[ $ok_all -eq 0 ]'
 kubectl get module kmm-ci -n "$NS" -o jsonpath='{.spec.moduleLoader.container.modprobe.dirName}' >"$T/out" 2>&1
 rc=$?
 check "dirName defaults to /opt" '[ "$(cat "$T/out")" = /opt ]'
