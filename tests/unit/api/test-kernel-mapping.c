@@ -13,6 +13,7 @@
 #include "kmm/kernel.h"
 #include "kmm/strv.h"
 #include "tests/unit/api/helpers.h"
+#include "tests/unit/api/table.h"
 
 static const char module_yaml[] =
     "apiVersion: kmm.sigs.x-k8s.io/v1beta1\n"
@@ -132,60 +133,57 @@ static char *sign_summary(const struct kmm_sign *s)
 	return out;
 }
 
-static void test_resolve_table(void **state)
+static struct kmm_module *mapping_module;
+static struct kmm_mapper *mapping_mapper;
+
+static void test_resolve_row(void **state)
 {
-	_cleanup_(kmm_module_freep) struct kmm_module *m = NULL;
-	_cleanup_(kmm_mapper_freep) struct kmm_mapper *mp = NULL;
-	_cleanup_error_ struct kmm_error *err = NULL;
+	const struct mcase *c = *state;
+	struct kmm_resolved_mapping *res = NULL;
+	struct kmm_error *e = NULL;
+	int r = kmm_mapper_resolve(mapping_mapper, mapping_module, c->kernel, &res, &e);
 
-	if (module_from_yaml(module_yaml, KMM_API_STRICT, &m, &err) != 0)
-		fail_msg("%s", kmm_error_message(err));
-	assert_int_equal(kmm_mapper_new(m, &mp, &err), 0);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const struct mcase *c = &cases[i];
-		struct kmm_resolved_mapping *res = NULL;
-		struct kmm_error *e = NULL;
-		int r = kmm_mapper_resolve(mp, m, c->kernel, &res, &e);
-
-		if (r != c->result)
-			fail_msg("case %zu %s: r=%d (%s)", i, c->kernel, r, kmm_error_message(e));
-		if (r < 0) {
-			char want[64];
-
-			snprintf(want, sizeof(want), "[%zu]", c->index);
-			if (!strstr(e->message, want) && !strstr(e->message, "fewer than 3"))
-				fail_msg("case %zu: error %s", i, e->message);
-		}
-		if (r == 1) {
-			_cleanup_free_ char *it =
-			    kmm_strv_join(res->in_tree_modules_to_remove, ",");
-
-			assert_int_equal(res->index, c->index);
-			assert_string_equal(res->kernel, c->kernel_out);
-			assert_string_equal(res->container_image, c->image);
-			assert_string_equal(it, c->in_tree);
-			assert_int_equal(res->registry_tls.insecure, c->insecure);
-			assert_int_equal(res->registry_tls.insecure_skip_tls_verify,
-					 c->skip_verify);
-			assert_non_null(res->reason);
-			if (c->build) {
-				_cleanup_free_ char *b = build_summary(res->build);
-
-				if (strcmp(b, c->build) != 0)
-					fail_msg("case %zu build %s", i, b);
-				assert_string_equal(kmm_strmap_get(&res->build->selector, "a"),
-						    "b");
-			}
-			if (c->sign) {
-				_cleanup_free_ char *s = sign_summary(res->sign);
-
-				if (strcmp(s, c->sign) != 0)
-					fail_msg("case %zu sign %s", i, s);
-			}
-		}
-		kmm_resolved_mapping_free(res);
+	if (r != c->result) {
+		print_error("r=%d (%s)\n", r, kmm_error_message(e));
 		kmm_error_free(e);
+		fail();
 	}
+	if (r < 0) {
+		char want[64];
+
+		snprintf(want, sizeof(want), "[%zu]", c->index);
+		if (!strstr(e->message, want) && !strstr(e->message, "fewer than 3")) {
+			print_error("error %s\n", e->message);
+			kmm_error_free(e);
+			fail();
+		}
+	}
+	kmm_error_free(e);
+	if (r == 1) {
+		_cleanup_free_ char *it = kmm_strv_join(res->in_tree_modules_to_remove, ",");
+		_cleanup_free_ char *b = c->build ? build_summary(res->build) : NULL;
+		_cleanup_free_ char *s = c->sign ? sign_summary(res->sign) : NULL;
+
+		assert_int_equal(res->index, c->index);
+		assert_string_equal(res->kernel, c->kernel_out);
+		assert_string_equal(res->container_image, c->image);
+		assert_string_equal(it, c->in_tree);
+		assert_int_equal(res->registry_tls.insecure, c->insecure);
+		assert_int_equal(res->registry_tls.insecure_skip_tls_verify, c->skip_verify);
+		assert_non_null(res->reason);
+		if (c->build) {
+			assert_string_equal(b, c->build);
+			assert_string_equal(kmm_strmap_get(&res->build->selector, "a"), "b");
+		}
+		if (c->sign)
+			assert_string_equal(s, c->sign);
+	}
+	kmm_resolved_mapping_free(res);
+}
+
+static const char *mapping_label(const void *row)
+{
+	return ((const struct mcase *)row)->kernel;
 }
 
 static void test_module_config_and_modprobe(void **state)
@@ -270,12 +268,23 @@ static void test_raw_args_and_loading_order(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_resolve_table),
-		cmocka_unit_test(test_module_config_and_modprobe),
-		cmocka_unit_test(test_cache_compiles_once_per_generation),
-		cmocka_unit_test(test_raw_args_and_loading_order),
-	};
+	struct table_run t = { 0 };
+	struct kmm_error *err = NULL;
+	int r;
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (module_from_yaml(module_yaml, KMM_API_STRICT, &mapping_module, &err) != 0 ||
+	    kmm_mapper_new(mapping_module, &mapping_mapper, &err) != 0) {
+		fprintf(stderr, "setup: %s\n", kmm_error_message(err));
+		return 1;
+	}
+	table_add_rows(&t, "kernel", test_resolve_row, (void *)cases, KMM_ARRAY_SIZE(cases),
+		       sizeof(cases[0]), mapping_label);
+	table_add(&t, "test_module_config_and_modprobe", test_module_config_and_modprobe, NULL);
+	table_add(&t, "test_cache_compiles_once_per_generation",
+		  test_cache_compiles_once_per_generation, NULL);
+	table_add(&t, "test_raw_args_and_loading_order", test_raw_args_and_loading_order, NULL);
+	r = table_run(&t, "kernel-mapping");
+	kmm_mapper_free(mapping_mapper);
+	kmm_module_free(mapping_module);
+	return r;
 }

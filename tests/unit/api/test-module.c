@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Module parsing, defaulting, errors with JSON paths, and serialization. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "kmm/api.h"
 #include "kmm/json.h"
 #include "tests/unit/api/helpers.h"
+#include "tests/unit/api/table.h"
 
 static const char upstream_example[] =
     "apiVersion: kmm.sigs.x-k8s.io/v1beta1\n"
@@ -214,21 +216,28 @@ static const struct bad bads[] = {
 	{ "spec: []\n", "spec: expected an object, got array" },
 };
 
-static void test_errors_name_the_json_path(void **state)
+static void test_error_row(void **state)
 {
-	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
-		_cleanup_free_ char *y = NULL;
-		struct kmm_module *m = NULL;
-		struct kmm_error *err = NULL;
-		int r;
+	const struct bad *b = *state;
+	_cleanup_free_ char *y = NULL;
+	struct kmm_module *m = NULL;
+	struct kmm_error *err = NULL;
+	bool good;
+	int r;
 
-		assert_true(asprintf(&y, "%s%s", HEAD, bads[i].spec) > 0);
-		r = module_from_yaml(y, 0, &m, &err);
-		if (r != -EINVAL || !err || strcmp(err->message, bads[i].message) != 0)
-			fail_msg("case %zu: r=%d message=%s", i, r, kmm_error_message(err));
-		assert_null(m);
-		kmm_error_free(err);
-	}
+	assert_true(asprintf(&y, "%s%s", HEAD, b->spec) > 0);
+	r = module_from_yaml(y, 0, &m, &err);
+	good = r == -EINVAL && err && strcmp(err->message, b->message) == 0 && !m;
+	if (!good)
+		print_error("r=%d message=%s\n", r, kmm_error_message(err));
+	kmm_error_free(err);
+	kmm_module_free(m);
+	assert_true(good);
+}
+
+static const char *bad_label(const void *row)
+{
+	return ((const struct bad *)row)->message;
 }
 
 static void test_type_meta(void **state)
@@ -252,13 +261,14 @@ static void test_type_meta(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_upstream_example),
-		cmocka_unit_test(test_roundtrip_is_stable),
-		cmocka_unit_test(test_unknown_fields_survive_a_write),
-		cmocka_unit_test(test_errors_name_the_json_path),
-		cmocka_unit_test(test_type_meta),
-	};
+	struct table_run t = { 0 };
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	table_add(&t, "test_parse_upstream_example", test_parse_upstream_example, NULL);
+	table_add(&t, "test_roundtrip_is_stable", test_roundtrip_is_stable, NULL);
+	table_add(&t, "test_unknown_fields_survive_a_write", test_unknown_fields_survive_a_write,
+		  NULL);
+	table_add_rows(&t, "error path", test_error_row, (void *)bads, KMM_ARRAY_SIZE(bads),
+		       sizeof(bads[0]), bad_label);
+	table_add(&t, "test_type_meta", test_type_meta, NULL);
+	return table_run(&t, "module");
 }

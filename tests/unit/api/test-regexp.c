@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The RE2 gate and PCRE2 matching with Go regexp.MatchString semantics. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "kmm/kernel.h"
+#include "tests/unit/api/table.h"
 
 struct mcase {
 	const char *pattern;
@@ -50,24 +52,29 @@ static const struct mcase matches[] = {
 	{ "^(a+)+$", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", 0 }, /* bounded by match limits */
 };
 
-static void test_match_table(void **state)
+static void test_match_row(void **state)
 {
-	for (size_t i = 0; i < sizeof(matches) / sizeof(matches[0]); i++) {
-		struct kmm_regexp *re = NULL;
-		struct kmm_error *err = NULL;
-		int r;
+	const struct mcase *c = *state;
+	struct kmm_regexp *re = NULL;
+	struct kmm_error *err = NULL;
+	int r;
 
-		if (kmm_regexp_compile(matches[i].pattern, &re, &err) != 0)
-			fail_msg("case %zu %s: %s", i, matches[i].pattern, kmm_error_message(err));
-		r = kmm_regexp_match(re, matches[i].subject);
-		/* A catastrophic pattern may hit the limits: that is a no-match with an error. */
-		if (r < 0 && matches[i].match == 0)
-			r = 0;
-		if (r != matches[i].match)
-			fail_msg("case %zu %s on %s: %d", i, matches[i].pattern, matches[i].subject,
-				 r);
-		kmm_regexp_free(re);
+	if (kmm_regexp_compile(c->pattern, &re, &err) != 0) {
+		print_error("%s: %s\n", c->pattern, kmm_error_message(err));
+		kmm_error_free(err);
+		fail();
 	}
+	r = kmm_regexp_match(re, c->subject);
+	kmm_regexp_free(re);
+	/* A catastrophic pattern may hit the limits: that is a no-match with an error. */
+	if (r < 0 && c->match == 0)
+		r = 0;
+	assert_int_equal(r, c->match);
+}
+
+static const char *mcase_label(const void *row)
+{
+	return ((const struct mcase *)row)->pattern;
 }
 
 struct rcase {
@@ -121,27 +128,33 @@ static const struct rcase rejects[] = {
 	{ "(a", "missing closing parenthesis" },
 };
 
-static void test_reject_table(void **state)
+static void test_reject_row(void **state)
 {
-	for (size_t i = 0; i < sizeof(rejects) / sizeof(rejects[0]); i++) {
-		struct kmm_regexp *re = NULL;
-		struct kmm_error *err = NULL;
-		int r = kmm_regexp_compile(rejects[i].pattern, &re, &err);
+	const struct rcase *c = *state;
+	struct kmm_regexp *re = NULL;
+	struct kmm_error *err = NULL;
+	int r = kmm_regexp_compile(c->pattern, &re, &err);
+	bool good = r == -EINVAL && err && strstr(err->message, c->error);
 
-		if (r != -EINVAL || !err || !strstr(err->message, rejects[i].error))
-			fail_msg("case %zu %s: r=%d err=%s", i, rejects[i].pattern, r,
-				 kmm_error_message(err));
-		assert_null(re);
-		kmm_error_free(err);
-	}
+	if (!good)
+		print_error("%s: r=%d err=%s\n", c->pattern, r, kmm_error_message(err));
+	kmm_error_free(err);
+	kmm_regexp_free(re);
+	assert_true(good);
+}
+
+static const char *rcase_label(const void *row)
+{
+	return ((const struct rcase *)row)->pattern;
 }
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_match_table),
-		cmocka_unit_test(test_reject_table),
-	};
+	struct table_run t = { 0 };
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	table_add_rows(&t, "regexp matches", test_match_row, (void *)matches,
+		       KMM_ARRAY_SIZE(matches), sizeof(matches[0]), mcase_label);
+	table_add_rows(&t, "regexp rejected", test_reject_row, (void *)rejects,
+		       KMM_ARRAY_SIZE(rejects), sizeof(rejects[0]), rcase_label);
+	return table_run(&t, "regexp");
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Table-driven tests of the envsubst engine and the kernel template variables. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "kmm/kernel.h"
 #include "kmm/template.h"
+#include "tests/unit/api/table.h"
 
 static const char *const names[] = { "A", "EMPTY", "KERNEL_X", "B_2", NULL };
 static const char *const values[] = { "aval", "", "6", "bee", NULL };
@@ -68,24 +70,29 @@ static const struct tcase cases[] = {
 	{ "a}b", "a}b", NULL },
 };
 
-static void test_expand_table(void **state)
+static void test_expand_row(void **state)
 {
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct kmm_error *err = NULL;
-		char *out = NULL;
-		int r = kmm_template_expand(cases[i].in, &vars, &out, &err);
+	const struct tcase *c = *state;
+	struct kmm_error *err = NULL;
+	char *out = NULL;
+	int r = kmm_template_expand(c->in, &vars, &out, &err);
+	bool good;
 
-		if (cases[i].out) {
-			if (r != 0 || strcmp(out, cases[i].out) != 0)
-				fail_msg("case %zu \"%s\": r=%d out=\"%s\" err=%s", i, cases[i].in,
-					 r, out ? out : "(null)", kmm_error_message(err));
-		} else if (r != -EINVAL || !err || strcmp(err->message, cases[i].error) != 0) {
-			fail_msg("case %zu \"%s\": r=%d err=\"%s\"", i, cases[i].in, r,
-				 kmm_error_message(err));
-		}
-		free(out);
-		kmm_error_free(err);
-	}
+	if (c->out)
+		good = r == 0 && strcmp(out, c->out) == 0;
+	else
+		good = r == -EINVAL && err && strcmp(err->message, c->error) == 0;
+	if (!good)
+		print_error("\"%s\": r=%d out=\"%s\" err=\"%s\"\n", c->in, r, out ? out : "(null)",
+			    kmm_error_message(err));
+	free(out);
+	kmm_error_free(err);
+	assert_true(good);
+}
+
+static const char *tcase_label(const void *row)
+{
+	return ((const struct tcase *)row)->in;
 }
 
 struct kcase {
@@ -191,13 +198,13 @@ static void test_kernel_expand_table(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_expand_table),
-		cmocka_unit_test(test_kernel_vars_table),
-		cmocka_unit_test(test_kernel_too_few_fields),
-		cmocka_unit_test(test_kernel_trim),
-		cmocka_unit_test(test_kernel_expand_table),
-	};
+	struct table_run t = { 0 };
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	table_add_rows(&t, "template", test_expand_row, (void *)cases, KMM_ARRAY_SIZE(cases),
+		       sizeof(cases[0]), tcase_label);
+	table_add(&t, "test_kernel_vars_table", test_kernel_vars_table, NULL);
+	table_add(&t, "test_kernel_too_few_fields", test_kernel_too_few_fields, NULL);
+	table_add(&t, "test_kernel_trim", test_kernel_trim, NULL);
+	table_add(&t, "test_kernel_expand_table", test_kernel_expand_table, NULL);
+	return table_run(&t, "template");
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Every rule of the Module validating webhook (reference §1.8), one case or more each. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "kmm/api.h"
 #include "lib/api/validate-internal.h"
 #include "tests/unit/api/helpers.h"
+#include "tests/unit/api/table.h"
 
 #define HEAD                                                                                       \
 	"apiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: Module\nmetadata: {name: mod, namespace: "   \
@@ -229,27 +231,32 @@ static const struct vcase cases[] = {
 	  33, NULL },
 };
 
-static void test_rules_table(void **state)
+static void test_rule_row(void **state)
 {
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct kmm_module *m = NULL;
-		struct kmm_error *err = NULL;
-		int r;
+	const struct vcase *c = *state;
+	struct kmm_module *m = NULL;
+	struct kmm_error *err = NULL;
+	bool good;
+	int r;
 
-		r = module_from_yaml(cases[i].yaml, KMM_API_STRICT, &m, &err);
-		if (r < 0)
-			fail_msg("case %zu (%s): parse: %s", i, cases[i].name,
-				 kmm_error_message(err));
-		r = kmm_module_validate(m, NULL, cases[i].k8s_minor, false, &err);
-		if (!cases[i].error && r != 0)
-			fail_msg("case %zu (%s): unexpected error: %s", i, cases[i].name,
-				 kmm_error_message(err));
-		if (cases[i].error && (r != -EINVAL || !strstr(err->message, cases[i].error)))
-			fail_msg("case %zu (%s): r=%d message=%s", i, cases[i].name, r,
-				 kmm_error_message(err));
+	r = module_from_yaml(c->yaml, KMM_API_STRICT, &m, &err);
+	if (r < 0) {
+		print_error("parse: %s\n", kmm_error_message(err));
 		kmm_error_free(err);
-		kmm_module_free(m);
+		fail();
 	}
+	r = kmm_module_validate(m, NULL, c->k8s_minor, false, &err);
+	good = c->error ? r == -EINVAL && strstr(err->message, c->error) : r == 0;
+	if (!good)
+		print_error("r=%d message=%s\n", r, kmm_error_message(err));
+	kmm_error_free(err);
+	kmm_module_free(m);
+	assert_true(good);
+}
+
+static const char *vcase_label(const void *row)
+{
+	return ((const struct vcase *)row)->name;
 }
 
 static void test_version_immutability_on_update(void **state)
@@ -327,12 +334,13 @@ static void test_name_helpers(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rules_table),
-		cmocka_unit_test(test_version_immutability_on_update),
-		cmocka_unit_test(test_all_reports_every_violation),
-		cmocka_unit_test(test_name_helpers),
-	};
+	struct table_run t = { 0 };
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	table_add_rows(&t, "webhook rule", test_rule_row, (void *)cases, KMM_ARRAY_SIZE(cases),
+		       sizeof(cases[0]), vcase_label);
+	table_add(&t, "test_version_immutability_on_update", test_version_immutability_on_update,
+		  NULL);
+	table_add(&t, "test_all_reports_every_violation", test_all_reports_every_violation, NULL);
+	table_add(&t, "test_name_helpers", test_name_helpers, NULL);
+	return table_run(&t, "validate");
 }
