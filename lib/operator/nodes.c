@@ -34,9 +34,18 @@ bool kmm_op_toleration_matches(const json_t *tol, const json_t *taint)
 	return str_eq(str_at(tol, "value"), str_at(taint, "value"));
 }
 
+/*
+ * KMM's pressure tolerations, plus the node lifecycle taints: a node that
+ * reboots goes NotReady for a while, and that is no reason to unload (the
+ * NMC reconciler reloads after the reboot by bootID).
+ */
 static bool internal_tolerated(const json_t *taint)
 {
 	const char *key = str_at(taint, "key");
+
+	if (str_eq(key, "node.kubernetes.io/not-ready") ||
+	    str_eq(key, "node.kubernetes.io/unreachable"))
+		return true;
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(kmm_internal_toleration_keys); i++)
 		if (str_eq(key, kmm_internal_toleration_keys[i]))

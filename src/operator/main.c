@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "kube-burst", required_argument, NULL, OPT_BURST },
 		{},
 	};
+	char *end = NULL;
 	int opt, r;
 
 	a->workers = 4;
@@ -88,18 +90,18 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->config_file = optarg;
 			break;
 		case OPT_WORKERS:
-			a->workers = atoi(optarg);
-			if (a->workers < 1 || a->workers > 64)
+			a->workers = (int)strtol(optarg, &end, 10);
+			if (*end || a->workers < 1 || a->workers > 64)
 				return kmm_cli_usage_error(PROG, "--workers must be 1..64");
 			break;
 		case OPT_QPS:
-			a->qps = atof(optarg);
-			if (a->qps < 0)
+			a->qps = strtod(optarg, &end);
+			if (*end || a->qps < 0)
 				return kmm_cli_usage_error(PROG, "--kube-qps must be >= 0");
 			break;
 		case OPT_BURST:
-			a->burst = atoi(optarg);
-			if (a->burst < 1)
+			a->burst = (int)strtol(optarg, &end, 10);
+			if (*end || a->burst < 1)
 				return kmm_cli_usage_error(PROG, "--kube-burst must be >= 1");
 			break;
 		case '?':
@@ -301,13 +303,15 @@ static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_h
 			return kmm_error_wrap(err, "metrics.bindAddress");
 	}
 	{
+		unsigned hport = kmm_httpd_port(health), mport = 0;
 		char hp[16], mp[16];
 
-		snprintf(hp, sizeof(hp), "%u", kmm_httpd_port(health));
-		snprintf(mp, sizeof(mp), "%u",
-			 same	   ? kmm_httpd_port(health)
-			 : metrics ? kmm_httpd_port(metrics)
-				   : 0);
+		if (same)
+			mport = hport;
+		else if (metrics)
+			mport = kmm_httpd_port(metrics);
+		snprintf(hp, sizeof(hp), "%u", hport);
+		snprintf(mp, sizeof(mp), "%u", mport);
 		kmm_log(KMM_LOG_INFO, "serving probes and metrics", "healthPort", hp, "metricsPort",
 			mp, NULL);
 	}
@@ -624,7 +628,7 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	op->images = kmm_hashmap_new(free);
 	pthread_mutex_init(&op->images_lock, NULL);
 	t = secure_getenv("KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS");
-	op->unload_pull_timeout_s = t ? atoll(t) : 300;
+	op->unload_pull_timeout_s = t ? strtoll(t, NULL, 10) : 300;
 	if (!op->metrics || !op->nmc_overlay || !op->mappers || !op->images)
 		return fail("out of memory", NULL);
 	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
@@ -711,6 +715,12 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &a);
 	if (r >= 0)
 		return r;
+	/*
+	 * A dozen threads (informers, workers, HTTP) each allocating a little would
+	 * get one 64 MiB malloc arena apiece; two are plenty and keep RSS small.
+	 */
+	if (!secure_getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, 2);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);

@@ -274,26 +274,22 @@ static bool entry_equal(const json_t *have, const json_t *want)
 /* JSON-pointer escaping of one key. */
 static char *ptr_escape(const char *k)
 {
-	size_t n = 0;
-	char *out, *o;
+	size_t n = 0, j = 0;
+	char *out;
 
 	for (const char *p = k; *p; p++)
 		n += (*p == '/' || *p == '~') ? 2 : 1;
-	out = o = malloc(n + 1);
+	out = calloc(n + 1, 1);
 	if (!out)
 		return NULL;
 	for (const char *p = k; *p; p++) {
-		if (*p == '/') {
-			*o++ = '~';
-			*o++ = '1';
-		} else if (*p == '~') {
-			*o++ = '~';
-			*o++ = '0';
+		if (*p == '/' || *p == '~') {
+			out[j++] = '~';
+			out[j++] = *p == '/' ? '1' : '0';
 		} else {
-			*o++ = *p;
+			out[j++] = *p;
 		}
 	}
-	*o = 0;
 	return out;
 }
 
@@ -601,10 +597,10 @@ static bool conditions_same(const json_t *a, const json_t *b)
 	json_array_foreach (a, i, x) {
 		const json_t *y = json_array_get(b, i);
 
-		if (strcmp(str(x, "type") ?: "", str(y, "type") ?: "") ||
-		    strcmp(str(x, "status") ?: "", str(y, "status") ?: "") ||
-		    strcmp(str(x, "reason") ?: "", str(y, "reason") ?: "") ||
-		    strcmp(str(x, "message") ?: "", str(y, "message") ?: "") ||
+		if (strcmp(str(x, "type") ?: "", str(y, "type") ?: "") != 0 ||
+		    strcmp(str(x, "status") ?: "", str(y, "status") ?: "") != 0 ||
+		    strcmp(str(x, "reason") ?: "", str(y, "reason") ?: "") != 0 ||
+		    strcmp(str(x, "message") ?: "", str(y, "message") ?: "") != 0 ||
 		    !json_equal(json_object_get(x, "observedGeneration"),
 				json_object_get(y, "observedGeneration")))
 			return false;

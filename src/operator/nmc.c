@@ -221,10 +221,9 @@ static void take_results(struct nmc_state *s)
 				add_event(s, "Normal", "ModuleUnloaded", p->ns, p->module);
 			}
 			s->status_dirty = true;
-		} else if (strcmp(p->phase, "Failed") == 0 || !wanted) {
-			p->handled = true; /* retried by a new pod; orphans just go */
-		} else if (p->deleting) {
-			p->handled = true; /* deleted by someone else: let it go */
+		} else if (strcmp(p->phase, "Failed") == 0 || !wanted || p->deleting) {
+			/* failed: retried by a new pod; orphans just go; deleted by someone else */
+			p->handled = true;
 		}
 	}
 }
@@ -273,7 +272,8 @@ static void drop_vanished(struct nmc_state *s)
 			kmm_log(KMM_LOG_WARN, "unloader cannot pull its image, giving up",
 				"controller", "nmc", "key", s->name, "module", mod, "pod", p->name,
 				"reason", p->waiting, NULL);
-			add_event(s, "Warning", "ModuleUnloadFailed", ns, mod); /* ns, mod die next */
+			add_event(s, "Warning", "ModuleUnloadFailed", ns,
+				  mod); /* ns, mod die next */
 			json_array_remove(s->status, i);
 			s->status_dirty = true;
 			p->handled = true;
@@ -450,6 +450,14 @@ static void replace_stale_loader(struct nmc_state *s, struct wpod *p, const json
 		note_error(s, e);
 }
 
+static bool same_kernel(const json_t *a, const json_t *b)
+{
+	const char *k1 = str(json_object_get(a, "config"), "kernelVersion");
+	const char *k2 = str(json_object_get(b, "config"), "kernelVersion");
+
+	return k1 && k2 && strcmp(k1, k2) == 0;
+}
+
 static void sync_spec(struct nmc_state *s)
 {
 	const json_t *spec = spec_modules(s->nmc), *entry;
@@ -469,18 +477,12 @@ static void sync_spec(struct nmc_state *s)
 				replace_stale_loader(s, p, entry);
 			continue;
 		}
-		if (!st) {
-			r = create_worker(s, entry, KMM_OP_LOAD, &e);
-		} else if (!configs_equal(entry, st)) {
-			const char *k1 = str(json_object_get(entry, "config"), "kernelVersion");
-			const char *k2 = str(json_object_get(st, "config"), "kernelVersion");
-
-			if (k1 && k2 && strcmp(k1, k2) == 0)
-				r = create_worker(s, st, KMM_OP_UNLOAD, &e);
-			else
-				r = create_worker(s, entry, KMM_OP_LOAD, &e);
-		} else if (kmm_op_node_ready(s->node) && s->boot_id &&
-			   strcmp(str(st, "bootId") ?: "", s->boot_id) != 0) {
+		if (st && !configs_equal(entry, st) && same_kernel(entry, st)) {
+			/* changed in place: unload the old config first, then load */
+			r = create_worker(s, st, KMM_OP_UNLOAD, &e);
+		} else if (!st || !configs_equal(entry, st) ||
+			   (s->boot_id && strcmp(str(st, "bootId") ?: "", s->boot_id) != 0)) {
+			/* new, another kernel booted, or rebooted: the old module is gone */
 			r = create_worker(s, entry, KMM_OP_LOAD, &e);
 		}
 		if (r < 0)

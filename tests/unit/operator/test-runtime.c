@@ -36,7 +36,7 @@ static const char *path_str(const json_t *root, const char *const *keys)
 	const json_t *j = root;
 
 	for (size_t i = 0; keys[i]; i++)
-		j = json_is_array(j) ? json_array_get(j, (size_t)atoi(keys[i]))
+		j = json_is_array(j) ? json_array_get(j, (size_t)strtoul(keys[i], NULL, 10))
 				     : json_object_get(j, keys[i]);
 	return json_string_value(j);
 }
