@@ -78,6 +78,16 @@ int kmm_kube_config_load_file(const char *path, const char *context,
 			      struct kmm_kube_config **ret_config, struct kmm_error **err);
 
 /*
+ * Same as kmm_kube_config_load_file() for file content already in memory
+ * (`source` names it in errors, `base_dir` resolves relative paths, may be
+ * NULL). Input that is not UTF-8 is refused before YAML parsing (libfyaml
+ * 0.7.12 loops forever on a '%' directive followed by invalid UTF-8).
+ */
+int kmm_kube_config_from_text(const char *data, size_t len, const char *source,
+			      const char *base_dir, const char *context,
+			      struct kmm_kube_config **ret_config, struct kmm_error **err);
+
+/*
  * Same as kmm_kube_config_load_file() for an already parsed document. `source`
  * names it in errors and `base_dir` resolves relative paths (may be NULL).
  */

@@ -12,7 +12,9 @@
 
 #include <openssl/evp.h>
 
+#include "kmm/fileio.h"
 #include "kmm/kubeconfig.h"
+#include "kmm/yaml.h"
 #include "kmm/strv.h"
 #include "lib/kube/kube-internal.h"
 #include "lib/shared/internal.h"
@@ -396,15 +398,69 @@ int kmm_kube_config_from_json(const json_t *doc, const char *source, const char 
 	return 0;
 }
 
+/* Offset of the first byte that is not part of well-formed UTF-8, or len. */
+static size_t utf8_valid_prefix(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n = c < 0x80		? 1
+			   : (c & 0xe0) == 0xc0 ? 2
+			   : (c & 0xf0) == 0xe0 ? 3
+			   : (c & 0xf8) == 0xf0 ? 4
+						: 0;
+		uint32_t cp;
+
+		if (n == 0 || i + n > len)
+			return i;
+		cp = n == 1 ? c : c & (0x7f >> n);
+		for (size_t k = 1; k < n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return i;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		/* overlong forms, surrogates, beyond U+10FFFF */
+		if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+			return i;
+		i += n;
+	}
+	return len;
+}
+
+int kmm_kube_config_from_text(const char *data, size_t len, const char *source,
+			      const char *base_dir, const char *context,
+			      struct kmm_kube_config **ret_config, struct kmm_error **err)
+{
+	_cleanup_(json_decrefp) json_t *docs = NULL;
+	size_t bad;
+	int r;
+
+	if (!source)
+		source = "kubeconfig";
+	bad = utf8_valid_prefix((const unsigned char *)data, len);
+	if (bad < len)
+		return kmm_error_make(err, EINVAL, "%s: not UTF-8 (byte %zu)", source, bad);
+	r = kmm_yaml_parse(data, len, source, 0, &docs, err);
+	if (r < 0)
+		return r;
+	if (json_array_size(docs) != 1)
+		return kmm_error_make(err, EINVAL, "%s: expected one YAML document, found %zu",
+				      source, json_array_size(docs));
+	return kmm_kube_config_from_json(json_array_get(docs, 0), source, base_dir, context,
+					 ret_config, err);
+}
+
 int kmm_kube_config_load_file(const char *path, const char *context,
 			      struct kmm_kube_config **ret_config, struct kmm_error **err)
 {
-	_cleanup_(json_decrefp) json_t *doc = NULL;
-	_cleanup_free_ char *dir = NULL;
+	_cleanup_free_ char *dir = NULL, *data = NULL;
+	size_t len = 0;
 	char *slash;
 	int r;
 
-	r = kube_parse_document_file(path, KUBECONFIG_MAX, &doc, err);
+	r = kmm_read_file(path, KUBECONFIG_MAX, &data, &len, err);
 	if (r < 0)
 		return r;
 	dir = realpath(path, NULL);
@@ -417,7 +473,7 @@ int kmm_kube_config_load_file(const char *path, const char *context,
 		slash[1] = '\0';
 	else
 		kmm_free_and_null(dir);
-	return kmm_kube_config_from_json(doc, path, dir, context, ret_config, err);
+	return kmm_kube_config_from_text(data, len, path, dir, context, ret_config, err);
 }
 
 int kmm_kube_config_in_cluster(const char *sa_dir, struct kmm_kube_config **ret_config,

@@ -15,9 +15,6 @@
 /* Reads a whole file of at most max bytes into a NUL-terminated heap string. */
 int kube_read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err);
 
-/* Reads a YAML or JSON file (first document) into a jansson value. */
-int kube_parse_document_file(const char *path, size_t max, json_t **ret, struct kmm_error **err);
-
 int kube_base64_decode(const char *in, char **ret, size_t *ret_len);
 
 /*

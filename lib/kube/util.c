@@ -7,29 +7,11 @@
 #include <time.h>
 
 #include "kmm/fileio.h"
-#include "kmm/yaml.h"
 #include "lib/kube/kube-internal.h"
 
 int kube_read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err)
 {
 	return kmm_read_file(path, max, ret, NULL, err);
-}
-
-int kube_parse_document_file(const char *path, size_t max, json_t **ret, struct kmm_error **err)
-{
-	_cleanup_(json_decrefp) json_t *docs = NULL;
-	int r;
-
-	/* JSON is YAML, so one parser covers both forms of kubeconfig. */
-	r = kmm_yaml_parse_file(path, max, 0, &docs, err);
-	if (r < 0)
-		return r;
-	if (json_array_size(docs) == 0)
-		return kmm_error_make(err, EINVAL, "%s: empty document", path);
-	if (json_array_size(docs) > 1)
-		return kmm_error_make(err, EINVAL, "%s: more than one YAML document", path);
-	*ret = json_incref(json_array_get(docs, 0));
-	return 0;
 }
 
 int kube_parse_rfc3339(const char *s, time_t *ret)

@@ -3,29 +3,23 @@
 #include <stdlib.h>
 
 #include "kmm/kubeconfig.h"
-#include "kmm/yaml.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	json_t *docs = NULL;
 	struct kmm_error *err = NULL;
 	struct kmm_kube_config *c = NULL;
 
 	if (size > 256 * 1024)
 		return 0;
-	if (kmm_yaml_parse((const char *)data, size, "fuzz", 0, &docs, &err) == 0 &&
-	    json_array_size(docs) > 0) {
-		if (kmm_kube_config_from_json(json_array_get(docs, 0), "fuzz", "/base", NULL, &c,
-					      &err) == 0) {
-			if (!c->server || !c->namespace)
-				abort();
-		} else if (!err) {
+	if (kmm_kube_config_from_text((const char *)data, size, "fuzz", "/base", NULL, &c, &err) ==
+	    0) {
+		if (!c->server || !c->namespace || err)
 			abort();
-		}
+	} else if (!err) {
+		abort();
 	}
 	kmm_kube_config_free(c);
 	kmm_error_free(err);
-	json_decref(docs);
 	return 0;
 }
