@@ -740,12 +740,6 @@ const char *kmm_api_kind_of(const json_t *j)
 int kmm_api_parse_manifests(const char *data, size_t len, const char *source, json_t **ret_docs,
 			    struct kmm_error **err)
 {
-	/* jansson validates UTF-8 when it builds a string: use it as the checker. */
-	json_t *probe = json_stringn(data ? data : "", len);
-
-	if (!probe)
-		return kmm_error_make(err, EINVAL, "%s: not valid UTF-8 text", source);
-	json_decref(probe);
 	return kmm_yaml_parse(data ? data : "", len, source, KMM_YAML_BOOL_1_1, ret_docs, err);
 }
 

@@ -347,6 +347,15 @@ int kmm_yaml_parse(const char *data, size_t len, const char *source, unsigned fl
 	kmm_buf_init(&diagbuf, 4096);
 	if (!docs)
 		return kmm_error_make_errno(err, ENOMEM, "%s", source);
+	/*
+	 * YAML is UTF-8 text, and libfyaml 0.7 can loop for ever on some truncated
+	 * sequences, so refuse anything else up front. jansson validates UTF-8 when
+	 * it builds a string.
+	 */
+	json_t *probe = json_stringn(data ? data : "", len);
+	if (!probe)
+		return kmm_error_make(err, EINVAL, "%s: not valid UTF-8 text", source);
+	json_decref(probe);
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;
 	dcfg.output_fn = diag_output;

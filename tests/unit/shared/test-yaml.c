@@ -136,6 +136,16 @@ static void test_self_referencing_alias_is_stopped(void **state)
 	assert_non_null(strstr(msg, "deeper than the limit"));
 }
 
+static void test_invalid_utf8_is_refused_before_parsing(void **state)
+{
+	/* A truncated sequence after a directive once made the YAML parser spin. */
+	_cleanup_free_ char *directive = parse_err("%a\xc8");
+	_cleanup_free_ char *value = parse_err("a: \xff\xfe\n");
+
+	assert_string_equal(directive, "t.yaml: not valid UTF-8 text");
+	assert_string_equal(value, "t.yaml: not valid UTF-8 text");
+}
+
 static void test_parse_file_and_missing_file(void **state)
 {
 	char path[] = "/tmp/kmm-yaml-XXXXXX";
@@ -191,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_source_and_line),
 		cmocka_unit_test(test_alias_bomb_is_stopped),
 		cmocka_unit_test(test_self_referencing_alias_is_stopped),
+		cmocka_unit_test(test_invalid_utf8_is_refused_before_parsing),
 		cmocka_unit_test(test_parse_file_and_missing_file),
 		cmocka_unit_test(test_write_file_atomic_replaces_content),
 	};
