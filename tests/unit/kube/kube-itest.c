@@ -744,7 +744,8 @@ static void test_informer(int total_updates)
 
 		snprintf(v, sizeof(v), "%d", total_updates / n_objs - 1);
 		r = kmm_informer_by_index(inf, "by-v", v, &objs, &n);
-		ok(r == 0 && n == (size_t)n_objs, NULL, "index follows updates: %zu under \"%s\"", n, v);
+		ok(r == 0 && n == (size_t)n_objs, NULL, "index follows updates: %zu under \"%s\"",
+		   n, v);
 		kmm_obj_array_free(objs, n);
 		ok(kmm_informer_by_index(inf, "by-v", "init", &objs, &n) == 0 && n == 0, NULL,
 		   "old index value emptied");
@@ -872,6 +873,34 @@ static void test_events(void)
 	drop_namespace(c);
 }
 
+/* kube-itest whoami KUBECONFIG [CONTEXT]: loads that file (and context) and
+ * asks the apiserver's discovery for pods; prints one TAP line. */
+static void test_whoami(const char *path, const char *context, const char *expect)
+{
+	struct kmm_kube_config *cfg = NULL;
+	struct kmm_kube_client *c = NULL;
+	struct kmm_kube_resource_info *info = NULL;
+	struct kmm_error *err = NULL;
+	int r;
+
+	r = kmm_kube_config_load_file(path, context, &cfg, &err);
+	if (r >= 0)
+		r = kmm_kube_client_new(cfg, NULL, &c, &err);
+	if (r >= 0)
+		r = kmm_kube_discover(c, "", "v1", "pods", &info, &err);
+	if (strcmp(expect, "ok") == 0)
+		ok(r == 0 && info && info->namespaced, err, "%s%s%s: authenticated discovery works",
+		   path, context ? " --context " : "", context ? context : "");
+	else
+		ok(r < 0 && strstr(kmm_error_message(err), expect), err,
+		   "%s%s%s fails with \"%s\": %s", path, context ? " --context " : "",
+		   context ? context : "", expect, kmm_error_message(err));
+	kmm_kube_resource_info_free(info);
+	kmm_kube_client_free(c);
+	kmm_kube_config_free(cfg);
+	kmm_error_free(err);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "verbs";
@@ -882,6 +911,8 @@ int main(int argc, char **argv)
 		test_watch();
 	else if (strcmp(mode, "events") == 0)
 		test_events();
+	else if (strcmp(mode, "whoami") == 0 && argc > 3)
+		test_whoami(argv[2], argc > 4 && *argv[4] ? argv[4] : NULL, argv[3]);
 	else if (strcmp(mode, "informer") == 0)
 		test_informer(argc > 2 ? atoi(argv[2]) : 10000);
 	else if ((strcmp(mode, "disrupt") == 0 || strcmp(mode, "gone") == 0) && argc > 2)
