@@ -26,7 +26,7 @@
 static char root[256];
 static char img[512];
 
-static void sh(const char *fmt, ...)
+_printf_(1, 2) static void sh(const char *fmt, ...)
 {
 	char cmd[4096];
 	va_list ap;
