@@ -113,7 +113,8 @@ void kmm_op_overlay_put(struct kmm_op_overlay *o, const json_t *obj);
 void kmm_op_overlay_seen(struct kmm_op_overlay *o, const char *name, const char *rv, bool deleted);
 /*
  * The freshest known object: the overlay's, else the informer's (inf may be
- * NULL). Returns a new reference or NULL when unknown.
+ * NULL). Returns a new reference or NULL when unknown; the object is shared
+ * and must never be modified.
  */
 json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name);
 /* True when rv a is older than rv b (numeric comparison; opaque strings: false). */

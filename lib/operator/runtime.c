@@ -435,12 +435,16 @@ json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, c
 	_cleanup_obj_unref_ struct kmm_obj *cached = inf ? kmm_informer_get(inf, name) : NULL;
 	json_t *mine, *ret = NULL;
 
+	/*
+	 * Both sources are immutable once published and jansson's reference
+	 * counts are atomic, so sharing them costs one increment, not a copy.
+	 */
 	pthread_mutex_lock(&o->lock);
 	mine = kmm_hashmap_get(o->objs, name);
 	if (mine && (!cached || kmm_op_rv_older(kmm_obj_resource_version(cached), rv_of(mine))))
-		ret = json_deep_copy(mine);
+		ret = json_incref(mine);
 	pthread_mutex_unlock(&o->lock);
 	if (!ret && cached)
-		ret = json_deep_copy(kmm_obj_json(cached));
+		ret = json_incref((json_t *)kmm_obj_json(cached));
 	return ret;
 }

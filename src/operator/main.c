@@ -361,7 +361,39 @@ static void on_module_update(const struct kmm_obj *old, const struct kmm_obj *ne
 }
 
 /* Modules named by an NMC's configured/in-use labels. */
-static void enqueue_nmc_modules(struct op *op, const json_t *nmc)
+static const json_t *nmc_entry(const json_t *nmc, const char *part, const char *ns,
+			       const char *name)
+{
+	const json_t *arr = json_object_get(json_object_get(nmc, part), "modules"), *e;
+	size_t i;
+
+	json_array_foreach (arr, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "namespace")) ?: "", ns) == 0 &&
+		    strcmp(json_string_value(json_object_get(e, "name")) ?: "", name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Did anything the Module ns/name cares about change between a and b? */
+static bool module_part_changed(const json_t *a, const json_t *b, const char *ns, const char *name)
+{
+	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(ns, name);
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(ns, name);
+
+	if (!a || !b || !cl || !ul)
+		return true;
+	return !json_equal(nmc_entry(a, "spec", ns, name), nmc_entry(b, "spec", ns, name)) ||
+	       !json_equal(nmc_entry(a, "status", ns, name), nmc_entry(b, "status", ns, name)) ||
+	       !kmm_op_label(a, cl) != !kmm_op_label(b, cl) ||
+	       !kmm_op_label(a, ul) != !kmm_op_label(b, ul);
+}
+
+/*
+ * Modules named by an NMC's configured/in-use labels, those whose part
+ * changed between old and new (old NULL: all of them).
+ */
+static void enqueue_nmc_modules(struct op *op, const json_t *nmc, const json_t *old)
 {
 	const json_t *labels = json_object_get(json_object_get(nmc, "metadata"), "labels");
 	const char *k;
@@ -370,7 +402,7 @@ static void enqueue_nmc_modules(struct op *op, const json_t *nmc)
 
 	json_object_foreach ((json_t *)labels, k, v) {
 		const char *rest, *dot, *suffix;
-		char key[512];
+		char ns[256], name[256], key[512];
 
 		if (strncmp(k, KMM_NMC_LABEL_PREFIX, plen) != 0)
 			continue;
@@ -379,8 +411,11 @@ static void enqueue_nmc_modules(struct op *op, const json_t *nmc)
 		dot = strchr(rest, '.');
 		if (!suffix || !dot || dot >= suffix)
 			continue;
-		snprintf(key, sizeof(key), "%.*s/%.*s", (int)(dot - rest), rest,
-			 (int)(suffix - dot - 1), dot + 1);
+		snprintf(ns, sizeof(ns), "%.*s", (int)(dot - rest), rest);
+		snprintf(name, sizeof(name), "%.*s", (int)(suffix - dot - 1), dot + 1);
+		if (old && !module_part_changed(old, nmc, ns, name))
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", ns, name);
 		kmm_op_ctl_enqueue(op->module_ctl, key);
 	}
 }
@@ -388,19 +423,21 @@ static void enqueue_nmc_modules(struct op *op, const json_t *nmc)
 static void on_nmc(const struct kmm_obj *o, void *ud)
 {
 	struct op *op = ud;
-	const json_t *j = kmm_obj_json(o);
 
 	kmm_op_overlay_seen(op->nmc_overlay, kmm_obj_key(o), kmm_obj_resource_version(o), false);
 	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
-	enqueue_nmc_modules(op, j);
+	enqueue_nmc_modules(op, kmm_obj_json(o), NULL);
 }
 
 static void on_nmc_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
 {
 	struct op *op = ud;
 
-	on_nmc(new, ud);
-	enqueue_nmc_modules(op, kmm_obj_json(old));
+	kmm_op_overlay_seen(op->nmc_overlay, kmm_obj_key(new), kmm_obj_resource_version(new),
+			    false);
+	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(new));
+	enqueue_nmc_modules(op, kmm_obj_json(new), kmm_obj_json(old));
+	enqueue_nmc_modules(op, kmm_obj_json(old), kmm_obj_json(new));
 }
 
 static void on_nmc_delete(const struct kmm_obj *o, void *ud)
@@ -409,7 +446,7 @@ static void on_nmc_delete(const struct kmm_obj *o, void *ud)
 
 	kmm_op_overlay_seen(op->nmc_overlay, kmm_obj_key(o), NULL, true);
 	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
-	enqueue_nmc_modules(op, kmm_obj_json(o));
+	enqueue_nmc_modules(op, kmm_obj_json(o), NULL);
 }
 
 /* Labels other than the ready labels kmm itself writes. */
@@ -466,7 +503,19 @@ static void on_node_update(const struct kmm_obj *old, const struct kmm_obj *new,
 		kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(new));
 }
 
-static void on_pod(const struct kmm_obj *o, void *ud)
+/* What the Module's Ready condition reports of a worker pod: restarts and waiting reasons. */
+static json_t *pod_trouble(const json_t *pod)
+{
+	const json_t *st = json_object_get(pod, "status");
+	const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+	const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+
+	return json_pack("{s:O*, s:O*, s:O*}", "restarts", json_object_get(cs, "restartCount"),
+			 "init", json_object_get(json_object_get(ics, "state"), "waiting"), "main",
+			 json_object_get(json_object_get(cs, "state"), "waiting"));
+}
+
+static void on_pod_event(const struct kmm_obj *old, const struct kmm_obj *o, bool deleted, void *ud)
 {
 	struct op *op = ud;
 	const json_t *j = kmm_obj_json(o);
@@ -474,19 +523,33 @@ static void on_pod(const struct kmm_obj *o, void *ud)
 	    json_string_value(json_object_get(json_object_get(j, "spec"), "nodeName"));
 	const char *mod = kmm_op_label(j, KMM_LABEL_MODULE_NAME);
 	const char *ns = kmm_kube_meta_str(j, "namespace");
+	_cleanup_json_ json_t *now = pod_trouble(j);
+	_cleanup_json_ json_t *before = old ? pod_trouble(kmm_obj_json(old)) : json_object();
 	char key[512];
 
 	if (node)
 		kmm_op_ctl_enqueue(op->nmc_ctl, node);
-	if (mod && ns) {
+	/* The Module only reports on troubled pods: tell it when that changes. */
+	if (mod && ns && now && before &&
+	    (deleted ? json_object_size(now) > 0 : !json_equal(now, before))) {
 		snprintf(key, sizeof(key), "%s/%s", ns, mod);
 		kmm_op_ctl_enqueue(op->module_ctl, key);
 	}
 }
 
+static void on_pod(const struct kmm_obj *o, void *ud)
+{
+	on_pod_event(NULL, o, false, ud);
+}
+
 static void on_pod_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
 {
-	on_pod(new, ud);
+	on_pod_event(old, new, false, ud);
+}
+
+static void on_pod_delete(const struct kmm_obj *o, void *ud)
+{
+	on_pod_event(NULL, o, true, ud);
 }
 
 static int informer(struct op *op, const struct kmm_kube_resource *res, const char *selector,
@@ -513,7 +576,7 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	struct kmm_informer_handlers mh = { on_module, on_module_update, on_module, op };
 	struct kmm_informer_handlers nh = { on_nmc, on_nmc_update, on_nmc_delete, op };
 	struct kmm_informer_handlers nodeh = { on_node, on_node_update, on_node, op };
-	struct kmm_informer_handlers ph = { on_pod, on_pod_update, on_pod, op };
+	struct kmm_informer_handlers ph = { on_pod, on_pod_update, on_pod_delete, op };
 	int r;
 
 	r = informer(op, &kmm_op_modules, NULL, NULL, &mh, &op->modules, err);
