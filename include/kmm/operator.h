@@ -63,7 +63,7 @@ void kmm_op_ctl_enqueue(struct kmm_op_ctl *c, const char *key);
 void kmm_op_ctl_enqueue_after(struct kmm_op_ctl *c, const char *key, int64_t delay_ms);
 int kmm_op_ctl_start(struct kmm_op_ctl *c, int workers, kmm_op_reconcile_fn fn, void *userdata,
 		     struct kmm_error **err);
-/* Drains in-flight reconciles and joins the workers. */
+/* Lets in-flight reconciles finish (queued keys are dropped) and joins the workers. */
 void kmm_op_ctl_stop(struct kmm_op_ctl *c);
 size_t kmm_op_ctl_depth(struct kmm_op_ctl *c);
 /* Keys currently queued or being reconciled (for tests of convergence). */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct kmm_op_ctl {
 	struct kmm_controller *ctl;
 	kmm_op_reconcile_fn fn;
 	void *userdata;
+	atomic_bool stopping; /* skip what is still queued: finish in-flight work only */
 	pthread_mutex_t lock;
 	struct kmm_hashmap *added; /* key -> double* time first queued */
 	struct kmm_metric *total, *errors, *duration, *latency, *depth, *adds;
@@ -162,6 +164,10 @@ static int64_t trampoline(const char *key, void *userdata, struct kmm_error **er
 	pthread_mutex_lock(&c->lock);
 	t = kmm_hashmap_remove(c->added, key);
 	pthread_mutex_unlock(&c->lock);
+	if (atomic_load(&c->stopping)) {
+		free(t);
+		return 0;
+	}
 	if (t) {
 		kmm_metric_observe(c->latency, lv, start > *t ? start - *t : 0);
 		free(t);
@@ -196,6 +202,7 @@ void kmm_op_ctl_stop(struct kmm_op_ctl *c)
 {
 	if (!c)
 		return;
+	atomic_store(&c->stopping, true);
 	if (c->ctl) {
 		kmm_controller_stop(c->ctl);
 		c->ctl = NULL;

@@ -453,6 +453,7 @@ static int set_finalizer(struct op *op, const struct kmm_module *m, bool on, str
 	_cleanup_json_ json_t *list = json_array(), *patch = NULL;
 	const json_t *f;
 	size_t i;
+	int r;
 
 	json_array_foreach (cur, i, f) {
 		if (strcmp(json_string_value(f) ?: "", KMM_FINALIZER_MODULE) != 0)
@@ -464,7 +465,13 @@ static int set_finalizer(struct op *op, const struct kmm_module *m, bool on, str
 			  str(m->metadata, "resourceVersion") ?: "");
 	if (!patch)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+	r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err);
+	if (r == -ENOENT && !on) { /* already gone: our earlier removal went through */
+		kmm_error_free(*err);
+		*err = NULL;
+		return 0;
+	}
+	if (r < 0)
 		return kmm_error_wrap(err, "%s finalizer", on ? "add" : "remove");
 	return 0;
 }
