@@ -197,6 +197,7 @@ static void bench_decode(int n)
 	double t0;
 
 	for (int i = 0; i < n; i++) {
+		// NOLINTNEXTLINE(bugprone-not-null-terminated-result): frames end with '\n'
 		memcpy(stream + i * (l + 1), line, l);
 		stream[i * (l + 1) + l] = '\n';
 	}
@@ -292,10 +293,10 @@ static void bench_memory(struct kmm_kube_client *c, const char *what,
 
 int main(int argc, char **argv)
 {
-	int n_create = argc > 1 ? atoi(argv[1]) : 1000;
-	int k = argc > 2 ? atoi(argv[2]) : 16;
-	int n_pods = argc > 3 ? atoi(argv[3]) : 2000;
-	int n_nodes = argc > 4 ? atoi(argv[4]) : 200;
+	int n_create = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 1000;
+	int k = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 16;
+	int n_pods = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 2000;
+	int n_nodes = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 200;
 	static const char *const pod_proj[] = { "metadata.labels", "metadata.ownerReferences",
 						"spec.nodeName", "status.phase", NULL };
 	static const char *const node_proj[] = { "metadata.labels",

@@ -690,7 +690,7 @@ int kmm_informer_list(struct kmm_informer *inf, struct kmm_obj ***ret_objs, size
 	size_t n = 0, st = 0;
 
 	pthread_rwlock_rdlock(&inf->lock);
-	objs = calloc(kmm_hashmap_size(inf->store) + 1, sizeof(*objs));
+	objs = calloc(kmm_hashmap_size(inf->store) + 1, sizeof(struct kmm_obj *));
 	if (!objs) {
 		pthread_rwlock_unlock(&inf->lock);
 		return -ENOMEM;
@@ -720,7 +720,7 @@ int kmm_informer_by_index(struct kmm_informer *inf, const char *name, const char
 		return -ENOENT;
 	pthread_rwlock_rdlock(&inf->lock);
 	keys = kmm_hashmap_get(ix->values, value);
-	objs = calloc((keys ? kmm_hashmap_size(keys) : 0) + 1, sizeof(*objs));
+	objs = calloc((keys ? kmm_hashmap_size(keys) : 0) + 1, sizeof(struct kmm_obj *));
 	if (!objs) {
 		pthread_rwlock_unlock(&inf->lock);
 		return -ENOMEM;

@@ -76,6 +76,8 @@ static int flatten(struct kmm_buf *b, const json_t *v, char *path, size_t plen, 
 				return -E2BIG;
 			if (plen > 0)
 				path[plen] = SEP;
+			/* path is a (pointer, length) pair, never NUL-terminated */
+			// NOLINTNEXTLINE(bugprone-not-null-terminated-result)
 			memcpy(path + plen + (plen > 0), k, kl);
 			r = flatten(b, m, path, plen + (plen > 0) + kl, depth + 1);
 			if (r < 0)

@@ -342,7 +342,7 @@ int kmm_kube_config_from_json(const json_t *doc, const char *source, const char 
 {
 	_cleanup_kube_config_ struct kmm_kube_config *c = NULL;
 	_cleanup_free_ char *ctx_where = NULL, *cl_where = NULL, *u_where = NULL;
-	const json_t *ctx, *cl, *u = NULL;
+	const json_t *ctx = NULL, *cl = NULL, *u = NULL;
 	const char *name = NULL, *cluster = NULL, *user = NULL;
 	int r;
 

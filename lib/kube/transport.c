@@ -646,7 +646,7 @@ int kube_easy_setup(struct kmm_kube_client *c, CURL *e, const char *method, cons
 	if (cfg->ca_data && (r = blob_opt(e, CURLOPT_CAINFO_BLOB, cfg->ca_data, cfg->ca_data_len,
 					  "CAINFO_BLOB", err)) < 0)
 		goto out;
-	if (a.cert) {
+	if (a.cert && a.key) {
 		if ((r = blob_opt(e, CURLOPT_SSLCERT_BLOB, a.cert, strlen(a.cert), "SSLCERT_BLOB",
 				  err)) < 0 ||
 		    (r = blob_opt(e, CURLOPT_SSLKEY_BLOB, a.key, strlen(a.key), "SSLKEY_BLOB",

@@ -34,9 +34,16 @@ int kube_parse_rfc3339(const char *s, time_t *ret)
 	if (*p == 'Z' || *p == 'z') {
 		p++;
 	} else if (*p == '+' || *p == '-') {
-		int hh, mm, n = 0;
+		const char *q = p + 1;
+		int hh, mm;
 
-		if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5 || hh > 23 || mm > 59)
+		/* exactly "hh:mm" */
+		if (q[0] < '0' || q[0] > '9' || q[1] < '0' || q[1] > '9' || q[2] != ':' ||
+		    q[3] < '0' || q[3] > '9' || q[4] < '0' || q[4] > '9')
+			return -EINVAL;
+		hh = (q[0] - '0') * 10 + (q[1] - '0');
+		mm = (q[3] - '0') * 10 + (q[4] - '0');
+		if (hh > 23 || mm > 59)
 			return -EINVAL;
 		off = (hh * 3600L + mm * 60L) * (*p == '+' ? 1 : -1);
 		p += 6;

@@ -124,7 +124,7 @@ static int on_frame(const char *frame, size_t len, void *ud, struct kmm_error **
 {
 	struct stream *s = ud;
 	_cleanup_(json_decrefp) json_t *obj = NULL;
-	enum kmm_watch_event_type type;
+	enum kmm_watch_event_type type = KMM_WATCH_ERROR;
 	int r;
 
 	r = kmm_watch_decode(frame, len, &type, &obj, err);

@@ -158,7 +158,7 @@ struct ctl {
 static int64_t reconcile(const char *key, void *ud, struct kmm_error **err)
 {
 	struct ctl *c = ud;
-	int i = atoi(key + 1);
+	int i = (int)strtol(key + 1, NULL, 10);
 	struct timespec ts = { 0, 2000000 };
 
 	if (atomic_fetch_add(&c->active[i], 1) != 0)

@@ -790,7 +790,7 @@ static void test_disrupt(const char *cmd, bool expect_gone)
 	inf = start_informer(c, &cnt, expect_gone ? 2 : 0);
 	ok(kmm_informer_wait_synced(inf, 30000) == 0, NULL, "informer synced before disruption");
 	kmm_informer_stats(inf, &st0);
-	rc = system(cmd);
+	rc = system(cmd); // NOLINT(cert-env33-c): the test runs the given shell command
 	ok(rc == 0, NULL, "disruption command succeeded: %s", cmd);
 	o = configmap("after", "2");
 	{
@@ -914,7 +914,7 @@ int main(int argc, char **argv)
 	else if (strcmp(mode, "whoami") == 0 && argc > 3)
 		test_whoami(argv[2], argc > 4 && *argv[4] ? argv[4] : NULL, argv[3]);
 	else if (strcmp(mode, "informer") == 0)
-		test_informer(argc > 2 ? atoi(argv[2]) : 10000);
+		test_informer(argc > 2 ? (int)strtol(argv[2], NULL, 10) : 10000);
 	else if ((strcmp(mode, "disrupt") == 0 || strcmp(mode, "gone") == 0) && argc > 2)
 		test_disrupt(argv[2], strcmp(mode, "gone") == 0);
 	else {
