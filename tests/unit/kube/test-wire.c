@@ -346,8 +346,8 @@ static int run_case(const char *path, const char *stub_script)
 		if (check_result(json_object_get(call, "expect"), r, err, ret) < 0) {
 			char msg[sizeof(diag)];
 
-			snprintf(msg, sizeof(msg), "call %zu: %s", i, diag);
-			snprintf(diag, sizeof(diag), "%s", msg);
+			snprintf(msg, sizeof(msg), "call %zu: %.4000s", i, diag);
+			memcpy(diag, msg, sizeof(diag));
 			rc = -1;
 		}
 		kmm_error_free(err);
