@@ -22,6 +22,7 @@
 
 #include "kmm/kube.h"
 #include "kmm/strv.h"
+#include "kmm/watch.h"
 
 static const struct {
 	const char *name;
@@ -137,6 +138,42 @@ static int check_result(const json_t *exp, int r, const struct kmm_error *err, c
 	return 0;
 }
 
+/* Watch events are collected as {"type": ..., "name": ...} into an array. */
+static int collect(enum kmm_watch_event_type t, json_t *o, void *ud, struct kmm_error **err)
+{
+	const char *name = kmm_kube_meta_str(o, "name");
+	const char *rv = kmm_kube_meta_str(o, "resourceVersion");
+
+	return json_array_append_new(ud, json_pack("{s:s,s:s*,s:s*}", "type",
+						   kmm_watch_event_type_name(t), "name", name, "rv",
+						   rv));
+}
+
+static int do_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *o,
+		    json_t **ret, struct kmm_error **err)
+{
+	struct kmm_watch *w = NULL;
+	json_t *events = json_array();
+	int r;
+
+	if (!events || kmm_watch_new(&w, err) < 0)
+		return -ENOMEM;
+	r = kmm_kube_watch(
+	    c, t,
+	    &(struct kmm_watch_options){
+		.label_selector = jstr(o, "labelSelector"),
+		.resource_version = jstr(o, "resourceVersion"),
+		.allow_bookmarks = json_is_true(json_object_get(o, "allowBookmarks")),
+		.timeout_seconds = (long)json_integer_value(json_object_get(o, "timeoutSeconds")),
+		.max_frame = (size_t)json_integer_value(json_object_get(o, "maxFrame")),
+	    },
+	    collect, NULL, events, w, err);
+	kmm_watch_free(w);
+	/* The events seen are the result, also when the stream ended in an error. */
+	*ret = events;
+	return r;
+}
+
 static int do_call(struct kmm_kube_client *c, const json_t *call, json_t **ret,
 		   struct kmm_error **err)
 {
@@ -157,6 +194,8 @@ static int do_call(struct kmm_kube_client *c, const json_t *call, json_t **ret,
 
 	if (strcmp(verb, "get") == 0)
 		return kmm_kube_get(c, &t, ret, err);
+	if (strcmp(verb, "watch") == 0)
+		return do_watch(c, &t, o, ret, err);
 	if (strcmp(verb, "list") == 0 || strcmp(verb, "list_all") == 0) {
 		struct kmm_kube_list_options lo = {
 			.label_selector = jstr(o, "labelSelector"),
