@@ -759,6 +759,29 @@ static void test_informer(int total_updates)
 	}
 	ok(equal_to_list(c, inf, 10000, why, sizeof(why)) && atomic_load(&cnt.deletes) == 10, NULL,
 	   "deletes reach the store and handlers (%d)", atomic_load(&cnt.deletes));
+	/* Resync: a second informer re-announces every object as an update. */
+	{
+		struct counts rc = { 0 };
+		struct kmm_informer *ri = NULL;
+		static const char *const proj[] = { "data", NULL };
+
+		kmm_informer_new(c,
+				 &(struct kmm_informer_options){ .res = &kmm_kube_configmaps,
+								 .namespace = ns,
+								 .label_selector = "kmm-test=yes",
+								 .projection = proj,
+								 .resync_ms = 500 },
+				 &ri, NULL);
+		kmm_informer_add_handlers(
+		    ri, &(struct kmm_informer_handlers){ h_add, h_upd, h_del, &rc });
+		kmm_informer_start(ri, NULL);
+		kmm_informer_wait_synced(ri, 30000);
+		msleep(2500);
+		ok(atomic_load(&rc.adds) == n_objs - 10 && atomic_load(&rc.updates) >= n_objs - 10,
+		   NULL, "resync every 500 ms: %d adds then %d updates without changes",
+		   atomic_load(&rc.adds), atomic_load(&rc.updates));
+		kmm_informer_free(ri);
+	}
 	kmm_informer_stats(inf, &st);
 	printf("# lists %llu watches %llu events %llu gone %llu errors %llu updates-handled %d\n",
 	       (unsigned long long)st.lists, (unsigned long long)st.watches,
