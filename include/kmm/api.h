@@ -311,6 +311,13 @@ KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_module *, kmm_module_free)
 int kmm_module_validate(const struct kmm_module *m, const struct kmm_module *old, int k8s_minor,
 			bool all, struct kmm_error **err);
 
+/*
+ * The minor number of a Kubernetes 1.x version for the DRA gate: "1.34",
+ * "v1.34.2" and a /version "minor" field ("34", "34+") all give 34. Returns -1
+ * for anything else.
+ */
+int kmm_kube_version_minor(const char *version);
+
 /* The internal tolerations KMM appends to every workload (§2.3). */
 extern const char *const kmm_internal_toleration_keys[3];
 

@@ -502,3 +502,32 @@ int kmm_module_validate(const struct kmm_module *m, const struct kmm_module *old
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	return kmm_error_make(err, EINVAL, "%s", joined);
 }
+
+int kmm_kube_version_minor(const char *version)
+{
+	const char *p = version;
+	unsigned long major = 1, minor;
+	char *end;
+
+	if (!p || !*p)
+		return -1;
+	if (*p == 'v')
+		p++;
+	errno = 0;
+	minor = strtoul(p, &end, 10);
+	if (end == p || errno)
+		return -1;
+	if (*end == '.') {
+		/* "1.34[.2]": what came first was the major. */
+		major = minor;
+		p = end + 1;
+		minor = strtoul(p, &end, 10);
+		if (end == p || errno || (*end && *end != '.'))
+			return -1;
+	} else if (*end && strcmp(end, "+") != 0) {
+		return -1;
+	}
+	if (major != 1 || minor > 1000)
+		return -1;
+	return (int)minor;
+}

@@ -493,25 +493,41 @@ static int count_open_fds(void)
 	return n - 1; /* the directory stream's own descriptor */
 }
 
+/* The n-th (1-based) space-separated field of a /proc/self/stat line, counted from
+ * field 3, which starts after the command name's closing parenthesis. */
+static unsigned long long stat_field(const char *after_comm, int n)
+{
+	const char *p = after_comm;
+
+	for (int field = 3; field < n && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return p ? strtoull(p, NULL, 10) : 0;
+}
+
 static void collect_process(struct kmm_metrics *r, void *userdata)
 {
 	_cleanup_free_ char *stat = NULL;
-	unsigned long utime, stime, vsize;
-	unsigned long long starttime;
-	long rss, ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	unsigned long long utime, stime, starttime, vsize, rss;
 	struct timespec now, up;
 	char *p;
 
 	(void)userdata;
 	if (kmm_read_file("/proc/self/stat", 4096, &stat, NULL, NULL) < 0)
 		return;
-	/* The command name may contain spaces and parentheses: parse after the last ')'. */
+	/* The command name may contain spaces and parentheses: count after the last ')'. */
 	p = strrchr(stat, ')');
-	if (!p || sscanf(p + 2,
-			 "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
-			 "%*d %llu %lu %ld",
-			 &utime, &stime, &starttime, &vsize, &rss) != 5)
+	if (!p || p[1] != ' ')
 		return;
+	p += 2;
+	utime = stat_field(p, 14);
+	stime = stat_field(p, 15);
+	starttime = stat_field(p, 22);
+	vsize = stat_field(p, 23);
+	rss = stat_field(p, 24);
 	clock_gettime(CLOCK_REALTIME, &now);
 	clock_gettime(CLOCK_BOOTTIME, &up);
 	kmm_metric_set(kmm_metrics_find(r, "process_resident_memory_bytes"), NULL,

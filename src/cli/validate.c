@@ -33,18 +33,6 @@ enum {
 	OPT_FIRST,
 };
 
-/* Parses "1.34", "v1.34.2" -> 34. */
-static int parse_minor(const char *s)
-{
-	unsigned major, minor;
-
-	if (*s == 'v')
-		s++;
-	if (sscanf(s, "%u.%u", &major, &minor) != 2 || major != 1 || minor > 1000)
-		return -1;
-	return (int)minor;
-}
-
 static int validate_one(const json_t *j, const char *kind, const char *def_ns, int minor, bool all,
 			char **ret_what, struct kmm_error **err)
 {
@@ -125,8 +113,8 @@ int kmmctl_validate(int argc, char **argv)
 			quiet = true;
 			break;
 		case OPT_KUBE_VERSION:
-			minor = parse_minor(optarg);
-			if (minor < 0)
+			minor = kmm_kube_version_minor(optarg);
+			if (minor < 0 || !strchr(optarg, '.'))
 				return kmm_cli_usage_error(PROG, "invalid --kube-version '%s'",
 							   optarg);
 			break;

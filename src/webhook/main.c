@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kmm/api.h"
 #include "kmm/json.h"
 #include "kmm/kube.h"
 #include "kmm/log.h"
@@ -76,7 +77,7 @@ static int discover_minor(const char *kubeconfig)
 	/* "34" or "34+" (some distributions append a '+'). */
 	minor = json_string_value(json_object_get(v, "minor"));
 	if (minor)
-		m = atoi(minor);
+		m = kmm_kube_version_minor(minor);
 	return m > 0 ? m : -1;
 }
 
@@ -151,19 +152,18 @@ int main(int argc, char **argv)
 			return kmm_cli_usage_error(PROG,
 						   "ManagedClusterModule (hub) is not supported");
 		case OPT_KUBE_VERSION: {
-			unsigned major, minor;
+			int minor;
 
 			version_given = true;
 			if (strcmp(optarg, "none") == 0) {
 				o.hooks.k8s_minor = -1;
 				break;
 			}
-			if (sscanf(optarg[0] == 'v' ? optarg + 1 : optarg, "%u.%u", &major,
-				   &minor) != 2 ||
-			    major != 1)
+			minor = kmm_kube_version_minor(optarg);
+			if (minor < 0 || !strchr(optarg, '.'))
 				return kmm_cli_usage_error(PROG, "invalid --kube-version '%s'",
 							   optarg);
-			o.hooks.k8s_minor = (int)minor;
+			o.hooks.k8s_minor = minor;
 			break;
 		}
 		case OPT_CONFIG:

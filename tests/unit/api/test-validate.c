@@ -332,6 +332,20 @@ static void test_name_helpers(void **state)
 	free(p);
 }
 
+static void test_kube_version_minor(void **state)
+{
+	assert_int_equal(kmm_kube_version_minor("1.34"), 34);
+	assert_int_equal(kmm_kube_version_minor("v1.37.2"), 37);
+	assert_int_equal(kmm_kube_version_minor("34"), 34);
+	assert_int_equal(kmm_kube_version_minor("34+"), 34);
+	assert_int_equal(kmm_kube_version_minor("2.1"), -1);
+	assert_int_equal(kmm_kube_version_minor("1."), -1);
+	assert_int_equal(kmm_kube_version_minor("1.x"), -1);
+	assert_int_equal(kmm_kube_version_minor("34-"), -1);
+	assert_int_equal(kmm_kube_version_minor(""), -1);
+	assert_int_equal(kmm_kube_version_minor(NULL), -1);
+}
+
 int main(void)
 {
 	struct table_run t = { 0 };
@@ -342,5 +356,6 @@ int main(void)
 		  NULL);
 	table_add(&t, "test_all_reports_every_violation", test_all_reports_every_violation, NULL);
 	table_add(&t, "test_name_helpers", test_name_helpers, NULL);
+	table_add(&t, "test_kube_version_minor", test_kube_version_minor, NULL);
 	return table_run(&t, "validate");
 }
