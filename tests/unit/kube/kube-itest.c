@@ -896,6 +896,58 @@ static void test_events(void)
 	drop_namespace(c);
 }
 
+/*
+ * kube-itest soak SECONDS: an informer whose watch streams last 1 s (so it
+ * reconnects constantly, with bookmarks) while a writer patches, creates and
+ * deletes objects for SECONDS; the store must equal a fresh LIST at the end
+ * and, under ASan/LSan or valgrind, nothing may leak.
+ */
+static void test_soak(int seconds)
+{
+	struct kmm_kube_client_options co;
+	struct kmm_kube_client *c;
+	struct counts cnt = { 0 };
+	struct kmm_informer *inf;
+	struct kmm_informer_stats st;
+	char why[256];
+	int64_t end;
+	int writes = 0;
+
+	kmm_kube_client_options_init(&co);
+	co.qps = 0;
+	c = client_new(&co);
+	make_namespace(c, "kube-soak");
+	inf = start_informer(c, &cnt, 1);
+	ok(kmm_informer_wait_synced(inf, 30000) == 0, NULL, "soak: informer synced");
+	end = now_ms() + seconds * 1000LL;
+	for (int i = 0; now_ms() < end; i++) {
+		char name[32], v[32];
+		json_t *o;
+
+		snprintf(name, sizeof(name), "soak-%d", i % 20);
+		snprintf(v, sizeof(v), "%d", i);
+		o = configmap(name, v);
+		if (i % 7 == 6)
+			kmm_kube_delete(c, CM(name), NULL, NULL, NULL);
+		else if (kmm_kube_create(c, CM(NULL), o, NULL, NULL, NULL) < 0)
+			kmm_kube_update(c, CM(name), o, NULL, NULL, NULL);
+		json_decref(o);
+		writes++;
+		msleep(20);
+	}
+	ok(equal_to_list(c, inf, 20000, why, sizeof(why)), NULL,
+	   "soak: after %d writes over %d s the informer equals a fresh LIST (%s)", writes, seconds,
+	   why);
+	kmm_informer_stats(inf, &st);
+	ok(st.watches >= (uint64_t)seconds / 2, NULL,
+	   "soak: %llu watch streams, %llu events, %llu lists, %llu errors",
+	   (unsigned long long)st.watches, (unsigned long long)st.events,
+	   (unsigned long long)st.lists, (unsigned long long)st.errors);
+	kmm_informer_free(inf);
+	drop_namespace(c);
+	kmm_kube_client_free(c);
+}
+
 /* kube-itest whoami KUBECONFIG [CONTEXT]: loads that file (and context) and
  * asks the apiserver's discovery for pods; prints one TAP line. */
 static void test_whoami(const char *path, const char *context, const char *expect)
@@ -934,6 +986,8 @@ int main(int argc, char **argv)
 		test_watch();
 	else if (strcmp(mode, "events") == 0)
 		test_events();
+	else if (strcmp(mode, "soak") == 0)
+		test_soak(argc > 2 ? (int)strtol(argv[2], NULL, 10) : 30);
 	else if (strcmp(mode, "whoami") == 0 && argc > 3)
 		test_whoami(argv[2], argc > 4 && *argv[4] ? argv[4] : NULL, argv[3]);
 	else if (strcmp(mode, "informer") == 0)
