@@ -23,8 +23,9 @@ struct kmm_leader {
 	atomic_bool leading;
 
 	/* Elector thread only. */
-	char *observed_record; /* holder + renewTime + duration as last seen */
-	int64_t observed_ms;   /* monotonic time when it last changed */
+	char *observed_record;	 /* holder + renewTime + duration as last seen */
+	int64_t observed_ms;	 /* monotonic time when it last changed */
+	int64_t observed_dur_ms; /* its leaseDurationSeconds, in ms */
 	char *last_leader;
 };
 
@@ -148,6 +149,7 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 		l->observed_record = TAKE_PTR(record);
 		l->observed_ms = mono_ms();
 	}
+	l->observed_dur_ms = dur_ms;
 	note_leader(l, holder);
 	bool mine = holder && strcmp(holder, l->identity) == 0;
 	if (!mine && holder && *holder && mono_ms() < l->observed_ms + dur_ms)
@@ -205,7 +207,14 @@ static void *elector(void *arg)
 			if (r < 0)
 				kmm_debug("leader: acquire failed", "lease", l->name, "error",
 					  kmm_error_message(err));
-			if (!wait_or_stop(l, l->o.retry_period_ms, true))
+			/* Wake right when the holder's lease expires as we see it,
+			 * if that comes before the next retry. */
+			int64_t wait = l->o.retry_period_ms;
+			int64_t expiry = l->observed_ms + l->observed_dur_ms - mono_ms() + 10;
+
+			if (r == 0 && l->observed_dur_ms > 0 && expiry > 0 && expiry < wait)
+				wait = expiry;
+			if (!wait_or_stop(l, wait, wait == l->o.retry_period_ms))
 				goto out;
 		}
 		atomic_store(&l->leading, true);
