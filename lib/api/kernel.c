@@ -350,7 +350,7 @@ int kmm_mapper_resolve(const struct kmm_mapper *mp, const struct kmm_module *m,
 	if (!m->spec.module_loader)
 		return 0;
 	c = &m->spec.module_loader->container;
-	if (mp->n != c->n_kernel_mappings)
+	if (!mp || mp->n != c->n_kernel_mappings)
 		return kmm_error_make(err, EINVAL, "kernel mapper built for another Module");
 	kernel = kmm_kernel_trim(node_kernel);
 	if (!kernel)
