@@ -109,11 +109,13 @@ struct kmm_kube_query {
 };
 
 /*
- * Builds the request path for t plus query parameters (NULL-terminated by a
- * {NULL, NULL} entry, or q == NULL): every segment and value is
- * percent-escaped. Returns 0 and a heap string, -EINVAL for an empty or
- * "."/".." segment or a namespaced collection without a namespace... (a
- * namespaced resource with namespace NULL lists across all namespaces).
+ * Builds the request path for t plus query parameters (terminated by a
+ * {NULL, NULL} entry, or q == NULL; entries with a NULL value are skipped):
+ * every segment and value is percent-escaped, so a name containing '/', '?'
+ * or '#' stays one segment. A namespaced resource with namespace NULL
+ * addresses all namespaces (collections only). Returns 0 and a heap string
+ * owned by the caller, or -EINVAL for an empty or "."/".." segment or a
+ * subresource without a name.
  */
 int kmm_kube_path(const struct kmm_kube_target *t, const struct kmm_kube_query *q, char **ret_path,
 		  struct kmm_error **err);
