@@ -120,6 +120,19 @@ json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, c
 /* True when rv a is older than rv b (numeric comparison; opaque strings: false). */
 bool kmm_op_rv_older(const char *a, const char *b);
 
+/*
+ * A thread-safe set of strings: what kmm's own writes did that the caches
+ * have not shown yet (pods created, pods released), so a reconcile running
+ * on a cache that lags behind does not repeat the write. Keys expire after
+ * 30 s, so a confirmation the cache never delivers (a relist) cannot stick.
+ */
+struct kmm_op_keyset;
+struct kmm_op_keyset *kmm_op_keyset_new(void);
+void kmm_op_keyset_free(struct kmm_op_keyset *k);
+void kmm_op_keyset_add(struct kmm_op_keyset *k, const char *key);
+void kmm_op_keyset_remove(struct kmm_op_keyset *k, const char *key);
+bool kmm_op_keyset_contains(struct kmm_op_keyset *k, const char *key);
+
 /* ---- nodes, taints, tolerations ---- */
 
 /* Does one toleration tolerate one taint (core/v1 semantics)? Both JSON objects. */

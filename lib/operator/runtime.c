@@ -455,3 +455,73 @@ json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, c
 		ret = json_incref((json_t *)kmm_obj_json(cached));
 	return ret;
 }
+
+/* ------------------------------------------------------------------------- */
+/* Key sets                                                                  */
+
+struct kmm_op_keyset {
+	pthread_mutex_t lock;
+	struct kmm_hashmap *keys; /* key -> double* time added */
+};
+
+/* A key the cache has not confirmed within this long is forgotten (e.g. a relist). */
+#define KEYSET_TTL_S 30.0
+
+struct kmm_op_keyset *kmm_op_keyset_new(void)
+{
+	struct kmm_op_keyset *k = calloc(1, sizeof(*k));
+
+	if (!k)
+		return NULL;
+	pthread_mutex_init(&k->lock, NULL);
+	k->keys = kmm_hashmap_new(free);
+	if (!k->keys) {
+		free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void kmm_op_keyset_free(struct kmm_op_keyset *k)
+{
+	if (!k)
+		return;
+	kmm_hashmap_free(k->keys);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}
+
+void kmm_op_keyset_add(struct kmm_op_keyset *k, const char *key)
+{
+	double *t = malloc(sizeof(*t));
+
+	if (!t)
+		return;
+	*t = now_s();
+	pthread_mutex_lock(&k->lock);
+	if (kmm_hashmap_put(k->keys, key, t, NULL) < 0)
+		free(t);
+	pthread_mutex_unlock(&k->lock);
+}
+
+void kmm_op_keyset_remove(struct kmm_op_keyset *k, const char *key)
+{
+	pthread_mutex_lock(&k->lock);
+	free(kmm_hashmap_remove(k->keys, key));
+	pthread_mutex_unlock(&k->lock);
+}
+
+bool kmm_op_keyset_contains(struct kmm_op_keyset *k, const char *key)
+{
+	double *t;
+	bool r = false;
+
+	pthread_mutex_lock(&k->lock);
+	t = kmm_hashmap_get(k->keys, key);
+	if (t && now_s() - *t > KEYSET_TTL_S)
+		free(kmm_hashmap_remove(k->keys, key));
+	else if (t)
+		r = true;
+	pthread_mutex_unlock(&k->lock);
+	return r;
+}

@@ -481,6 +481,7 @@ static void on_node(const struct kmm_obj *o, void *ud)
 {
 	struct op *op = ud;
 
+	kmm_op_overlay_seen(op->node_overlay, kmm_obj_key(o), kmm_obj_resource_version(o), false);
 	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
 	kmm_op_enqueue_all_modules(op);
 }
@@ -495,6 +496,8 @@ static void on_node_update(const struct kmm_obj *old, const struct kmm_obj *new,
 				     json_object_get(json_object_get(b, "status"), "nodeInfo"));
 	bool ready = kmm_op_node_ready(a) != kmm_op_node_ready(b);
 
+	kmm_op_overlay_seen(op->node_overlay, kmm_obj_key(new), kmm_obj_resource_version(new),
+			    false);
 	if (targeting)
 		kmm_op_enqueue_all_modules(op);
 	if (targeting || ready ||
@@ -525,8 +528,16 @@ static void on_pod_event(const struct kmm_obj *old, const struct kmm_obj *o, boo
 	const char *ns = kmm_kube_meta_str(j, "namespace");
 	_cleanup_json_ json_t *now = pod_trouble(j);
 	_cleanup_json_ json_t *before = old ? pod_trouble(kmm_obj_json(old)) : json_object();
+	const char *uid = kmm_kube_meta_str(j, "uid");
+	const char *name = kmm_kube_meta_str(j, "name");
 	char key[512];
 
+	if (ns && name) {
+		snprintf(key, sizeof(key), "%s/%s", ns, name);
+		kmm_op_keyset_remove(op->pods_created, key); /* the cache has it now */
+	}
+	if (deleted && uid)
+		kmm_op_keyset_remove(op->pods_released, uid);
 	if (node)
 		kmm_op_ctl_enqueue(op->nmc_ctl, node);
 	/* The Module only reports on troubled pods: tell it when that changes. */
@@ -655,6 +666,9 @@ static void op_done(struct op *op)
 	kmm_op_ctl_free(op->module_ctl);
 	kmm_op_ctl_free(op->nmc_ctl);
 	kmm_op_overlay_free(op->nmc_overlay);
+	kmm_op_overlay_free(op->node_overlay);
+	kmm_op_keyset_free(op->pods_created);
+	kmm_op_keyset_free(op->pods_released);
 	kmm_mapper_cache_free(op->mappers);
 	kmm_hashmap_free(op->images);
 	kmm_kube_client_free(op->kube);
@@ -687,12 +701,18 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		return fail("bad configuration", e);
 	op->metrics = kmm_metrics_new();
 	op->nmc_overlay = kmm_op_overlay_new();
+	op->node_overlay = kmm_op_overlay_new();
+	op->pods_created = kmm_op_keyset_new();
+	op->pods_released = kmm_op_keyset_new();
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(op->nmc_create_locks); i++)
+		pthread_mutex_init(&op->nmc_create_locks[i], NULL);
 	op->mappers = kmm_mapper_cache_new();
 	op->images = kmm_hashmap_new(free);
 	pthread_mutex_init(&op->images_lock, NULL);
 	t = secure_getenv("KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS");
 	op->unload_pull_timeout_s = t ? strtoll(t, NULL, 10) : 300;
-	if (!op->metrics || !op->nmc_overlay || !op->mappers || !op->images)
+	if (!op->metrics || !op->nmc_overlay || !op->node_overlay || !op->pods_created ||
+	    !op->pods_released || !op->mappers || !op->images)
 		return fail("out of memory", NULL);
 	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
 		return fail("cannot load the Kubernetes client configuration", e);

@@ -273,6 +273,15 @@ static bool entry_equal(const json_t *have, const json_t *want)
 	return eq;
 }
 
+static size_t name_hash(const char *s)
+{
+	size_t h = 5381;
+
+	for (; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	return h;
+}
+
 /* JSON-pointer escaping of one key. */
 static char *ptr_escape(const char *k)
 {
@@ -387,16 +396,20 @@ static int set_entry(struct op *op, const json_t *node, const struct kmm_module 
 	if (!ops || !cl || !ul)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (!nmc) {
+		pthread_mutex_t *lock =
+		    &op->nmc_create_locks[name_hash(name) % KMM_ARRAY_SIZE(op->nmc_create_locks)];
+
 		if (!entry)
 			return 0;
-		for (int attempt = 0; attempt < 2; attempt++) {
-			r = create_nmc(op, node, m, entry, err);
-			if (r != -EAGAIN)
-				return r < 0 ? r : 1;
+		/* Modules reconciled at once must not all POST the same new NMC. */
+		pthread_mutex_lock(lock);
+		nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+		r = nmc ? 0 : create_nmc(op, node, m, entry, err);
+		pthread_mutex_unlock(lock);
+		if (!nmc && r != -EAGAIN)
+			return r < 0 ? r : 1;
+		if (!nmc)
 			nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
-			if (nmc)
-				break;
-		}
 		if (!nmc)
 			return kmm_error_make(err, EAGAIN, "NMC %s: created concurrently", name);
 	}

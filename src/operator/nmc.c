@@ -142,6 +142,9 @@ static void load_pods(struct nmc_state *s, struct kmm_obj **objs, size_t n)
 		p->module = kmm_op_label(j, KMM_LABEL_MODULE_NAME);
 		if (!p->name || !p->ns || !p->module)
 			continue;
+		if (s->op &&
+		    kmm_op_keyset_contains(s->op->pods_released, kmm_kube_meta_str(j, "uid") ?: ""))
+			continue; /* we deleted it; the cache has not caught up */
 		p->load = strcmp(kmm_op_label(j, KMM_LABEL_WORKER_ACTION) ?: "", "Load") == 0;
 		p->phase = str(st, "phase") ?: "Pending";
 		p->deleting = json_object_get(json_object_get(j, "metadata"), "deletionTimestamp");
@@ -341,6 +344,8 @@ static int release_pod(struct op *op, const struct wpod *p, struct kmm_error **e
 			return kmm_error_wrap(err, "release pod %s/%s", p->ns, p->name);
 		break;
 	}
+	if (kmm_kube_meta_str(p->j, "uid"))
+		kmm_op_keyset_add(op->pods_released, kmm_kube_meta_str(p->j, "uid"));
 	return 0;
 }
 
@@ -403,6 +408,7 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 		.config = c,
 		.op = &s->op->cfg,
 	};
+	char key[512];
 	int r;
 
 	if (!c || !mod || !ns)
@@ -410,7 +416,12 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 	r = kmm_op_worker_pod(&wp, &pod, err);
 	if (r < 0)
 		return r;
+	snprintf(key, sizeof(key), "%s/%s", ns, kmm_kube_meta_str(pod, "name"));
+	if (kmm_op_keyset_contains(s->op->pods_created, key))
+		return 0; /* created moments ago; the cache will show it */
 	r = kmm_op_create(&s->op->api, &t, pod, NULL, err);
+	if (r >= 0)
+		kmm_op_keyset_add(s->op->pods_created, key);
 	if (r == -EEXIST) {
 		kmm_error_free(*err);
 		*err = NULL;
@@ -527,8 +538,10 @@ static bool is_ready_label(const char *k)
 static int sync_node_labels(struct nmc_state *s, struct kmm_error **err)
 {
 	const json_t *spec = spec_modules(s->nmc), *entry;
-	const json_t *labels = json_object_get(json_object_get(s->node, "metadata"), "labels");
-	_cleanup_json_ json_t *want = json_object(), *patch = NULL;
+	_cleanup_json_ json_t *fresh =
+	    kmm_op_overlay_get(s->op->node_overlay, s->op->nodes, s->name);
+	const json_t *labels = json_object_get(json_object_get(fresh, "metadata"), "labels");
+	_cleanup_json_ json_t *want = json_object(), *patch = NULL, *out = NULL;
 	json_t *changes;
 	const char *k;
 	json_t *v;
@@ -566,8 +579,9 @@ static int sync_node_labels(struct nmc_state *s, struct kmm_error **err)
 	}
 	if (json_object_size(changes) == 0)
 		return 0;
-	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err) < 0)
 		return kmm_error_wrap(err, "patch node labels");
+	kmm_op_overlay_put(s->op->node_overlay, out);
 	return 0;
 }
 

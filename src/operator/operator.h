@@ -22,6 +22,10 @@ struct op {
 	/* Caches: Modules and NMCs whole, Nodes and Pods projected, Namespaces' labels. */
 	struct kmm_informer *modules, *nmcs, *nodes, *pods, *namespaces;
 	struct kmm_op_overlay *nmc_overlay;
+	struct kmm_op_overlay *node_overlay;  /* nodes as our label patches returned them */
+	struct kmm_op_keyset *pods_created;   /* "ns/name" created, not yet in the cache */
+	struct kmm_op_keyset *pods_released;  /* uids released, not yet gone from the cache */
+	pthread_mutex_t nmc_create_locks[32]; /* one NMC POST per node at a time */
 	struct kmm_mapper_cache *mappers;
 
 	struct kmm_op_ctl *module_ctl, *nmc_ctl;
