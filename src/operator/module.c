@@ -630,6 +630,30 @@ static bool conditions_same(const json_t *a, const json_t *b)
 	return true;
 }
 
+#define STATUS_MIN_INTERVAL_MS 1000
+
+/* 0 to write the status now (and note the time), else ms to wait. */
+static int64_t status_wait_ms(struct op *op, const struct kmm_module *m)
+{
+	char key[512];
+	int64_t now = mono_ms(), *last, r = 0;
+
+	snprintf(key, sizeof(key), "status|%s/%s", m->namespace, m->name);
+	pthread_mutex_lock(&op->images_lock);
+	last = kmm_hashmap_get(op->images, key);
+	if (last && now - *last < STATUS_MIN_INTERVAL_MS) {
+		r = STATUS_MIN_INTERVAL_MS - (now - *last);
+	} else if (last) {
+		*last = now;
+	} else if ((last = malloc(sizeof(*last)))) {
+		*last = now;
+		if (kmm_hashmap_put(op->images, key, last, NULL) < 0)
+			free(last);
+	}
+	pthread_mutex_unlock(&op->images_lock);
+	return r;
+}
+
 static int patch_status(struct op *op, const struct kmm_module *m, struct counts *c,
 			struct kmm_error **err)
 {
@@ -649,6 +673,13 @@ static int patch_status(struct op *op, const struct kmm_module *m, struct counts
 	if (s->nodes_matching_selector_number == c->matching && s->desired_number == c->desired &&
 	    s->available_number == c->available && conditions_same(conds, m->status.conditions))
 		return 0;
+	if (!ready) {
+		/* While rolling out, progress is written at most once a second. */
+		int64_t wait_ms = status_wait_ms(op, m);
+
+		if (wait_ms > 0)
+			return (int)wait_ms;
+	}
 	patch = json_pack("{s:{s:{s:i, s:i, s:i}, s:O}}", "status", "moduleLoader",
 			  "nodesMatchingSelectorNumber", c->matching, "desiredNumber", c->desired,
 			  "availableNumber", c->available, "conditions", conds);
@@ -885,8 +916,11 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	if (!first) {
 		struct kmm_error *e = NULL;
 
-		if (patch_status(op, m, &c, &e) < 0)
+		r = patch_status(op, m, &c, &e);
+		if (r < 0)
 			keep_first(&first, e);
+		else if (r > 0 && (retry_ms == 0 || r < retry_ms))
+			retry_ms = r; /* progress deferred: come back to write it */
 	}
 	free(c.progress);
 	if (first) {

@@ -30,7 +30,10 @@ struct op {
 
 	struct kmm_op_ctl *module_ctl, *nmc_ctl;
 
-	/* Image existence (module.c): image -> struct image_state*. */
+	/*
+	 * module.c: image existence ("image|tls|secret" -> struct image_state*) and
+	 * the time of each Module's last status write ("status|ns/name" -> int64_t*).
+	 */
 	pthread_mutex_t images_lock;
 	struct kmm_hashmap *images;
 

@@ -63,6 +63,16 @@ def preflight():
         bail(f"{OPERATOR} not built")
     if not os.environ.get("KMM_TESTENV_REGISTRY"):
         bail("KMM_TESTENV_REGISTRY unset: the testenv registry is needed")
+    crd = os.path.join(SRC, "deploy", "crd")
+    p = subprocess.run(["kubectl", "apply", "--server-side", "--force-conflicts", "-k", crd],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        bail(f"cannot install the CRDs from {crd}: {p.stderr.strip()}")
+    p = subprocess.run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s",
+                        "crd/modules.kmm.sigs.x-k8s.io", "crd/nodemodulesconfigs.kmm.sigs.x-k8s.io"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        bail(f"CRDs not established: {p.stderr.strip()}")
 
 
 def run(*args, input=None, check=True, timeout=120):
