@@ -571,6 +571,9 @@ static int informer(struct op *op, const struct kmm_kube_resource *res, const ch
 		.res = res,
 		.label_selector = selector,
 		.projection = projection,
+		/* Small LIST pages: a page is parsed whole before projection, and the
+		 * peak of that parse is what RSS keeps. */
+		.page_size = 100,
 	};
 	int r;
 
@@ -759,6 +762,7 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		return fail("cannot start controllers", e);
 	if (start_informers(op, &e) < 0)
 		return fail("cannot start caches", e);
+	malloc_trim(0); /* give back what the initial LISTs needed only briefly */
 	kmm_log(KMM_LOG_INFO, "caches synced, controllers running", "namespace",
 		op->cfg.operator_namespace, NULL);
 
