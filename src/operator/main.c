@@ -7,6 +7,8 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,7 @@
 #include "kmm/json.h"
 #include "kmm/kubeconfig.h"
 #include "kmm/log.h"
-#include "kmm/operator-leader.h"
+#include "kmm/leader.h"
 #include "operator.h"
 #include "src/common/cli.h"
 
@@ -651,10 +653,16 @@ static int64_t nmc_reconcile(const char *key, void *ud, struct kmm_error **err)
 
 /* ---- main ---- */
 
+static atomic_bool leading, shutting_down;
+
 static void op_done(struct op *op)
 {
 	struct kmm_informer *all[] = { op->modules, op->nmcs, op->nodes, op->pods, op->namespaces };
 
+	atomic_store(&shutting_down, true);
+	kmm_op_ctl_stop(op->module_ctl);
+	kmm_op_ctl_stop(op->nmc_ctl);
+	kmm_leader_stop(op->leader);
 	/* Handlers of one informer read the others: stop every thread before freeing. */
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
 		if (all[i])
@@ -679,6 +687,61 @@ static void op_done(struct op *op)
 	kmm_operator_config_free(&op->cfg);
 }
 
+/* ---- leader election (kmm/leader.h) ---- */
+
+static void started_leading(void *userdata)
+{
+	atomic_store(&leading, true);
+}
+
+/* Losing the Lease while running: stop at once, like client-go; a standby takes over. */
+static void stopped_leading(void *userdata)
+{
+	if (!atomic_load(&leading) || atomic_load(&shutting_down))
+		return;
+	kmm_log(KMM_LOG_ERROR, "lost leadership, exiting", NULL);
+	_exit(KMM_EXIT_FAILURE);
+}
+
+static int start_leader(struct op *op, struct kmm_leader **ret, struct kmm_error **err)
+{
+	char host[128] = "kmm", identity[192];
+	unsigned char rnd[4] = { 0 };
+	struct kmm_leader_options lo = {
+		.namespace = op->cfg.operator_namespace,
+		.name = op->cfg.leader_election_resource_id,
+		.identity = identity,
+		.on_started_leading = started_leading,
+		.on_stopped_leading = stopped_leading,
+		.userdata = op,
+	};
+
+	gethostname(host, sizeof(host) - 1);
+	if (getrandom(rnd, sizeof(rnd), 0) < 0)
+		memset(rnd, 0, sizeof(rnd));
+	snprintf(identity, sizeof(identity), "%s_%02x%02x%02x%02x", host, rnd[0], rnd[1], rnd[2],
+		 rnd[3]);
+	kmm_log(KMM_LOG_INFO, "waiting for leadership", "lease",
+		op->cfg.leader_election_resource_id, "identity", identity, NULL);
+	return kmm_leader_start(op->kube, &lo, ret, err);
+}
+
+/* Waits to lead; returns true when a signal of sigs came first (*ret_sig). */
+static bool wait_leading(const sigset_t *sigs, int *ret_sig)
+{
+	struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+	while (!atomic_load(&leading)) {
+		int s = sigtimedwait(sigs, NULL, &ts);
+
+		if (s == SIGTERM || s == SIGINT) {
+			*ret_sig = s;
+			return true;
+		}
+	}
+	return false;
+}
+
 static int fail(const char *what, struct kmm_error *e)
 {
 	kmm_log(KMM_LOG_ERROR, what, "error", kmm_error_message(e), NULL);
@@ -690,7 +753,6 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 {
 	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
 	_cleanup_kube_config_ struct kmm_kube_config *kc = NULL;
-	_cleanup_(kmm_leader_freep) struct kmm_leader *leader = NULL;
 	struct kmm_kube_client_options ko;
 	struct kmm_error *e = NULL;
 	const char *t;
@@ -735,21 +797,11 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		return fail("cannot serve probes and metrics", e);
 
 	if (op->cfg.leader_election_enabled) {
-		struct kmm_leader_options lo = {
-			.namespace = op->cfg.operator_namespace,
-			.name = op->cfg.leader_election_resource_id,
-		};
-
-		if (kmm_leader_new(op->kube, &lo, &leader, &e) < 0)
+		if (start_leader(op, &op->leader, &e) < 0)
 			return fail("cannot set up leader election", e);
-		kmm_log(KMM_LOG_INFO, "waiting for leadership", "lease",
-			op->cfg.leader_election_resource_id, "identity",
-			kmm_leader_identity(leader), NULL);
-		if (kmm_leader_acquire(leader, sigs, &sig, &e) < 0)
-			return fail("leader election failed", e);
-		if (sig) {
+		if (wait_leading(sigs, &sig)) {
 			kmm_log(KMM_LOG_INFO, "stopping before becoming leader", NULL);
-			return KMM_EXIT_OK;
+			return KMM_EXIT_OK; /* op_done() stops the election */
 		}
 		kmm_log(KMM_LOG_INFO, "became leader", "lease", op->cfg.leader_election_resource_id,
 			NULL);
@@ -766,30 +818,13 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	kmm_log(KMM_LOG_INFO, "caches synced, controllers running", "namespace",
 		op->cfg.operator_namespace, NULL);
 
-	for (;;) {
-		if (leader) {
-			int r = kmm_leader_wait(leader, sigs, &sig, &e);
-
-			if (r < 0) {
-				/* Lost the lease: stop at once, another replica takes over. */
-				kmm_log(KMM_LOG_ERROR, "lost leadership, exiting", "error",
-					kmm_error_message(e), NULL);
-				kmm_error_free(e);
-				_exit(KMM_EXIT_FAILURE);
-			}
-		} else if (sigwait(sigs, &sig) != 0) {
-			continue;
-		}
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-	}
+	while (sigwait(sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+		;
 	kmm_log(KMM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 		NULL);
 	kmm_op_ctl_stop(op->module_ctl);
 	kmm_op_ctl_stop(op->nmc_ctl);
-	if (leader)
-		kmm_leader_release(leader);
-	return KMM_EXIT_OK;
+	return KMM_EXIT_OK; /* op_done() releases the Lease: a standby takes over at once */
 }
 
 int main(int argc, char **argv)

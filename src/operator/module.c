@@ -823,24 +823,63 @@ static int node_entry(struct op *op, const struct kmm_module *m, const json_t *n
 	return 1;
 }
 
+/* Does the container or any mapping have a `key` (build, sign) section? */
+static bool any_section(const json_t *container, const char *key)
+{
+	const json_t *km;
+	size_t i;
+
+	if (json_object_get(container, key))
+		return true;
+	json_array_foreach (json_object_get(container, "kernelMappings"), i, km) {
+		if (json_object_get(km, key))
+			return true;
+	}
+	return false;
+}
+
+/* Upstream's gauges, recomputed from the cache (cheap: one pass over the Modules). */
 static void update_gauges(struct op *op)
 {
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
-	int mods = 0, dp = 0;
+	int mods = 0, dp = 0, build = 0, sign = 0;
 
 	if (kmm_informer_list(op->modules, &objs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		const json_t *spec = json_object_get(kmm_obj_json(objs[i]), "spec");
+		const json_t *j = kmm_obj_json(objs[i]);
+		const json_t *spec = json_object_get(j, "spec");
+		const json_t *c =
+		    json_object_get(json_object_get(spec, "moduleLoader"), "container");
+		const json_t *load = json_object_get(
+		    json_object_get(json_object_get(c, "modprobe"), "args"), "load");
 
 		mods++;
-		if (json_object_get(spec, "devicePlugin"))
-			dp++;
+		dp += json_object_get(spec, "devicePlugin") != NULL;
+		build += any_section(c, "build");
+		sign += any_section(c, "sign");
+		if (json_array_size(load) > 0) {
+			char joined[1024] = "";
+			const json_t *a;
+			size_t k;
+
+			json_array_foreach (load, k, a) {
+				size_t len = strlen(joined);
+
+				snprintf(joined + len, sizeof(joined) - len, "%s%s", k ? "," : "",
+					 json_string_value(a) ?: "");
+			}
+			const char *lv[] = { kmm_kube_meta_str(j, "name"),
+					     kmm_kube_meta_str(j, "namespace"), joined };
+			kmm_metric_set(op->g_modprobe_args, lv, 1);
+		}
 	}
 	kmm_obj_array_free(objs, n);
 	kmm_metric_set(op->g_modules, NULL, mods);
 	kmm_metric_set(op->g_device_plugin, NULL, dp);
+	kmm_metric_set(op->g_build, NULL, build);
+	kmm_metric_set(op->g_sign, NULL, sign);
 }
 
 int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_error **err)

@@ -8,6 +8,7 @@
 
 #include "kmm/hashmap.h"
 #include "kmm/informer.h"
+#include "kmm/leader.h"
 #include "kmm/kernel.h"
 #include "kmm/metrics.h"
 #include "kmm/operator-config.h"
@@ -29,6 +30,7 @@ struct op {
 	struct kmm_mapper_cache *mappers;
 
 	struct kmm_op_ctl *module_ctl, *nmc_ctl;
+	struct kmm_leader *leader; /* NULL without leader election */
 
 	/*
 	 * module.c: image existence ("image|tls|secret" -> struct image_state*) and
