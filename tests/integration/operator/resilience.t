@@ -104,6 +104,9 @@ def main():
     kubectl("create", "namespace", NS, check=False)
     kubectl("create", "namespace", SYS, check=False)
     try:
+        left = [n["metadata"]["name"] for n in kj("get", "nodes", "-l", "op-rs/sel=yes")["items"]]
+        if left:  # an earlier run's cleanup did not finish
+            testenv("nodes", "remove", *left)
         testenv("nodes", "add", "op-rs-n", "--count", str(N), "--label", "op-rs/sel=yes")
         b = sigkill_mid_rollout(ops)
         steady_state_quiet(b)
