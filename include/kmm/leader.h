@@ -8,11 +8,17 @@
  * leader releases the lease (empty holder, 1 s duration) so a successor does
  * not have to wait for expiry.
  *
- * Threads: kmm_leader_start() runs the election on its own thread; the
- * callbacks are called on that thread. on_stopped_leading is called when
- * leadership is lost or given up (also at stop); a process that loses
- * leadership should stop doing leader work at once (client-go's default is
- * to exit). kmm_leader_is_leader() may be called from any thread.
+ * Followers watch the Lease, so each renewal restarts the expiry when it
+ * happens (measured on the local monotonic clock) and a dead leader is
+ * replaced within lease_duration of its last renewal; they fall back to
+ * polling every retry_period while the watch is down.
+ *
+ * Threads: kmm_leader_start() runs the election on its own thread (and the
+ * Lease watch on a second one); the callbacks are called on the election
+ * thread. on_stopped_leading is called when leadership is lost or given up
+ * (also at stop); a process that loses leadership should stop doing leader
+ * work at once (client-go's default is to exit). kmm_leader_is_leader() may
+ * be called from any thread.
  */
 #ifndef KMM_LEADER_H
 #define KMM_LEADER_H

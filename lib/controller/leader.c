@@ -9,7 +9,11 @@
 
 #include "kmm/leader.h"
 #include "kmm/log.h"
+#include "kmm/watch.h"
 #include "lib/kube/kube-internal.h"
+
+/* Server-side timeout of one watch stream on the Lease; it is then reopened. */
+#define LEASE_WATCH_TIMEOUT_S 300
 
 struct kmm_leader {
 	struct kmm_kube_client *c;
@@ -17,15 +21,22 @@ struct kmm_leader {
 	char *ns, *name, *identity;
 
 	pthread_t thread;
-	pthread_mutex_t lock; /* guards stopping, with cond */
-	pthread_cond_t cond;
+	pthread_t watcher; /* watches the Lease so followers see renewals at once */
+	bool thread_started, watcher_started;
+	struct kmm_watch *watch; /* cancelled by kmm_leader_stop() */
+	pthread_mutex_t lock;	 /* guards the fields below, with cond (CLOCK_MONOTONIC) */
+	pthread_cond_t cond;	 /* broadcast on stop and when the observed record changes */
 	bool stopping;
 	atomic_bool leading;
 
-	/* Elector thread only. */
+	/* Shared by the elector and the watcher thread, under lock. */
 	char *observed_record;	 /* holder + renewTime + duration as last seen */
 	int64_t observed_ms;	 /* monotonic time when it last changed */
 	int64_t observed_dur_ms; /* its leaseDurationSeconds, in ms */
+	bool watch_synced;	 /* the watch is open and has delivered the Lease */
+	bool lease_free;	 /* the watch saw it released or deleted: try now */
+
+	/* Elector thread only. */
 	char *last_leader;
 };
 
@@ -45,21 +56,23 @@ static void now_micro(char *buf, size_t len)
 	kube_format_microtime(buf, len, &ts);
 }
 
+/* A mono_ms() deadline as an absolute time for pthread_cond_timedwait on l->cond. */
+static struct timespec mono_deadline(int64_t at_ms)
+{
+	return (struct timespec){ .tv_sec = at_ms / 1000, .tv_nsec = (at_ms % 1000) * 1000000L };
+}
+
+static int64_t jittered(int64_t ms)
+{
+	return ms + kube_backoff_ms(ms / 5 + 1, ms / 5 + 1, 0) - ms / 10;
+}
+
 /* Waits ms (with up to 20% jitter added); false if stopping. */
 static bool wait_or_stop(struct kmm_leader *l, int64_t ms, bool jitter)
 {
-	struct timespec ts;
+	struct timespec ts = mono_deadline(mono_ms() + (jitter ? jittered(ms) : ms));
 	bool stop;
 
-	if (jitter)
-		ms += kube_backoff_ms(ms / 5 + 1, ms / 5 + 1, 0) - ms / 10;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping && pthread_cond_timedwait(&l->cond, &l->lock, &ts) == 0)
 		;
@@ -99,6 +112,40 @@ static void note_leader(struct kmm_leader *l, const char *holder)
 		l->o.on_new_leader(holder, l->o.userdata);
 }
 
+/* The part of a Lease whose change counts as a renewal: holder|renewTime|duration. */
+static int lease_record(struct kmm_leader *l, const json_t *lease, char **ret_record,
+			int64_t *ret_dur_ms)
+{
+	const json_t *spec = json_object_get(lease, "spec");
+	const char *holder = json_string_value(json_object_get(spec, "holderIdentity"));
+	const char *renew = json_string_value(json_object_get(spec, "renewTime"));
+	int64_t dur_ms = json_integer_value(json_object_get(spec, "leaseDurationSeconds")) * 1000;
+
+	if (dur_ms <= 0)
+		dur_ms = l->o.lease_duration_ms;
+	if (asprintf(ret_record, "%s|%s|%lld", holder ? holder : "", renew ? renew : "",
+		     (long long)dur_ms) < 0)
+		return -ENOMEM;
+	*ret_dur_ms = dur_ms;
+	return 0;
+}
+
+/*
+ * Notes a record read by GET or delivered by the watch (takes *record). Only
+ * a change restarts the expiry, and it is timed on our monotonic clock when
+ * we saw it, never from the holder's renewTime. Called with l->lock held.
+ */
+static void observe(struct kmm_leader *l, char **record, int64_t dur_ms)
+{
+	if (!l->observed_record || strcmp(*record, l->observed_record) != 0) {
+		free(l->observed_record);
+		l->observed_record = TAKE_PTR(*record);
+		l->observed_ms = mono_ms();
+		pthread_cond_broadcast(&l->cond);
+	}
+	l->observed_dur_ms = dur_ms;
+}
+
 /* One attempt: returns 1 if we hold the lease afterwards, 0 if someone else does, <0 on error. */
 static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 {
@@ -107,7 +154,7 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 	_cleanup_error_ struct kmm_error *gerr = NULL;
 	_cleanup_free_ char *record = NULL;
 	const json_t *cur;
-	const char *holder, *renew, *acquire;
+	const char *holder, *acquire;
 	int64_t transitions, dur_ms;
 	int dur_s = (int)((l->o.lease_duration_ms + 999) / 1000);
 	int r;
@@ -125,7 +172,9 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 		r = kmm_kube_create(l->c, &t, obj, NULL, NULL, err);
 		if (r < 0)
 			return r == -EEXIST ? 0 : r;
+		pthread_mutex_lock(&l->lock);
 		l->observed_ms = mono_ms();
+		pthread_mutex_unlock(&l->lock);
 		return 1;
 	}
 	if (r < 0) {
@@ -135,24 +184,18 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 	}
 	cur = json_object_get(lease, "spec");
 	holder = json_string_value(json_object_get(cur, "holderIdentity"));
-	renew = json_string_value(json_object_get(cur, "renewTime"));
 	acquire = json_string_value(json_object_get(cur, "acquireTime"));
 	transitions = json_integer_value(json_object_get(cur, "leaseTransitions"));
-	dur_ms = json_integer_value(json_object_get(cur, "leaseDurationSeconds")) * 1000;
-	if (dur_ms <= 0)
-		dur_ms = l->o.lease_duration_ms;
-	if (asprintf(&record, "%s|%s|%lld", holder ? holder : "", renew ? renew : "",
-		     (long long)dur_ms) < 0)
-		return -ENOMEM;
-	if (!l->observed_record || strcmp(record, l->observed_record) != 0) {
-		free(l->observed_record);
-		l->observed_record = TAKE_PTR(record);
-		l->observed_ms = mono_ms();
-	}
-	l->observed_dur_ms = dur_ms;
+	r = lease_record(l, lease, &record, &dur_ms);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&l->lock);
+	observe(l, &record, dur_ms);
+	bool expired = mono_ms() >= l->observed_ms + dur_ms;
+	pthread_mutex_unlock(&l->lock);
 	note_leader(l, holder);
 	bool mine = holder && strcmp(holder, l->identity) == 0;
-	if (!mine && holder && *holder && mono_ms() < l->observed_ms + dur_ms)
+	if (!mine && holder && *holder && !expired)
 		return 0; /* held by someone else and not expired as we see it */
 	spec = lease_spec(l, l->identity, dur_s, mine ? acquire : NULL,
 			  mine ? transitions : transitions + 1);
@@ -164,7 +207,9 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 		return 0;
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&l->lock);
 	l->observed_ms = mono_ms();
+	pthread_mutex_unlock(&l->lock);
 	return 1;
 }
 
@@ -189,6 +234,120 @@ static void release(struct kmm_leader *l)
 	(void)kmm_kube_update(l->c, &t, lease, NULL, NULL, NULL);
 }
 
+/*
+ * Follower: waits until the holder's lease expires as we observed it (plus
+ * 10 ms). While the watch is synced every renewal it delivers moves that
+ * deadline, so no GET is needed until then; without it (not yet open, failed,
+ * reconnecting) we also wake every retry period to poll. A lease the watch saw
+ * released or deleted ends the wait at once. held: the last attempt found the
+ * lease held by someone else (else the observed record says nothing useful).
+ * False if stopping.
+ */
+static bool follow(struct kmm_leader *l, bool held)
+{
+	int64_t poll_at = mono_ms() + jittered(l->o.retry_period_ms);
+	bool stop;
+
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		int64_t until = poll_at;
+
+		if (l->stopping || l->lease_free)
+			break;
+		if (held && l->observed_dur_ms > 0) {
+			int64_t expiry = l->observed_ms + l->observed_dur_ms + 10;
+
+			if (l->watch_synced || expiry < until)
+				until = expiry;
+		}
+		if (mono_ms() >= until)
+			break;
+		struct timespec ts = mono_deadline(until);
+		(void)pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+	}
+	stop = l->stopping;
+	pthread_mutex_unlock(&l->lock);
+	return !stop;
+}
+
+static int on_lease_event(enum kmm_watch_event_type type, json_t *object, void *userdata,
+			  struct kmm_error **err)
+{
+	struct kmm_leader *l = userdata;
+	_cleanup_free_ char *record = NULL;
+	const char *holder;
+	int64_t dur_ms;
+	int r;
+
+	(void)err;
+	if (type == KMM_WATCH_BOOKMARK)
+		return 0;
+	pthread_mutex_lock(&l->lock);
+	l->watch_synced = true;
+	if (type == KMM_WATCH_DELETED) {
+		l->lease_free = true;
+		pthread_cond_broadcast(&l->cond);
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	r = lease_record(l, object, &record, &dur_ms);
+	if (r < 0)
+		return r;
+	holder =
+	    json_string_value(json_object_get(json_object_get(object, "spec"), "holderIdentity"));
+	pthread_mutex_lock(&l->lock);
+	observe(l, &record, dur_ms);
+	if (!holder || !*holder)
+		l->lease_free = true;
+	/* Also wakes a follower that was polling before the watch synced. */
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+/*
+ * Watches the one Lease for the life of the elector, reopening the stream with
+ * backoff when it fails or ends; while it is down followers poll.
+ */
+static void *watcher(void *arg)
+{
+	struct kmm_leader *l = arg;
+	_cleanup_free_ char *selector = NULL;
+	struct kmm_kube_target t = { .res = &kmm_kube_leases, .namespace = l->ns };
+	int failures = 0;
+
+	if (asprintf(&selector, "metadata.name=%s", l->name) < 0)
+		return NULL;
+	while (!is_stopping(l)) {
+		_cleanup_error_ struct kmm_error *err = NULL;
+		struct kmm_watch_options wo = {
+			.field_selector = selector,
+			.timeout_seconds = LEASE_WATCH_TIMEOUT_S,
+		};
+		int64_t opened = mono_ms();
+		int r;
+
+		r = kmm_kube_watch(l->c, &t, &wo, on_lease_event, NULL, l, l->watch, &err);
+		pthread_mutex_lock(&l->lock);
+		l->watch_synced = false;
+		pthread_cond_broadcast(&l->cond); /* a follower goes back to polling */
+		pthread_mutex_unlock(&l->lock);
+		if (r == -ECANCELED || kmm_watch_cancelled(l->watch))
+			break;
+		if (r < 0)
+			kmm_debug("leader: lease watch failed", "lease", l->name, "error",
+				  kmm_error_message(err));
+		/* A stream that lived a while was healthy: reopen at once. */
+		failures = r == 0 && mono_ms() - opened >= 10000 ? 0 : failures + 1;
+		if (failures > 0 &&
+		    !wait_or_stop(l, kube_backoff_ms(l->o.retry_period_ms, 30000, failures - 1),
+				  false))
+			break;
+	}
+	return NULL;
+}
+
 static void *elector(void *arg)
 {
 	struct kmm_leader *l = arg;
@@ -201,20 +360,18 @@ static void *elector(void *arg)
 		for (;;) {
 			_cleanup_error_ struct kmm_error *err = NULL;
 
+			/* Cleared before the GET, so a release the watch reports
+			 * while we decide is not missed. */
+			pthread_mutex_lock(&l->lock);
+			l->lease_free = false;
+			pthread_mutex_unlock(&l->lock);
 			r = try_acquire_or_renew(l, &err);
 			if (r == 1)
 				break;
 			if (r < 0)
 				kmm_debug("leader: acquire failed", "lease", l->name, "error",
 					  kmm_error_message(err));
-			/* Wake right when the holder's lease expires as we see it,
-			 * if that comes before the next retry. */
-			int64_t wait = l->o.retry_period_ms;
-			int64_t expiry = l->observed_ms + l->observed_dur_ms - mono_ms() + 10;
-
-			if (r == 0 && l->observed_dur_ms > 0 && expiry > 0 && expiry < wait)
-				wait = expiry;
-			if (!wait_or_stop(l, wait, wait == l->o.retry_period_ms))
+			if (!follow(l, r == 0))
 				goto out;
 		}
 		atomic_store(&l->leading, true);
@@ -282,19 +439,33 @@ int kmm_leader_start(struct kmm_kube_client *client, const struct kmm_leader_opt
 	l->name = strdup(opts->name);
 	l->identity = strdup(opts->identity);
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&l->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	atomic_init(&l->leading, false);
 	if (!l->ns || !l->name || !l->identity) {
 		kmm_leader_stop(l);
 		return -ENOMEM;
 	}
-	r = pthread_create(&l->thread, NULL, elector, l);
+	r = kmm_watch_new(&l->watch, err);
+	if (r < 0) {
+		kmm_leader_stop(l);
+		return r;
+	}
+	r = pthread_create(&l->watcher, NULL, watcher, l);
+	if (r == 0) {
+		l->watcher_started = true;
+		r = pthread_create(&l->thread, NULL, elector, l);
+		if (r == 0)
+			l->thread_started = true;
+	}
 	if (r != 0) {
-		l->thread = 0;
-		free(l->ns);
-		free(l->name);
-		free(l->identity);
-		free(l);
+		kmm_leader_stop(l);
 		return kmm_error_make_errno(err, r, "leader election: thread");
 	}
 	*ret_leader = l;
@@ -314,8 +485,13 @@ void kmm_leader_stop(struct kmm_leader *l)
 	l->stopping = true;
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
-	if (l->thread)
+	if (l->watch)
+		kmm_watch_cancel(l->watch);
+	if (l->thread_started)
 		pthread_join(l->thread, NULL);
+	if (l->watcher_started)
+		pthread_join(l->watcher, NULL);
+	kmm_watch_free(l->watch);
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->cond);
 	free(l->observed_record);
