@@ -189,8 +189,13 @@ static void test_controller(void **state)
 			snprintf(name, sizeof(name), "k%d", i);
 			kmm_workqueue_add(q, name);
 		}
-	/* Let the failing key retry (1, 2, 4 ms) before draining. */
-	for (int i = 0; i < 100 && atomic_load(&c.fails_left) > 0; i++) {
+	/*
+	 * Let the failing key retry (1, 2, 4 ms) and then succeed, which forgets its
+	 * failures, before draining; allow for a slow, loaded machine.
+	 */
+	for (int i = 0; i < 500 && (atomic_load(&c.fails_left) >= 0 ||
+				    kmm_workqueue_num_requeues(q, "k0") != 0);
+	     i++) {
 		struct timespec ts = { 0, 10000000 };
 
 		nanosleep(&ts, NULL);
@@ -198,7 +203,7 @@ static void test_controller(void **state)
 	kmm_controller_stop(ctl);
 	assert_int_equal(atomic_load(&c.violations), 0);
 	assert_true(atomic_load(&c.calls) >= 16);
-	assert_true(atomic_load(&c.fails_left) <= 0);
+	assert_true(atomic_load(&c.fails_left) < 0);
 	assert_int_equal(kmm_workqueue_num_requeues(q, "k0"), 0);
 	kmm_workqueue_free(q);
 }
