@@ -61,6 +61,11 @@ int kmm_op_ctl_new(const char *name, struct kmm_metrics *m, struct kmm_op_ctl **
 /* Queues key (copied); remembers when, for the queue-latency histogram. */
 void kmm_op_ctl_enqueue(struct kmm_op_ctl *c, const char *key);
 void kmm_op_ctl_enqueue_after(struct kmm_op_ctl *c, const char *key, int64_t delay_ms);
+/*
+ * Queues key after delay_ms unless it is already queued or due: many events
+ * about one key within delay_ms cost one reconcile.
+ */
+void kmm_op_ctl_enqueue_coalesced(struct kmm_op_ctl *c, const char *key, int64_t delay_ms);
 int kmm_op_ctl_start(struct kmm_op_ctl *c, int workers, kmm_op_reconcile_fn fn, void *userdata,
 		     struct kmm_error **err);
 /* Lets in-flight reconciles finish (queued keys are dropped) and joins the workers. */

@@ -148,6 +148,18 @@ void kmm_op_ctl_enqueue(struct kmm_op_ctl *c, const char *key)
 	kmm_workqueue_add(c->q, key);
 }
 
+void kmm_op_ctl_enqueue_coalesced(struct kmm_op_ctl *c, const char *key, int64_t delay_ms)
+{
+	bool pending;
+
+	pthread_mutex_lock(&c->lock);
+	pending = kmm_hashmap_contains(c->added, key);
+	pthread_mutex_unlock(&c->lock);
+	if (pending)
+		return; /* already queued or due: that reconcile will see this change too */
+	kmm_op_ctl_enqueue_after(c, key, delay_ms);
+}
+
 void kmm_op_ctl_enqueue_after(struct kmm_op_ctl *c, const char *key, int64_t delay_ms)
 {
 	note_added(c, key, now_s() + (double)delay_ms / 1000.0);

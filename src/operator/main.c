@@ -362,7 +362,9 @@ static void on_module_update(const struct kmm_obj *old, const struct kmm_obj *ne
 	on_module(new, ud);
 }
 
-/* Modules named by an NMC's configured/in-use labels. */
+/* NMC progress is batched into one Module reconcile per this many ms. */
+#define MODULE_STATUS_BATCH_MS 2000
+
 static const json_t *nmc_entry(const json_t *nmc, const char *part, const char *ns,
 			       const char *name)
 {
@@ -418,7 +420,12 @@ static void enqueue_nmc_modules(struct op *op, const json_t *nmc, const json_t *
 		if (old && !module_part_changed(old, nmc, ns, name))
 			continue;
 		snprintf(key, sizeof(key), "%s/%s", ns, name);
-		kmm_op_ctl_enqueue(op->module_ctl, key);
+		/*
+		 * NMC progress only moves the Module's status counts (and, once
+		 * unloaded everywhere, its finalizer): batch it. Node and Module
+		 * changes, which move entries, are not delayed.
+		 */
+		kmm_op_ctl_enqueue_coalesced(op->module_ctl, key, MODULE_STATUS_BATCH_MS);
 	}
 }
 
