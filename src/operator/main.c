@@ -816,11 +816,16 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 
 	if (make_informers(op, &e) < 0)
 		return fail("cannot set up caches", e);
+	/*
+	 * Every cache must be complete before the first reconcile: a Module
+	 * finalized against a half-listed NMC cache would look unloaded
+	 * everywhere. Events queue up meanwhile.
+	 */
+	if (start_informers(op, &e) < 0)
+		return fail("cannot start caches", e);
 	if (kmm_op_ctl_start(op->nmc_ctl, a->workers, nmc_reconcile, op, &e) < 0 ||
 	    kmm_op_ctl_start(op->module_ctl, a->workers, module_reconcile, op, &e) < 0)
 		return fail("cannot start controllers", e);
-	if (start_informers(op, &e) < 0)
-		return fail("cannot start caches", e);
 	malloc_trim(0); /* give back what the initial LISTs needed only briefly */
 	kmm_log(KMM_LOG_INFO, "caches synced, controllers running", "namespace",
 		op->cfg.operator_namespace, NULL);
