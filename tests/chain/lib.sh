@@ -149,7 +149,7 @@ chain_stop_registry() {
 chain_build_kmm() {
 	local b=$KMM_CHAIN_BUILD log=$CHAIN_WORK/build-kmm.log objs
 	if [ ! -f "$b/build.ninja" ]; then
-		meson setup "$b" "$KMM_SOURCE_DIR" --buildtype=release -Db_sanitize=none -Dwerror=false >"$log" 2>&1 ||
+		meson setup "$b" "$KMM_SOURCE_DIR" --buildtype=release -Db_sanitize=none >"$log" 2>&1 ||
 			{ chain_fail "meson setup $b failed: $(tail -n 3 "$log" | tr '\n' ' ')"; return 1; }
 	fi
 	ninja -C "$b" src/worker/kmm-worker src/worker/kmm-worker-pull src/sign/kmm-sign src/cli/kmmctl \

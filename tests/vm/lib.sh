@@ -81,7 +81,7 @@ EOF
 vm_build_worker() {
 	local b=$KMM_SOURCE_DIR/build/vm log=${VM_WORK:-/tmp}/build-vm.log
 	if [ ! -f "$b/build.ninja" ]; then
-		meson setup "$b" "$KMM_SOURCE_DIR" --buildtype=debugoptimized -Db_sanitize=none -Dwerror=false >"$log" 2>&1 ||
+		meson setup "$b" "$KMM_SOURCE_DIR" --buildtype=debugoptimized -Db_sanitize=none >"$log" 2>&1 ||
 			{ vm_fail "meson setup build/vm failed: $(tail -n 3 "$log" | tr '\n' ' ')"; return 1; }
 	fi
 	ninja -C "$b" src/worker/kmm-worker $(grep -q 'kmm-worker-pull:' "$b/build.ninja" && echo src/worker/kmm-worker-pull) >"$log" 2>&1 ||
