@@ -128,7 +128,8 @@ struct kmm_kube_request {
 	const char *content_type; /* for the body; default application/json */
 	const char *body;	  /* or NULL */
 	size_t body_len;
-	bool no_retry; /* do not retry even when the error would allow it */
+	bool no_retry;	 /* do not retry even when the error would allow it */
+	long timeout_ms; /* whole request; 0: the client's request_timeout_ms */
 };
 
 struct kmm_kube_response {

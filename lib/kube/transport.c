@@ -757,7 +757,7 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 		CURL *e;
 		CURLcode cc;
 		long status = 0, conns = 0;
-		long delay = -1;
+		long delay = -1, timeout;
 		int r;
 
 		kmm_buf_init(&x.body, c->opts.max_body);
@@ -765,8 +765,9 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 		e = pool_get(c);
 		if (!e)
 			return -ENOMEM;
+		timeout = req->timeout_ms > 0 ? req->timeout_ms : c->opts.request_timeout_ms;
 		r = kube_easy_setup(c, e, req->method, req->path, req->content_type, req->body,
-				    req->body_len, c->opts.request_timeout_ms, &h, err);
+				    req->body_len, timeout, &h, err);
 		if (r < 0) {
 			pool_put(c, e);
 			return kmm_error_wrap(err, "%s %s", req->method, req->path);
