@@ -1,17 +1,33 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS certificate rotation: a reloader thread polls the files' mtimes. When
+ * they changed and the new pair loads, a second daemon is started on the same
+ * address (SO_REUSEPORT), made current, and the old one quiesced (no new
+ * connections), given a grace period for in-flight requests, then stopped.
+ * The address never goes away; the next handshake sees the new certificate.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "kmm/fileio.h"
 #include "kmm/httpd.h"
 
 #define MAX_ROUTES 16
 #define RESPONSE_MAX (32 * 1024 * 1024)
+#define MAX_PEM (1024 * 1024)
+#define DEFAULT_RELOAD_MS 10000
+#define QUIESCE_GRACE_MS 2000
+#define AUTH_THREADS 4
 
 struct route {
 	char *path;
@@ -19,14 +35,39 @@ struct route {
 	void *userdata;
 };
 
+/* A daemon and the PEM pair it serves, which must outlive it. */
+struct generation {
+	struct MHD_Daemon *daemon;
+	char *cert;
+	char *key;
+};
+
 struct kmm_httpd {
 	char *bind_address;
 	char host[INET6_ADDRSTRLEN];
 	uint16_t port;
 	bool disabled;
-	struct route routes[MAX_ROUTES];
+	struct route routes[MAX_ROUTES]; /* fixed once started: read without the lock */
 	size_t n_routes;
-	struct MHD_Daemon *daemon;
+	unsigned threads;
+
+	kmm_http_authorize_fn authorize;
+	void *authorize_userdata;
+	void (*authorize_free)(void *userdata);
+
+	bool tls;
+	char *mem_cert, *mem_key; /* in-memory pair, until the first start */
+	char *cert_file, *key_file;
+	unsigned reload_ms;
+
+	pthread_mutex_t lock; /* guards cur, the mtimes, loads, stopping */
+	pthread_cond_t cond;
+	bool stopping;
+	bool reloader_running;
+	pthread_t reloader;
+	struct generation cur;
+	struct timespec cert_mtime, key_mtime;
+	unsigned loads;
 };
 
 int kmm_parse_bind_address(const char *addr, char *host, size_t host_size, uint16_t *ret_port,
@@ -77,27 +118,85 @@ int kmm_parse_bind_address(const char *addr, char *host, size_t host_size, uint1
 	return 0;
 }
 
+static void generation_stop(struct generation *g)
+{
+	if (g->daemon)
+		MHD_stop_daemon(g->daemon);
+	free(g->cert);
+	free(g->key);
+	*g = (struct generation){ 0 };
+}
+
 int kmm_httpd_new(const struct kmm_httpd_options *opts, struct kmm_httpd **ret,
 		  struct kmm_error **err)
 {
-	struct kmm_httpd *h = calloc(1, sizeof(*h));
+	_cleanup_(kmm_httpd_freep) struct kmm_httpd *h = calloc(1, sizeof(*h));
 	int r;
 
 	if (!h)
 		return kmm_error_make_errno(err, ENOMEM, "create HTTP server");
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->threads = 1;
+	h->reload_ms = DEFAULT_RELOAD_MS;
 	h->bind_address = strdup(opts->bind_address ? opts->bind_address : "");
-	if (!h->bind_address) {
-		free(h);
+	if (!h->bind_address)
 		return kmm_error_make_errno(err, ENOMEM, "create HTTP server");
-	}
 	r = kmm_parse_bind_address(opts->bind_address, h->host, sizeof(h->host), &h->port,
 				   &h->disabled, err);
-	if (r < 0) {
-		kmm_httpd_free(h);
+	if (r < 0)
 		return r;
-	}
-	*ret = h;
+	*ret = TAKE_PTR(h);
 	return 0;
+}
+
+static void clear_tls(struct kmm_httpd *h)
+{
+	kmm_free_and_null(h->mem_cert);
+	kmm_free_and_null(h->mem_key);
+	kmm_free_and_null(h->cert_file);
+	kmm_free_and_null(h->key_file);
+	h->tls = false;
+}
+
+int kmm_httpd_set_tls(struct kmm_httpd *h, const char *cert_pem, const char *key_pem)
+{
+	clear_tls(h);
+	h->mem_cert = strdup(cert_pem);
+	h->mem_key = strdup(key_pem);
+	if (!h->mem_cert || !h->mem_key) {
+		clear_tls(h);
+		return -ENOMEM;
+	}
+	h->tls = true;
+	return 0;
+}
+
+int kmm_httpd_set_tls_files(struct kmm_httpd *h, const char *cert_file, const char *key_file,
+			    unsigned interval_ms)
+{
+	clear_tls(h);
+	h->cert_file = strdup(cert_file);
+	h->key_file = strdup(key_file);
+	if (!h->cert_file || !h->key_file) {
+		clear_tls(h);
+		return -ENOMEM;
+	}
+	h->reload_ms = interval_ms ? interval_ms : DEFAULT_RELOAD_MS;
+	h->tls = true;
+	return 0;
+}
+
+void kmm_httpd_set_authorize(struct kmm_httpd *h, kmm_http_authorize_fn fn, void *userdata,
+			     void (*free_fn)(void *userdata))
+{
+	if (h->authorize_free)
+		h->authorize_free(h->authorize_userdata);
+	h->authorize = fn;
+	h->authorize_userdata = userdata;
+	h->authorize_free = free_fn;
+	if (fn && h->threads < AUTH_THREADS)
+		h->threads = AUTH_THREADS;
 }
 
 int kmm_httpd_route(struct kmm_httpd *h, const char *path, kmm_http_handler_fn fn, void *userdata)
@@ -123,9 +222,34 @@ static enum MHD_Result respond(struct MHD_Connection *conn, int status, const ch
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	ret = MHD_queue_response(conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+static enum MHD_Result respond_status(struct MHD_Connection *conn, int status)
+{
+	const char *text;
+	char line[64];
+	int n;
+
+	switch (status) {
+	case MHD_HTTP_UNAUTHORIZED:
+		text = "Unauthorized";
+		break;
+	case MHD_HTTP_FORBIDDEN:
+		text = "Forbidden";
+		break;
+	case MHD_HTTP_INTERNAL_SERVER_ERROR:
+		text = "Internal Server Error";
+		break;
+	default:
+		text = "Error";
+	}
+	n = snprintf(line, sizeof(line), "%s\n", text);
+	return respond(conn, status, "text/plain; charset=utf-8", line, (size_t)n);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -144,6 +268,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* Before anything else, as controller-runtime's filter does: an
+	 * unauthenticated client learns nothing, not even which paths exist. */
+	if (h->authorize) {
+		const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+								MHD_HTTP_HEADER_AUTHORIZATION);
+		int st = h->authorize(authz, method, url, h->authorize_userdata);
+
+		if (st != MHD_HTTP_OK)
+			return respond_status(conn, st >= 400 && st < 600 ? st : 500);
+	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return respond(conn, 405, "text/plain; charset=utf-8", "method not allowed\n", 19);
 	for (size_t i = 0; i < h->n_routes; i++) {
@@ -161,60 +295,245 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	return respond(conn, 404, "text/plain; charset=utf-8", "not found\n", 10);
 }
 
-int kmm_httpd_start(struct kmm_httpd *h, struct kmm_error **err)
+static void fill_sockaddr(const struct kmm_httpd *h, struct sockaddr_storage *ss, unsigned *flags)
 {
-	struct sockaddr_storage ss = { 0 };
-	const union MHD_DaemonInfo *info;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
-	socklen_t len;
-
-	if (h->disabled)
-		return 0;
 	if (strchr(h->host, ':')) {
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
 
 		a6->sin6_family = AF_INET6;
 		a6->sin6_port = htons(h->port);
 		inet_pton(AF_INET6, h->host, &a6->sin6_addr);
-		flags |= MHD_USE_IPv6;
-		len = sizeof(*a6);
+		*flags |= MHD_USE_IPv6;
 	} else {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
 
 		a4->sin_family = AF_INET;
 		a4->sin_port = htons(h->port);
 		a4->sin_addr.s_addr = htonl(INADDR_ANY);
 		if (h->host[0])
 			inet_pton(AF_INET, h->host, &a4->sin_addr);
-		len = sizeof(*a4);
 	}
-	(void)len;
+}
+
+/* Starts one daemon on h's address, with the pair in g (NULL for plain HTTP). */
+static int start_daemon(struct kmm_httpd *h, struct generation *g, struct kmm_error **err)
+{
+	struct sockaddr_storage ss = { 0 };
+	const union MHD_DaemonInfo *info;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+	struct MHD_OptionItem o[10];
+	size_t n = 0;
+
+	fill_sockaddr(h, &ss, &flags);
+	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
+	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, 64, NULL };
+	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL };
+	if (h->threads > 1)
+		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL };
+	if (g->cert) {
+		flags |= MHD_USE_TLS;
+		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, g->cert };
+		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, g->key };
+	}
+	if (h->cert_file) {
+		/* Two generations share the address while switching certificates. */
+		flags |= MHD_USE_ITC;
+		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL };
+	}
+	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	errno = 0;
-	h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &ss,
-				     MHD_OPTION_CONNECTION_LIMIT, 64U,
-				     MHD_OPTION_CONNECTION_TIMEOUT, 30U, MHD_OPTION_END);
-	if (!h->daemon)
+	g->daemon =
+	    MHD_start_daemon(flags, 0, NULL, NULL, handle, h, MHD_OPTION_ARRAY, o, MHD_OPTION_END);
+	if (!g->daemon) {
+		if (h->tls)
+			return kmm_error_make_errno(err, errno ? errno : EINVAL,
+						    "serve HTTPS on %s (address in use, or a bad "
+						    "certificate or key)",
+						    h->bind_address);
 		return kmm_error_make_errno(err, errno ? errno : EADDRNOTAVAIL, "listen on %s",
 					    h->bind_address);
-	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	if (info)
+	}
+	info = MHD_get_daemon_info(g->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	if (info && info->port)
 		h->port = info->port;
+	return 0;
+}
+
+static bool file_changed(const char *path, struct timespec *last, bool update)
+{
+	struct stat st;
+	bool diff;
+
+	if (stat(path, &st) < 0)
+		return false;
+	diff = st.st_mtim.tv_sec != last->tv_sec || st.st_mtim.tv_nsec != last->tv_nsec;
+	if (update)
+		*last = st.st_mtim;
+	return diff;
+}
+
+/* Reads the pair from the files, serves it, and retires the previous daemon. */
+static int load_and_serve(struct kmm_httpd *h, struct kmm_error **err)
+{
+	struct generation g = { 0 }, old;
+	struct timespec cm, km;
+	int r;
+
+	pthread_mutex_lock(&h->lock);
+	cm = h->cert_mtime;
+	km = h->key_mtime;
+	pthread_mutex_unlock(&h->lock);
+	/* mtimes first: a write racing the read shows up again next round. */
+	file_changed(h->cert_file, &cm, true);
+	file_changed(h->key_file, &km, true);
+	r = kmm_read_file(h->cert_file, MAX_PEM, &g.cert, NULL, err);
+	if (r >= 0)
+		r = kmm_read_file(h->key_file, MAX_PEM, &g.key, NULL, err);
+	if (r >= 0)
+		r = start_daemon(h, &g, err);
+	if (r < 0) {
+		generation_stop(&g);
+		return r;
+	}
+	pthread_mutex_lock(&h->lock);
+	old = h->cur;
+	h->cur = g;
+	h->cert_mtime = cm;
+	h->key_mtime = km;
+	h->loads++;
+	pthread_mutex_unlock(&h->lock);
+	if (old.daemon) {
+		struct timespec grace = { QUIESCE_GRACE_MS / 1000,
+					  (QUIESCE_GRACE_MS % 1000) * 1000000L };
+		MHD_socket fd = MHD_quiesce_daemon(old.daemon);
+
+		/* After quiescing the listening socket is ours to close. */
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
+		nanosleep(&grace, NULL);
+		generation_stop(&old);
+	}
+	return 0;
+}
+
+static void *reloader(void *arg)
+{
+	struct kmm_httpd *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	while (!h->stopping) {
+		struct timespec until;
+		bool due;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += h->reload_ms / 1000;
+		until.tv_nsec += (long)(h->reload_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->cond, &h->lock, &until);
+		if (h->stopping)
+			break;
+		due = file_changed(h->cert_file, &h->cert_mtime, false) ||
+		      file_changed(h->key_file, &h->key_mtime, false);
+		if (!due)
+			continue;
+		pthread_mutex_unlock(&h->lock);
+		{
+			struct kmm_error *e = NULL;
+
+			/* A half-written pair does not load: the old one keeps serving
+			 * and the next round retries. */
+			(void)load_and_serve(h, &e);
+			kmm_error_free(e);
+		}
+		pthread_mutex_lock(&h->lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+int kmm_httpd_start(struct kmm_httpd *h, struct kmm_error **err)
+{
+	struct generation g = { 0 };
+	int r;
+
+	if (h->disabled)
+		return 0;
+	if (h->cert_file) {
+		r = load_and_serve(h, err);
+		if (r < 0)
+			return r;
+		if (pthread_create(&h->reloader, NULL, reloader, h) != 0)
+			return kmm_error_make(err, EAGAIN, "start the certificate reloader of %s",
+					      h->bind_address);
+		h->reloader_running = true;
+		return 0;
+	}
+	g.cert = TAKE_PTR(h->mem_cert);
+	g.key = TAKE_PTR(h->mem_key);
+	r = start_daemon(h, &g, err);
+	if (r < 0) {
+		generation_stop(&g);
+		return r;
+	}
+	pthread_mutex_lock(&h->lock);
+	h->cur = g;
+	pthread_mutex_unlock(&h->lock);
 	return 0;
 }
 
 uint16_t kmm_httpd_port(const struct kmm_httpd *h)
 {
-	return h && h->daemon ? h->port : 0;
+	uint16_t port;
+
+	if (!h)
+		return 0;
+	/* The reloader swaps generations; the lock is not part of h's value. */
+	pthread_mutex_lock((pthread_mutex_t *)&h->lock);
+	port = h->cur.daemon ? h->port : 0;
+	pthread_mutex_unlock((pthread_mutex_t *)&h->lock);
+	return port;
+}
+
+bool kmm_httpd_tls(const struct kmm_httpd *h)
+{
+	return h && h->tls;
+}
+
+unsigned kmm_httpd_cert_loads(struct kmm_httpd *h)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&h->lock);
+	n = h->loads;
+	pthread_mutex_unlock(&h->lock);
+	return n;
 }
 
 void kmm_httpd_free(struct kmm_httpd *h)
 {
 	if (!h)
 		return;
-	if (h->daemon)
-		MHD_stop_daemon(h->daemon);
+	if (h->reloader_running) {
+		pthread_mutex_lock(&h->lock);
+		h->stopping = true;
+		pthread_cond_broadcast(&h->cond);
+		pthread_mutex_unlock(&h->lock);
+		pthread_join(h->reloader, NULL);
+	}
+	generation_stop(&h->cur);
+	if (h->authorize_free)
+		h->authorize_free(h->authorize_userdata);
 	for (size_t i = 0; i < h->n_routes; i++)
 		free(h->routes[i].path);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->lock);
+	free(h->mem_cert);
+	free(h->mem_key);
+	free(h->cert_file);
+	free(h->key_file);
 	free(h->bind_address);
 	free(h);
 }
