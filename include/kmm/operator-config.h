@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kmm/buildsign.h"
 #include "kmm/error.h"
 
 #define KMM_OPERATOR_CONFIG_KEY "controller_config.yaml"
@@ -30,6 +31,7 @@ struct kmm_operator_config {
 	char *worker_selinux_type;	   /* worker.seLinuxType, "spc_t" */
 	char *worker_firmware_host_path;   /* worker.firmwareHostPath, "/lib/firmware" */
 	int64_t job_gc_delay_ns;	   /* job.gcDelay (Go duration), 0 */
+	enum kmm_builder job_builder;	   /* job.builder: "kaniko" (default) or "buildah" */
 
 	/* From the environment. */
 	char *operator_namespace; /* OPERATOR_NAMESPACE, required */

@@ -124,6 +124,7 @@ enum kind {
 	KIND_PORT,
 	KIND_INT64,
 	KIND_DURATION,
+	KIND_BUILDER,
 };
 
 struct key {
@@ -147,6 +148,7 @@ static const struct key keys[] = {
 	{ "worker", "seLinuxType", KIND_STRING, FIELD(worker_selinux_type) },
 	{ "worker", "firmwareHostPath", KIND_STRING, FIELD(worker_firmware_host_path) },
 	{ "job", "gcDelay", KIND_DURATION, FIELD(job_gc_delay_ns) },
+	{ "job", "builder", KIND_BUILDER, FIELD(job_builder) },
 };
 
 static const char *const yaml11_true[] = { "y",	 "Y",  "yes",  "Yes",  "YES",  "on",
@@ -217,6 +219,17 @@ static int store(struct kmm_operator_config *c, const struct key *k, json_t *v, 
 					      "or \"1h30m\"",
 					      source, path);
 		*(int64_t *)field = ns;
+		return 0;
+	case KIND_BUILDER:
+		/* Exact spellings: a builder nobody chose must not run by accident. */
+		if (json_is_string(v) && strcmp(json_string_value(v), "kaniko") == 0)
+			*(enum kmm_builder *)field = KMM_BUILDER_KANIKO;
+		else if (json_is_string(v) && strcmp(json_string_value(v), "buildah") == 0)
+			*(enum kmm_builder *)field = KMM_BUILDER_BUILDAH;
+		else
+			return kmm_error_make(err, EINVAL,
+					      "%s: %s: expected \"kaniko\" or \"buildah\"", source,
+					      path);
 		return 0;
 	}
 	return -EINVAL;

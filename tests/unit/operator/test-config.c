@@ -34,6 +34,7 @@ static void test_defaults_match_upstream(void **state)
 	assert_string_equal(c.worker_selinux_type, "spc_t");
 	assert_string_equal(c.worker_firmware_host_path, "/lib/firmware");
 	assert_int_equal(c.job_gc_delay_ns, 0);
+	assert_int_equal(c.job_builder, KMM_BUILDER_KANIKO);
 	kmm_operator_config_free(&c);
 }
 
@@ -54,7 +55,8 @@ static void test_full_upstream_file(void **state)
 			   "  seLinuxType: container_t\n"
 			   "  firmwareHostPath: /var/lib/firmware\n"
 			   "job:\n"
-			   "  gcDelay: 1h30m\n";
+			   "  gcDelay: 1h30m\n"
+			   "  builder: buildah\n";
 
 	assert_int_equal(parse(&c, yaml, NULL), 0);
 	assert_string_equal(c.health_probe_bind_address, ":9081");
@@ -68,6 +70,7 @@ static void test_full_upstream_file(void **state)
 	assert_string_equal(c.worker_selinux_type, "container_t");
 	assert_string_equal(c.worker_firmware_host_path, "/var/lib/firmware");
 	assert_int_equal(c.job_gc_delay_ns, 5400LL * 1000000000LL);
+	assert_int_equal(c.job_builder, KMM_BUILDER_BUILDAH);
 	kmm_operator_config_free(&c);
 }
 
@@ -114,6 +117,10 @@ static void test_bad_configuration_is_a_clear_error(void **state)
 	expect_error("job:\n  gcDelay: 10\n",
 		     "controller_config.yaml: job.gcDelay: expected a duration such as \"0s\", "
 		     "\"90s\" or \"1h30m\"");
+	expect_error("job:\n  builder: Kaniko\n",
+		     "controller_config.yaml: job.builder: expected \"kaniko\" or \"buildah\"");
+	expect_error("job:\n  builder: [buildah]\n",
+		     "controller_config.yaml: job.builder: expected \"kaniko\" or \"buildah\"");
 	expect_error("worker: []\n", "controller_config.yaml: worker: expected a mapping");
 	expect_error("- a\n", "controller_config.yaml: expected a mapping at the top level");
 	expect_error("worker:\n  runAsUser: root\n",
