@@ -400,16 +400,22 @@ static int load_and_serve(struct kmm_httpd *h, struct kmm_error **err)
 	h->cur = g;
 	h->cert_mtime = cm;
 	h->key_mtime = km;
-	h->loads++;
 	pthread_mutex_unlock(&h->lock);
 	if (old.daemon) {
-		struct timespec grace = { QUIESCE_GRACE_MS / 1000,
-					  (QUIESCE_GRACE_MS % 1000) * 1000000L };
 		MHD_socket fd = MHD_quiesce_daemon(old.daemon);
 
 		/* After quiescing the listening socket is ours to close. */
 		if (fd != MHD_INVALID_SOCKET)
 			close(fd);
+	}
+	/* Counted once only the new pair accepts connections on the address. */
+	pthread_mutex_lock(&h->lock);
+	h->loads++;
+	pthread_mutex_unlock(&h->lock);
+	if (old.daemon) {
+		struct timespec grace = { QUIESCE_GRACE_MS / 1000,
+					  (QUIESCE_GRACE_MS % 1000) * 1000000L };
+
 		nanosleep(&grace, NULL);
 		generation_stop(&old);
 	}
