@@ -122,10 +122,15 @@ static int add_extensions(X509 *x, const char *const *hosts)
 
 static char *bio_string(BIO *b)
 {
-	char *data = NULL;
+	char *data = NULL, *s;
 	long n = BIO_get_mem_data(b, &data);
 
-	return n > 0 ? strndup(data, (size_t)n) : NULL;
+	/* Not strndup: the BIO's memory is not NUL-terminated. */
+	if (n <= 0 || !(s = malloc((size_t)n + 1)))
+		return NULL;
+	memcpy(s, data, (size_t)n);
+	s[n] = '\0';
+	return s;
 }
 
 int kmm_tls_self_signed(const char *const *hosts, char **ret_cert_pem, char **ret_key_pem,
