@@ -69,7 +69,7 @@ cfg bad.yaml "modprobe:" "  moduleName: fx_a" "  bogus: 1"
 cfg flags.yaml "modprobe:" "  moduleName: fx_a" "  dirName: /opt" \
 	"  args: {load: [--set-version, '1.0'], unload: [-v]}"
 
-echo "1..28"
+echo "1..32"
 
 run --version
 ok "--version exits 0 and prints the version" eval '[ $RC = 0 ] && said "kmm-worker "'
@@ -107,6 +107,30 @@ ok "modulesLoadingOrder loads the last one first" eval '[ $RC = 0 ] && calls "in
 : >"$ROOT/calls.log"
 run kmod unload "$ROOT/order.yaml" --image-root "$ROOT/img"
 ok "modulesLoadingOrder unload removes them in list order" eval '[ $RC = 0 ] && calls "rmmod fx_o1;rmmod fx_o2;"'
+
+# The operator writes the config as compact JSON, which the worker decodes
+# with jansson; anything jansson refuses goes through the YAML parser, so both
+# accept the same files and say the same about bad ones.
+head='{"containerImage":"registry.invalid/kmod:'$KVER'","kernelVersion":"'$KVER'",'
+echo "$head"'"modprobe":{"dirName":"/opt","moduleName":"fx_o1","modulesLoadingOrder":["fx_o1","fx_o2"]}}' >"$ROOT/order.json"
+: >"$ROOT/calls.log"
+run kmod load "$ROOT/order.json" --image-root "$ROOT/img"
+ok "a JSON config (as the operator writes it) loads like its YAML twin" \
+	eval '[ $RC = 0 ] && calls "insmod fx_o2 ;insmod fx_o1 ;"'
+run kmod unload "$ROOT/order.json" --image-root "$ROOT/img"
+echo "$head"'"modprobe":{"moduleName":"fx_a","bogus":1}}' >"$ROOT/bad.json"
+run kmod load "$ROOT/bad.json" --image-root "$ROOT/img"
+ok "an unknown key in a JSON config is rejected (exit 1, names file and key)" \
+	eval '[ $RC = 1 ] && said "bad.json.*bogus"'
+{ cat "$ROOT/order.json"; echo "# edited by hand"; } >"$ROOT/comment.json"
+: >"$ROOT/calls.log"
+run kmod load "$ROOT/comment.json" --image-root "$ROOT/img"
+ok "JSON with a YAML comment after it still loads (YAML parser)" \
+	eval '[ $RC = 0 ] && calls "insmod fx_o2 ;insmod fx_o1 ;"'
+run kmod unload "$ROOT/comment.json" --image-root "$ROOT/img"
+echo "$head"'"kernelVersion":"0.0.1","modprobe":{"moduleName":"fx_a"}}' >"$ROOT/dup.json"
+run kmod load "$ROOT/dup.json" --image-root "$ROOT/img"
+ok "a JSON config with a duplicate key is rejected (exit 1)" eval '[ $RC = 1 ] && said "duplicate key"'
 
 # rawArgs: passed verbatim to modprobe (a recording stand-in here).
 cat >"$ROOT/modprobe" <<EOF
