@@ -246,4 +246,23 @@ KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_sig_info *, kmm_sig_info_free)
  */
 char *kmm_sig_hex(const uint8_t *p, size_t n, size_t per_line);
 
+/* Most files one kmm-sign command line may expand to. */
+#define KMM_SIGN_MAX_FILES 65536
+
+/*
+ * Expands kmm-sign's FILE arguments (filesToSign entries are BusyBox-ash
+ * globs upstream, and the sign image has no shell to expand them). An
+ * argument containing '*', '?' or '[' is a glob(3) pattern: its matches,
+ * sorted, replace it; no brace or tilde expansion. Other arguments are kept
+ * as they are, whether they exist or not (signing reports a missing file).
+ * With literal set, every argument is kept as it is.
+ *
+ * *ret_files gets the list in argument order (a strv, maybe empty);
+ * *ret_unmatched, when not NULL, the patterns that matched nothing (a strv,
+ * maybe empty), which callers skip as upstream's `[ -e "$file" ]` does.
+ * Fails with -E2BIG past KMM_SIGN_MAX_FILES files.
+ */
+int kmm_sign_expand_files(char *const *args, size_t n, bool literal, char ***ret_files,
+			  char ***ret_unmatched, struct kmm_error **err);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "kmm/log.h"
 #include "kmm/sign.h"
+#include "kmm/strv.h"
 #include "src/common/cli.h"
 
 #define PROG "kmm-sign"
@@ -20,11 +21,14 @@ static const char help[] =
     "Signs kernel modules with the kernel's appended PKCS#7 signature.\n"
     "\n"
     "Commands:\n"
-    "  sign --key KEY [--cert CERT] [--hash ALGO] [--keyid] [-o OUT] FILE...\n"
+    "  sign --key KEY [--cert CERT] [--hash ALGO] [--keyid] [--no-glob] [-o OUT] FILE...\n"
     "                        sign each module in place (or into OUT, for one FILE);\n"
     "                        an existing signature is replaced. Output is the same\n"
     "                        as scripts/sign-file's. .ko.gz/.ko.xz/.ko.zst modules\n"
-    "                        are signed inside and recompressed\n"
+    "                        are signed inside and recompressed. A FILE with *, ?\n"
+    "                        or [ is a glob pattern (as filesToSign entries are):\n"
+    "                        its matches are signed in sorted order, and a pattern\n"
+    "                        that matches nothing is skipped with a note\n"
     "  verify --cert CERT FILE...\n"
     "                        check that each module is signed by CERT's key\n"
     "  info FILE...          print the signer, key id and hash as modinfo does\n"
@@ -40,6 +44,7 @@ static const char help[] =
     "      --keyid           name the signer by subjectKeyIdentifier instead of\n"
     "                        issuer and serial (sign-file -k; modinfo then shows no\n"
     "                        signer)\n"
+    "      --no-glob         take every FILE literally, even with *, ? or [\n"
     "  -o, --output OUT      write the signed module to OUT instead of in place\n"
     "\n"
     "Options:\n" KMM_COMMON_OPTIONS_HELP "\n"
@@ -50,6 +55,7 @@ enum {
 	OPT_CERT,
 	OPT_HASH,
 	OPT_KEYID,
+	OPT_NO_GLOB,
 };
 
 /* Handles the options every command shares; returns -1 to go on or an exit code. */
@@ -117,11 +123,15 @@ static int cmd_sign(int argc, char **argv)
 		{ "cert", required_argument, NULL, OPT_CERT },
 		{ "hash", required_argument, NULL, OPT_HASH },
 		{ "keyid", no_argument, NULL, OPT_KEYID },
+		{ "no-glob", no_argument, NULL, OPT_NO_GLOB },
 		{ "output", required_argument, NULL, 'o' },
 		{ 0 },
 	};
 	struct kmm_signer_options o = { .hash = KMM_SIGN_HASH_SHA256 };
+	_cleanup_strv_free_ char **files = NULL, **unmatched = NULL;
+	_cleanup_error_ struct kmm_error *e = NULL;
 	const char *output = NULL;
+	bool literal = false;
 	int opt, r;
 
 	optind = 0;
@@ -142,6 +152,9 @@ static int cmd_sign(int argc, char **argv)
 		case OPT_KEYID:
 			o.use_keyid = true;
 			break;
+		case OPT_NO_GLOB:
+			literal = true;
+			break;
 		case 'o':
 			output = optarg;
 			break;
@@ -159,7 +172,25 @@ static int cmd_sign(int argc, char **argv)
 	if (output && argc - optind != 1)
 		return kmm_cli_usage_error(PROG, "sign: --output takes exactly one module");
 
-	return sign_files(&o, output, argv + optind, argc - optind);
+	r = kmm_sign_expand_files(argv + optind, (size_t)(argc - optind), literal, &files,
+				  &unmatched, &e);
+	if (r < 0) {
+		kmm_log(KMM_LOG_ERROR, "cannot expand the file patterns", "error",
+			kmm_error_message(e), NULL);
+		return KMM_EXIT_FAILURE;
+	}
+	/* Upstream's shell loop skips a pattern that matched nothing; say so at least. */
+	for (char **u = unmatched; *u; u++)
+		kmm_log(KMM_LOG_WARN, "no file matches the pattern, nothing signed for it",
+			"pattern", *u, NULL);
+	if (output && kmm_strv_length(files) != 1)
+		return kmm_cli_usage_error(PROG,
+					   "sign: --output takes exactly one module, '%s' "
+					   "matched %zu",
+					   argv[optind], kmm_strv_length(files));
+	if (!files[0])
+		return KMM_EXIT_OK;
+	return sign_files(&o, output, files, (int)kmm_strv_length(files));
 }
 
 /* scripts/sign-file's own command line, for scripts and Dockerfiles that call it. */
