@@ -337,7 +337,8 @@ KMM_TESTABLE int kmm_kube_auth_new_backend(const struct kmm_kube_auth_backend *b
 
 	if (!a || !(a->cache = kmm_hashmap_new(free))) {
 		free(a);
-		return kmm_error_make(err, ENOMEM, "out of memory");
+		kmm_error_make(err, ENOMEM, "out of memory");
+		return -ENOMEM; /* spelled out: callers rely on *ret being set when >= 0 */
 	}
 	a->backend = *b;
 	a->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -353,7 +354,7 @@ int kmm_kube_auth_new(struct kmm_kube_client *kube, const struct kmm_kube_auth_o
 		      struct kmm_kube_auth **ret, struct kmm_error **err)
 {
 	struct kmm_kube_auth_backend b = { kube_review, kube_access, monotonic_ms, NULL };
-	struct kmm_kube_auth *a;
+	struct kmm_kube_auth *a = NULL;
 	int r;
 
 	r = kmm_kube_auth_new_backend(&b, opts, &a, err);
