@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kmm-operator: configuration, caches, controllers, probes, metrics, leader
- * election and a graceful SIGTERM. The reconcilers are module.c and nmc.c.
+ * election and a graceful SIGTERM. The reconcilers are module.c, nmc.c, mic.c
+ * (ModuleImagesConfig: image existence) and mbsc.c (build and sign pods).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -182,7 +183,9 @@ static void serve_readyz(struct kmm_http_response *resp, void *userdata)
 	struct op *op = userdata;
 	bool ok = kmm_informer_has_synced(op->modules) && kmm_informer_has_synced(op->nmcs) &&
 		  kmm_informer_has_synced(op->nodes) && kmm_informer_has_synced(op->pods) &&
-		  kmm_informer_has_synced(op->namespaces);
+		  kmm_informer_has_synced(op->namespaces) && kmm_informer_has_synced(op->mics) &&
+		  kmm_informer_has_synced(op->mbscs) && kmm_informer_has_synced(op->bspods) &&
+		  kmm_informer_has_synced(op->secrets);
 
 	if (!ok) {
 		resp->status = 503;
@@ -195,10 +198,18 @@ static void serve_readyz(struct kmm_http_response *resp, void *userdata)
 static void collect_informers(struct kmm_metrics *m, void *userdata)
 {
 	struct op *op = userdata;
-	static const char *const names[] = { "modules", "nodemodulesconfigs", "nodes", "pods",
-					     "namespaces" };
-	struct kmm_informer *infs[] = { op->modules, op->nmcs, op->nodes, op->pods,
-					op->namespaces };
+	static const char *const names[] = { "modules",
+					     "nodemodulesconfigs",
+					     "nodes",
+					     "pods",
+					     "namespaces",
+					     "moduleimagesconfigs",
+					     "modulebuildsignconfigs",
+					     "buildsignpods",
+					     "secrets" };
+	struct kmm_informer *infs[] = { op->modules, op->nmcs,	     op->nodes,
+					op->pods,    op->namespaces, op->mics,
+					op->mbscs,   op->bspods,     op->secrets };
 	struct kmm_metric *lists = kmm_metrics_find(m, "kmm_informer_lists_total");
 	struct kmm_metric *watches = kmm_metrics_find(m, "kmm_informer_watches_total");
 	struct kmm_metric *objs = kmm_metrics_find(m, "kmm_informer_objects");
@@ -349,6 +360,19 @@ static const char *const pod_projection[] = {
 };
 
 static const char *const ns_projection[] = { "metadata.labels", NULL };
+
+static const char *const bspod_projection[] = {
+	"metadata.labels",
+	"metadata.annotations",
+	"metadata.finalizers",
+	"metadata.creationTimestamp",
+	"status.phase",
+	"status.containerStatuses",
+	NULL,
+};
+
+/* Secrets: only that they changed (resourceVersion is always kept). */
+static const char *const secret_projection[] = { "type", NULL };
 
 static void on_module(const struct kmm_obj *o, void *ud)
 {
@@ -572,6 +596,96 @@ static void on_pod_delete(const struct kmm_obj *o, void *ud)
 	on_pod_event(NULL, o, true, ud);
 }
 
+/* ---- build and sign: MICs, MBSCs, their pods, signing Secrets ---- */
+
+static bool status_differs(const struct kmm_obj *a, const struct kmm_obj *b)
+{
+	return !json_equal(json_object_get(kmm_obj_json(a), "status"),
+			   json_object_get(kmm_obj_json(b), "status"));
+}
+
+static void on_mic(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_ctl_enqueue(op->mic_ctl, kmm_obj_key(o));
+	kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(o)); /* same name as its Module */
+}
+
+static void on_mic_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_ctl_enqueue(op->mic_ctl, kmm_obj_key(new));
+	if (status_differs(old, new))
+		kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(new));
+}
+
+static void on_mbsc(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_ctl_enqueue(op->mbsc_ctl, kmm_obj_key(o));
+	kmm_op_ctl_enqueue(op->mic_ctl, kmm_obj_key(o)); /* same name as its MIC */
+}
+
+static void on_mbsc_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_ctl_enqueue(op->mbsc_ctl, kmm_obj_key(new));
+	if (status_differs(old, new))
+		kmm_op_ctl_enqueue(op->mic_ctl, kmm_obj_key(new));
+}
+
+static void bspod_event(const struct kmm_obj *o, bool deleted, void *ud)
+{
+	struct op *op = ud;
+	const char *ns = kmm_obj_str(o, "metadata.namespace");
+	const char *owner = kmm_obj_label(o, KMM_LABEL_MODULE_NAME);
+	char key[512];
+
+	if (!ns || !owner)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", ns, kmm_obj_str(o, "metadata.name") ?: "");
+	kmm_op_keyset_remove(op->bspods_created, key); /* the cache has it now */
+	snprintf(key, sizeof(key), "%s/%s", ns, owner);
+	kmm_op_ctl_enqueue(op->mbsc_ctl, key);
+	(void)deleted;
+}
+
+static void on_bspod(const struct kmm_obj *o, void *ud)
+{
+	bspod_event(o, false, ud);
+}
+
+static void on_bspod_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	bspod_event(new, false, ud);
+}
+
+static void on_bspod_delete(const struct kmm_obj *o, void *ud)
+{
+	bspod_event(o, true, ud);
+}
+
+/* A Secret changed: the MBSCs of its namespace look at their signing keys again. */
+static void on_secret_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	struct op *op = ud;
+	const char *ns = kmm_obj_str(new, "metadata.namespace");
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+
+	if (!ns || strcmp(kmm_obj_resource_version(old), kmm_obj_resource_version(new)) == 0 ||
+	    !op->mbscs || kmm_informer_list(op->mbscs, &objs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(kmm_obj_str(objs[i], "metadata.namespace") ?: "", ns) == 0)
+			kmm_op_ctl_enqueue(op->mbsc_ctl, kmm_obj_key(objs[i]));
+	kmm_obj_array_free(objs, n);
+}
+
 static int informer(struct op *op, const struct kmm_kube_resource *res, const char *selector,
 		    const char *const *projection, const struct kmm_informer_handlers *h,
 		    struct kmm_informer **ret, struct kmm_error **err)
@@ -600,6 +714,10 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	struct kmm_informer_handlers nh = { on_nmc, on_nmc_update, on_nmc_delete, op };
 	struct kmm_informer_handlers nodeh = { on_node, on_node_update, on_node, op };
 	struct kmm_informer_handlers ph = { on_pod, on_pod_update, on_pod_delete, op };
+	struct kmm_informer_handlers mich = { on_mic, on_mic_update, on_mic, op };
+	struct kmm_informer_handlers mbh = { on_mbsc, on_mbsc_update, on_mbsc, op };
+	struct kmm_informer_handlers bph = { on_bspod, on_bspod_update, on_bspod_delete, op };
+	struct kmm_informer_handlers sech = { NULL, on_secret_update, NULL, op };
 	int r;
 
 	r = informer(op, &kmm_op_modules, NULL, NULL, &mh, &op->modules, err);
@@ -613,6 +731,16 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	if (r >= 0)
 		r = informer(op, &kmm_kube_namespaces, NULL, ns_projection, NULL, &op->namespaces,
 			     err);
+	if (r >= 0)
+		r = informer(op, &kmm_op_mics, NULL, NULL, &mich, &op->mics, err);
+	if (r >= 0)
+		r = informer(op, &kmm_op_mbscs, NULL, NULL, &mbh, &op->mbscs, err);
+	if (r >= 0)
+		r = informer(op, &kmm_kube_pods, KMM_LABEL_RESOURCE_TYPE, bspod_projection, &bph,
+			     &op->bspods, err);
+	if (r >= 0)
+		r = informer(op, &kmm_kube_secrets, NULL, secret_projection, &sech, &op->secrets,
+			     err);
 	if (r >= 0 && kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0)
 		r = kmm_error_make(err, ENOMEM, "pod index");
 	return r;
@@ -620,7 +748,8 @@ static int make_informers(struct op *op, struct kmm_error **err)
 
 static int start_informers(struct op *op, struct kmm_error **err)
 {
-	struct kmm_informer *all[] = { op->namespaces, op->nodes, op->nmcs, op->pods, op->modules };
+	struct kmm_informer *all[] = { op->namespaces, op->nodes, op->nmcs, op->pods,	op->secrets,
+				       op->bspods,     op->mbscs, op->mics, op->modules };
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++) {
 		int r = kmm_informer_start(all[i], err);
@@ -658,35 +787,55 @@ static int64_t nmc_reconcile(const char *key, void *ud, struct kmm_error **err)
 	return r;
 }
 
+static int64_t mic_reconcile(const char *key, void *ud, struct kmm_error **err)
+{
+	int64_t r = kmm_op_mic_reconcile(key, ud, err);
+
+	if (r < 0)
+		log_error("mic", key, err ? *err : NULL);
+	return r;
+}
+
+static int64_t mbsc_reconcile(const char *key, void *ud, struct kmm_error **err)
+{
+	int64_t r = kmm_op_mbsc_reconcile(key, ud, err);
+
+	if (r < 0)
+		log_error("mbsc", key, err ? *err : NULL);
+	return r;
+}
+
 /* ---- main ---- */
 
 static atomic_bool leading, shutting_down;
 
 static void op_done(struct op *op)
 {
-	struct kmm_informer *all[] = { op->modules, op->nmcs, op->nodes, op->pods, op->namespaces };
+	struct kmm_informer *all[] = { op->modules, op->nmcs,	    op->nodes,
+				       op->pods,    op->namespaces, op->mics,
+				       op->mbscs,   op->bspods,	    op->secrets };
+	struct kmm_op_ctl *ctls[] = { op->module_ctl, op->nmc_ctl, op->mic_ctl, op->mbsc_ctl };
 
 	atomic_store(&shutting_down, true);
-	kmm_op_ctl_stop(op->module_ctl);
-	kmm_op_ctl_stop(op->nmc_ctl);
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(ctls); i++)
+		kmm_op_ctl_stop(ctls[i]);
 	kmm_leader_stop(op->leader);
 	/* Handlers of one informer read the others: stop every thread before freeing. */
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
 		if (all[i])
 			kmm_informer_stop(all[i]);
-	kmm_op_ctl_stop(op->module_ctl);
-	kmm_op_ctl_stop(op->nmc_ctl);
-	kmm_informer_free(op->modules);
-	kmm_informer_free(op->nmcs);
-	kmm_informer_free(op->nodes);
-	kmm_informer_free(op->pods);
-	kmm_informer_free(op->namespaces);
-	kmm_op_ctl_free(op->module_ctl);
-	kmm_op_ctl_free(op->nmc_ctl);
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(ctls); i++)
+		kmm_op_ctl_stop(ctls[i]);
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
+		kmm_informer_free(all[i]);
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(ctls); i++)
+		kmm_op_ctl_free(ctls[i]);
 	kmm_op_overlay_free(op->nmc_overlay);
 	kmm_op_overlay_free(op->node_overlay);
 	kmm_op_keyset_free(op->pods_created);
 	kmm_op_keyset_free(op->pods_released);
+	kmm_op_keyset_free(op->bspods_created);
+	kmm_op_keyset_free(op->mbscs_deleted);
 	kmm_mapper_cache_free(op->mappers);
 	kmm_hashmap_free(op->images);
 	kmm_kube_client_free(op->kube);
@@ -776,6 +925,8 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	op->node_overlay = kmm_op_overlay_new();
 	op->pods_created = kmm_op_keyset_new();
 	op->pods_released = kmm_op_keyset_new();
+	op->bspods_created = kmm_op_keyset_new();
+	op->mbscs_deleted = kmm_op_keyset_new();
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(op->nmc_create_locks); i++)
 		pthread_mutex_init(&op->nmc_create_locks[i], NULL);
 	op->mappers = kmm_mapper_cache_new();
@@ -784,7 +935,8 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	t = secure_getenv("KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS");
 	op->unload_pull_timeout_s = t ? strtoll(t, NULL, 10) : 300;
 	if (!op->metrics || !op->nmc_overlay || !op->node_overlay || !op->pods_created ||
-	    !op->pods_released || !op->mappers || !op->images)
+	    !op->pods_released || !op->bspods_created || !op->mbscs_deleted || !op->mappers ||
+	    !op->images)
 		return fail("out of memory", NULL);
 	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
 		return fail("cannot load the Kubernetes client configuration", e);
@@ -798,7 +950,9 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		return fail("bad configuration", e);
 	if (register_metrics(op, &e) < 0 ||
 	    kmm_op_ctl_new("module", op->metrics, &op->module_ctl, &e) < 0 ||
-	    kmm_op_ctl_new("nodemodulesconfig", op->metrics, &op->nmc_ctl, &e) < 0)
+	    kmm_op_ctl_new("nodemodulesconfig", op->metrics, &op->nmc_ctl, &e) < 0 ||
+	    kmm_op_ctl_new("moduleimagesconfig", op->metrics, &op->mic_ctl, &e) < 0 ||
+	    kmm_op_ctl_new("modulebuildsignconfig", op->metrics, &op->mbsc_ctl, &e) < 0)
 		return fail("cannot set up metrics", e);
 	if (start_http(op, &health, &metrics, &e) < 0)
 		return fail("cannot serve probes and metrics", e);
@@ -824,6 +978,8 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	if (start_informers(op, &e) < 0)
 		return fail("cannot start caches", e);
 	if (kmm_op_ctl_start(op->nmc_ctl, a->workers, nmc_reconcile, op, &e) < 0 ||
+	    kmm_op_ctl_start(op->mbsc_ctl, a->workers, mbsc_reconcile, op, &e) < 0 ||
+	    kmm_op_ctl_start(op->mic_ctl, a->workers, mic_reconcile, op, &e) < 0 ||
 	    kmm_op_ctl_start(op->module_ctl, a->workers, module_reconcile, op, &e) < 0)
 		return fail("cannot start controllers", e);
 	malloc_trim(0); /* give back what the initial LISTs needed only briefly */
@@ -836,6 +992,8 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		NULL);
 	kmm_op_ctl_stop(op->module_ctl);
 	kmm_op_ctl_stop(op->nmc_ctl);
+	kmm_op_ctl_stop(op->mic_ctl);
+	kmm_op_ctl_stop(op->mbsc_ctl);
 	return KMM_EXIT_OK; /* op_done() releases the Lease: a standby takes over at once */
 }
 

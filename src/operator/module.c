@@ -8,9 +8,12 @@
  *                 module may still be loaded (in-use label), release the
  *                 finalizer and the namespace label with the last Module;
  *   otherwise  -> namespace label and finalizer; for each node: targeted
- *                 (selector + taints) and mapped (kernel mapping) and the
- *                 image exists in its registry -> upsert the NMC entry;
- *                 else remove it; then the status counts and conditions.
+ *                 (selector + taints) and mapped (kernel mapping) -> its
+ *                 image goes into the ModuleImagesConfig (one per Module,
+ *                 images deduplicated; mic.c decides whether each exists,
+ *                 or has it built and signed), and once the MIC says the
+ *                 image Exists -> upsert the NMC entry; not targeted ->
+ *                 remove it; then the status counts and conditions.
  *
  * Writes are JSON patches whose "test" operations pin the entry they
  * change, so a concurrent writer makes them fail (and retry) instead of
@@ -25,12 +28,8 @@
 
 #include "kmm/json.h"
 #include "kmm/log.h"
-#include "kmm/registry.h"
 #include "kmm/strv.h"
 #include "operator.h"
-
-#define IMAGE_RECHECK_MIN_MS 5000
-#define IMAGE_RECHECK_MAX_MS 300000
 
 static const char *str(const json_t *o, const char *k)
 {
@@ -55,154 +54,6 @@ void kmm_op_enqueue_all_modules(struct op *op)
 	for (size_t i = 0; i < n; i++)
 		kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(objs[i]));
 	kmm_obj_array_free(objs, n);
-}
-
-/* ---- image existence ---- */
-
-struct image_state {
-	int exists; /* 1 yes, 0 no, -1 could not tell */
-	int failures;
-	int64_t next_check_ms;
-	char why[256];
-};
-
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-static char *b64decode(const char *in)
-{
-	size_t n = strlen(in), o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	char *out = malloc(n + 1);
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64val((unsigned char)in[i]);
-
-		if (v < 0)
-			continue;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	out[o] = 0;
-	return out;
-}
-
-static char *pull_secret(struct op *op, const char *ns, const char *name, struct kmm_error **err)
-{
-	struct kmm_kube_target t = { &kmm_kube_secrets, ns, name, NULL };
-	_cleanup_json_ json_t *sec = NULL;
-	const char *data;
-
-	if (kmm_op_get(&op->api, &t, &sec, err) < 0)
-		return NULL;
-	data = str(json_object_get(sec, "data"), ".dockerconfigjson");
-	if (!data)
-		data = str(json_object_get(sec, "data"), ".dockercfg");
-	if (!data) {
-		kmm_error_make(err, EINVAL, "secret %s/%s has no .dockerconfigjson", ns, name);
-		return NULL;
-	}
-	return b64decode(data);
-}
-
-/*
- * 1 when the image exists, 0 when not (or cannot tell yet); *ret_retry_ms
- * says when to look again.
- */
-static int image_exists(struct op *op, const struct kmm_module *m,
-			const struct kmm_resolved_mapping *res, int64_t *ret_retry_ms, char *why,
-			size_t why_size)
-{
-	const char *secret = m->spec.image_repo_secret;
-	char key[1024];
-	struct image_state *st;
-	int64_t now = mono_ms();
-
-	snprintf(key, sizeof(key), "%s|%d|%d|%s/%s", res->container_image,
-		 res->registry_tls.insecure, res->registry_tls.insecure_skip_tls_verify,
-		 secret ? m->namespace : "", secret ? secret : "");
-	pthread_mutex_lock(&op->images_lock);
-	st = kmm_hashmap_get(op->images, key);
-	if (st && (st->exists == 1 || now < st->next_check_ms)) {
-		int r = st->exists == 1;
-
-		if (!r) {
-			*ret_retry_ms = st->next_check_ms - now;
-			snprintf(why, why_size, "%s", st->why);
-		}
-		pthread_mutex_unlock(&op->images_lock);
-		return r;
-	}
-	pthread_mutex_unlock(&op->images_lock);
-
-	/* Outside the lock: a registry round trip. */
-	struct kmm_registry_options ro = {
-		.insecure = res->registry_tls.insecure,
-		.insecure_skip_tls_verify = res->registry_tls.insecure_skip_tls_verify,
-	};
-	_cleanup_(kmm_registry_freep) struct kmm_registry *reg = NULL;
-	_cleanup_free_ char *docker_config = NULL;
-	struct kmm_error *e = NULL;
-	int r = 0;
-
-	if (secret && !(docker_config = pull_secret(op, m->namespace, secret, &e)))
-		r = -EINVAL;
-	ro.docker_config = docker_config;
-	if (r >= 0)
-		r = kmm_registry_new(&ro, &reg, &e);
-	if (r >= 0)
-		r = kmm_registry_image_exists(reg, res->container_image, NULL, &e);
-
-	pthread_mutex_lock(&op->images_lock);
-	st = kmm_hashmap_get(op->images, key);
-	if (!st) {
-		st = calloc(1, sizeof(*st));
-		if (st && kmm_hashmap_put(op->images, key, st, NULL) < 0) {
-			free(st);
-			st = NULL;
-		}
-	}
-	if (st) {
-		st->exists = r > 0 ? 1 : r == 0 ? 0 : -1;
-		if (r > 0) {
-			st->failures = 0;
-		} else {
-			int64_t d = IMAGE_RECHECK_MIN_MS << (st->failures < 6 ? st->failures : 6);
-
-			st->failures++;
-			st->next_check_ms =
-			    now + (d > IMAGE_RECHECK_MAX_MS ? IMAGE_RECHECK_MAX_MS : d);
-			*ret_retry_ms = st->next_check_ms - now;
-			if (r == 0)
-				snprintf(st->why, sizeof(st->why), "image %s does not exist",
-					 res->container_image);
-			else
-				snprintf(st->why, sizeof(st->why), "image %s: %s",
-					 res->container_image, kmm_error_message(e));
-			snprintf(why, why_size, "%s", st->why);
-		}
-	}
-	pthread_mutex_unlock(&op->images_lock);
-	if (r < 0)
-		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "module", "image",
-			res->container_image, "error", kmm_error_message(e), NULL);
-	kmm_error_free(e);
-	return r > 0;
 }
 
 /* ---- NMC entries ---- */
@@ -654,9 +505,15 @@ static int64_t status_wait_ms(struct op *op, const struct kmm_module *m)
 	return r;
 }
 
-static int patch_status(struct op *op, const struct kmm_module *m, struct counts *c,
+static int patch_status(struct op *op, const struct kmm_module *m,
+			const struct kmm_image_config *mic, struct counts *c,
 			struct kmm_error **err)
 {
+	bool gen = mic && mic->has_status_trigger_generation;
+	bool gen_same =
+	    gen ? m->status.has_image_rebuild_trigger_generation &&
+		      m->status.image_rebuild_trigger_generation == mic->status_trigger_generation
+		: !m->status.has_image_rebuild_trigger_generation;
 	struct kmm_kube_target t = { &kmm_op_modules, m->namespace, m->name, "status" };
 	bool ready = c->desired == c->available && c->n_reasons == 0;
 	char msg[128];
@@ -671,7 +528,8 @@ static int patch_status(struct op *op, const struct kmm_module *m, struct counts
 	json_array_append_new(
 	    conds, condition(m, "Progressing", !ready, ready ? "Loaded" : "Progressing", msg));
 	if (s->nodes_matching_selector_number == c->matching && s->desired_number == c->desired &&
-	    s->available_number == c->available && conditions_same(conds, m->status.conditions))
+	    s->available_number == c->available && conditions_same(conds, m->status.conditions) &&
+	    gen_same)
 		return 0;
 	if (!ready) {
 		/* While rolling out, progress is written at most once a second. */
@@ -685,6 +543,10 @@ static int patch_status(struct op *op, const struct kmm_module *m, struct counts
 			  "availableNumber", c->available, "conditions", conds);
 	if (!patch)
 		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (gen)
+		json_object_set_new(json_object_get(patch, "status"),
+				    "imageRebuildTriggerGeneration",
+				    json_integer(mic->status_trigger_generation));
 	if (kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
 		return kmm_error_wrap(err, "patch status");
 	return 0;
@@ -772,9 +634,200 @@ static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_er
 	return 0;
 }
 
+/* ---- the ModuleImagesConfig ---- */
+
+/* The images the targeted nodes need, and the MIC as the cache shows it. */
+struct mic_images {
+	json_t *images;		      /* image -> ModuleImageSpec JSON */
+	struct kmm_image_config *mic; /* NULL when none yet */
+};
+
+static void mic_images_done(struct mic_images *mc)
+{
+	json_decref(mc->images);
+	kmm_image_config_free(mc->mic);
+}
+
+static json_t *tls_json(const struct kmm_tls_options *t)
+{
+	json_t *o = json_object();
+
+	if (o && t->insecure)
+		json_object_set_new(o, "insecure", json_true());
+	if (o && t->insecure_skip_tls_verify)
+		json_object_set_new(o, "insecureSkipTLSVerify", json_true());
+	return o;
+}
+
+static int mic_add(struct mic_images *mc, const struct kmm_module *m,
+		   const struct kmm_resolved_mapping *res)
+{
+	const char *dir = m->spec.module_loader->container.modprobe.dir_name;
+	json_t *e;
+
+	if (json_object_get(mc->images, res->container_image))
+		return 0;
+	e = json_pack("{s:s, s:s, s:o, s:s}", "image", res->container_image, "kernelVersion",
+		      res->kernel, "registryTLS", tls_json(&res->registry_tls), "dirName",
+		      dir && *dir ? dir : KMM_DEFAULT_DIR_NAME);
+	if (!e)
+		return -ENOMEM;
+	if (res->build)
+		json_object_set_new(e, "build", kmm_build_to_json(res->build));
+	if (res->sign)
+		json_object_set_new(e, "sign", kmm_sign_to_json(res->sign));
+	return json_object_set_new(mc->images, res->container_image, e);
+}
+
+static const char *mic_state(const struct mic_images *mc, const char *image)
+{
+	if (!mc->mic)
+		return NULL;
+	for (size_t i = 0; i < mc->mic->n_states; i++)
+		if (strcmp(mc->mic->states[i].image ?: "", image) == 0)
+			return mc->mic->states[i].status;
+	return NULL;
+}
+
+/* True when the MIC says the image Exists; else why not, in why. */
+static bool image_ready(struct op *op, const struct kmm_module *m, const struct mic_images *mc,
+			const struct kmm_resolved_mapping *res, char *why, size_t size)
+{
+	const char *st = mic_state(mc, res->container_image);
+	const char *img = res->container_image;
+
+	if (st && strcmp(st, KMM_IMAGE_EXISTS) == 0)
+		return true;
+	if (st && strcmp(st, KMM_IMAGE_NEEDS_BUILDING) == 0) {
+		snprintf(why, size, "image %s is being built", img);
+	} else if (st && strcmp(st, KMM_IMAGE_NEEDS_SIGNING) == 0) {
+		snprintf(why, size, "image %s is being signed", img);
+	} else if (st && (res->build || res->sign)) {
+		snprintf(why, size, "image %s does not exist and its %s failed", img,
+			 res->build ? "build" : "sign");
+	} else {
+		kmm_op_image_why(op, m->namespace, img, why, size);
+		if (!*why)
+			snprintf(why, size,
+				 st ? "image %s does not exist"
+				    : "image %s: existence not known yet",
+				 img);
+	}
+	return false;
+}
+
+static int cmp_image(const void *a, const void *b)
+{
+	return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "image")) ?: "",
+		      json_string_value(json_object_get(*(json_t *const *)b, "image")) ?: "");
+}
+
+/* spec through the API model, so defaults and key order do not count as changes. */
+static json_t *mic_spec_normalized(const json_t *spec)
+{
+	_cleanup_(kmm_image_config_freep) struct kmm_image_config *c = NULL;
+	_cleanup_json_ json_t *obj = NULL, *out = NULL;
+
+	obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", KMM_API_VERSION, "kind",
+			"ModuleImagesConfig", "metadata", "name", "x", "namespace", "x", "spec",
+			spec);
+	if (!obj || kmm_image_config_from_json(obj, 0, &c, NULL) < 0)
+		return NULL;
+	out = kmm_image_config_to_json(c);
+	return json_incref(json_object_get(out, "spec"));
+}
+
+static json_t *mic_spec(const struct kmm_module *m, const json_t *images)
+{
+	const struct kmm_module_loader_container *c = &m->spec.module_loader->container;
+	size_t n = json_object_size(images), i = 0;
+	_cleanup_free_ json_t **v = calloc(n ? n : 1, sizeof(*v));
+	json_t *arr = json_array(), *spec;
+	const char *k;
+	json_t *e;
+
+	if (!v || !arr) {
+		json_decref(arr);
+		return NULL;
+	}
+	json_object_foreach ((json_t *)images, k, e)
+		v[i++] = e;
+	qsort(v, n, sizeof(*v), cmp_image);
+	for (i = 0; i < n; i++)
+		json_array_append(arr, v[i]);
+	spec = json_pack(
+	    "{s:o, s:b, s:o, s:o, s:o}", "images", arr, "pushBuiltImage", 1, "imageRepoSecret",
+	    m->spec.image_repo_secret ? json_pack("{s:s}", "name", m->spec.image_repo_secret)
+				      : json_null(),
+	    "tolerations",
+	    m->spec.n_tolerations
+		? kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations)
+		: json_null(),
+	    "imageRebuildTriggerGeneration",
+	    m->spec.has_image_rebuild_trigger_generation
+		? json_integer(m->spec.image_rebuild_trigger_generation)
+		: json_null());
+	if (spec)
+		json_object_set_new(spec, "imagePullPolicy",
+				    json_string(c->image_pull_policy && *c->image_pull_policy
+						    ? c->image_pull_policy
+						    : KMM_DEFAULT_PULL_POLICY));
+	return spec;
+}
+
+/* Creates or updates the Module's MIC (owned by the Module) when its spec differs. */
+static int sync_mic(struct op *op, const struct kmm_module *m, const struct mic_images *mc,
+		    struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_mics, m->namespace, NULL, NULL };
+	_cleanup_json_ json_t *spec = mic_spec(m, mc->images), *want = NULL, *obj = NULL;
+	int r;
+
+	if (!spec)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (mc->mic) {
+		_cleanup_json_ json_t *cur = kmm_image_config_to_json(mc->mic), *patch = NULL;
+
+		want = mic_spec_normalized(spec);
+		if (want && json_equal(want, json_object_get(cur, "spec")))
+			return 0;
+		patch = json_pack("{s:O}", "spec", spec);
+		t.name = m->name;
+		if (!patch)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err);
+		return r < 0 ? kmm_error_wrap(err, "update MIC") : 0;
+	}
+	/* Nulls mean "absent" to a merge patch only: a new object leaves them out. */
+	{
+		const char *k;
+		json_t *v;
+		void *tmp;
+
+		json_object_foreach_safe (spec, tmp, k, v)
+			if (json_is_null(v))
+				json_object_del(spec, k);
+	}
+	obj = json_pack("{s:s, s:s, s:{s:s, s:s, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]}, s:O}",
+			"apiVersion", KMM_API_VERSION, "kind", "ModuleImagesConfig", "metadata",
+			"name", m->name, "namespace", m->namespace, "ownerReferences", "apiVersion",
+			KMM_API_VERSION, "kind", "Module", "name", m->name, "uid",
+			str(m->metadata, "uid") ?: "", "controller", 1, "blockOwnerDeletion", 1,
+			"spec", spec);
+	if (!obj)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	r = kmm_op_create(&op->api, &t, obj, NULL, err);
+	if (r == -EEXIST) { /* the cache is behind: the next reconcile compares */
+		kmm_error_free(*err);
+		*err = NULL;
+		return 0;
+	}
+	return r < 0 ? kmm_error_wrap(err, "create MIC") : 0;
+}
+
 /* One node: the entry it should carry (NULL: none), and whether it counts as targeted. */
-static int node_entry(struct op *op, const struct kmm_module *m, const json_t *node,
-		      struct counts *c, int64_t *retry_ms, json_t **ret_entry,
+static int node_entry(struct op *op, const struct kmm_module *m, struct mic_images *mc,
+		      const json_t *node, struct counts *c, json_t **ret_entry,
 		      struct kmm_error **err)
 {
 	_cleanup_(kmm_resolved_mapping_freep) struct kmm_resolved_mapping *res = NULL;
@@ -782,7 +835,6 @@ static int node_entry(struct op *op, const struct kmm_module *m, const json_t *n
 	_cleanup_json_ json_t *tols = NULL;
 	const char *kernel = kmm_op_node_kernel(node);
 	char why[300];
-	int64_t retry = 0;
 	int r;
 
 	*ret_entry = NULL;
@@ -797,6 +849,8 @@ static int node_entry(struct op *op, const struct kmm_module *m, const json_t *n
 	r = kmm_mapper_cache_resolve(op->mappers, m, kernel, &res, err);
 	if (r <= 0)
 		return r;
+	if (mic_add(mc, m, res) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (m->spec.module_loader->container.version && *m->spec.module_loader->container.version) {
 		/* Ordered upgrade: only where the version label says so (reference §3.10). */
 		char label[512];
@@ -808,11 +862,9 @@ static int node_entry(struct op *op, const struct kmm_module *m, const json_t *n
 		if (!v || strcmp(v, m->spec.module_loader->container.version) != 0)
 			return 0;
 	}
-	if (!image_exists(op, m, res, &retry, why, sizeof(why))) {
-		if (*retry_ms == 0 || retry < *retry_ms)
-			*retry_ms = retry;
+	if (!image_ready(op, m, mc, res, why, sizeof(why))) {
 		add_reason(c, why, "");
-		return 1; /* keep an existing entry while we cannot tell */
+		return 1; /* keep an existing entry until the image is there */
 	}
 	r = kmm_module_config_for(m, res, &cfg, err);
 	if (r < 0)
@@ -891,6 +943,8 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	size_t n_nodes = 0;
 	struct counts c = {};
 	struct kmm_error *first = NULL;
+	_cleanup_obj_unref_ struct kmm_obj *mic_obj = NULL;
+	_cleanup_(mic_images_done) struct mic_images mc = {};
 	int64_t retry_ms = 0;
 	int r;
 
@@ -913,14 +967,18 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	if (!m->spec.module_loader)
 		return 0;
 
-	if (kmm_informer_list(op->nodes, &nodes, &n_nodes) < 0)
+	mc.images = json_object();
+	mic_obj = kmm_informer_get(op->mics, key);
+	if (mic_obj && kmm_image_config_from_json(kmm_obj_json(mic_obj), 0, &mc.mic, err) < 0)
+		return kmm_error_wrap(err, "reconcile %s: MIC", key);
+	if (!mc.images || kmm_informer_list(op->nodes, &nodes, &n_nodes) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	for (size_t i = 0; i < n_nodes; i++) {
 		const json_t *node = kmm_obj_json(nodes[i]);
 		_cleanup_json_ json_t *entry = NULL;
 		struct kmm_error *e = NULL;
 
-		r = node_entry(op, m, node, &c, &retry_ms, &entry, &e);
+		r = node_entry(op, m, &mc, node, &c, &entry, &e);
 		if (r < 0) {
 			keep_first(&first, e);
 			continue;
@@ -931,6 +989,12 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 			keep_first(&first, e);
 	}
 	kmm_obj_array_free(nodes, n_nodes);
+	{
+		struct kmm_error *e = NULL;
+
+		if (sync_mic(op, m, &mc, &e) < 0)
+			keep_first(&first, e);
+	}
 
 	/* Counts from the NMCs as they are now (our writes included). */
 	{
@@ -955,7 +1019,7 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	if (!first) {
 		struct kmm_error *e = NULL;
 
-		r = patch_status(op, m, &c, &e);
+		r = patch_status(op, m, mc.mic, &c, &e);
 		if (r < 0)
 			keep_first(&first, e);
 		else if (r > 0 && (retry_ms == 0 || r < retry_ms))

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "kmm/buildsign.h"
 #include "kmm/hashmap.h"
 #include "kmm/informer.h"
 #include "kmm/leader.h"
@@ -22,19 +23,30 @@ struct op {
 
 	/* Caches: Modules and NMCs whole, Nodes and Pods projected, Namespaces' labels. */
 	struct kmm_informer *modules, *nmcs, *nodes, *pods, *namespaces;
+	/*
+	 * Build and sign: MICs and MBSCs whole, build/sign pods projected,
+	 * Secrets' metadata only (a rotated signing key shows as a new
+	 * resourceVersion).
+	 */
+	struct kmm_informer *mics, *mbscs, *bspods, *secrets;
 	struct kmm_op_overlay *nmc_overlay;
-	struct kmm_op_overlay *node_overlay;  /* nodes as our label patches returned them */
-	struct kmm_op_keyset *pods_created;   /* "ns/name" created, not yet in the cache */
-	struct kmm_op_keyset *pods_released;  /* uids released, not yet gone from the cache */
+	struct kmm_op_overlay *node_overlay; /* nodes as our label patches returned them */
+	struct kmm_op_keyset *pods_created;  /* "ns/name" created, not yet in the cache */
+	struct kmm_op_keyset *pods_released; /* uids released, not yet gone from the cache */
+	struct kmm_op_keyset
+	    *bspods_created;		     /* build/sign pods "ns/name" created, not yet cached */
+	struct kmm_op_keyset *mbscs_deleted; /* MBSC uids deleted, maybe still cached */
 	pthread_mutex_t nmc_create_locks[32]; /* one NMC POST per node at a time */
 	struct kmm_mapper_cache *mappers;
 
-	struct kmm_op_ctl *module_ctl, *nmc_ctl;
+	struct kmm_op_ctl *module_ctl, *nmc_ctl, *mic_ctl, *mbsc_ctl;
 	struct kmm_leader *leader; /* NULL without leader election */
 
 	/*
-	 * module.c: image existence ("image|tls|secret" -> struct image_state*) and
-	 * the time of each Module's last status write ("status|ns/name" -> int64_t*).
+	 * mic.c: image existence ("image|tls|secret" -> struct image_state*) and
+	 * why an image is not there ("why|ns|image" -> char*); mbsc.c: digests
+	 * of signing Secrets ("digest|ns/name|rv" -> char*); module.c: the time
+	 * of each Module's last status write ("status|ns/name" -> int64_t*).
 	 */
 	pthread_mutex_t images_lock;
 	struct kmm_hashmap *images;
@@ -47,6 +59,26 @@ struct op {
 
 /* nmc.c */
 int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error **err);
+
+/* mic.c: ModuleImagesConfig reconciler (image existence, build/sign requests) */
+extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;
+#define KMM_IMAGE_EXISTS "Exists"
+#define KMM_IMAGE_DOES_NOT_EXIST "DoesNotExist"
+#define KMM_IMAGE_NEEDS_BUILDING "NeedsBuilding"
+#define KMM_IMAGE_NEEDS_SIGNING "NeedsSigning"
+int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error **err);
+/* Why the last existence check of image (MIC in ns) did not find it; "" when unknown. */
+void kmm_op_image_why(struct op *op, const char *ns, const char *image, char *buf, size_t size);
+
+/* mbsc.c: ModuleBuildSignConfig reconciler (build and sign pods, their events and GC) */
+int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error **err);
+/*
+ * Records an Event about a namespaced object in its namespace, with
+ * annotations (a JSON object, borrowed, may be NULL). Best effort.
+ */
+int kmm_op_ns_event(struct op *op, const char *api_version, const char *kind, const char *ns,
+		    const char *name, const char *uid, const char *type, const char *reason,
+		    const char *message, const json_t *annotations, struct kmm_error **err);
 
 /* module.c */
 int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_error **err);

@@ -172,7 +172,8 @@ def push_image(ref, kernels, files=("mod.ko",), firmware=None):
 class Operator:
     """One kmm-operator process with its own config file and log."""
 
-    def __init__(self, name, namespace, leader=False, extra_env=None, lease=None):
+    def __init__(self, name, namespace, leader=False, extra_env=None, lease=None,
+                 extra_config=()):
         self.name = name
         self.log = os.path.join(os.environ.get("KMM_TEST_LOG_DIR", tempfile.gettempdir()),
                                 f"kmm-operator-{name}-{os.getpid()}.log")
@@ -182,6 +183,7 @@ class Operator:
                  "leaderElection:", f"  enabled: {'true' if leader else 'false'}"]
         if lease:
             lines.append(f"  resourceID: {lease}")
+        lines.extend(extra_config)
         self.cfg.write("\n".join(lines) + "\n")
         self.cfg.close()
         self.env = dict(os.environ, OPERATOR_NAMESPACE=namespace,
@@ -246,11 +248,11 @@ class Operator:
 class PodWatch:
     """Every worker pod object seen in a namespace, as first created."""
 
-    def __init__(self, namespace):
+    def __init__(self, namespace, selector="kmm.node.kubernetes.io/worker-action"):
         self.pods = {}
         self.events = []
         self.proc = subprocess.Popen(
-            ["kubectl", "get", "pods", "-n", namespace, "-l", "kmm.node.kubernetes.io/worker-action",
+            ["kubectl", "get", "pods", "-n", namespace, "-l", selector,
              "-w", "-o", "json", "--output-watch-events"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.t = threading.Thread(target=self._read, daemon=True)

@@ -1,0 +1,701 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ModuleBuildSignConfig reconciler (reference §1.4, §3.4, §3.12): one build
+ * or sign pod per spec.images[] entry, rendered by kmm/buildsign.h. Reads
+ * top to bottom:
+ *
+ *   1. per entry: a recorded Success stays (a sign entry whose key or cert
+ *      Secret changed since is signed again, once); otherwise render the pod
+ *      and look at the one of that name: none -> create it; another hash
+ *      (inputs changed) -> delete it, the next pass creates the new one;
+ *      Succeeded -> Success; Failed -> Failure, and the pod is kept, so a
+ *      failure is not retried until its inputs change or someone deletes it;
+ *   2. per pod: on completion one <Type>Succeeded / <Type>Failed event and
+ *      the job-event finalizer released; a deleted pod's gc-delay finalizer
+ *      released once job.gcDelay has passed (at once unless it succeeded);
+ *      pods of entries no longer in the spec deleted;
+ *   3. the signing digests (annotation) and the status written, then the
+ *      Succeeded pods whose result is recorded deleted.
+ *
+ * Events go to the MBSC with upstream's reasons (BuildimageCreated, ...) and
+ * annotations kernel-version and pod-name, and to the Module of the same
+ * name with the documented ones (BuildCreated, BuildSucceeded, ...).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "kmm/json.h"
+#include "kmm/log.h"
+#include "operator.h"
+
+/* Annotation on the MBSC: image -> "<key digest>:<cert digest>" of its last good sign. */
+#define KMM_ANN_SIGNED_WITH "kmm.node.kubernetes.io/signed-with"
+
+static const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static bool is(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* ---- events ---- */
+
+int kmm_op_ns_event(struct op *op, const char *api_version, const char *kind, const char *ns,
+		    const char *name, const char *uid, const char *type, const char *reason,
+		    const char *message, const json_t *annotations, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_events, ns, NULL, NULL };
+	_cleanup_json_ json_t *ev = NULL;
+	char now[64], prefix[256];
+	time_t tt = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(prefix, sizeof(prefix), "%s.", name);
+	ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s*}, s:s, s:s, s:s, "
+		       "s:{s:s}, s:s, s:s, s:i, s:s}",
+		       "apiVersion", "v1", "kind", "Event", "metadata", "generateName", prefix,
+		       "namespace", ns, "involvedObject", "apiVersion", api_version, "kind", kind,
+		       "name", name, "namespace", ns, "uid", uid, "reason", reason, "message",
+		       message, "type", type, "source", "component", "kmm", "firstTimestamp", now,
+		       "lastTimestamp", now, "count", 1, "reportingComponent", "kmm");
+	if (!ev)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (annotations && json_object_set(json_object_get(ev, "metadata"), "annotations",
+					   (json_t *)annotations) < 0)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	return kmm_op_create(&op->api, &t, ev, NULL, err);
+}
+
+/* ---- one reconcile's state ---- */
+
+struct bspod {
+	const json_t *j;
+	const char *name;
+	const char *phase;
+	bool deleting;
+	bool used;     /* an entry of the spec owns it */
+	bool recorded; /* Succeeded and its Success is in the status we write */
+};
+
+struct mbsc_run {
+	struct op *op;
+	char ns[256], name[256];
+	const struct kmm_image_config *mbsc; /* NULL when gone */
+	struct bspod *pods;
+	size_t n_pods;
+	json_t *status;	     /* new status.images */
+	json_t *signed_with; /* new signed-with annotation (object) */
+	int64_t retry_ms;
+	struct kmm_error *errs;
+};
+
+static void note_error(struct mbsc_run *s, struct kmm_error *e)
+{
+	if (!s->errs)
+		s->errs = e;
+	else
+		kmm_error_free(e);
+}
+
+static void want_retry(struct mbsc_run *s, int64_t ms)
+{
+	if (ms > 0 && (s->retry_ms == 0 || ms < s->retry_ms))
+		s->retry_ms = ms;
+}
+
+/* Reason word of upstream's events: the label value title-cased ("Buildimage"). */
+static const char *upstream_word(const char *action)
+{
+	return is(action, KMM_ACTION_SIGN) ? "Signimage" : "Buildimage";
+}
+
+static const char *module_word(const char *action)
+{
+	return is(action, KMM_ACTION_SIGN) ? "Sign" : "Build";
+}
+
+/* <Type><what> on the MBSC and <Build|Sign><what> on the Module (best effort). */
+static void pod_event(struct mbsc_run *s, const char *action, const char *pod, const char *kernel,
+		      const char *type, const char *what, const char *message)
+{
+	_cleanup_obj_unref_ struct kmm_obj *mbsc = NULL, *mod = NULL;
+	_cleanup_json_ json_t *ann =
+	    json_pack("{s:s, s:s}", "kernel-version", kernel ?: "", "pod-name", pod);
+	char key[600], reason[64];
+	struct kmm_error *e = NULL;
+
+	snprintf(key, sizeof(key), "%s/%s", s->ns, s->name);
+	mbsc = kmm_informer_get(s->op->mbscs, key);
+	mod = kmm_informer_get(s->op->modules, key);
+	snprintf(reason, sizeof(reason), "%s%s", upstream_word(action), what);
+	if (mbsc && kmm_op_ns_event(s->op, KMM_API_VERSION, "ModuleBuildSignConfig", s->ns, s->name,
+				    kmm_obj_str(mbsc, "metadata.uid"), type, reason, message, ann,
+				    &e) < 0) {
+		kmm_log(KMM_LOG_WARN, "cannot record event", "controller", "mbsc", "key", key,
+			"error", kmm_error_message(e), NULL);
+		kmm_error_free(TAKE_PTR(e));
+	}
+	snprintf(reason, sizeof(reason), "%s%s", module_word(action), what);
+	if (mod &&
+	    kmm_op_ns_event(s->op, KMM_API_VERSION, "Module", s->ns, s->name,
+			    kmm_obj_str(mod, "metadata.uid"), type, reason, message, ann, &e) < 0) {
+		kmm_log(KMM_LOG_WARN, "cannot record event", "controller", "mbsc", "key", key,
+			"error", kmm_error_message(e), NULL);
+		kmm_error_free(e);
+	}
+}
+
+/* ---- inputs: the Dockerfile and the signing digests ---- */
+
+static int dockerfile(struct mbsc_run *s, const struct kmm_module_image_spec *img, char **ret,
+		      struct kmm_error **err)
+{
+	const char *cm = img->build ? img->build->dockerfile_config_map : NULL;
+	struct kmm_kube_target t = { &kmm_kube_configmaps, s->ns, cm, NULL };
+	_cleanup_json_ json_t *obj = NULL;
+	const char *text;
+
+	if (!cm)
+		return kmm_error_make(err, EINVAL, "image %s: build has no dockerfileConfigMap",
+				      img->image);
+	if (kmm_op_get(&s->op->api, &t, &obj, err) < 0)
+		return kmm_error_wrap(err, "Dockerfile ConfigMap %s/%s", s->ns, cm);
+	text = str(json_object_get(obj, "data"), "dockerfile");
+	if (!text)
+		return kmm_error_make(err, EINVAL, "ConfigMap %s/%s has no key `dockerfile`", s->ns,
+				      cm);
+	*ret = strdup(text);
+	return *ret ? 0 : kmm_error_make(err, ENOMEM, "out of memory");
+}
+
+static char *sha256_hex(const char *data)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	char *hex;
+
+	if (EVP_Digest(data, strlen(data), md, &n, EVP_sha256(), NULL) != 1)
+		return NULL;
+	hex = malloc((size_t)n * 2 + 1);
+	if (!hex)
+		return NULL;
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(hex + i * 2, 3, "%02x", md[i]);
+	return hex;
+}
+
+/*
+ * Hex sha256 of a Secret's data[field] (its base64 text: the same content
+ * gives the same text), cached per resourceVersion the Secret cache shows.
+ */
+static int secret_digest(struct mbsc_run *s, const char *name, const char *field, char **ret,
+			 struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_secrets, s->ns, name, NULL };
+	_cleanup_obj_unref_ struct kmm_obj *o = NULL;
+	_cleanup_json_ json_t *sec = NULL;
+	char key[800];
+	const char *data, *cached;
+	char *hex;
+
+	if (!name)
+		return kmm_error_make(err, EINVAL, "sign has no %sSecret", field);
+	snprintf(key, sizeof(key), "%s/%s", s->ns, name);
+	o = kmm_informer_get(s->op->secrets, key);
+	snprintf(key, sizeof(key), "digest|%s/%s|%s|%s", s->ns, name, field,
+		 o ? kmm_obj_resource_version(o) : "");
+	pthread_mutex_lock(&s->op->images_lock);
+	cached = o ? kmm_hashmap_get(s->op->images, key) : NULL;
+	*ret = cached ? strdup(cached) : NULL;
+	pthread_mutex_unlock(&s->op->images_lock);
+	if (*ret)
+		return 0;
+	if (kmm_op_get(&s->op->api, &t, &sec, err) < 0)
+		return kmm_error_wrap(err, "%s Secret %s/%s", field, s->ns, name);
+	data = str(json_object_get(sec, "data"), field);
+	if (!data)
+		return kmm_error_make(err, EINVAL, "Secret %s/%s has no key `%s`", s->ns, name,
+				      field);
+	hex = sha256_hex(data);
+	if (!hex)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	snprintf(key, sizeof(key), "digest|%s/%s|%s|%s", s->ns, name, field,
+		 kmm_kube_meta_str(sec, "resourceVersion") ?: "");
+	pthread_mutex_lock(&s->op->images_lock);
+	{
+		char *copy = strdup(hex);
+		void *old = NULL;
+
+		if (copy && kmm_hashmap_put(s->op->images, key, copy, &old) < 0)
+			free(copy);
+		free(old);
+	}
+	pthread_mutex_unlock(&s->op->images_lock);
+	*ret = hex;
+	return 0;
+}
+
+/* ---- 1. entries ---- */
+
+static struct bspod *find_pod(struct mbsc_run *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_pods; i++)
+		if (strcmp(s->pods[i].name, name) == 0)
+			return &s->pods[i];
+	return NULL;
+}
+
+static const char *old_status(const struct kmm_image_config *c, const char *image,
+			      const char *action)
+{
+	for (size_t i = 0; i < c->n_states; i++)
+		if (is(c->states[i].image, image) && is(c->states[i].action, action))
+			return c->states[i].status;
+	return NULL;
+}
+
+static void set_status(struct mbsc_run *s, const char *image, const char *action,
+		       const char *status)
+{
+	json_array_append_new(s->status, json_pack("{s:s, s:s, s:s}", "image", image, "action",
+						   action, "status", status));
+}
+
+static int render(struct mbsc_run *s, const struct kmm_module_image_spec *img, const char *kd,
+		  const char *cd, json_t **ret, struct kmm_error **err)
+{
+	_cleanup_free_ char *df = NULL;
+	struct kmm_buildsign_params p = {
+		.mbsc = s->mbsc,
+		.image = img,
+		.module_name = s->name,
+		.build_image = s->op->cfg.build_image,
+		.sign_image = s->op->cfg.sign_image,
+		.builder = KMM_BUILDER_KANIKO,
+		.key_digest = kd,
+		.cert_digest = cd,
+	};
+
+	if (!p.build_image)
+		return kmm_error_make(err, EINVAL, "RELATED_IMAGE_BUILD is not set");
+	if (is(img->action, KMM_ACTION_SIGN) && !p.sign_image)
+		return kmm_error_make(err, EINVAL, "RELATED_IMAGE_SIGN is not set");
+	if (is(img->action, KMM_ACTION_BUILD) && dockerfile(s, img, &df, err) < 0)
+		return -kmm_error_code(*err);
+	p.dockerfile = df;
+	return kmm_buildsign_pod(&p, ret, err);
+}
+
+static int create_pod(struct mbsc_run *s, const struct kmm_module_image_spec *img,
+		      const json_t *pod, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_pods, s->ns, NULL, NULL };
+	const char *name = kmm_kube_meta_str(pod, "name");
+	char key[600], msg[1024];
+	int r;
+
+	r = kmm_op_create(&s->op->api, &t, pod, NULL, err);
+	if (r == -EEXIST) { /* the old one is still going away */
+		kmm_error_free(*err);
+		*err = NULL;
+		want_retry(s, 1000);
+		return 0;
+	}
+	if (r < 0)
+		return kmm_error_wrap(err, "create pod %s", name);
+	snprintf(key, sizeof(key), "%s/%s", s->ns, name);
+	kmm_op_keyset_add(s->op->bspods_created, key);
+	snprintf(msg, sizeof(msg), "%s pod %s created for image %s (kernel %s)",
+		 is(img->action, KMM_ACTION_SIGN) ? "sign" : "build", name, img->image,
+		 img->kernel_version ?: "?");
+	pod_event(s, img->action, name, img->kernel_version, "Normal", "Created", msg);
+	kmm_log(KMM_LOG_INFO, "pod created", "controller", "mbsc", "key", s->name, "namespace",
+		s->ns, "pod", name, NULL);
+	return 0;
+}
+
+static int sync_entry(struct mbsc_run *s, const struct kmm_module_image_spec *img,
+		      struct kmm_error **err)
+{
+	const char *action = img->action;
+	bool sign = is(action, KMM_ACTION_SIGN);
+	const char *was = old_status(s->mbsc, img->image, action);
+	_cleanup_free_ char *kd = NULL, *cd = NULL, *pair = NULL;
+	_cleanup_json_ json_t *pod = NULL;
+	const char *name, *hash;
+	struct bspod *p;
+	int r;
+
+	if (!is(action, KMM_ACTION_BUILD) && !sign)
+		return kmm_error_make(err, EINVAL, "image %s: unknown action %s", img->image,
+				      action ?: "(none)");
+	if (sign) {
+		r = secret_digest(s, img->sign ? img->sign->key_secret : NULL, "key", &kd, err);
+		if (r >= 0)
+			r = secret_digest(s, img->sign ? img->sign->cert_secret : NULL, "cert", &cd,
+					  err);
+		if (r < 0 || asprintf(&pair, "%s:%s", kd, cd) < 0)
+			return r < 0 ? r : kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	if (is(was, "Success")) {
+		const char *rec = sign ? str(s->signed_with, img->image) : NULL;
+
+		if (!sign || !rec || strcmp(rec, pair) == 0) {
+			/* Done. A sign recorded before digests were kept adopts the current ones. */
+			if (sign && !rec)
+				json_object_set_new(s->signed_with, img->image, json_string(pair));
+			set_status(s, img->image, action, "Success");
+			return 0;
+		}
+		kmm_log(KMM_LOG_INFO, "signing key or certificate changed: signing again",
+			"controller", "mbsc", "key", s->name, "namespace", s->ns, "image",
+			img->image, NULL);
+	}
+	r = render(s, img, kd, cd, &pod, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "image %s", img->image);
+	name = kmm_kube_meta_str(pod, "name");
+	hash = kmm_op_annotation(pod, KMM_ANN_LAST_HASH);
+	p = name ? find_pod(s, name) : NULL;
+	if (!p) {
+		char key[600];
+
+		snprintf(key, sizeof(key), "%s/%s", s->ns, name ?: "");
+		if (kmm_op_keyset_contains(s->op->bspods_created, key))
+			return 0; /* created a moment ago; the cache has not shown it yet */
+		return create_pod(s, img, pod, err);
+	}
+	p->used = true;
+	if (p->deleting) {
+		want_retry(s, 1000);
+		return 0;
+	}
+	if (!is(kmm_op_annotation(p->j, KMM_ANN_LAST_HASH), hash)) {
+		struct kmm_kube_target t = { &kmm_kube_pods, s->ns, p->name, NULL };
+
+		kmm_log(KMM_LOG_INFO, "inputs changed: replacing pod", "controller", "mbsc", "key",
+			s->name, "namespace", s->ns, "pod", p->name, NULL);
+		if (kmm_op_delete(&s->op->api, &t, err) < 0)
+			return kmm_error_wrap(err, "delete pod %s", p->name);
+		p->deleting = true;
+		return 0;
+	}
+	if (is(p->phase, "Succeeded")) {
+		set_status(s, img->image, action, "Success");
+		p->recorded = true;
+		if (sign)
+			json_object_set_new(s->signed_with, img->image, json_string(pair));
+	} else if (is(p->phase, "Failed")) {
+		set_status(s, img->image, action, "Failure");
+	}
+	return 0;
+}
+
+/* ---- 2. pods ---- */
+
+static int64_t deleted_ago_ms(const json_t *pod)
+{
+	const char *ts = str(json_object_get(pod, "metadata"), "deletionTimestamp");
+	struct tm tm = {};
+
+	if (!ts || !strptime(ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return INT64_MAX;
+	return ((int64_t)time(NULL) - (int64_t)timegm(&tm)) * 1000;
+}
+
+static bool has_finalizer(const json_t *pod, const char *f)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach (json_object_get(json_object_get(pod, "metadata"), "finalizers"), i, v)
+		if (is(json_string_value(v), f))
+			return true;
+	return false;
+}
+
+static int drop_finalizers(struct mbsc_run *s, const struct bspod *p, bool job_event, bool gc_delay,
+			   struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_pods, s->ns, p->name, NULL };
+	_cleanup_json_ json_t *list = json_array(), *patch = NULL;
+	const json_t *v;
+	size_t i;
+	int r;
+
+	json_array_foreach (json_object_get(json_object_get(p->j, "metadata"), "finalizers"), i,
+			    v) {
+		const char *f = json_string_value(v);
+
+		if ((job_event && is(f, KMM_FINALIZER_JOB_EVENT)) ||
+		    (gc_delay && is(f, KMM_FINALIZER_GC_DELAY)))
+			continue;
+		json_array_append(list, (json_t *)v);
+	}
+	patch = json_pack("{s:{s:O, s:s}}", "metadata", "finalizers", list, "resourceVersion",
+			  str(json_object_get(p->j, "metadata"), "resourceVersion") ?: "");
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	r = kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err);
+	if (r == -ENOENT) {
+		kmm_error_free(*err);
+		*err = NULL;
+		return 0;
+	}
+	return r < 0 ? kmm_error_wrap(err, "release pod %s", p->name) : 0;
+}
+
+static void completion_message(const struct bspod *p, char *buf, size_t size)
+{
+	const json_t *cs = json_array_get(
+	    json_object_get(json_object_get(p->j, "status"), "containerStatuses"), 0);
+	const json_t *term = json_object_get(json_object_get(cs, "state"), "terminated");
+	const char *kind =
+	    is(kmm_op_label(p->j, KMM_LABEL_RESOURCE_TYPE), KMM_ACTION_SIGN) ? "sign" : "build";
+
+	if (is(p->phase, "Succeeded"))
+		snprintf(buf, size, "%s pod %s succeeded", kind, p->name);
+	else if (term)
+		snprintf(buf, size, "%s pod %s failed: exit code %d (%s)", kind, p->name,
+			 (int)json_integer_value(json_object_get(term, "exitCode")),
+			 str(term, "reason") ?: "Error");
+	else
+		snprintf(buf, size, "%s pod %s failed", kind, p->name);
+}
+
+static void pod_lifecycle(struct mbsc_run *s, struct bspod *p)
+{
+	bool done = is(p->phase, "Succeeded") || is(p->phase, "Failed");
+	bool job = has_finalizer(p->j, KMM_FINALIZER_JOB_EVENT);
+	bool gc = has_finalizer(p->j, KMM_FINALIZER_GC_DELAY);
+	bool drop_job = false, drop_gc = false;
+	struct kmm_error *e = NULL;
+
+	if (job && done) {
+		drop_job = true;
+	} else if (job && p->deleting) {
+		drop_job = true; /* never completed: nothing to report */
+		done = false;
+	}
+	if (gc && p->deleting) {
+		int64_t delay = s->op->cfg.job_gc_delay_ns / 1000000;
+		int64_t ago = deleted_ago_ms(p->j);
+
+		if (is(p->phase, "Succeeded") && ago < delay)
+			want_retry(s, delay - ago);
+		else
+			drop_gc = true;
+	}
+	if (!drop_job && !drop_gc)
+		return;
+	if (drop_finalizers(s, p, drop_job, drop_gc, &e) < 0) {
+		note_error(s, e);
+		return;
+	}
+	if (drop_job && done) {
+		char msg[512];
+		const char *action = kmm_op_label(p->j, KMM_LABEL_RESOURCE_TYPE);
+		bool ok = is(p->phase, "Succeeded");
+
+		completion_message(p, msg, sizeof(msg));
+		pod_event(s, action, p->name, kmm_op_label(p->j, KMM_LABEL_TARGET_KERNEL),
+			  ok ? "Normal" : "Warning", ok ? "Succeeded" : "Failed", msg);
+	}
+}
+
+static int delete_pod(struct mbsc_run *s, struct bspod *p, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_pods, s->ns, p->name, NULL };
+
+	if (kmm_op_delete(&s->op->api, &t, err) < 0)
+		return kmm_error_wrap(err, "delete pod %s", p->name);
+	p->deleting = true;
+	return 0;
+}
+
+/* ---- 3. status ---- */
+
+static bool status_changed(struct mbsc_run *s)
+{
+	_cleanup_json_ json_t *old = json_array();
+
+	for (size_t i = 0; i < s->mbsc->n_states; i++) {
+		const struct kmm_image_state *st = &s->mbsc->states[i];
+
+		json_array_append_new(old, json_pack("{s:s?, s:s?, s:s?}", "image", st->image,
+						     "action", st->action, "status", st->status));
+	}
+	return !json_equal(old, s->status);
+}
+
+static int write_signed_with(struct mbsc_run *s, const json_t *mbsc_json, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_mbscs, s->ns, s->name, NULL };
+	const char *cur = kmm_op_annotation(mbsc_json, KMM_ANN_SIGNED_WITH);
+	_cleanup_json_ json_t *old = cur ? json_loads(cur, 0, NULL) : NULL;
+	_cleanup_free_ char *text = NULL;
+	_cleanup_json_ json_t *patch = NULL;
+
+	if (json_object_size(s->signed_with) == 0 && !old)
+		return 0;
+	if (old && json_equal(old, s->signed_with))
+		return 0;
+	text = json_dumps(s->signed_with, JSON_COMPACT | JSON_SORT_KEYS);
+	patch =
+	    text ? json_pack("{s:{s:{s:s}}}", "metadata", "annotations", KMM_ANN_SIGNED_WITH, text)
+		 : NULL;
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "record signing digests");
+	return 0;
+}
+
+static int write_status(struct mbsc_run *s, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_op_mbscs, s->ns, s->name, "status" };
+	_cleanup_json_ json_t *patch = NULL;
+
+	if (!status_changed(s))
+		return 0;
+	patch = json_pack("{s:{s:O}}", "status", "images", s->status);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "patch status");
+	return 0;
+}
+
+/* ---- the reconcile ---- */
+
+static void load_pods(struct mbsc_run *s, struct kmm_obj **objs, size_t n)
+{
+	s->pods = calloc(n ? n : 1, sizeof(*s->pods));
+	if (!s->pods)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *j = kmm_obj_json(objs[i]);
+		struct bspod *p = &s->pods[s->n_pods];
+
+		if (!j || !is(kmm_kube_meta_str(j, "namespace"), s->ns) ||
+		    !is(kmm_op_label(j, KMM_LABEL_MODULE_NAME), s->name) ||
+		    !kmm_kube_meta_str(j, "name"))
+			continue;
+		p->j = j;
+		p->name = kmm_kube_meta_str(j, "name");
+		p->phase = str(json_object_get(j, "status"), "phase") ?: "Pending";
+		p->deleting = json_object_get(json_object_get(j, "metadata"), "deletionTimestamp");
+		s->n_pods++;
+	}
+}
+
+static void sync_entries(struct mbsc_run *s, const json_t *mbsc_json)
+{
+	const char *cur = kmm_op_annotation(mbsc_json, KMM_ANN_SIGNED_WITH);
+	json_t *old = cur ? json_loads(cur, 0, NULL) : NULL;
+
+	if (json_is_object(old)) {
+		json_decref(s->signed_with);
+		s->signed_with = old;
+	} else {
+		json_decref(old);
+	}
+	for (size_t i = 0; i < s->mbsc->n_images; i++) {
+		struct kmm_error *e = NULL;
+
+		if (!s->mbsc->images[i].image)
+			continue;
+		if (sync_entry(s, &s->mbsc->images[i], &e) < 0)
+			note_error(s, e);
+	}
+	/* Digests of images no longer signed are forgotten. */
+	{
+		const char *k;
+		json_t *v, *keep = json_object();
+		void *tmp;
+
+		json_object_foreach_safe (s->signed_with, tmp, k, v) {
+			for (size_t i = 0; i < s->mbsc->n_images; i++)
+				if (is(s->mbsc->images[i].image, k) &&
+				    is(s->mbsc->images[i].action, KMM_ACTION_SIGN))
+					json_object_set(keep, k, v);
+		}
+		json_decref(s->signed_with);
+		s->signed_with = keep;
+	}
+}
+
+int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error **err)
+{
+	struct op *op = userdata;
+	_cleanup_obj_unref_ struct kmm_obj *obj = kmm_informer_get(op->mbscs, key);
+	_cleanup_(kmm_image_config_freep) struct kmm_image_config *mbsc = NULL;
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+	const char *slash = strchr(key, '/');
+	struct mbsc_run s = { .op = op };
+	bool results_written = false;
+	int64_t ret;
+
+	if (!slash || (size_t)(slash - key) >= sizeof(s.ns) || strlen(slash + 1) >= sizeof(s.name))
+		return kmm_error_make(err, EINVAL, "reconcile MBSC %s: bad key", key);
+	memcpy(s.ns, key, (size_t)(slash - key));
+	snprintf(s.name, sizeof(s.name), "%s", slash + 1);
+	if (obj && kmm_image_config_from_json(kmm_obj_json(obj), 0, &mbsc, err) < 0)
+		return kmm_error_wrap(err, "reconcile MBSC %s", key);
+	if (mbsc && json_object_get(mbsc->metadata, "deletionTimestamp"))
+		mbsc = (kmm_image_config_free(mbsc), NULL);
+	s.mbsc = mbsc;
+	s.status = json_array();
+	s.signed_with = json_object();
+	if (!s.status || !s.signed_with || kmm_informer_list(op->bspods, &objs, &n) < 0) {
+		json_decref(s.status);
+		json_decref(s.signed_with);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	load_pods(&s, objs, n);
+
+	if (mbsc)
+		sync_entries(&s, kmm_obj_json(obj));
+	for (size_t i = 0; i < s.n_pods; i++)
+		pod_lifecycle(&s, &s.pods[i]);
+	if (mbsc && !s.errs) {
+		struct kmm_error *e = NULL;
+
+		if (write_signed_with(&s, kmm_obj_json(obj), &e) < 0 || write_status(&s, &e) < 0)
+			note_error(&s, e);
+		else
+			results_written = true;
+	}
+	for (size_t i = 0; i < s.n_pods; i++) {
+		struct bspod *p = &s.pods[i];
+		struct kmm_error *e = NULL;
+
+		if (p->deleting)
+			continue;
+		/* Orphans (entry gone), and successes once recorded. */
+		if ((!p->used && (!mbsc || !s.errs)) || (p->recorded && results_written))
+			if (delete_pod(&s, p, &e) < 0)
+				note_error(&s, e);
+	}
+	kmm_obj_array_free(objs, n);
+	free(s.pods);
+	json_decref(s.status);
+	json_decref(s.signed_with);
+	if (s.errs) {
+		*err = s.errs;
+		return kmm_error_wrap(err, "reconcile MBSC %s", key);
+	}
+	ret = s.retry_ms;
+	return ret;
+}

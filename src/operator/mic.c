@@ -1,0 +1,612 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ModuleImagesConfig reconciler (reference §1.3, §3.3): one MIC per Module
+ * lists the images its targeted nodes need; this decides, per image, one of
+ * Exists / DoesNotExist / NeedsBuilding / NeedsSigning, and asks the
+ * ModuleBuildSignConfig (same name, owned by the MIC) for a build or a sign
+ * where one is needed. Reads top to bottom:
+ *
+ *   1. imageRebuildTriggerGeneration changed -> delete the MBSC, forget
+ *      every state and every cached registry answer, record the generation;
+ *   2. per image: the MBSC's result when it has one (Failure -> DoesNotExist,
+ *      sign Success -> Exists, build Success -> NeedsSigning or Exists);
+ *      else a state already reached stays (a build in flight, or Exists);
+ *      else ask the registry (HEAD of the manifest with the pull secret and
+ *      registryTLS): there -> Exists; missing -> NeedsBuilding with a build,
+ *      NeedsSigning with only a sign, otherwise DoesNotExist, re-checked with
+ *      backoff and reported to the Module (condition and Warning event);
+ *   3. upsert the MBSC entries (BuildImage / SignImage), then the status.
+ *
+ * Unlike upstream no pull pod is started: the operator asks the registry
+ * itself, so a missing image never leaves a pod waiting forever. A failed
+ * sign-only image never asks for a build it has no section for, and a failed
+ * build is not asked again until its inputs change (the MBSC keeps the
+ * failed pod and its hash).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kmm/json.h"
+#include "kmm/log.h"
+#include "kmm/registry.h"
+#include "operator.h"
+
+const struct kmm_kube_resource kmm_op_mics = { KMM_API_GROUP, "v1beta1", "moduleimagesconfigs",
+					       true };
+const struct kmm_kube_resource kmm_op_mbscs = { KMM_API_GROUP, "v1beta1", "modulebuildsignconfigs",
+						true };
+
+#define IMAGE_RECHECK_MIN_MS 5000
+#define IMAGE_RECHECK_MAX_MS 300000
+
+static const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- image existence ---- */
+
+struct image_state {
+	int exists; /* 1 yes, 0 no, -1 could not tell */
+	int failures;
+	int64_t next_check_ms;
+	char why[256];
+};
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static char *b64decode(const char *in)
+{
+	size_t n = strlen(in), o = 0;
+	unsigned acc = 0;
+	int bits = 0;
+	char *out = malloc(n + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64val((unsigned char)in[i]);
+
+		if (v < 0)
+			continue;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = 0;
+	return out;
+}
+
+static char *pull_secret(struct op *op, const char *ns, const char *name, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { &kmm_kube_secrets, ns, name, NULL };
+	_cleanup_json_ json_t *sec = NULL;
+	const char *data;
+
+	if (kmm_op_get(&op->api, &t, &sec, err) < 0)
+		return NULL;
+	data = str(json_object_get(sec, "data"), ".dockerconfigjson");
+	if (!data)
+		data = str(json_object_get(sec, "data"), ".dockercfg");
+	if (!data) {
+		kmm_error_make(err, EINVAL, "secret %s/%s has no .dockerconfigjson", ns, name);
+		return NULL;
+	}
+	return b64decode(data);
+}
+
+static void cache_key(char *key, size_t size, const struct kmm_image_config *mic,
+		      const struct kmm_module_image_spec *img)
+{
+	const struct kmm_tls_options *tls = img->registry_tls;
+	const char *secret = mic->image_repo_secret;
+
+	snprintf(key, size, "%s|%d|%d|%s/%s", img->image, tls && tls->insecure,
+		 tls && tls->insecure_skip_tls_verify, secret ? mic->namespace : "",
+		 secret ? secret : "");
+}
+
+static void set_why(struct op *op, const char *ns, const char *image, const char *why)
+{
+	char key[1024];
+	char *copy = why ? strdup(why) : NULL;
+	void *old = NULL;
+
+	snprintf(key, sizeof(key), "why|%s|%s", ns, image);
+	if (!copy)
+		old = kmm_hashmap_remove(op->images, key);
+	else if (kmm_hashmap_put(op->images, key, copy, &old) < 0)
+		free(copy);
+	free(old);
+}
+
+void kmm_op_image_why(struct op *op, const char *ns, const char *image, char *buf, size_t size)
+{
+	char key[1024];
+	const char *why;
+
+	snprintf(key, sizeof(key), "why|%s|%s", ns, image);
+	pthread_mutex_lock(&op->images_lock);
+	why = kmm_hashmap_get(op->images, key);
+	snprintf(buf, size, "%s", why ? why : "");
+	pthread_mutex_unlock(&op->images_lock);
+}
+
+/*
+ * 1 when the image exists, 0 when not or when the registry could not tell
+ * (*ret_unknown set); *ret_retry_ms says when to look again.
+ */
+static int image_exists(struct op *op, const struct kmm_image_config *mic,
+			const struct kmm_module_image_spec *img, bool *ret_unknown,
+			int64_t *ret_retry_ms)
+{
+	const char *secret = mic->image_repo_secret;
+	char key[1024];
+	struct image_state *st;
+	int64_t now = mono_ms();
+
+	cache_key(key, sizeof(key), mic, img);
+	pthread_mutex_lock(&op->images_lock);
+	st = kmm_hashmap_get(op->images, key);
+	if (st && (st->exists == 1 || now < st->next_check_ms)) {
+		int r = st->exists == 1;
+
+		if (!r) {
+			*ret_retry_ms = st->next_check_ms - now;
+			*ret_unknown = st->exists < 0;
+		}
+		pthread_mutex_unlock(&op->images_lock);
+		return r;
+	}
+	pthread_mutex_unlock(&op->images_lock);
+
+	/* Outside the lock: a registry round trip. */
+	struct kmm_registry_options ro = {
+		.insecure = img->registry_tls && img->registry_tls->insecure,
+		.insecure_skip_tls_verify =
+		    img->registry_tls && img->registry_tls->insecure_skip_tls_verify,
+	};
+	_cleanup_(kmm_registry_freep) struct kmm_registry *reg = NULL;
+	_cleanup_free_ char *docker_config = NULL;
+	struct kmm_error *e = NULL;
+	char why[256] = "";
+	int r = 0;
+
+	if (secret && !(docker_config = pull_secret(op, mic->namespace, secret, &e)))
+		r = -EINVAL;
+	ro.docker_config = docker_config;
+	if (r >= 0)
+		r = kmm_registry_new(&ro, &reg, &e);
+	if (r >= 0)
+		r = kmm_registry_image_exists(reg, img->image, NULL, &e);
+
+	pthread_mutex_lock(&op->images_lock);
+	st = kmm_hashmap_get(op->images, key);
+	if (!st) {
+		st = calloc(1, sizeof(*st));
+		if (st && kmm_hashmap_put(op->images, key, st, NULL) < 0) {
+			free(st);
+			st = NULL;
+		}
+	}
+	if (r > 0) {
+		set_why(op, mic->namespace, img->image, NULL);
+	} else {
+		if (r == 0)
+			snprintf(why, sizeof(why), "image %s does not exist", img->image);
+		else
+			snprintf(why, sizeof(why), "image %s: %s", img->image,
+				 kmm_error_message(e));
+		set_why(op, mic->namespace, img->image, why);
+	}
+	if (st) {
+		st->exists = r > 0 ? 1 : r == 0 ? 0 : -1;
+		if (r > 0) {
+			st->failures = 0;
+		} else {
+			int64_t d = IMAGE_RECHECK_MIN_MS << (st->failures < 6 ? st->failures : 6);
+
+			st->failures++;
+			st->next_check_ms =
+			    now + (d > IMAGE_RECHECK_MAX_MS ? IMAGE_RECHECK_MAX_MS : d);
+			*ret_retry_ms = st->next_check_ms - now;
+			snprintf(st->why, sizeof(st->why), "%s", why);
+		}
+	}
+	pthread_mutex_unlock(&op->images_lock);
+	if (r < 0)
+		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "mic", "image",
+			img->image, "error", kmm_error_message(e), NULL);
+	*ret_unknown = r < 0;
+	kmm_error_free(e);
+	return r > 0;
+}
+
+/* A new imageRebuildTriggerGeneration: every image is asked about afresh. */
+static void forget_images(struct op *op, const struct kmm_image_config *mic)
+{
+	char key[1024];
+
+	pthread_mutex_lock(&op->images_lock);
+	for (size_t i = 0; i < mic->n_images; i++) {
+		cache_key(key, sizeof(key), mic, &mic->images[i]);
+		free(kmm_hashmap_remove(op->images, key));
+		set_why(op, mic->namespace, mic->images[i].image, NULL);
+	}
+	pthread_mutex_unlock(&op->images_lock);
+}
+
+/* ---- states ---- */
+
+static const char *mic_state(const struct kmm_image_config *mic, const char *image)
+{
+	for (size_t i = 0; i < mic->n_states; i++)
+		if (mic->states[i].image && strcmp(mic->states[i].image, image) == 0)
+			return mic->states[i].status;
+	return NULL;
+}
+
+/* The MBSC's result for image under its current action, or NULL. */
+static const char *mbsc_result(const struct kmm_image_config *mbsc, const char *image,
+			       const char **ret_action)
+{
+	const char *action = NULL;
+
+	if (!mbsc)
+		return NULL;
+	for (size_t i = 0; i < mbsc->n_images; i++)
+		if (strcmp(mbsc->images[i].image ?: "", image) == 0)
+			action = mbsc->images[i].action;
+	if (!action)
+		return NULL;
+	for (size_t i = 0; i < mbsc->n_states; i++) {
+		const struct kmm_image_state *s = &mbsc->states[i];
+
+		if (s->image && s->action && strcmp(s->image, image) == 0 &&
+		    strcmp(s->action, action) == 0) {
+			*ret_action = action;
+			return s->status;
+		}
+	}
+	return NULL;
+}
+
+static bool is(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+struct mic_run {
+	struct op *op;
+	const struct kmm_image_config *mic;
+	const struct kmm_image_config *mbsc; /* NULL when none (or deleted) */
+	int64_t retry_ms;
+};
+
+static void want_retry(struct mic_run *s, int64_t ms)
+{
+	if (ms > 0 && (s->retry_ms == 0 || ms < s->retry_ms))
+		s->retry_ms = ms;
+}
+
+/* The state of one image (static string) or NULL when unknown yet. */
+static const char *image_state(struct mic_run *s, const struct kmm_module_image_spec *img)
+{
+	const char *cur = mic_state(s->mic, img->image);
+	const char *action = NULL;
+	const char *res = mbsc_result(s->mbsc, img->image, &action);
+	int64_t retry = 0;
+	bool unknown = false;
+
+	if (is(res, "Failure"))
+		return KMM_IMAGE_DOES_NOT_EXIST;
+	if (is(res, "Success"))
+		return is(action, KMM_ACTION_BUILD) && img->sign ? KMM_IMAGE_NEEDS_SIGNING
+								 : KMM_IMAGE_EXISTS;
+	/* A build or sign on its way, or an image known to exist: stays. */
+	if (is(cur, KMM_IMAGE_EXISTS))
+		return KMM_IMAGE_EXISTS;
+	if (is(cur, KMM_IMAGE_NEEDS_BUILDING) && img->build)
+		return KMM_IMAGE_NEEDS_BUILDING;
+	if (is(cur, KMM_IMAGE_NEEDS_SIGNING) && img->sign)
+		return KMM_IMAGE_NEEDS_SIGNING;
+	if (image_exists(s->op, s->mic, img, &unknown, &retry))
+		return KMM_IMAGE_EXISTS;
+	if (unknown) {
+		want_retry(s, retry);
+		return is(cur, KMM_IMAGE_DOES_NOT_EXIST) ? KMM_IMAGE_DOES_NOT_EXIST : NULL;
+	}
+	if (img->build)
+		return KMM_IMAGE_NEEDS_BUILDING;
+	if (img->sign)
+		return KMM_IMAGE_NEEDS_SIGNING;
+	want_retry(s, retry);
+	return KMM_IMAGE_DOES_NOT_EXIST;
+}
+
+/* Tells the owning Module, once per transition, that an image is missing for good. */
+static void missing_event(struct mic_run *s, const struct kmm_module_image_spec *img)
+{
+	char key[512], msg[1024];
+	_cleanup_obj_unref_ struct kmm_obj *mod = NULL;
+	struct kmm_error *e = NULL;
+
+	snprintf(key, sizeof(key), "%s/%s", s->mic->namespace, s->mic->name);
+	mod = kmm_informer_get(s->op->modules, key);
+	if (!mod)
+		return;
+	snprintf(msg, sizeof(msg),
+		 "image %s (kernel %s) does not exist and the Module has no build or sign for it; "
+		 "checking again with backoff",
+		 img->image, img->kernel_version ?: "?");
+	if (kmm_op_ns_event(s->op, KMM_API_VERSION, "Module", s->mic->namespace, s->mic->name,
+			    kmm_obj_str(mod, "metadata.uid"), "Warning", "ImageDoesNotExist", msg,
+			    NULL, &e) < 0)
+		kmm_log(KMM_LOG_WARN, "cannot record event", "controller", "mic", "key", key,
+			"error", kmm_error_message(e), NULL);
+	kmm_error_free(e);
+}
+
+/* ---- the MBSC ---- */
+
+/* spec through the API model, so defaults and key order do not count as changes. */
+static json_t *normalized_spec(const char *kind, const json_t *spec)
+{
+	_cleanup_(kmm_image_config_freep) struct kmm_image_config *c = NULL;
+	_cleanup_json_ json_t *obj = NULL, *out = NULL;
+
+	obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", KMM_API_VERSION, "kind",
+			kind, "metadata", "name", "x", "namespace", "x", "spec", spec);
+	if (!obj || kmm_image_config_from_json(obj, 0, &c, NULL) < 0)
+		return NULL;
+	out = kmm_image_config_to_json(c);
+	return json_incref(json_object_get(out, "spec"));
+}
+
+static const char *existing_action(const struct kmm_image_config *mbsc, const char *image)
+{
+	if (!mbsc)
+		return NULL;
+	for (size_t i = 0; i < mbsc->n_images; i++)
+		if (strcmp(mbsc->images[i].image ?: "", image) == 0)
+			return mbsc->images[i].action;
+	return NULL;
+}
+
+/* The action an image's MBSC entry should carry, or NULL for no entry. */
+static const char *wanted_action(struct mic_run *s, const struct kmm_module_image_spec *img,
+				 const char *state)
+{
+	const char *have = existing_action(s->mbsc, img->image);
+
+	if (is(state, KMM_IMAGE_NEEDS_BUILDING))
+		return img->build ? KMM_ACTION_BUILD : img->sign ? KMM_ACTION_SIGN : NULL;
+	if (is(state, KMM_IMAGE_NEEDS_SIGNING))
+		return img->sign ? KMM_ACTION_SIGN : NULL;
+	/* Done or failed: keep the entry (its result, its failed pod, its signing key). */
+	if (is(have, KMM_ACTION_BUILD) && img->build)
+		return have;
+	if (is(have, KMM_ACTION_SIGN) && img->sign)
+		return have;
+	return NULL;
+}
+
+static int sync_mbsc(struct mic_run *s, const json_t *mic_json, const char *const *states,
+		     struct kmm_error **err)
+{
+	const struct kmm_image_config *mic = s->mic;
+	const json_t *spec_images = json_object_get(json_object_get(mic_json, "spec"), "images");
+	_cleanup_json_ json_t *images = json_array(), *spec = NULL, *want = NULL, *have = NULL;
+	_cleanup_json_ json_t *obj = NULL;
+	struct kmm_kube_target t = { &kmm_op_mbscs, mic->namespace, NULL, NULL };
+	int r;
+
+	if (!images)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < mic->n_images; i++) {
+		const char *action = wanted_action(s, &mic->images[i], states[i]);
+		const json_t *src = json_array_get(spec_images, i);
+		json_t *e;
+
+		if (!action || !src)
+			continue;
+		e = json_deep_copy(src);
+		if (!e || json_object_set_new(e, "action", json_string(action)) < 0 ||
+		    json_array_append_new(images, e) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	if (json_array_size(images) == 0 && !s->mbsc)
+		return 0;
+	spec = json_pack("{s:O, s:b}", "images", images, "pushBuiltImage", mic->push_built_image);
+	if (!spec)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (mic->image_repo_secret)
+		json_object_set_new(spec, "imageRepoSecret",
+				    json_pack("{s:s}", "name", mic->image_repo_secret));
+	if (mic->n_tolerations)
+		json_object_set_new(spec, "tolerations",
+				    kmm_tolerations_to_json(mic->tolerations, mic->n_tolerations));
+	want = normalized_spec("ModuleBuildSignConfig", spec);
+	if (s->mbsc) {
+		_cleanup_json_ json_t *cur = kmm_image_config_to_json(s->mbsc), *patch = NULL;
+
+		have = json_incref(json_object_get(cur, "spec"));
+		if (want && have && json_equal(want, have))
+			return 0;
+		/* Keys we no longer want are nulled: a merge patch keeps absent ones. */
+		patch = json_pack("{s:O}", "spec", spec);
+		if (!patch)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		if (!mic->image_repo_secret)
+			json_object_set_new(json_object_get(patch, "spec"), "imageRepoSecret",
+					    json_null());
+		if (!mic->n_tolerations)
+			json_object_set_new(json_object_get(patch, "spec"), "tolerations",
+					    json_null());
+		t.name = mic->name;
+		r = kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err);
+		return r < 0 ? kmm_error_wrap(err, "update MBSC") : 0;
+	}
+	obj = json_pack("{s:s, s:s, s:{s:s, s:s, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]}, s:O}",
+			"apiVersion", KMM_API_VERSION, "kind", "ModuleBuildSignConfig", "metadata",
+			"name", mic->name, "namespace", mic->namespace, "ownerReferences",
+			"apiVersion", KMM_API_VERSION, "kind", "ModuleImagesConfig", "name",
+			mic->name, "uid", str(mic->metadata, "uid") ?: "", "controller", 1,
+			"blockOwnerDeletion", 1, "spec", spec);
+	if (!obj)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	r = kmm_op_create(&s->op->api, &t, obj, NULL, err);
+	if (r == -EEXIST) { /* the cache is behind (or a deleted one lingers): next time */
+		kmm_error_free(*err);
+		*err = NULL;
+		want_retry(s, 1000);
+		return 0;
+	}
+	return r < 0 ? kmm_error_wrap(err, "create MBSC") : 0;
+}
+
+/* ---- status ---- */
+
+static int patch_status(struct mic_run *s, const char *const *states, bool *ret_changed,
+			struct kmm_error **err)
+{
+	const struct kmm_image_config *mic = s->mic;
+	struct kmm_kube_target t = { &kmm_op_mics, mic->namespace, mic->name, "status" };
+	_cleanup_json_ json_t *arr = json_array(), *old = json_array(), *patch = NULL;
+	bool gen = mic->has_image_rebuild_trigger_generation &&
+		   (!mic->has_status_trigger_generation ||
+		    mic->status_trigger_generation != mic->image_rebuild_trigger_generation);
+
+	if (!arr || !old)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < mic->n_images; i++)
+		if (states[i])
+			json_array_append_new(arr,
+					      json_pack("{s:s, s:s}", "image", mic->images[i].image,
+							"status", states[i]));
+	for (size_t i = 0; i < mic->n_states; i++)
+		json_array_append_new(old, json_pack("{s:s?, s:s?}", "image", mic->states[i].image,
+						     "status", mic->states[i].status));
+	*ret_changed = !json_equal(arr, old);
+	if (!*ret_changed && !gen)
+		return 0;
+	patch = json_pack("{s:{s:O}}", "status", "imagesStates", arr);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (mic->has_image_rebuild_trigger_generation)
+		json_object_set_new(json_object_get(patch, "status"),
+				    "imageRebuildTriggerGeneration",
+				    json_integer(mic->image_rebuild_trigger_generation));
+	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "patch status");
+	return 0;
+}
+
+/* ---- 1. imageRebuildTriggerGeneration ---- */
+
+static int rebuild_trigger(struct mic_run *s, const struct kmm_obj *mbsc_obj,
+			   struct kmm_error **err)
+{
+	const struct kmm_image_config *mic = s->mic;
+	struct kmm_kube_target t = { &kmm_op_mbscs, mic->namespace, mic->name, NULL };
+	struct kmm_kube_target st = { &kmm_op_mics, mic->namespace, mic->name, "status" };
+	_cleanup_json_ json_t *patch = NULL;
+
+	if (mbsc_obj) {
+		if (kmm_op_delete(&s->op->api, &t, err) < 0)
+			return kmm_error_wrap(err, "delete MBSC for a rebuild");
+		kmm_op_keyset_add(s->op->mbscs_deleted,
+				  kmm_obj_str(mbsc_obj, "metadata.uid") ?: "");
+	}
+	forget_images(s->op, mic);
+	patch =
+	    json_pack("{s:{s:[], s:I}}", "status", "imagesStates", "imageRebuildTriggerGeneration",
+		      (json_int_t)mic->image_rebuild_trigger_generation);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (kmm_op_patch(&s->op->api, &st, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
+		return kmm_error_wrap(err, "reset status");
+	kmm_log(KMM_LOG_INFO, "imageRebuildTriggerGeneration changed: images checked afresh",
+		"controller", "mic", "key", mic->name, "namespace", mic->namespace, NULL);
+	return 0;
+}
+
+/* ---- the reconcile ---- */
+
+int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error **err)
+{
+	struct op *op = userdata;
+	_cleanup_obj_unref_ struct kmm_obj *obj = kmm_informer_get(op->mics, key);
+	_cleanup_obj_unref_ struct kmm_obj *mobj = NULL;
+	_cleanup_(kmm_image_config_freep) struct kmm_image_config *mic = NULL, *mbsc = NULL;
+	_cleanup_free_ const char **states = NULL;
+	struct mic_run s = { .op = op };
+	bool changed = false;
+	int r;
+
+	if (!obj)
+		return 0;
+	r = kmm_image_config_from_json(kmm_obj_json(obj), 0, &mic, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "reconcile MIC %s", key);
+	if (!mic->namespace || json_object_get(mic->metadata, "deletionTimestamp"))
+		return 0;
+	s.mic = mic;
+	mobj = kmm_informer_get(op->mbscs, key);
+	if (mobj &&
+	    kmm_op_keyset_contains(op->mbscs_deleted, kmm_obj_str(mobj, "metadata.uid") ?: ""))
+		kmm_obj_unref(TAKE_PTR(mobj)); /* deleted by us, the cache lags */
+	if (mic->has_image_rebuild_trigger_generation &&
+	    (!mic->has_status_trigger_generation ||
+	     mic->status_trigger_generation != mic->image_rebuild_trigger_generation) &&
+	    mic->n_states > 0) {
+		r = rebuild_trigger(&s, mobj, err);
+		return r < 0 ? kmm_error_wrap(err, "reconcile MIC %s", key) : 0;
+	}
+	if (mobj && kmm_image_config_from_json(kmm_obj_json(mobj), 0, &mbsc, err) < 0)
+		return kmm_error_wrap(err, "reconcile MIC %s: MBSC", key);
+	s.mbsc = mbsc;
+
+	states = calloc(mic->n_images + 1, sizeof(*states));
+	if (!states)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < mic->n_images; i++) {
+		const struct kmm_module_image_spec *img = &mic->images[i];
+
+		if (!img->image)
+			continue;
+		states[i] = image_state(&s, img);
+		if (is(states[i], KMM_IMAGE_DOES_NOT_EXIST) && !img->build && !img->sign &&
+		    !is(mic_state(mic, img->image), KMM_IMAGE_DOES_NOT_EXIST))
+			missing_event(&s, img);
+	}
+	r = sync_mbsc(&s, kmm_obj_json(obj), states, err);
+	if (r >= 0)
+		r = patch_status(&s, states, &changed, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "reconcile MIC %s", key);
+	return s.retry_ms;
+}
