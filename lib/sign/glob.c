@@ -13,8 +13,6 @@ static bool is_pattern(const char *s)
 	return strpbrk(s, "*?[") != NULL;
 }
 
-KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(glob_t *, globfree)
-
 static int add(char ***files, size_t *count, const char *path, struct kmm_error **err)
 {
 	if (*count >= KMM_SIGN_MAX_FILES)
@@ -38,8 +36,8 @@ int kmm_sign_expand_files(char *const *args, size_t n, bool literal, char ***ret
 	if (!files || !unmatched)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		glob_t g = { 0 };
-		_cleanup_(globfreep) glob_t *gp = NULL;
+		/* globfree() takes the glob_t's address, as a cleanup function is called. */
+		_cleanup_(globfree) glob_t g = { 0 };
 
 		if (literal || !is_pattern(args[i])) {
 			r = add(&files, &count, args[i], err);
@@ -53,7 +51,6 @@ int kmm_sign_expand_files(char *const *args, size_t n, bool literal, char ***ret
 		 * thus the log, is the same on every run.
 		 */
 		r = glob(args[i], 0, NULL, &g);
-		gp = &g;
 		if (r == GLOB_NOMATCH) {
 			if (kmm_strv_push(&unmatched, args[i]) < 0)
 				return kmm_error_make(err, ENOMEM, "out of memory");

@@ -418,7 +418,7 @@ static void test_buildah_sign_pod_no_push(void **state)
 static char *run_with_fake_buildah(const char *script)
 {
 	char dir[] = "/tmp/kmm-buildsign-XXXXXX", path[64], out[64];
-	_cleanup_free_ char *cmd = NULL, *text = NULL;
+	_cleanup_free_ char *text = NULL;
 	_cleanup_fclose_ FILE *fp = NULL;
 	size_t n = 0;
 	int status;

@@ -2,6 +2,7 @@
 /* kmm_sign_expand_files: filesToSign globs on a real directory tree. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,12 +51,14 @@ static int setup(void **state)
 	return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
 static int teardown(void **state)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	return system(cmd) == 0 ? 0 : -1;
+	return nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Expands patterns relative to root; returns the results relative to root, joined by ' '. */
