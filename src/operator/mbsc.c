@@ -281,7 +281,7 @@ static int render(struct mbsc_run *s, const struct kmm_module_image_spec *img, c
 		.module_name = s->name,
 		.build_image = s->op->cfg.build_image,
 		.sign_image = s->op->cfg.sign_image,
-		.builder = KMM_BUILDER_KANIKO,
+		.builder = s->op->cfg.job_builder,
 		.key_digest = kd,
 		.cert_digest = cd,
 	};
