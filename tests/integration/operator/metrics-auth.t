@@ -237,6 +237,9 @@ def main():
         t.ok(False, "setup", traceback.format_exc())
     finally:
         cleanup()
+    reports = [op.name for op in OPERATORS
+               if re.search(r"ERROR: AddressSanitizer|runtime error:", op.logtext())]
+    t.ok(not reports, "no sanitizer reports", f"in the logs of {reports}")
     return t.finish()
 
 
