@@ -362,13 +362,10 @@ static const char *const pod_projection[] = {
 static const char *const ns_projection[] = { "metadata.labels", NULL };
 
 static const char *const bspod_projection[] = {
-	"metadata.labels",
-	"metadata.annotations",
-	"metadata.finalizers",
-	"metadata.creationTimestamp",
-	"status.phase",
-	"status.containerStatuses",
-	NULL,
+	"metadata.labels",     "metadata.annotations",
+	"metadata.finalizers", "metadata.creationTimestamp",
+	"status.phase",	       "status.containerStatuses",
+	"status.conditions",   NULL,
 };
 
 /* Secrets: only that they changed (resourceVersion is always kept). */
@@ -651,7 +648,9 @@ static void bspod_event(const struct kmm_obj *o, bool deleted, void *ud)
 	kmm_op_keyset_remove(op->bspods_created, key); /* the cache has it now */
 	snprintf(key, sizeof(key), "%s/%s", ns, owner);
 	kmm_op_ctl_enqueue(op->mbsc_ctl, key);
-	(void)deleted;
+	/* The Module's Ready message tells why a build or sign pod does not start. */
+	if (!deleted)
+		kmm_op_ctl_enqueue_coalesced(op->module_ctl, key, 1000);
 }
 
 static void on_bspod(const struct kmm_obj *o, void *ud)

@@ -35,6 +35,8 @@
 
 /* Annotation on the MBSC: image -> "<key digest>:<cert digest>" of its last good sign. */
 #define KMM_ANN_SIGNED_WITH "kmm.node.kubernetes.io/signed-with"
+/* Annotation on a pod: the <Type>Pending event about why it cannot start was sent. */
+#define KMM_ANN_PENDING_EVENT "kmm.node.kubernetes.io/pending-event-sent"
 
 static const char *str(const json_t *o, const char *k)
 {
@@ -245,6 +247,60 @@ static int secret_digest(struct mbsc_run *s, const char *name, const char *field
 	return 0;
 }
 
+/* ---- why a pod does not start ---- */
+
+bool kmm_op_bspod_trouble(const json_t *pod, char *buf, size_t size)
+{
+	const json_t *st = json_object_get(pod, "status");
+	const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+	const json_t *wait = json_object_get(json_object_get(cs, "state"), "waiting");
+	const char *why = str(wait, "reason");
+	const json_t *c;
+	size_t i;
+
+	if (!is(str(st, "phase") ?: "Pending", "Pending"))
+		return false;
+	json_array_foreach (json_object_get(st, "conditions"), i, c) {
+		if (is(str(c, "type"), "PodScheduled") && is(str(c, "status"), "False")) {
+			snprintf(buf, size, "%s: %s", str(c, "reason") ?: "not scheduled",
+				 str(c, "message") ?: "");
+			return true;
+		}
+	}
+	if (why && strcmp(why, "ContainerCreating") != 0 && strcmp(why, "PodInitializing") != 0) {
+		snprintf(buf, size, "%s: %s", why, str(wait, "message") ?: "");
+		return true;
+	}
+	return false;
+}
+
+/*
+ * A pod that cannot start (unschedulable: no node matches build.selector;
+ * its image cannot be pulled) is not failed by the kubelet: say so once, with
+ * a Warning event, so it does not wait unnoticed.
+ */
+static void pending_event(struct mbsc_run *s, const struct kmm_module_image_spec *img,
+			  const struct bspod *p)
+{
+	struct kmm_kube_target t = { &kmm_kube_pods, s->ns, p->name, NULL };
+	_cleanup_json_ json_t *patch = NULL;
+	struct kmm_error *e = NULL;
+	char why[512], msg[768];
+
+	if (kmm_op_annotation(p->j, KMM_ANN_PENDING_EVENT) ||
+	    !kmm_op_bspod_trouble(p->j, why, sizeof(why)))
+		return;
+	patch =
+	    json_pack("{s:{s:{s:s}}}", "metadata", "annotations", KMM_ANN_PENDING_EVENT, "true");
+	if (!patch || kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, &e) < 0) {
+		note_error(s, e);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "%s pod %s cannot start: %s",
+		 is(img->action, KMM_ACTION_SIGN) ? "sign" : "build", p->name, why);
+	pod_event(s, img->action, p->name, img->kernel_version, "Warning", "Pending", msg);
+}
+
 /* ---- 1. entries ---- */
 
 static struct bspod *find_pod(struct mbsc_run *s, const char *name)
@@ -397,6 +453,8 @@ static int sync_entry(struct mbsc_run *s, const struct kmm_module_image_spec *im
 			json_object_set_new(s->signed_with, img->image, json_string(pair));
 	} else if (is(p->phase, "Failed")) {
 		set_status(s, img->image, action, "Failure");
+	} else {
+		pending_event(s, img, p);
 	}
 	return 0;
 }

@@ -689,6 +689,22 @@ static const char *mic_state(const struct mic_images *mc, const char *image)
 	return NULL;
 }
 
+/* Why the Module's build or sign pod for kernel does not start ("" when it does). */
+static void pod_trouble(struct op *op, const struct kmm_module *m, const char *action,
+			const char *kernel, char *buf, size_t size)
+{
+	_cleanup_free_ char *name = kmm_buildsign_pod_name(m->name, action, kernel);
+	_cleanup_obj_unref_ struct kmm_obj *pod = NULL;
+	char key[600];
+
+	if (!name)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", m->namespace, name);
+	pod = kmm_informer_get(op->bspods, key);
+	if (pod && !kmm_op_bspod_trouble(kmm_obj_json(pod), buf, size))
+		*buf = 0;
+}
+
 /* True when the MIC says the image Exists; else why not, in why. */
 static bool image_ready(struct op *op, const struct kmm_module *m, const struct mic_images *mc,
 			const struct kmm_resolved_mapping *res, char *why, size_t size)
@@ -698,10 +714,15 @@ static bool image_ready(struct op *op, const struct kmm_module *m, const struct 
 
 	if (st && strcmp(st, KMM_IMAGE_EXISTS) == 0)
 		return true;
-	if (st && strcmp(st, KMM_IMAGE_NEEDS_BUILDING) == 0) {
-		snprintf(why, size, "image %s is being built", img);
-	} else if (st && strcmp(st, KMM_IMAGE_NEEDS_SIGNING) == 0) {
-		snprintf(why, size, "image %s is being signed", img);
+	if (st && (strcmp(st, KMM_IMAGE_NEEDS_BUILDING) == 0 ||
+		   strcmp(st, KMM_IMAGE_NEEDS_SIGNING) == 0)) {
+		bool build = strcmp(st, KMM_IMAGE_NEEDS_BUILDING) == 0 && res->build;
+		char trouble[384] = "";
+
+		pod_trouble(op, m, build ? KMM_ACTION_BUILD : KMM_ACTION_SIGN, res->kernel, trouble,
+			    sizeof(trouble));
+		snprintf(why, size, "image %s is being %s%s%s%s", img, build ? "built" : "signed",
+			 *trouble ? " (pod cannot start: " : "", trouble, *trouble ? ")" : "");
 	} else if (st && (res->build || res->sign)) {
 		snprintf(why, size, "image %s does not exist and its %s failed", img,
 			 res->build ? "build" : "sign");

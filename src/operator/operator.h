@@ -72,6 +72,8 @@ void kmm_op_image_why(struct op *op, const char *ns, const char *image, char *bu
 
 /* mbsc.c: ModuleBuildSignConfig reconciler (build and sign pods, their events and GC) */
 int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error **err);
+/* Why a Pending build/sign pod does not start (unschedulable, image pull), or false. */
+bool kmm_op_bspod_trouble(const json_t *pod, char *buf, size_t size);
 /*
  * Records an Event about a namespaced object in its namespace, with
  * annotations (a JSON object, borrowed, may be NULL). Best effort.

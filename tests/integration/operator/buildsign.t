@@ -260,6 +260,11 @@ def build_flow():
     t.ok(nmc_entry(nodes[0], "spec", ns, "bld") is None, "build: no NMC entry before the image exists")
     c = wait(lambda: "being built" in cond(ns, "bld", "Ready").get("message", "") and cond(ns, "bld", "Ready"), 20)
     t.ok(c, "build: Ready condition says the image is being built", cond(ns, "bld", "Ready"))
+    c = wait(lambda: "Unschedulable" in cond(ns, "bld", "Ready").get("message", "") and cond(ns, "bld", "Ready"), 30)
+    ev = wait(lambda: events(ns, "bld", "BuildimagePending"), 20) or [{}]
+    t.ok(c and ev[0].get("type") == "Warning" and "Unschedulable" in ev[0].get("message", ""),
+         "build: a pod that cannot be scheduled is reported (Ready message, Warning BuildimagePending)",
+         (cond(ns, "bld", "Ready"), ev[0]))
     # The "build": push the image, then let the pod be scheduled; kwok completes it.
     push_image(f"{repo}:{K1}", [K1])
     kubectl("label", "node", nodes[0], "op-bs/builder=yes")
