@@ -63,7 +63,8 @@ struct kmm_buildsign_params {
 
 /*
  * DNS-safe kernel: lowercase, '_' and '.' -> '-', other invalid chars dropped,
- * trimmed of '-', max 63. Heap string, NULL on ENOMEM.
+ * trimmed of '-', max 63. Heap string ("" for NULL or a kernel with nothing
+ * usable), NULL on ENOMEM.
  */
 char *kmm_buildsign_dns_kernel(const char *kernel);
 

@@ -53,7 +53,7 @@ char *kmm_buildsign_dns_kernel(const char *kernel)
 
 	if (!out)
 		return NULL;
-	for (const char *c = kernel; *c && n < DNS_LABEL_MAX; c++) {
+	for (const char *c = kernel ? kernel : ""; *c && n < DNS_LABEL_MAX; c++) {
 		char ch = (char)tolower((unsigned char)*c);
 
 		if (ch == '_' || ch == '.')
@@ -78,6 +78,8 @@ char *kmm_buildsign_pod_name(const char *mbsc, const char *action, const char *k
 	char *s = NULL;
 	size_t n;
 
+	if (!mbsc || !action)
+		return NULL;
 	if (strcmp(action, KMM_ACTION_BUILD) == 0)
 		verb = "build";
 	else if (strcmp(action, KMM_ACTION_SIGN) == 0)
