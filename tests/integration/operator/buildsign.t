@@ -410,6 +410,33 @@ def sign_flow_and_key_rotation():
 
 
 @case
+def build_then_sign():
+    ns = new_ns("op-bs-bs")
+    nodes = add_nodes("op-bs-bs-n", 1, K1, ["op-bs/bs=yes", "op-bs/bs-builder=yes"])
+    dockerfile_cm(ns, "op-bs-dockerfile", "FROM scratch\n")
+    secret(ns, "op-bs-key", {"key": "KEY-1"})
+    secret(ns, "op-bs-cert", {"cert": "CERT-1"})
+    img = f"{REG}/op-bs/bs-{RUN}:{K1}"
+    w = bswatch(ns)
+    sign = {"keySecret": {"name": "op-bs-key"}, "certSecret": {"name": "op-bs-cert"},
+            "filesToSign": [f"/opt/lib/modules/{K1}/mod.ko"]}
+    build = {"dockerfileConfigMap": {"name": "op-bs-dockerfile"}, "selector": {"op-bs/bs-builder": "yes"}}
+    apply(module_obj(ns, "bs", {"op-bs/bs": "yes"},
+                     [{"regexp": "^.+$", "containerImage": img, "registryTLS": {"insecure": True}}],
+                     build=build, sign=sign))
+    t.ok(wait(lambda: mbsc_result(ns, "bs", img) == ("SignImage", "Success"), 60),
+         "build+sign: build, then sign, then Success", get("modulebuildsignconfigs", ns, "bs"))
+    t.ok(wait(lambda: mic_state(ns, "bs", img) == "Exists", 30) and wait(lambda: ready_on(ns, "bs", nodes), 60),
+         "build+sign: MIC Exists, module loaded")
+    b, sg = w.created_by("BuildImage"), w.created_by("SignImage")
+    df = sg[0]["metadata"].get("annotations", {}).get("dockerfile", "") if sg else ""
+    t.ok(len(b) == 1 and len(sg) == 1 and f"FROM {img}" in df,
+         "build+sign: one build pod, one sign pod signing what the build pushed to the same tag",
+         ([o["metadata"]["name"] for o in b + sg], df))
+    w.close()
+
+
+@case
 def sign_failure():
     ns = new_ns("op-bs-sfail")
     nodes = add_nodes("op-bs-sfail-n", 1, K1, ["op-bs/sfail=yes"])
@@ -500,7 +527,7 @@ def main():
         st, body = op.get("/metrics")
         want = ['controller_runtime_reconcile_total{controller="moduleimagesconfig"',
                 'controller_runtime_reconcile_total{controller="modulebuildsignconfig"',
-                "kmm_in_cluster_build_num 2", "kmm_in_cluster_sign_num 2"]
+                "kmm_in_cluster_build_num 3", "kmm_in_cluster_sign_num 3"]
         missing = [x for x in want if x not in body]
         t.ok(st == 200 and not missing, "operator: /metrics has the MIC and MBSC controllers and build/sign gauges",
              f"missing: {missing}")
