@@ -21,6 +21,8 @@
 
 #define MAX_HANDLERS 8
 #define MAX_INDEXES 8
+/* How often the store is swept for DOMs nobody reads any more. */
+#define DOM_SWEEP_MS 1000
 
 static const char *const always_kept[] = {
 	"metadata.name",
@@ -101,7 +103,7 @@ struct kmm_informer {
 	pthread_t thread;
 	struct kmm_watch *watch;
 
-	int64_t last_resync_ms;
+	int64_t last_resync_ms, last_sweep_ms;
 	atomic_uint_fast64_t n_lists, n_watches, n_events, n_gone, n_errors;
 };
 
@@ -354,6 +356,19 @@ static int store_put(struct kmm_informer *inf, struct kmm_obj *o)
 	pthread_rwlock_unlock(&inf->lock);
 	dispatch(inf, old ? CH_UPDATE : CH_ADD, old, o);
 	kmm_obj_unref(old);
+	/*
+	 * Handlers often read o through kmm_obj_json(), whose DOM (~4-5 KiB for
+	 * a projected node, ~1.5 KiB compact) would otherwise stay in the store
+	 * until the next event replaces o: with kubelet heartbeats, that is a DOM
+	 * per node, always. If only the store and we still hold o, nobody can be
+	 * using the DOM, and getters, the only way to a new reference, wait for
+	 * the write lock: free it; the next reader rebuilds it.
+	 */
+	if (kmm_obj_has_dom(o)) {
+		pthread_rwlock_wrlock(&inf->lock);
+		kube_obj_drop_dom(o, 2);
+		pthread_rwlock_unlock(&inf->lock);
+	}
 	kmm_obj_unref(o);
 	return 0;
 }
@@ -389,42 +404,156 @@ static int set_rv(struct kmm_informer *inf, const char *rv)
 	return 0;
 }
 
-/* Applies a full LIST: puts every item, deletes keys that are gone. */
-static int store_replace(struct kmm_informer *inf, const json_t *list, struct kmm_error **err)
+/* The compact objects of one LIST, in list order. */
+struct listed {
+	struct kmm_obj **objs;
+	size_t n, cap;
+	char *rv; /* the list's resourceVersion */
+};
+
+/* A LIST longer than this is not a cache we can hold; stops a runaway continue chain. */
+#define LIST_MAX_ITEMS ((size_t)4 * 1024 * 1024)
+
+static void listed_clear(struct listed *l)
+{
+	kmm_obj_array_free(l->objs, l->n);
+	free(l->rv);
+	*l = (struct listed){ 0 };
+}
+
+/* Appends o, consuming the caller's reference. */
+static int listed_push(struct listed *l, struct kmm_obj *o)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct kmm_obj **objs;
+
+		if (l->n >= LIST_MAX_ITEMS) {
+			kmm_obj_unref(o);
+			return -E2BIG;
+		}
+		objs = reallocarray(l->objs, cap, sizeof(*objs));
+		if (!objs) {
+			kmm_obj_unref(o);
+			return -ENOMEM;
+		}
+		l->objs = objs;
+		l->cap = cap;
+	}
+	l->objs[l->n++] = o;
+	return 0;
+}
+
+/*
+ * LIST page by page, reducing each page to compact objects and freeing its
+ * DOM before asking for the next page: the whole list never exists parsed
+ * (1,000 nodes as one DOM took ~25 MiB, the same nodes projected ~1.5 MiB).
+ * Nothing reaches the store until every page has arrived, so a list that
+ * fails half-way changes nothing. Like kmm_kube_list_all(), a 410 on a
+ * continue token (the snapshot was compacted between pages) restarts from
+ * the first page, once.
+ */
+static int list_compact(struct kmm_informer *inf, struct listed *ret, struct kmm_error **err)
+{
+	struct kmm_kube_target t = { .res = inf->o.res, .namespace = inf->o.namespace };
+	struct kmm_kube_list_options lo = {
+		.label_selector = inf->o.label_selector,
+		.field_selector = inf->o.field_selector,
+		.limit = inf->o.page_size,
+	};
+	_cleanup_(listed_clear) struct listed l = { 0 };
+	_cleanup_free_ char *cont = NULL;
+	bool restarted = false;
+
+	for (;;) {
+		_cleanup_(json_decrefp) json_t *page = NULL;
+		_cleanup_error_ struct kmm_error *e = NULL;
+		const char *next, *rv;
+		const json_t *items;
+		json_t *it;
+		size_t i;
+		int r;
+
+		lo.continue_token = cont;
+		r = kmm_kube_list(inf->client, &t, &lo, &page, &e);
+		if (r < 0) {
+			if (cont && kmm_error_is_http(e, 410) && !restarted) {
+				restarted = true;
+				listed_clear(&l);
+				free(cont);
+				cont = NULL;
+				continue;
+			}
+			if (err)
+				*err = TAKE_PTR(e);
+			return r;
+		}
+		items = json_object_get(page, "items");
+		if (!json_is_array(items))
+			return kmm_error_make(err, EBADMSG, "list %s: no items array",
+					      inf->o.res->resource);
+		json_array_foreach (items, i, it) {
+			struct kmm_obj *o;
+
+			r = obj_new(inf, it, &o);
+			if (r < 0)
+				return kmm_error_make(err, -r,
+						      "informer %s: list item %zu unusable",
+						      inf->o.res->resource, l.n);
+			r = listed_push(&l, o);
+			if (r < 0)
+				return kmm_error_make(err, -r, "informer %s: list of %zu items",
+						      inf->o.res->resource, l.n);
+		}
+		/* Every page carries the snapshot's version; the last one is kept. */
+		rv = kmm_kube_meta_str(page, "resourceVersion");
+		free(l.rv);
+		l.rv = rv ? strdup(rv) : NULL;
+		if (rv && !l.rv)
+			return -ENOMEM;
+		next = kmm_kube_meta_str(page, "continue");
+		if (!next || !*next)
+			break;
+		free(cont);
+		cont = strdup(next);
+		if (!cont)
+			return -ENOMEM;
+	}
+	*ret = l;
+	l = (struct listed){ 0 };
+	return 0;
+}
+
+/* Applies a full LIST: puts every listed object, deletes keys that are gone. */
+static int store_replace(struct kmm_informer *inf, struct listed *l)
 {
 	_cleanup_(kmm_hashmap_freep) struct kmm_hashmap *seen = kmm_hashmap_new(NULL);
 	_cleanup_strv_free_ char **gone = NULL;
 	const char *key;
 	void *val;
-	size_t i, st = 0;
-	json_t *it;
+	size_t st = 0;
 	int r;
 
 	if (!seen)
 		return -ENOMEM;
-	json_array_foreach (json_object_get(list, "items"), i, it) {
-		struct kmm_obj *o, *cur;
+	for (size_t i = 0; i < l->n; i++) {
+		/* The list's reference moves to the store (or goes): once the handlers
+		 * ran, the store alone holds o, which store_put() counts on. */
+		_cleanup_obj_unref_ struct kmm_obj *o = TAKE_PTR(l->objs[i]);
+		struct kmm_obj *cur;
 		bool same;
 
-		r = obj_new(inf, it, &o);
-		if (r < 0)
-			return kmm_error_make(err, -r, "informer %s: list item %zu unusable",
-					      inf->o.res->resource, i);
-		if (kmm_hashmap_put(seen, kmm_obj_key(o), NULL, NULL) < 0) {
-			kmm_obj_unref(o);
+		if (kmm_hashmap_put(seen, kmm_obj_key(o), NULL, NULL) < 0)
 			return -ENOMEM;
-		}
 		/* Unchanged objects (same resourceVersion) are not re-announced. */
 		pthread_rwlock_rdlock(&inf->lock);
 		cur = kmm_hashmap_get(inf->store, kmm_obj_key(o));
 		same =
 		    cur && strcmp(kmm_obj_resource_version(cur), kmm_obj_resource_version(o)) == 0;
 		pthread_rwlock_unlock(&inf->lock);
-		if (same) {
-			kmm_obj_unref(o);
+		if (same)
 			continue;
-		}
-		r = store_put(inf, o);
+		r = store_put(inf, TAKE_PTR(o));
 		if (r < 0)
 			return r;
 	}
@@ -438,7 +567,7 @@ static int store_replace(struct kmm_informer *inf, const json_t *list, struct km
 	pthread_rwlock_unlock(&inf->lock);
 	KMM_STRV_FOREACH (k, gone)
 		store_delete(inf, k);
-	return set_rv(inf, kmm_kube_meta_str(list, "resourceVersion"));
+	return set_rv(inf, l->rv);
 }
 
 /* ---- reflector ---- */
@@ -519,14 +648,39 @@ static void resync(struct kmm_informer *inf)
 	kmm_obj_array_free(objs, n);
 }
 
+/*
+ * Frees the kmm_obj_json() DOMs that only the store still holds. A reader
+ * that walks every node builds a DOM for each (~10 KiB against ~1.5 KiB
+ * compact), and the object would keep it until it is replaced: at 1,000
+ * nodes that was most of kmm-operator's heap. Under the write lock no
+ * getter can hand out a new reference, and an object referenced by the
+ * store alone has no reader that could hold a borrowed pointer into its DOM
+ * (holders of json_incref()'d DOMs keep theirs alive).
+ */
+static void sweep_doms(struct kmm_informer *inf)
+{
+	const char *key;
+	void *val;
+	size_t st = 0;
+
+	pthread_rwlock_wrlock(&inf->lock);
+	while (kmm_hashmap_iterate(inf->store, &st, &key, &val))
+		if (kmm_obj_has_dom(val))
+			kube_obj_drop_dom(val, 1);
+	pthread_rwlock_unlock(&inf->lock);
+}
+
 static int on_tick(void *ud, struct kmm_error **err)
 {
 	struct kmm_informer *inf = ud;
-	int64_t now;
+	int64_t now = mono_ms();
 
+	if (now - inf->last_sweep_ms >= DOM_SWEEP_MS) {
+		inf->last_sweep_ms = now;
+		sweep_doms(inf);
+	}
 	if (inf->o.resync_ms <= 0)
 		return 0;
-	now = mono_ms();
 	if (now - inf->last_resync_ms >= inf->o.resync_ms) {
 		inf->last_resync_ms = now;
 		resync(inf);
@@ -550,20 +704,15 @@ static void *reflector(void *arg)
 
 	inf->last_resync_ms = mono_ms();
 	while (!stopping(inf)) {
-		_cleanup_(json_decrefp) json_t *list = NULL;
+		_cleanup_(listed_clear) struct listed list = { 0 };
 		_cleanup_error_ struct kmm_error *err = NULL;
-		struct kmm_kube_list_options lo = {
-			.label_selector = inf->o.label_selector,
-			.field_selector = inf->o.field_selector,
-			.limit = inf->o.page_size,
-		};
 		int r;
 
-		r = kmm_kube_list_all(inf->client, &t, &lo, &list, &err);
+		r = list_compact(inf, &list, &err);
 		if (r >= 0)
-			r = store_replace(inf, list, &err);
-		/* The full LIST is large: drop it before watching for hours. */
-		json_decref(TAKE_PTR(list));
+			r = store_replace(inf, &list);
+		/* The list's references are the store's now, or garbage: drop them before watching. */
+		listed_clear(&list);
 		if (r < 0) {
 			atomic_fetch_add(&inf->n_errors, 1);
 			kmm_debug("informer: list failed", "resource", inf->o.res->resource,

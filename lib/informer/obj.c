@@ -273,22 +273,20 @@ json_t *kmm_obj_to_json(const struct kmm_obj *o)
 		end = e.path + e.plen;
 		for (;;) {
 			const char *sep = memchr(p, SEP, (size_t)(end - p));
-			_cleanup_free_ char *seg =
-			    strndup(p, sep ? (size_t)(sep - p) : (size_t)(end - p));
+			size_t seglen = sep ? (size_t)(sep - p) : (size_t)(end - p);
 			json_t *next;
 
-			if (!seg)
-				goto fail;
+			/* Segments by length: no temporary copy per segment of every entry. */
 			if (!sep) {
 				v = entry_value(&e);
-				if (!v || json_object_set_new(cur, seg, v) < 0)
+				if (!v || json_object_setn_new(cur, p, seglen, v) < 0)
 					goto fail;
 				break;
 			}
-			next = json_object_get(cur, seg);
+			next = json_object_getn(cur, p, seglen);
 			if (!next) {
 				next = json_object();
-				if (!next || json_object_set_new(cur, seg, next) < 0)
+				if (!next || json_object_setn_new(cur, p, seglen, next) < 0)
 					goto fail;
 			}
 			cur = next;
@@ -350,6 +348,12 @@ void kmm_obj_unref(struct kmm_obj *o)
 		json_decref(atomic_load(&o->dom));
 		free(o);
 	}
+}
+
+void kube_obj_drop_dom(struct kmm_obj *o, unsigned owners)
+{
+	if (atomic_load(&o->refs) == owners)
+		json_decref(atomic_exchange(&o->dom, NULL));
 }
 
 const json_t *kmm_obj_json(const struct kmm_obj *co)
