@@ -57,8 +57,12 @@ json_t *kmm_obj_to_json(const struct kmm_obj *o);
 /*
  * The whole (projected) object as a DOM borrowed from o, never to be
  * modified; NULL on ENOMEM. Built on first call and kept with the object
- * (thread-safe), so it costs the DOM's memory from then on: prefer the
- * accessors above on hot, numerous kinds (pods, nodes).
+ * (thread-safe) while anyone but the informer's store references o: valid
+ * as long as the caller's reference (or a json_incref() of the DOM).
+ * The informer frees DOMs that only its store still holds (after the
+ * handlers of an event, and once a second), so the next call may build it
+ * again: the accessors above stay cheaper on hot, numerous kinds (pods,
+ * nodes).
  */
 const json_t *kmm_obj_json(const struct kmm_obj *o);
 /* True once kmm_obj_json() built the DOM of o (for memory accounting). */
