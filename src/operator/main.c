@@ -21,6 +21,7 @@
 #include "kmm/kubeconfig.h"
 #include "kmm/log.h"
 #include "kmm/leader.h"
+#include "kmm/operator-metrics.h"
 #include "operator.h"
 #include "src/common/cli.h"
 
@@ -37,6 +38,8 @@ static const char help[] =
     "~/.kube/config)\n"
     "      --config NAME        ConfigMap in $OPERATOR_NAMESPACE holding controller_config.yaml\n"
     "      --config-file PATH   read controller_config.yaml from a file instead\n"
+    "      --metrics-cert-dir DIR  tls.crt and tls.key for the metrics server, reloaded\n"
+    "                           when they change (default: a self-signed certificate)\n"
     "      --workers N          concurrent reconciles per controller (default "
     "4)\n" KMM_COMMON_OPTIONS_HELP "\n"
     "Environment: OPERATOR_NAMESPACE and RELATED_IMAGE_WORKER (required),\n"
@@ -49,12 +52,14 @@ enum {
 	OPT_WORKERS,
 	OPT_QPS,
 	OPT_BURST,
+	OPT_METRICS_CERT_DIR,
 };
 
 struct args {
 	const char *kubeconfig;
 	const char *config_map;
 	const char *config_file;
+	const char *metrics_cert_dir;
 	int workers;
 	double qps;
 	int burst;
@@ -70,6 +75,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "kube-qps", required_argument, NULL, OPT_QPS },
 		{ "kube-burst", required_argument, NULL, OPT_BURST },
+		{ "metrics-cert-dir", required_argument, NULL, OPT_METRICS_CERT_DIR },
 		{},
 	};
 	char *end = NULL;
@@ -91,6 +97,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_CONFIG_FILE:
 			a->config_file = optarg;
+			break;
+		case OPT_METRICS_CERT_DIR:
+			a->metrics_cert_dir = optarg;
 			break;
 		case OPT_WORKERS:
 			a->workers = (int)strtol(optarg, &end, 10);
@@ -280,14 +289,12 @@ static int register_metrics(struct op *op, struct kmm_error **err)
 	return r;
 }
 
-static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_httpd **ret_metrics,
-		      struct kmm_error **err)
+static int start_http(struct op *op, const char *metrics_cert_dir, struct kmm_httpd **ret_health,
+		      struct kmm_httpd **ret_metrics, struct kmm_error **err)
 {
 	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
 	struct kmm_httpd_options ho = { op->cfg.health_probe_bind_address };
-	struct kmm_httpd_options mo = { op->cfg.metrics_bind_address };
-	bool same = strcmp(ho.bind_address, mo.bind_address) == 0;
-	bool metrics_off = strcmp(mo.bind_address, "0") == 0;
+	bool same = strcmp(ho.bind_address, op->cfg.metrics_bind_address) == 0;
 	int r;
 
 	r = kmm_httpd_new(&ho, &health, err);
@@ -299,24 +306,22 @@ static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_h
 	r = kmm_httpd_start(health, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "healthProbeBindAddress");
-	if (!same && !metrics_off) {
-		if (op->cfg.metrics_secure_serving)
-			kmm_log(KMM_LOG_WARN,
-				"metrics.secureServing is not implemented: serving /metrics over "
-				"plain HTTP",
-				"address", mo.bind_address, NULL);
-		r = kmm_httpd_new(&mo, &metrics, err);
+	if (same && (op->cfg.metrics_secure_serving || op->cfg.metrics_enable_authn_authz))
+		kmm_log(
+		    KMM_LOG_WARN,
+		    "metrics.bindAddress is healthProbeBindAddress: /metrics is served with the "
+		    "probes, over plain HTTP and without authentication",
+		    "address", ho.bind_address, NULL);
+	if (!same) {
+		r = kmm_op_metrics_server_start(&op->cfg, op->kube, metrics_cert_dir, serve_metrics,
+						op, &metrics, err);
 		if (r < 0)
-			return kmm_error_wrap(err, "metrics.bindAddress");
-		r = kmm_httpd_route(metrics, "/metrics", serve_metrics, op);
-		if (r < 0)
-			return kmm_error_make(err, -r, "metrics route");
-		r = kmm_httpd_start(metrics, err);
-		if (r < 0)
-			return kmm_error_wrap(err, "metrics.bindAddress");
+			return r;
 	}
 	{
 		unsigned hport = kmm_httpd_port(health), mport = 0;
+		bool tls = !same && kmm_httpd_tls(metrics);
+		bool auth = !same && metrics && op->cfg.metrics_enable_authn_authz;
 		char hp[16], mp[16];
 
 		if (same)
@@ -326,7 +331,8 @@ static int start_http(struct op *op, struct kmm_httpd **ret_health, struct kmm_h
 		snprintf(hp, sizeof(hp), "%u", hport);
 		snprintf(mp, sizeof(mp), "%u", mport);
 		kmm_log(KMM_LOG_INFO, "serving probes and metrics", "healthPort", hp, "metricsPort",
-			mp, NULL);
+			mp, "metricsScheme", tls ? "https" : "http", "metricsAuthnAuthz",
+			auth ? "true" : "false", NULL);
 	}
 	*ret_health = TAKE_PTR(health);
 	*ret_metrics = TAKE_PTR(metrics);
@@ -953,7 +959,7 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	    kmm_op_ctl_new("moduleimagesconfig", op->metrics, &op->mic_ctl, &e) < 0 ||
 	    kmm_op_ctl_new("modulebuildsignconfig", op->metrics, &op->mbsc_ctl, &e) < 0)
 		return fail("cannot set up metrics", e);
-	if (start_http(op, &health, &metrics, &e) < 0)
+	if (start_http(op, a->metrics_cert_dir, &health, &metrics, &e) < 0)
 		return fail("cannot serve probes and metrics", e);
 
 	if (op->cfg.leader_election_enabled) {
