@@ -194,7 +194,7 @@ static void serve_readyz(struct kmm_http_response *resp, void *userdata)
 		  kmm_informer_has_synced(op->nodes) && kmm_informer_has_synced(op->pods) &&
 		  kmm_informer_has_synced(op->namespaces) && kmm_informer_has_synced(op->mics) &&
 		  kmm_informer_has_synced(op->mbscs) && kmm_informer_has_synced(op->bspods) &&
-		  kmm_informer_has_synced(op->secrets);
+		  kmm_informer_has_synced(op->secrets) && kmm_informer_has_synced(op->configmaps);
 
 	if (!ok) {
 		resp->status = 503;
@@ -215,10 +215,11 @@ static void collect_informers(struct kmm_metrics *m, void *userdata)
 					     "moduleimagesconfigs",
 					     "modulebuildsignconfigs",
 					     "buildsignpods",
-					     "secrets" };
-	struct kmm_informer *infs[] = { op->modules, op->nmcs,	     op->nodes,
-					op->pods,    op->namespaces, op->mics,
-					op->mbscs,   op->bspods,     op->secrets };
+					     "secrets",
+					     "configmaps" };
+	struct kmm_informer *infs[] = { op->modules,	op->nmcs,      op->nodes, op->pods,
+					op->namespaces, op->mics,      op->mbscs, op->bspods,
+					op->secrets,	op->configmaps };
 	struct kmm_metric *lists = kmm_metrics_find(m, "kmm_informer_lists_total");
 	struct kmm_metric *watches = kmm_metrics_find(m, "kmm_informer_watches_total");
 	struct kmm_metric *objs = kmm_metrics_find(m, "kmm_informer_objects");
@@ -374,8 +375,9 @@ static const char *const bspod_projection[] = {
 	"status.conditions",   NULL,
 };
 
-/* Secrets: only that they changed (resourceVersion is always kept). */
+/* Secrets and ConfigMaps: only that they changed (resourceVersion is always kept). */
 static const char *const secret_projection[] = { "type", NULL };
+static const char *const configmap_projection[] = { "immutable", NULL };
 
 static void on_module(const struct kmm_obj *o, void *ud)
 {
@@ -674,7 +676,11 @@ static void on_bspod_delete(const struct kmm_obj *o, void *ud)
 	bspod_event(o, true, ud);
 }
 
-/* A Secret changed: the MBSCs of its namespace look at their signing keys again. */
+/*
+ * A Secret or ConfigMap changed: the MBSCs of its namespace look at their
+ * signing keys and Dockerfiles again (an MBSC whose inputs are the same does
+ * nothing).
+ */
 static void on_secret_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
 {
 	struct op *op = ud;
@@ -723,6 +729,7 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	struct kmm_informer_handlers mbh = { on_mbsc, on_mbsc_update, on_mbsc, op };
 	struct kmm_informer_handlers bph = { on_bspod, on_bspod_update, on_bspod_delete, op };
 	struct kmm_informer_handlers sech = { NULL, on_secret_update, NULL, op };
+	struct kmm_informer_handlers cmh = { NULL, on_secret_update, NULL, op };
 	int r;
 
 	r = informer(op, &kmm_op_modules, NULL, NULL, &mh, &op->modules, err);
@@ -746,6 +753,9 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	if (r >= 0)
 		r = informer(op, &kmm_kube_secrets, NULL, secret_projection, &sech, &op->secrets,
 			     err);
+	if (r >= 0)
+		r = informer(op, &kmm_kube_configmaps, NULL, configmap_projection, &cmh,
+			     &op->configmaps, err);
 	if (r >= 0 && kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0)
 		r = kmm_error_make(err, ENOMEM, "pod index");
 	return r;
@@ -753,8 +763,10 @@ static int make_informers(struct op *op, struct kmm_error **err)
 
 static int start_informers(struct op *op, struct kmm_error **err)
 {
-	struct kmm_informer *all[] = { op->namespaces, op->nodes, op->nmcs, op->pods,	op->secrets,
-				       op->bspods,     op->mbscs, op->mics, op->modules };
+	struct kmm_informer *all[] = {
+		op->namespaces, op->nodes,  op->nmcs,  op->pods, op->secrets,
+		op->configmaps, op->bspods, op->mbscs, op->mics, op->modules
+	};
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++) {
 		int r = kmm_informer_start(all[i], err);
@@ -816,9 +828,9 @@ static atomic_bool leading, shutting_down;
 
 static void op_done(struct op *op)
 {
-	struct kmm_informer *all[] = { op->modules, op->nmcs,	    op->nodes,
-				       op->pods,    op->namespaces, op->mics,
-				       op->mbscs,   op->bspods,	    op->secrets };
+	struct kmm_informer *all[] = { op->modules,    op->nmcs,      op->nodes, op->pods,
+				       op->namespaces, op->mics,      op->mbscs, op->bspods,
+				       op->secrets,    op->configmaps };
 	struct kmm_op_ctl *ctls[] = { op->module_ctl, op->nmc_ctl, op->mic_ctl, op->mbsc_ctl };
 
 	atomic_store(&shutting_down, true);

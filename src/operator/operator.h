@@ -25,10 +25,10 @@ struct op {
 	struct kmm_informer *modules, *nmcs, *nodes, *pods, *namespaces;
 	/*
 	 * Build and sign: MICs and MBSCs whole, build/sign pods projected,
-	 * Secrets' metadata only (a rotated signing key shows as a new
-	 * resourceVersion).
+	 * Secrets' and ConfigMaps' metadata only (a rotated signing key or an
+	 * edited Dockerfile shows as a new resourceVersion).
 	 */
-	struct kmm_informer *mics, *mbscs, *bspods, *secrets;
+	struct kmm_informer *mics, *mbscs, *bspods, *secrets, *configmaps;
 	struct kmm_op_overlay *nmc_overlay;
 	struct kmm_op_overlay *node_overlay; /* nodes as our label patches returned them */
 	struct kmm_op_keyset *pods_created;  /* "ns/name" created, not yet in the cache */

@@ -336,12 +336,11 @@ def build_failure():
     t.ok(len(events(ns, "bf", "BuildimageFailed")) == 1 and events(ns, "bf", "BuildimageFailed")[0].get("count", 1) == 1,
          "build failure: one failure event")
     t.ok(nmc_entry(nodes[0], "spec", ns, "bf") is None, "build failure: no NMC entry")
-    # Changed inputs replace the failed pod; this time it succeeds.
+    # A fixed Dockerfile (the ConfigMap is watched) replaces the failed pod; this time it succeeds.
     push_image(f"{repo}:{K1}", [K1])
-    kubectl("patch", "modules.kmm.sigs.x-k8s.io", "-n", ns, "bf", "--type=merge", "-p",
-            '{"spec":{"moduleLoader":{"container":{"build":{"buildArgs":[{"name":"FIX","value":"1"}]}}}}}')
+    dockerfile_cm(ns, "op-bs-dockerfile", "FROM scratch\n# fixed\n")
     t.ok(wait(lambda: mbsc_result(ns, "bf", img) == ("BuildImage", "Success"), 60),
-         "build failure: new inputs -> new pod -> Success", get("modulebuildsignconfigs", ns, "bf"))
+         "build failure: edited Dockerfile -> new pod -> Success", get("modulebuildsignconfigs", ns, "bf"))
     t.ok(wait(lambda: ready_on(ns, "bf", nodes), 60), "build failure: loaded after the fixed build")
     t.ok(len(w.created_by("BuildImage")) == 2, "build failure: exactly two build pods in all",
          [o["metadata"]["name"] for o in w.created_by("BuildImage")])
