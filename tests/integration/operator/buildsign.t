@@ -33,6 +33,15 @@ t = Tap()
 CASES = []
 NODES = []
 NAMESPACES = []
+OPS = []  # the operators of the suite, the running one last
+
+
+def new_operator():
+    op = Operator(f"buildsign{len(OPS) or ''}", "op-bs-system",
+                  extra_env={"RELATED_IMAGE_BUILD": BUILD_IMAGE, "RELATED_IMAGE_SIGN": SIGN_IMAGE},
+                  extra_config=["job:", f"  gcDelay: {GC_DELAY_S}s"])
+    OPS.append(op)
+    return op.start()
 
 
 def case(fn):
@@ -488,6 +497,37 @@ def missing_without_build():
 
 
 @case
+def restart_and_delete_during_build():
+    ns = new_ns("op-bs-del")
+    add_nodes("op-bs-del-n", 1, K1, ["op-bs/del=yes"])
+    dockerfile_cm(ns, "op-bs-dockerfile", "FROM scratch\n")
+    img = f"{REG}/op-bs/del-{RUN}:{K1}"
+    w = bswatch(ns)
+    build = {"dockerfileConfigMap": {"name": "op-bs-dockerfile"}, "selector": {"op-bs/del-builder": "yes"}}
+    apply(module_obj(ns, "dl", {"op-bs/del": "yes"},
+                     [{"regexp": "^.+$", "containerImage": img, "registryTLS": {"insecure": True}}], build=build))
+    pname = f"dl-build-{K1_DNS}"
+    p = wait(lambda: pod(ns, pname), 30)
+    t.ok(p is not None, "restart: build pod pending")
+    uid = (p or {}).get("metadata", {}).get("uid")
+    # A restarted operator adopts the pending pod: same uid, no second pod, no second Created event.
+    rc = OPS[-1].stop()
+    t.ok(rc == 0 and new_operator().ports() is not None, "restart: operator restarted")
+    n = settle(w, "BuildImage")
+    p = pod(ns, pname) or {}
+    t.ok(n == 1 and p.get("metadata", {}).get("uid") == uid and len(events(ns, "dl", "BuildimageCreated")) == 1,
+         "restart: the pending build pod is adopted, not recreated", (n, uid, p.get("metadata", {}).get("uid")))
+    # Deleting the Module while it builds: MIC, MBSC and the pod go (finalizers released), nothing stays.
+    kubectl("delete", "modules.kmm.sigs.x-k8s.io", "-n", ns, "dl", "--wait=false")
+    gone = wait(lambda: module(ns, "dl") is None and get("moduleimagesconfigs", ns, "dl") is None
+                and get("modulebuildsignconfigs", ns, "dl") is None and pod(ns, pname) is None, 90)
+    t.ok(gone, "delete during a build: Module, MIC, MBSC and build pod all gone",
+         [x for x in ("modules", "moduleimagesconfigs", "modulebuildsignconfigs")
+          if get(x, ns, "dl")] + ([pname] if pod(ns, pname) else []))
+    w.close()
+
+
+@case
 def push_built_image_false():
     """A MIC as a PreflightValidation writes it: build without pushing."""
     ns = new_ns("op-bs-nopush")
@@ -510,12 +550,9 @@ def main():
     p = kubectl("wait", "--for=condition=Established", "--timeout=60s",
                 "crd/moduleimagesconfigs.kmm.sigs.x-k8s.io", "crd/modulebuildsignconfigs.kmm.sigs.x-k8s.io",
                 check=False)
-    op = Operator("buildsign", "op-bs-system",
-                  extra_env={"RELATED_IMAGE_BUILD": BUILD_IMAGE, "RELATED_IMAGE_SIGN": SIGN_IMAGE},
-                  extra_config=["job:", f"  gcDelay: {GC_DELAY_S}s"])
     kubectl("create", "namespace", "op-bs-system", check=False)
     NAMESPACES.append("op-bs-system")
-    op.start()
+    op = new_operator()
     try:
         t.ok(op.ports() is not None and p is not None, "operator: started", op.logtext()[-2000:])
         for fn in CASES:
@@ -523,6 +560,7 @@ def main():
                 fn()
             except Exception:  # noqa: BLE001 - one broken case must not hide the others
                 t.ok(False, f"{fn.__name__}: raised", traceback.format_exc())
+        op = OPS[-1]
         st, body = op.get("/metrics")
         want = ['controller_runtime_reconcile_total{controller="moduleimagesconfig"',
                 'controller_runtime_reconcile_total{controller="modulebuildsignconfig"',
@@ -531,9 +569,9 @@ def main():
         t.ok(st == 200 and not missing, "operator: /metrics has the MIC and MBSC controllers and build/sign gauges",
              f"missing: {missing}")
     finally:
-        rc = op.stop()
-        t.ok(rc == 0, "operator: SIGTERM exits 0", op.logtext()[-3000:])
-        san = [ln for ln in op.logtext().splitlines()
+        rc = OPS[-1].stop()
+        t.ok(rc == 0, "operator: SIGTERM exits 0", OPS[-1].logtext()[-3000:])
+        san = [ln for o in OPS for ln in o.logtext().splitlines()
                if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln or "LeakSanitizer" in ln]
         t.ok(not san, "operator: no sanitizer reports", "\n".join(san[:20]))
         for ns in NAMESPACES:
