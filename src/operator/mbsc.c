@@ -669,12 +669,19 @@ static void sync_entries(struct mbsc_run *s, const json_t *mbsc_json)
 		json_decref(old);
 	}
 	for (size_t i = 0; i < s->mbsc->n_images; i++) {
+		const struct kmm_module_image_spec *img = &s->mbsc->images[i];
 		struct kmm_error *e = NULL;
 
-		if (!s->mbsc->images[i].image)
+		if (!img->image)
 			continue;
-		if (sync_entry(s, &s->mbsc->images[i], &e) < 0)
+		if (sync_entry(s, img, &e) < 0) {
+			/* Could not look (a Secret or ConfigMap missing): the result stands. */
+			const char *was = old_status(s->mbsc, img->image, img->action);
+
+			if (was && img->action)
+				set_status(s, img->image, img->action, was);
 			note_error(s, e);
+		}
 	}
 	/* Digests of images no longer signed are forgotten. */
 	{
@@ -703,7 +710,6 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	const char *slash = strchr(key, '/');
 	struct mbsc_run s = { .op = op };
 	bool results_written = false;
-	int64_t ret;
 
 	if (!slash || (size_t)(slash - key) >= sizeof(s.ns) || strlen(slash + 1) >= sizeof(s.name))
 		return kmm_error_make(err, EINVAL, "reconcile MBSC %s: bad key", key);
@@ -711,9 +717,8 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	snprintf(s.name, sizeof(s.name), "%s", slash + 1);
 	if (obj && kmm_image_config_from_json(kmm_obj_json(obj), 0, &mbsc, err) < 0)
 		return kmm_error_wrap(err, "reconcile MBSC %s", key);
-	if (mbsc && json_object_get(mbsc->metadata, "deletionTimestamp"))
-		mbsc = (kmm_image_config_free(mbsc), NULL);
-	s.mbsc = mbsc;
+	/* A deleting MBSC is as good as gone: only its pods' finalizers matter. */
+	s.mbsc = mbsc && !json_object_get(mbsc->metadata, "deletionTimestamp") ? mbsc : NULL;
 	s.status = json_array();
 	s.signed_with = json_object();
 	if (!s.status || !s.signed_with || kmm_informer_list(op->bspods, &objs, &n) < 0) {
@@ -723,11 +728,11 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	}
 	load_pods(&s, objs, n);
 
-	if (mbsc)
+	if (s.mbsc)
 		sync_entries(&s, kmm_obj_json(obj));
 	for (size_t i = 0; i < s.n_pods; i++)
 		pod_lifecycle(&s, &s.pods[i]);
-	if (mbsc && !s.errs) {
+	if (s.mbsc) {
 		struct kmm_error *e = NULL;
 
 		if (write_signed_with(&s, kmm_obj_json(obj), &e) < 0 || write_status(&s, &e) < 0)
@@ -741,8 +746,11 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 
 		if (p->deleting)
 			continue;
-		/* Orphans (entry gone), and successes once recorded. */
-		if ((!p->used && (!mbsc || !s.errs)) || (p->recorded && results_written))
+		/*
+		 * Orphans (entry gone; not while an entry could not be looked at,
+		 * its pod is not marked used), and successes once recorded.
+		 */
+		if ((!p->used && (!s.mbsc || !s.errs)) || (p->recorded && results_written))
 			if (delete_pod(&s, p, &e) < 0)
 				note_error(&s, e);
 	}
@@ -754,6 +762,5 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 		*err = s.errs;
 		return kmm_error_wrap(err, "reconcile MBSC %s", key);
 	}
-	ret = s.retry_ms;
-	return ret;
+	return s.retry_ms;
 }
