@@ -10,7 +10,7 @@
  * generation, deletionTimestamp), flattened into one allocation per object
  * (no DOM). Readers use the kmm_obj_* accessors, or kmm_obj_to_json() for a
  * DOM copy; fields outside the projection need a GET. projection == NULL
- * keeps whole objects (still flattened).
+ * keeps whole objects (still flattened) except metadata.managedFields.
  *
  * Threads: one thread per informer (started by kmm_informer_start) lists,
  * watches, applies events to the store and calls the handlers, one at a

@@ -302,6 +302,21 @@ static int obj_new(struct kmm_informer *inf, const json_t *full, struct kmm_obj 
 		proj = kmm_json_project(full, (const char *const *)inf->projection);
 		if (!proj)
 			return -ENOMEM;
+	} else if (json_object_get(json_object_get(full, "metadata"), "managedFields")) {
+		/* Whole objects minus managedFields: the apiserver's bookkeeping for
+		 * server-side apply, a third of a small object, read by no client. */
+		json_t *meta = json_copy(json_object_get(full, "metadata"));
+
+		if (!meta)
+			return -ENOMEM;
+		proj = json_copy((json_t *)full);
+		if (!proj || json_object_del(meta, "managedFields") < 0) {
+			json_decref(meta);
+			return -ENOMEM;
+		}
+		/* set_new takes meta, also on failure. */
+		if (json_object_set_new(proj, "metadata", meta) < 0)
+			return -ENOMEM;
 	}
 	return kube_obj_new(proj ? proj : full, key, ret);
 }

@@ -4,7 +4,8 @@
  * are followed through continue tokens, a 410 on a continue token restarts
  * the list (nothing of the abandoned attempt reaches the store or the
  * handlers), the store ends with the last page's resourceVersion, and a DOM
- * built by a handler is dropped once nothing but the store holds the object.
+ * built by a handler is dropped once nothing but the store holds the object;
+ * whole objects are kept without metadata.managedFields.
  *
  * test-list STUB_SERVER
  */
@@ -250,10 +251,67 @@ static void test_paged_list(void **state)
 	rmdir(dir);
 }
 
+/* Whole objects (no projection) are kept without metadata.managedFields. */
+static void test_whole_objects(void **state)
+{
+	static const char one_page[] =
+	    "{\"responses\":["
+	    "{\"status\":200,\"body\":{\"metadata\":{\"resourceVersion\":\"3\"},"
+	    "\"items\":[" NODE(
+		"w", "3", "whole") "]}},"
+				   "{\"status\":500,\"body\":{\"kind\":\"Status\",\"code\":500}}"
+				   "]}";
+	char dir[] = "/tmp/kmm-informer-list.XXXXXX", case_path[256], log[256], server[64];
+	struct kmm_kube_config cfg = { 0 };
+	struct kmm_kube_client_options co;
+	_cleanup_kube_client_ struct kmm_kube_client *c = NULL;
+	struct kmm_informer *inf = NULL;
+	struct kmm_informer_options io = { .res = &kmm_kube_nodes };
+	struct kmm_obj *w;
+	struct stub s = { 0 };
+	json_t *mf, *status;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(case_path, sizeof(case_path), "%s/case.json", dir);
+	snprintf(log, sizeof(log), "%s/requests.jsonl", dir);
+	f = fopen(case_path, "w");
+	assert_non_null(f);
+	fputs(one_page, f);
+	fclose(f);
+	if (stub_start(case_path, log, &s) < 0)
+		fail_msg("stub server %s did not start (python3 missing?)", stub_script);
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", s.port);
+	cfg.server = server;
+	kmm_kube_client_options_init(&co);
+	co.qps = 0;
+	co.max_retries = -1;
+	assert_int_equal(kmm_kube_client_new(&cfg, &co, &c, NULL), 0);
+	assert_int_equal(kmm_informer_new(c, &io, &inf, NULL), 0);
+	assert_int_equal(kmm_informer_start(inf, NULL), 0);
+	assert_int_equal(kmm_informer_wait_synced(inf, 30000), 0);
+	w = kmm_informer_get(inf, "w");
+	assert_non_null(w);
+	mf = kmm_obj_get_json(w, "metadata.managedFields");
+	assert_null(mf);
+	assert_string_equal(kmm_obj_label(w, "app"), "whole");
+	assert_string_equal(kmm_obj_resource_version(w), "3");
+	status = kmm_obj_get_json(w, "status.phase");
+	assert_true(json_is_string(status));
+	json_decref(status);
+	kmm_obj_unref(w);
+	kmm_informer_free(inf);
+	stub_stop(&s);
+	unlink(case_path);
+	unlink(log);
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_paged_list),
+		cmocka_unit_test(test_whole_objects),
 	};
 
 	if (argc != 2) {
