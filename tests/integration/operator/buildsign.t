@@ -545,6 +545,25 @@ def push_built_image_false():
          "pushBuiltImage false: build pod runs with --no-push", args)
 
 
+def quiet_after_everything(op):
+    """With every build and sign settled (failed ones kept, missing images re-checked
+    against the registry), the operator writes nothing: no status flapping, no loop."""
+    def requests():
+        _, body = op.get("/metrics")
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines()
+                   if ln.startswith("rest_client_requests_total{"))
+
+    def settled():
+        pods = [p for ns in NAMESPACES for p in (kj("get", "pods", "-n", ns, check=False) or {"items": []})["items"]]
+        return not [p for p in pods if p["metadata"].get("deletionTimestamp")]
+    wait(settled, GC_DELAY_S + 30)
+    time.sleep(3)  # the last releases' own watch events
+    r0 = requests()
+    time.sleep(15)
+    r1 = requests()
+    t.ok(r1 == r0, f"steady state: no API requests in 15 s with builds and signs done ({r1 - r0:.0f})")
+
+
 def main():
     preflight()
     p = kubectl("wait", "--for=condition=Established", "--timeout=60s",
@@ -561,6 +580,7 @@ def main():
             except Exception:  # noqa: BLE001 - one broken case must not hide the others
                 t.ok(False, f"{fn.__name__}: raised", traceback.format_exc())
         op = OPS[-1]
+        quiet_after_everything(op)
         st, body = op.get("/metrics")
         want = ['controller_runtime_reconcile_total{controller="moduleimagesconfig"',
                 'controller_runtime_reconcile_total{controller="modulebuildsignconfig"',
