@@ -665,7 +665,7 @@ static void resync(struct kmm_informer *inf)
 
 /*
  * Frees the kmm_obj_json() DOMs that only the store still holds. A reader
- * that walks every node builds a DOM for each (~10 KiB against ~1.5 KiB
+ * that walks every node builds a DOM for each (~5 KiB against ~1.5 KiB
  * compact), and the object would keep it until it is replaced: at 1,000
  * nodes that was most of kmm-operator's heap. Under the write lock no
  * getter can hand out a new reference, and an object referenced by the
