@@ -19,6 +19,12 @@
 
 #define KMM_OPERATOR_CONFIG_KEY "controller_config.yaml"
 
+/* How the operator learns whether a Module's kmod image exists. */
+enum kmm_image_check {
+	KMM_IMAGE_CHECK_REGISTRY, /* HEAD of the manifest, from the operator */
+	KMM_IMAGE_CHECK_PULL_POD, /* a pod running the image: the nodes' runtime pulls it */
+};
+
 struct kmm_operator_config {
 	char *health_probe_bind_address;   /* healthProbeBindAddress, ":8081" */
 	int webhook_port;		   /* webhookPort, 9443 */
@@ -32,6 +38,7 @@ struct kmm_operator_config {
 	char *worker_firmware_host_path;   /* worker.firmwareHostPath, "/lib/firmware" */
 	int64_t job_gc_delay_ns;	   /* job.gcDelay (Go duration), 0 */
 	enum kmm_builder job_builder;	   /* job.builder: "kaniko" (default) or "buildah" */
+	enum kmm_image_check image_check;  /* imageCheck: "registry" (default) or "pullPod" */
 
 	/* From the environment. */
 	char *operator_namespace; /* OPERATOR_NAMESPACE, required */

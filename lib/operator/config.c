@@ -125,6 +125,7 @@ enum kind {
 	KIND_INT64,
 	KIND_DURATION,
 	KIND_BUILDER,
+	KIND_IMAGE_CHECK,
 };
 
 struct key {
@@ -149,6 +150,7 @@ static const struct key keys[] = {
 	{ "worker", "firmwareHostPath", KIND_STRING, FIELD(worker_firmware_host_path) },
 	{ "job", "gcDelay", KIND_DURATION, FIELD(job_gc_delay_ns) },
 	{ "job", "builder", KIND_BUILDER, FIELD(job_builder) },
+	{ NULL, "imageCheck", KIND_IMAGE_CHECK, FIELD(image_check) },
 };
 
 static const char *const yaml11_true[] = { "y",	 "Y",  "yes",  "Yes",  "YES",  "on",
@@ -230,6 +232,17 @@ static int store(struct kmm_operator_config *c, const struct key *k, json_t *v, 
 			return kmm_error_make(err, EINVAL,
 					      "%s: %s: expected \"kaniko\" or \"buildah\"", source,
 					      path);
+		return 0;
+	case KIND_IMAGE_CHECK:
+		/* Pull pods are opt-in: only this exact spelling starts them. */
+		if (json_is_string(v) && strcmp(json_string_value(v), "registry") == 0)
+			*(enum kmm_image_check *)field = KMM_IMAGE_CHECK_REGISTRY;
+		else if (json_is_string(v) && strcmp(json_string_value(v), "pullPod") == 0)
+			*(enum kmm_image_check *)field = KMM_IMAGE_CHECK_PULL_POD;
+		else
+			return kmm_error_make(err, EINVAL,
+					      "%s: %s: expected \"registry\" or \"pullPod\"",
+					      source, path);
 		return 0;
 	}
 	return -EINVAL;

@@ -35,6 +35,7 @@ static void test_defaults_match_upstream(void **state)
 	assert_string_equal(c.worker_firmware_host_path, "/lib/firmware");
 	assert_int_equal(c.job_gc_delay_ns, 0);
 	assert_int_equal(c.job_builder, KMM_BUILDER_KANIKO);
+	assert_int_equal(c.image_check, KMM_IMAGE_CHECK_REGISTRY);
 	kmm_operator_config_free(&c);
 }
 
@@ -43,6 +44,7 @@ static void test_full_upstream_file(void **state)
 	struct kmm_operator_config c;
 	const char *yaml = "healthProbeBindAddress: :9081\n"
 			   "webhookPort: 9444\n"
+			   "imageCheck: pullPod\n"
 			   "leaderElection:\n"
 			   "  enabled: false\n"
 			   "  resourceID: my-lease\n"
@@ -71,6 +73,7 @@ static void test_full_upstream_file(void **state)
 	assert_string_equal(c.worker_firmware_host_path, "/var/lib/firmware");
 	assert_int_equal(c.job_gc_delay_ns, 5400LL * 1000000000LL);
 	assert_int_equal(c.job_builder, KMM_BUILDER_BUILDAH);
+	assert_int_equal(c.image_check, KMM_IMAGE_CHECK_PULL_POD);
 	kmm_operator_config_free(&c);
 }
 
@@ -121,6 +124,10 @@ static void test_bad_configuration_is_a_clear_error(void **state)
 		     "controller_config.yaml: job.builder: expected \"kaniko\" or \"buildah\"");
 	expect_error("job:\n  builder: [buildah]\n",
 		     "controller_config.yaml: job.builder: expected \"kaniko\" or \"buildah\"");
+	expect_error("imageCheck: pullpod\n",
+		     "controller_config.yaml: imageCheck: expected \"registry\" or \"pullPod\"");
+	expect_error("imageCheck: true\n",
+		     "controller_config.yaml: imageCheck: expected \"registry\" or \"pullPod\"");
 	expect_error("worker: []\n", "controller_config.yaml: worker: expected a mapping");
 	expect_error("- a\n", "controller_config.yaml: expected a mapping at the top level");
 	expect_error("worker:\n  runAsUser: root\n",
