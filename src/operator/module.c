@@ -995,10 +995,16 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	if (!mc.images || kmm_informer_list(op->nodes, &nodes, &n_nodes) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	for (size_t i = 0; i < n_nodes; i++) {
-		const json_t *node = kmm_obj_json(nodes[i]);
+		/* A DOM of our own, freed per node: attached DOMs would all live until the end. */
+		_cleanup_json_ json_t *node = kmm_obj_to_json(nodes[i]);
 		_cleanup_json_ json_t *entry = NULL;
 		struct kmm_error *e = NULL;
 
+		if (!node) {
+			kmm_error_make(&e, ENOMEM, "out of memory");
+			keep_first(&first, e);
+			continue;
+		}
 		r = node_entry(op, m, &mc, node, &c, &entry, &e);
 		if (r < 0) {
 			keep_first(&first, e);
