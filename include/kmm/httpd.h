@@ -89,6 +89,16 @@ void kmm_httpd_set_authorize(struct kmm_httpd *h, kmm_http_authorize_fn fn, void
 /* Adds a route; call before kmm_httpd_start(). */
 int kmm_httpd_route(struct kmm_httpd *h, const char *path, kmm_http_handler_fn fn, void *userdata);
 
+/*
+ * A POST route: the handler gets the request path and body (NUL-terminated,
+ * at most max_body bytes; a larger body is answered 413 without calling it).
+ * Other methods on its path get 405. Call before kmm_httpd_start().
+ */
+typedef void (*kmm_http_post_handler_fn)(struct kmm_http_response *resp, const char *path,
+					 const char *body, size_t len, void *userdata);
+int kmm_httpd_route_post(struct kmm_httpd *h, const char *path, kmm_http_post_handler_fn fn,
+			 void *userdata, size_t max_body);
+
 /* Starts listening. Returns -EADDRINUSE etc. with a message naming the address. */
 int kmm_httpd_start(struct kmm_httpd *h, struct kmm_error **err);
 

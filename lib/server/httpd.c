@@ -32,7 +32,15 @@
 struct route {
 	char *path;
 	kmm_http_handler_fn fn;
+	kmm_http_post_handler_fn post_fn; /* set for POST routes, fn is NULL then */
+	size_t max_body;
 	void *userdata;
+};
+
+/* A POST request's body while it arrives (the connection's con_cls). */
+struct upload {
+	struct kmm_buf body;
+	bool too_big;
 };
 
 /* A daemon and the PEM pair it serves, which must outlive it. */
@@ -199,17 +207,39 @@ void kmm_httpd_set_authorize(struct kmm_httpd *h, kmm_http_authorize_fn fn, void
 		h->threads = AUTH_THREADS;
 }
 
-int kmm_httpd_route(struct kmm_httpd *h, const char *path, kmm_http_handler_fn fn, void *userdata)
+static int add_route(struct kmm_httpd *h, const struct route *r)
 {
 	if (h->n_routes == MAX_ROUTES)
 		return -ENOSPC;
-	h->routes[h->n_routes].path = strdup(path);
+	h->routes[h->n_routes] = *r;
+	h->routes[h->n_routes].path = strdup(r->path);
 	if (!h->routes[h->n_routes].path)
 		return -ENOMEM;
-	h->routes[h->n_routes].fn = fn;
-	h->routes[h->n_routes].userdata = userdata;
 	h->n_routes++;
 	return 0;
+}
+
+int kmm_httpd_route(struct kmm_httpd *h, const char *path, kmm_http_handler_fn fn, void *userdata)
+{
+	return add_route(h,
+			 &(struct route){ .path = (char *)path, .fn = fn, .userdata = userdata });
+}
+
+int kmm_httpd_route_post(struct kmm_httpd *h, const char *path, kmm_http_post_handler_fn fn,
+			 void *userdata, size_t max_body)
+{
+	return add_route(h, &(struct route){ .path = (char *)path,
+					     .post_fn = fn,
+					     .max_body = max_body,
+					     .userdata = userdata });
+}
+
+static const struct route *find_route(const struct kmm_httpd *h, const char *url)
+{
+	for (size_t i = 0; i < h->n_routes; i++)
+		if (strcmp(url, h->routes[i].path) == 0)
+			return &h->routes[i];
+	return NULL;
 }
 
 static enum MHD_Result respond(struct MHD_Connection *conn, int status, const char *type,
@@ -252,19 +282,52 @@ static enum MHD_Result respond_status(struct MHD_Connection *conn, int status)
 	return respond(conn, status, "text/plain; charset=utf-8", line, (size_t)n);
 }
 
+static enum MHD_Result run_route(struct MHD_Connection *conn, const struct route *rt,
+				 const char *url, const struct upload *up)
+{
+	struct kmm_http_response resp = { .status = 200,
+					  .content_type = "text/plain; charset=utf-8" };
+	enum MHD_Result ret;
+
+	kmm_buf_init(&resp.body, RESPONSE_MAX);
+	if (rt->post_fn)
+		rt->post_fn(&resp, url, kmm_buf_str(&up->body), up->body.len, rt->userdata);
+	else
+		rt->fn(&resp, rt->userdata);
+	ret = respond(conn, resp.status, resp.content_type, kmm_buf_str(&resp.body), resp.body.len);
+	kmm_buf_free(&resp.body);
+	return ret;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
 			      const char *method, const char *version, const char *upload_data,
 			      size_t *upload_data_size, void **con_cls)
 {
 	struct kmm_httpd *h = cls;
-	struct kmm_http_response resp;
-	enum MHD_Result ret;
+	const struct route *rt = find_route(h, url);
+	bool post = strcmp(method, "POST") == 0;
+	struct upload *up = *con_cls;
 
 	(void)version;
-	(void)upload_data;
-	(void)con_cls;
-	if (*upload_data_size > 0) {
-		/* Request bodies are not used by any route: drop them. */
+	if (post && rt && rt->post_fn) {
+		/* The first call only announces the request; the body follows in pieces. */
+		if (!up) {
+			up = calloc(1, sizeof(*up));
+			if (!up)
+				return MHD_NO;
+			kmm_buf_init(&up->body, rt->max_body);
+			*con_cls = up;
+			return MHD_YES;
+		}
+		if (*upload_data_size > 0) {
+			if (!up->too_big &&
+			    kmm_buf_append(&up->body, upload_data, *upload_data_size) < 0)
+				up->too_big = true;
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+	} else if (*upload_data_size > 0) {
+		/* Only POST routes read bodies: drop anything else's. */
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
@@ -278,21 +341,29 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		if (st != MHD_HTTP_OK)
 			return respond_status(conn, st >= 400 && st < 600 ? st : 500);
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+	if (!rt)
+		return respond(conn, 404, "text/plain; charset=utf-8", "not found\n", 10);
+	if (rt->post_fn ? !post : strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return respond(conn, 405, "text/plain; charset=utf-8", "method not allowed\n", 19);
-	for (size_t i = 0; i < h->n_routes; i++) {
-		if (strcmp(url, h->routes[i].path) != 0)
-			continue;
-		resp = (struct kmm_http_response){ .status = 200,
-						   .content_type = "text/plain; charset=utf-8" };
-		kmm_buf_init(&resp.body, RESPONSE_MAX);
-		h->routes[i].fn(&resp, h->routes[i].userdata);
-		ret = respond(conn, resp.status, resp.content_type, kmm_buf_str(&resp.body),
-			      resp.body.len);
-		kmm_buf_free(&resp.body);
-		return ret;
+	if (up && up->too_big)
+		return respond(conn, 413, "text/plain; charset=utf-8", "request body too large\n",
+			       23);
+	return run_route(conn, rt, url, up);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			      enum MHD_RequestTerminationCode toe)
+{
+	struct upload *up = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (up) {
+		kmm_buf_free(&up->body);
+		free(up);
+		*con_cls = NULL;
 	}
-	return respond(conn, 404, "text/plain; charset=utf-8", "not found\n", 10);
 }
 
 static void fill_sockaddr(const struct kmm_httpd *h, struct sockaddr_storage *ss, unsigned *flags)
@@ -321,13 +392,15 @@ static int start_daemon(struct kmm_httpd *h, struct generation *g, struct kmm_er
 	struct sockaddr_storage ss = { 0 };
 	const union MHD_DaemonInfo *info;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
-	struct MHD_OptionItem o[10];
+	struct MHD_OptionItem o[12];
 	size_t n = 0;
 
 	fill_sockaddr(h, &ss, &flags);
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, 64, NULL };
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL };
+	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed,
+					  NULL };
 	if (h->threads > 1)
 		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL };
 	if (g->cert) {

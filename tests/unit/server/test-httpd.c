@@ -118,6 +118,75 @@ static void test_routes_404_and_405(void **state)
 	assert_int_equal(calls, 1);
 }
 
+static void echo_handler(struct kmm_http_response *resp, const char *path, const char *body,
+			 size_t len, void *userdata)
+{
+	int *calls = userdata;
+
+	(*calls)++;
+	assert_int_equal(strlen(body), len); /* NUL-terminated, no embedded NUL here */
+	resp->content_type = "application/json";
+	kmm_buf_printf(&resp->body, "{\"path\":\"%s\",\"len\":%zu,\"body\":\"%s\"}", path, len,
+		       body);
+}
+
+static long post(uint16_t port, const char *path, const char *data, size_t len,
+		 struct kmm_buf *body)
+{
+	CURL *c = curl_easy_init();
+	char url[128];
+	long status = 0;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+static void test_post_routes_get_the_body(void **state)
+{
+	_cleanup_(kmm_httpd_freep) struct kmm_httpd *h = NULL;
+	struct kmm_httpd_options opts = { .bind_address = "127.0.0.1:0" };
+	_cleanup_buf_ struct kmm_buf b1, b2, b3, b4, b5;
+	_cleanup_free_ char *big = malloc(5000);
+	int calls = 0, gets = 0;
+
+	assert_non_null(big);
+	memset(big, 'x', 5000);
+	kmm_buf_init(&b1, 0);
+	kmm_buf_init(&b2, 0);
+	kmm_buf_init(&b3, 0);
+	kmm_buf_init(&b4, 0);
+	kmm_buf_init(&b5, 0);
+	assert_int_equal(kmm_httpd_new(&opts, &h, NULL), 0);
+	assert_int_equal(kmm_httpd_route_post(h, "/review", echo_handler, &calls, 4096), 0);
+	assert_int_equal(kmm_httpd_route(h, "/healthz", ok_handler, &gets), 0);
+	assert_int_equal(kmm_httpd_start(h, NULL), 0);
+
+	assert_int_equal(post(kmm_httpd_port(h), "/review", "hello", 5, &b1), 200);
+	assert_string_equal(kmm_buf_str(&b1),
+			    "{\"path\":\"/review\",\"len\":5,\"body\":\"hello\"}");
+	/* Empty body: the handler still runs, with "" and 0. */
+	assert_int_equal(post(kmm_httpd_port(h), "/review", "", 0, &b2), 200);
+	assert_string_equal(kmm_buf_str(&b2), "{\"path\":\"/review\",\"len\":0,\"body\":\"\"}");
+	assert_int_equal(calls, 2);
+	/* Over the cap: 413, the handler never sees it. */
+	assert_int_equal(post(kmm_httpd_port(h), "/review", big, 5000, &b3), 413);
+	assert_int_equal(calls, 2);
+	/* Wrong method either way round: 405. */
+	assert_int_equal(get(kmm_httpd_port(h), "/review", NULL, &b4), 405);
+	assert_int_equal(post(kmm_httpd_port(h), "/healthz", "x", 1, &b5), 405);
+	assert_int_equal(calls, 2);
+	assert_int_equal(gets, 0);
+}
+
 static void test_port_in_use_names_the_address(void **state)
 {
 	_cleanup_(kmm_httpd_freep) struct kmm_httpd *a = NULL, *b = NULL;
@@ -150,6 +219,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bind_address_forms),
 		cmocka_unit_test(test_routes_404_and_405),
+		cmocka_unit_test(test_post_routes_get_the_body),
 		cmocka_unit_test(test_port_in_use_names_the_address),
 		cmocka_unit_test(test_disabled_server_does_not_listen),
 	};
