@@ -194,7 +194,8 @@ static void serve_readyz(struct kmm_http_response *resp, void *userdata)
 		  kmm_informer_has_synced(op->nodes) && kmm_informer_has_synced(op->pods) &&
 		  kmm_informer_has_synced(op->namespaces) && kmm_informer_has_synced(op->mics) &&
 		  kmm_informer_has_synced(op->mbscs) && kmm_informer_has_synced(op->bspods) &&
-		  kmm_informer_has_synced(op->secrets) && kmm_informer_has_synced(op->configmaps);
+		  kmm_informer_has_synced(op->secrets) && kmm_informer_has_synced(op->configmaps) &&
+		  (!op->pullpods || kmm_informer_has_synced(op->pullpods));
 
 	if (!ok) {
 		resp->status = 503;
@@ -216,10 +217,11 @@ static void collect_informers(struct kmm_metrics *m, void *userdata)
 					     "modulebuildsignconfigs",
 					     "buildsignpods",
 					     "secrets",
-					     "configmaps" };
-	struct kmm_informer *infs[] = { op->modules,	op->nmcs,      op->nodes, op->pods,
-					op->namespaces, op->mics,      op->mbscs, op->bspods,
-					op->secrets,	op->configmaps };
+					     "configmaps",
+					     "pullpods" };
+	struct kmm_informer *infs[] = { op->modules,	op->nmcs,	op->nodes,   op->pods,
+					op->namespaces, op->mics,	op->mbscs,   op->bspods,
+					op->secrets,	op->configmaps, op->pullpods };
 	struct kmm_metric *lists = kmm_metrics_find(m, "kmm_informer_lists_total");
 	struct kmm_metric *watches = kmm_metrics_find(m, "kmm_informer_watches_total");
 	struct kmm_metric *objs = kmm_metrics_find(m, "kmm_informer_objects");
@@ -367,6 +369,18 @@ static const char *const pod_projection[] = {
 };
 
 static const char *const ns_projection[] = { "metadata.labels", NULL };
+
+static const char *const pullpod_projection[] = {
+	"metadata.labels",
+	"metadata.creationTimestamp",
+	"spec.containers",
+	"status.phase",
+	"status.conditions",
+	"status.containerStatuses",
+	"status.reason",
+	"status.message",
+	NULL,
+};
 
 static const char *const bspod_projection[] = {
 	"metadata.labels",     "metadata.annotations",
@@ -676,6 +690,32 @@ static void on_bspod_delete(const struct kmm_obj *o, void *ud)
 	bspod_event(o, true, ud);
 }
 
+/* A pull pod changed: its MIC (named by the image-owner label) reads it. */
+static void on_pullpod(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+	const char *owner = kmm_obj_label(o, KMM_LABEL_IMAGE_OWNER);
+	char key[512];
+
+	if (!owner)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", kmm_obj_str(o, "metadata.namespace") ?: "", owner);
+	kmm_op_ctl_enqueue(op->mic_ctl, key);
+}
+
+static void on_pullpod_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
+{
+	on_pullpod(new, ud);
+}
+
+static void on_pullpod_delete(const struct kmm_obj *o, void *ud)
+{
+	struct op *op = ud;
+
+	kmm_op_keyset_remove(op->pullpods_done, kmm_obj_str(o, "metadata.uid") ?: "");
+	on_pullpod(o, ud);
+}
+
 /*
  * A Secret or ConfigMap changed: the MBSCs of its namespace look at their
  * signing keys and Dockerfiles again (an MBSC whose inputs are the same does
@@ -730,6 +770,7 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	struct kmm_informer_handlers bph = { on_bspod, on_bspod_update, on_bspod_delete, op };
 	struct kmm_informer_handlers sech = { NULL, on_secret_update, NULL, op };
 	struct kmm_informer_handlers cmh = { NULL, on_secret_update, NULL, op };
+	struct kmm_informer_handlers pph = { on_pullpod, on_pullpod_update, on_pullpod_delete, op };
 	int r;
 
 	r = informer(op, &kmm_op_modules, NULL, NULL, &mh, &op->modules, err);
@@ -756,6 +797,10 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	if (r >= 0)
 		r = informer(op, &kmm_kube_configmaps, NULL, configmap_projection, &cmh,
 			     &op->configmaps, err);
+	/* Pull pods only exist when asked for: no extra watch otherwise. */
+	if (r >= 0 && op->cfg.image_check == KMM_IMAGE_CHECK_PULL_POD)
+		r = informer(op, &kmm_kube_pods, KMM_LABEL_PULL_POD_TYPE, pullpod_projection, &pph,
+			     &op->pullpods, err);
 	if (r >= 0 && kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0)
 		r = kmm_error_make(err, ENOMEM, "pod index");
 	return r;
@@ -763,19 +808,18 @@ static int make_informers(struct op *op, struct kmm_error **err)
 
 static int start_informers(struct op *op, struct kmm_error **err)
 {
-	struct kmm_informer *all[] = {
-		op->namespaces, op->nodes,  op->nmcs,  op->pods, op->secrets,
-		op->configmaps, op->bspods, op->mbscs, op->mics, op->modules
-	};
+	struct kmm_informer *all[] = { op->namespaces, op->nodes,      op->nmcs,    op->pods,
+				       op->secrets,    op->configmaps, op->bspods,  op->mbscs,
+				       op->mics,       op->modules,    op->pullpods };
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++) {
-		int r = kmm_informer_start(all[i], err);
+		int r = all[i] ? kmm_informer_start(all[i], err) : 0;
 
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
-		if (kmm_informer_wait_synced(all[i], 120000) < 0)
+		if (all[i] && kmm_informer_wait_synced(all[i], 120000) < 0)
 			return kmm_error_make(err, ETIMEDOUT, "caches did not sync within 120 s");
 	return 0;
 }
@@ -828,9 +872,9 @@ static atomic_bool leading, shutting_down;
 
 static void op_done(struct op *op)
 {
-	struct kmm_informer *all[] = { op->modules,    op->nmcs,      op->nodes, op->pods,
-				       op->namespaces, op->mics,      op->mbscs, op->bspods,
-				       op->secrets,    op->configmaps };
+	struct kmm_informer *all[] = { op->modules,    op->nmcs,       op->nodes,   op->pods,
+				       op->namespaces, op->mics,       op->mbscs,   op->bspods,
+				       op->secrets,    op->configmaps, op->pullpods };
 	struct kmm_op_ctl *ctls[] = { op->module_ctl, op->nmc_ctl, op->mic_ctl, op->mbsc_ctl };
 
 	atomic_store(&shutting_down, true);
@@ -853,6 +897,7 @@ static void op_done(struct op *op)
 	kmm_op_keyset_free(op->pods_released);
 	kmm_op_keyset_free(op->bspods_created);
 	kmm_op_keyset_free(op->mbscs_deleted);
+	kmm_op_keyset_free(op->pullpods_done);
 	kmm_mapper_cache_free(op->mappers);
 	kmm_hashmap_free(op->images);
 	kmm_kube_client_free(op->kube);
@@ -944,6 +989,7 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	op->pods_released = kmm_op_keyset_new();
 	op->bspods_created = kmm_op_keyset_new();
 	op->mbscs_deleted = kmm_op_keyset_new();
+	op->pullpods_done = kmm_op_keyset_new();
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(op->nmc_create_locks); i++)
 		pthread_mutex_init(&op->nmc_create_locks[i], NULL);
 	op->mappers = kmm_mapper_cache_new();
@@ -952,8 +998,8 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	t = secure_getenv("KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS");
 	op->unload_pull_timeout_s = t ? strtoll(t, NULL, 10) : 300;
 	if (!op->metrics || !op->nmc_overlay || !op->node_overlay || !op->pods_created ||
-	    !op->pods_released || !op->bspods_created || !op->mbscs_deleted || !op->mappers ||
-	    !op->images)
+	    !op->pods_released || !op->bspods_created || !op->mbscs_deleted || !op->pullpods_done ||
+	    !op->mappers || !op->images)
 		return fail("out of memory", NULL);
 	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
 		return fail("cannot load the Kubernetes client configuration", e);

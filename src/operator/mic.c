@@ -17,8 +17,11 @@
  *      backoff and reported to the Module (condition and Warning event);
  *   3. upsert the MBSC entries (BuildImage / SignImage), then the status.
  *
- * Unlike upstream no pull pod is started: the operator asks the registry
- * itself, so a missing image never leaves a pod waiting forever. A failed
+ * Unlike upstream the operator asks the registry itself by default, so a
+ * missing image never leaves a pod waiting forever. Pull pods are opt-in
+ * (imageCheck: pullPod) and bounded: an until-success pod that cannot pull
+ * is reported DoesNotExist after the re-check backoff and replaced later; a
+ * Failed or Unknown pod is read (DoesNotExist with its reason) and deleted. A failed
  * sign-only image never asks for a build it has no section for, and a failed
  * build is not asked again until its inputs change (the MBSC keeps the
  * failed pod and its hash).
@@ -245,6 +248,8 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 	return r > 0;
 }
 
+static void pull_key(char *key, size_t size, const struct kmm_image_config *mic, const char *image);
+
 /* A new imageRebuildTriggerGeneration: every image is asked about afresh. */
 static void forget_images(struct op *op, const struct kmm_image_config *mic)
 {
@@ -253,6 +258,8 @@ static void forget_images(struct op *op, const struct kmm_image_config *mic)
 	pthread_mutex_lock(&op->images_lock);
 	for (size_t i = 0; i < mic->n_images; i++) {
 		cache_key(key, sizeof(key), mic, &mic->images[i]);
+		free(kmm_hashmap_remove(op->images, key));
+		pull_key(key, sizeof(key), mic, mic->images[i].image);
 		free(kmm_hashmap_remove(op->images, key));
 		set_why(op, mic->namespace, mic->images[i].image, NULL);
 	}
@@ -304,12 +311,306 @@ struct mic_run {
 	const struct kmm_image_config *mic;
 	const struct kmm_image_config *mbsc; /* NULL when none (or deleted) */
 	int64_t retry_ms;
+	json_t *pull_pods; /* imageCheck: pullPod: this MIC's pull pods */
+	json_t *pull_done; /* ... read this time: {name, uid}, deleted after the status */
 };
 
 static void want_retry(struct mic_run *s, int64_t ms)
 {
 	if (ms > 0 && (s->retry_ms == 0 || ms < s->retry_ms))
 		s->retry_ms = ms;
+}
+
+/* ---- pull pods (imageCheck: pullPod) ---- */
+
+/*
+ * Opt-in, for clusters where the nodes' container runtime can reach the
+ * registry (mirrors, node credentials) but the operator cannot: a pod runs
+ * the kmod image itself, and its fate says whether the image exists. Like
+ * upstream the container runs `/bin/sh -c "exit 0"`, so an image without a
+ * shell (FROM scratch) fails here: such images need the registry check.
+ */
+
+#define PULL_POD_STUCK_MS 600000 /* a pod neither pulling nor failing: given up after this */
+#define PULL_POD_CACHE_WAIT_MS 10000
+
+enum pull_verdict {
+	PULL_EXISTS,
+	PULL_MISSING,
+	PULL_FAILED,
+	PULL_WAITING
+};
+
+struct pull_state {
+	int failures;
+	enum pull_verdict last; /* of the last pod read */
+	int64_t next_pod_ms;	/* no new pod before (backoff after a miss) */
+	int64_t created_ms;	/* a pod asked for, not yet seen in the cache */
+	int64_t seen_ms;	/* when the current pod was first seen */
+	char uid[64];		/* the current pod's */
+};
+
+static int64_t backoff_ms(int failures)
+{
+	int64_t d = (int64_t)IMAGE_RECHECK_MIN_MS << (failures < 6 ? failures : 6);
+
+	return d > IMAGE_RECHECK_MAX_MS ? IMAGE_RECHECK_MAX_MS : d;
+}
+
+static void pull_key(char *key, size_t size, const struct kmm_image_config *mic, const char *image)
+{
+	snprintf(key, size, "pull|%s/%s|%s", mic->namespace, mic->name, image);
+}
+
+static struct pull_state *pull_state(struct op *op, const struct kmm_image_config *mic,
+				     const char *image)
+{
+	char key[1024];
+	struct pull_state *st;
+
+	pull_key(key, sizeof(key), mic, image);
+	pthread_mutex_lock(&op->images_lock);
+	st = kmm_hashmap_get(op->images, key);
+	if (!st) {
+		st = calloc(1, sizeof(*st));
+		if (st && kmm_hashmap_put(op->images, key, st, NULL) < 0) {
+			free(st);
+			st = NULL;
+		}
+	}
+	pthread_mutex_unlock(&op->images_lock);
+	return st;
+}
+
+static const char *pod_image(const json_t *pod)
+{
+	return str(json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0),
+		   "image");
+}
+
+/* This MIC's pull pods in the cache (DOM copies), but not those already read. */
+static json_t *owned_pull_pods(struct mic_run *s)
+{
+	struct kmm_obj **objs = NULL;
+	size_t n = 0;
+	json_t *out = json_array();
+
+	if (!out || kmm_informer_list(s->op->pullpods, &objs, &n) < 0)
+		return out;
+	for (size_t i = 0; i < n; i++) {
+		const struct kmm_obj *o = objs[i];
+
+		if (is(kmm_obj_str(o, "metadata.namespace"), s->mic->namespace) &&
+		    is(kmm_obj_label(o, KMM_LABEL_IMAGE_OWNER), s->mic->name) &&
+		    !kmm_obj_str(o, "metadata.deletionTimestamp") &&
+		    !kmm_op_keyset_contains(s->op->pullpods_done,
+					    kmm_obj_str(o, "metadata.uid") ?: ""))
+			json_array_append_new(out, kmm_obj_to_json(o));
+	}
+	kmm_obj_array_free(objs, n);
+	return out;
+}
+
+static bool pull_error(const char *reason)
+{
+	static const char *const errs[] = { "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+					    "ErrImageNeverPull", NULL };
+
+	for (size_t i = 0; reason && errs[i]; i++)
+		if (strcmp(reason, errs[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Why a pod that ended without success did, from the kubelet's words. */
+static void failed_why(const json_t *pod, char *buf, size_t size)
+{
+	const json_t *st = json_object_get(pod, "status");
+	const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+	const json_t *term = json_object_get(json_object_get(cs, "state"), "terminated");
+
+	if (term)
+		snprintf(buf, size, "%s (exit code %lld)%s%s", str(term, "reason") ?: "terminated",
+			 (long long)json_integer_value(json_object_get(term, "exitCode")),
+			 str(term, "message") ? ": " : "", str(term, "message") ?: "");
+	else
+		snprintf(buf, size, "%s%s%s", str(st, "reason") ?: "no reason given",
+			 str(st, "message") ? ": " : "", str(st, "message") ?: "");
+}
+
+static int create_pull_pod(struct mic_run *s, const struct kmm_module_image_spec *img,
+			   struct kmm_error **err)
+{
+	const struct kmm_image_config *mic = s->mic;
+	struct kmm_kube_target t = { &kmm_kube_pods, mic->namespace, NULL, NULL };
+	_cleanup_json_ json_t *pod = NULL;
+	char prefix[300];
+	json_t *spec, *c;
+
+	snprintf(prefix, sizeof(prefix), "%s-pull-pod-", mic->name);
+	/* one-time-pull when a build or sign can supply the image, else until-success. */
+	pod = json_pack(
+	    "{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]},"
+	    " s:{s:s, s:[{s:s, s:s, s:[s, s, s]}]}}",
+	    "apiVersion", "v1", "kind", "Pod", "metadata", "generateName", prefix, "namespace",
+	    mic->namespace, "labels", KMM_LABEL_IMAGE_OWNER, mic->name, KMM_LABEL_PULL_POD_TYPE,
+	    img->build || img->sign ? "one-time-pull" : "until-success", "ownerReferences",
+	    "apiVersion", KMM_API_VERSION, "kind", "ModuleImagesConfig", "name", mic->name, "uid",
+	    str(mic->metadata, "uid") ?: "", "controller", 1, "blockOwnerDeletion", 1, "spec",
+	    "restartPolicy", "Never", "containers", "name", "puller", "image", img->image,
+	    "command", "/bin/sh", "-c", "exit 0");
+	if (!pod)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	spec = json_object_get(pod, "spec");
+	c = json_array_get(json_object_get(spec, "containers"), 0);
+	if (mic->image_pull_policy)
+		json_object_set_new(c, "imagePullPolicy", json_string(mic->image_pull_policy));
+	if (mic->image_repo_secret)
+		json_object_set_new(spec, "imagePullSecrets",
+				    json_pack("[{s:s}]", "name", mic->image_repo_secret));
+	if (mic->n_tolerations)
+		json_object_set_new(spec, "tolerations",
+				    kmm_tolerations_to_json(mic->tolerations, mic->n_tolerations));
+	if (kmm_op_create(&s->op->api, &t, pod, NULL, err) < 0)
+		return kmm_error_wrap(err, "create pull pod for %s", img->image);
+	return 0;
+}
+
+/* Reads what the pull pod of img says, creating one when there is none. */
+static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_image_spec *img,
+				    int64_t *ret_retry_ms)
+{
+	struct pull_state *st = pull_state(s->op, s->mic, img->image);
+	const json_t *pod = NULL, *p;
+	int64_t now = mono_ms(), d;
+	char why[768] = "", trouble[512];
+	enum pull_verdict v;
+	const char *phase;
+	size_t i;
+
+	if (!st)
+		return PULL_WAITING;
+	json_array_foreach (s->pull_pods, i, p) {
+		if (is(pod_image(p), img->image)) {
+			pod = p;
+			json_object_set_new((json_t *)p, "kmm-chosen", json_true());
+			break;
+		}
+	}
+	d = backoff_ms(st->failures);
+	if (!pod) {
+		if (now < st->next_pod_ms) {
+			*ret_retry_ms = st->next_pod_ms - now;
+			return st->last;
+		}
+		if (st->created_ms && now - st->created_ms < PULL_POD_CACHE_WAIT_MS) {
+			*ret_retry_ms = 1000;
+			return PULL_WAITING;
+		}
+		struct kmm_error *e = NULL;
+
+		if (create_pull_pod(s, img, &e) < 0) {
+			kmm_log(KMM_LOG_WARN, "cannot create pull pod", "controller", "mic",
+				"image", img->image, "error", kmm_error_message(e), NULL);
+			kmm_error_free(e);
+			*ret_retry_ms = d;
+			return PULL_WAITING;
+		}
+		st->created_ms = now;
+		*ret_retry_ms = PULL_POD_CACHE_WAIT_MS;
+		return PULL_WAITING;
+	}
+
+	const char *uid = str(json_object_get(pod, "metadata"), "uid") ?: "";
+	const char *name = str(json_object_get(pod, "metadata"), "name") ?: "";
+	const json_t *cs =
+	    json_array_get(json_object_get(json_object_get(pod, "status"), "containerStatuses"), 0);
+	const json_t *wait = json_object_get(json_object_get(cs, "state"), "waiting");
+	bool until_success = is(str(json_object_get(json_object_get(pod, "metadata"), "labels"),
+				    KMM_LABEL_PULL_POD_TYPE),
+				"until-success");
+
+	if (strcmp(st->uid, uid) != 0) {
+		snprintf(st->uid, sizeof(st->uid), "%s", uid);
+		st->seen_ms = now;
+		st->created_ms = 0;
+	}
+	phase = str(json_object_get(pod, "status"), "phase") ?: "Pending";
+	if (is(phase, "Succeeded")) {
+		v = PULL_EXISTS;
+	} else if (is(phase, "Failed") || is(phase, "Unknown")) {
+		failed_why(pod, trouble, sizeof(trouble));
+		snprintf(why, sizeof(why), "pull pod %s for image %s: %s: %s", name, img->image,
+			 phase, trouble);
+		v = PULL_FAILED;
+	} else if (pull_error(str(wait, "reason"))) {
+		/* Somebody may push the image: until-success waits, but not forever. */
+		if (until_success && now - st->seen_ms < d) {
+			*ret_retry_ms = d - (now - st->seen_ms);
+			return PULL_WAITING;
+		}
+		snprintf(why, sizeof(why), "image %s cannot be pulled: %s: %s", img->image,
+			 str(wait, "reason"), str(wait, "message") ?: "");
+		v = PULL_MISSING;
+	} else if (now - st->seen_ms >= PULL_POD_STUCK_MS) {
+		if (!kmm_op_bspod_trouble(pod, trouble, sizeof(trouble)))
+			snprintf(trouble, sizeof(trouble), "still %s", phase);
+		snprintf(why, sizeof(why),
+			 "pull pod %s for image %s did not finish within %d s: %s", name,
+			 img->image, PULL_POD_STUCK_MS / 1000, trouble);
+		v = PULL_FAILED;
+	} else {
+		*ret_retry_ms = PULL_POD_STUCK_MS - (now - st->seen_ms);
+		return PULL_WAITING;
+	}
+
+	/* Read: deleted once the status is written; the next pod waits for the backoff. */
+	json_array_append_new(s->pull_done, json_pack("{s:s, s:s}", "name", name, "uid", uid));
+	st->last = v;
+	st->uid[0] = 0;
+	pthread_mutex_lock(&s->op->images_lock);
+	set_why(s->op, s->mic->namespace, img->image, v == PULL_EXISTS ? NULL : why);
+	pthread_mutex_unlock(&s->op->images_lock);
+	if (v == PULL_EXISTS) {
+		st->failures = 0;
+		st->next_pod_ms = 0;
+	} else {
+		st->failures++;
+		st->next_pod_ms = now + d;
+		*ret_retry_ms = d;
+	}
+	return v;
+}
+
+/* Deletes the pods read this time, and those for images no longer listed or doubled. */
+static void delete_pull_pods(struct mic_run *s)
+{
+	struct kmm_kube_target t = { &kmm_kube_pods, s->mic->namespace, NULL, NULL };
+	const json_t *p;
+	size_t i;
+
+	json_array_foreach (s->pull_pods, i, p) {
+		const json_t *md = json_object_get(p, "metadata");
+
+		if (!json_is_true(json_object_get(p, "kmm-chosen")))
+			json_array_append_new(s->pull_done,
+					      json_pack("{s:s?, s:s?}", "name", str(md, "name"),
+							"uid", str(md, "uid")));
+	}
+	json_array_foreach (s->pull_done, i, p) {
+		struct kmm_error *e = NULL;
+
+		t.name = str(p, "name");
+		if (!t.name)
+			continue;
+		if (kmm_op_delete(&s->op->api, &t, &e) < 0) {
+			kmm_log(KMM_LOG_WARN, "cannot delete pull pod", "controller", "mic", "pod",
+				t.name, "error", kmm_error_message(e), NULL);
+			kmm_error_free(e);
+			continue;
+		}
+		kmm_op_keyset_add(s->op->pullpods_done, str(p, "uid") ?: "");
+	}
 }
 
 /* The state of one image (static string) or NULL when unknown yet. */
@@ -333,8 +634,23 @@ static const char *image_state(struct mic_run *s, const struct kmm_module_image_
 		return KMM_IMAGE_NEEDS_BUILDING;
 	if (is(cur, KMM_IMAGE_NEEDS_SIGNING) && img->sign)
 		return KMM_IMAGE_NEEDS_SIGNING;
-	if (image_exists(s->op, s->mic, img, &unknown, &retry))
+	if (s->pull_pods) {
+		switch (pull_check(s, img, &retry)) {
+		case PULL_EXISTS:
+			return KMM_IMAGE_EXISTS;
+		case PULL_MISSING:
+			break;
+		case PULL_FAILED:
+			/* The image may be there (e.g. no /bin/sh): a build would not help. */
+			want_retry(s, retry);
+			return KMM_IMAGE_DOES_NOT_EXIST;
+		case PULL_WAITING:
+			unknown = true;
+			break;
+		}
+	} else if (image_exists(s->op, s->mic, img, &unknown, &retry)) {
 		return KMM_IMAGE_EXISTS;
+	}
 	if (unknown) {
 		want_retry(s, retry);
 		return is(cur, KMM_IMAGE_DOES_NOT_EXIST) ? KMM_IMAGE_DOES_NOT_EXIST : NULL;
@@ -563,6 +879,7 @@ int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error *
 	_cleanup_obj_unref_ struct kmm_obj *mobj = NULL;
 	_cleanup_(kmm_image_config_freep) struct kmm_image_config *mic = NULL, *mbsc = NULL;
 	_cleanup_free_ const char **states = NULL;
+	_cleanup_json_ json_t *pull_pods = NULL, *pull_done = NULL;
 	struct mic_run s = { .op = op };
 	bool changed = false;
 	int r;
@@ -589,6 +906,12 @@ int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error *
 	if (mobj && kmm_image_config_from_json(kmm_obj_json(mobj), 0, &mbsc, err) < 0)
 		return kmm_error_wrap(err, "reconcile MIC %s: MBSC", key);
 	s.mbsc = mbsc;
+	if (op->pullpods) {
+		s.pull_pods = pull_pods = owned_pull_pods(&s);
+		s.pull_done = pull_done = json_array();
+		if (!pull_pods || !pull_done)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+	}
 
 	states = calloc(mic->n_images + 1, sizeof(*states));
 	if (!states)
@@ -608,5 +931,7 @@ int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error *
 		r = patch_status(&s, states, &changed, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "reconcile MIC %s", key);
+	if (s.pull_pods)
+		delete_pull_pods(&s);
 	return s.retry_ms;
 }

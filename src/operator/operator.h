@@ -29,6 +29,8 @@ struct op {
 	 * edited Dockerfile shows as a new resourceVersion).
 	 */
 	struct kmm_informer *mics, *mbscs, *bspods, *secrets, *configmaps;
+	struct kmm_informer *pullpods;	     /* imageCheck: pullPod only, else NULL */
+	struct kmm_op_keyset *pullpods_done; /* pull pod uids read and deleted, maybe cached */
 	struct kmm_op_overlay *nmc_overlay;
 	struct kmm_op_overlay *node_overlay; /* nodes as our label patches returned them */
 	struct kmm_op_keyset *pods_created;  /* "ns/name" created, not yet in the cache */
@@ -66,6 +68,8 @@ extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;
 #define KMM_IMAGE_DOES_NOT_EXIST "DoesNotExist"
 #define KMM_IMAGE_NEEDS_BUILDING "NeedsBuilding"
 #define KMM_IMAGE_NEEDS_SIGNING "NeedsSigning"
+#define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"
+#define KMM_LABEL_PULL_POD_TYPE "kmm.node.kubernetes.io/pull-pod-type"
 int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error **err);
 /* Why the last existence check of image (MIC in ns) did not find it; "" when unknown. */
 void kmm_op_image_why(struct op *op, const char *ns, const char *image, char *buf, size_t size);
