@@ -11,6 +11,8 @@
 
 #include "kmm/buf.h"
 #include "kmm/log.h"
+#include "internal.h"
+#include "log-internal.h"
 
 /* One event never grows past this; longer values are cut and marked. */
 #define LOG_LINE_MAX (64 * 1024)
@@ -96,16 +98,44 @@ bool kmm_log_enabled(enum kmm_log_level level)
 	return level != KMM_LOG_OFF && level >= kmm_log_get_level();
 }
 
+/*
+ * UTC broken down by arithmetic (days to civil date, proleptic Gregorian):
+ * glibc's gmtime_r() reads and parses /etc/localtime on its first call, which
+ * short-lived binaries such as kmm-worker would pay for every log line's
+ * first timestamp.
+ */
+KMM_TESTABLE void kmm_log_utc_civil(int64_t secs, int64_t *year, unsigned *month, unsigned *day,
+				    unsigned *sod)
+{
+	int64_t days = secs / 86400, rem = secs % 86400;
+
+	if (rem < 0) {
+		rem += 86400;
+		days--;
+	}
+	*sod = (unsigned)rem;
+	days += 719468; /* 0000-03-01 to 1970-01-01 */
+	int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+	unsigned doe = (unsigned)(days - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+
+	*day = doy - (153 * mp + 2) / 5 + 1;
+	*month = mp < 10 ? mp + 3 : mp - 9;
+	*year = (int64_t)yoe + era * 400 + (*month <= 2);
+}
+
 static void append_timestamp(struct kmm_buf *b)
 {
 	struct timespec ts;
-	struct tm tm;
-	char tmp[32];
+	int64_t year;
+	unsigned month, day, sod;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm);
-	(void)kmm_buf_printf(b, "%s.%03ldZ", tmp, ts.tv_nsec / 1000000);
+	kmm_log_utc_civil((int64_t)ts.tv_sec, &year, &month, &day, &sod);
+	(void)kmm_buf_printf(b, "%04lld-%02u-%02uT%02u:%02u:%02u.%03ldZ", (long long)year, month,
+			     day, sod / 3600, sod / 60 % 60, sod % 60, ts.tv_nsec / 1000000);
 }
 
 static void append_json_string(struct kmm_buf *b, const char *s)

@@ -7,10 +7,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "kmm/log.h"
+#include "lib/shared/log-internal.h"
 
 struct captured {
 	char line[70000];
@@ -120,6 +122,50 @@ static void test_oversized_json_event_stays_valid(void **state)
 	free(big);
 }
 
+static void check_against_libc(int64_t secs)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+	int64_t year;
+	unsigned month, day, sod;
+
+	assert_non_null(gmtime_r(&t, &tm));
+	kmm_log_utc_civil(secs, &year, &month, &day, &sod);
+	assert_int_equal(year, (int64_t)tm.tm_year + 1900);
+	assert_int_equal(month, (unsigned)tm.tm_mon + 1);
+	assert_int_equal(day, (unsigned)tm.tm_mday);
+	assert_int_equal(sod, (unsigned)(tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec));
+}
+
+static void test_utc_timestamps_match_libc(void **state)
+{
+	static const int64_t edges[] = {
+		0,
+		-1,
+		86399,
+		86400,
+		951782400 /* 2000-02-29 */,
+		951868799,
+		4107542399,
+		4102444800,
+		-2208988800 /* 1900-01-01 */,
+		1798675200 /* 2026-12-31 */,
+		253402300799 /* 9999-12-31T23:59:59 */,
+	};
+	uint64_t x = 88172645463325252ULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		check_against_libc(edges[i]);
+	/* xorshift: reproducible spread over 1600..2400 */
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		check_against_libc((int64_t)(x % 25246080000ULL) - 11676096000LL);
+	}
+}
+
 static void test_parsing_levels_and_formats(void **state)
 {
 	enum kmm_log_level l;
@@ -148,6 +194,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oversized_json_event_stays_valid, setup,
 						teardown),
 		cmocka_unit_test(test_parsing_levels_and_formats),
+		cmocka_unit_test(test_utc_timestamps_match_libc),
 	};
 	return cmocka_run_group_tests_name("shared-log", tests, NULL, NULL);
 }
