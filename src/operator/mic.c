@@ -481,7 +481,7 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 				    int64_t *ret_retry_ms)
 {
 	struct pull_state *st = pull_state(s->op, s->mic, img->image);
-	const json_t *pod = NULL, *p;
+	json_t *pod = NULL, *p;
 	int64_t now = mono_ms(), d;
 	char why[768] = "", trouble[512];
 	enum pull_verdict v;
@@ -493,7 +493,7 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 	json_array_foreach (s->pull_pods, i, p) {
 		if (is(pod_image(p), img->image)) {
 			pod = p;
-			json_object_set_new((json_t *)p, "kmm-chosen", json_true());
+			json_object_set_new(p, "kmm-chosen", json_true());
 			break;
 		}
 	}
@@ -603,13 +603,14 @@ static void delete_pull_pods(struct mic_run *s)
 		t.name = str(p, "name");
 		if (!t.name)
 			continue;
+		/* Before the DELETE: its watch event may come back before the call does. */
+		kmm_op_keyset_add(s->op->pullpods_done, str(p, "uid") ?: "");
 		if (kmm_op_delete(&s->op->api, &t, &e) < 0) {
 			kmm_log(KMM_LOG_WARN, "cannot delete pull pod", "controller", "mic", "pod",
 				t.name, "error", kmm_error_message(e), NULL);
+			kmm_op_keyset_remove(s->op->pullpods_done, str(p, "uid") ?: "");
 			kmm_error_free(e);
-			continue;
 		}
-		kmm_op_keyset_add(s->op->pullpods_done, str(p, "uid") ?: "");
 	}
 }
 
