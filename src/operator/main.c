@@ -1071,11 +1071,16 @@ int main(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	/*
-	 * A dozen threads (informers, workers, HTTP) each allocating a little would
-	 * get one 64 MiB malloc arena apiece; two are plenty and keep RSS small.
+	 * A few dozen threads (informers, workers, HTTP) each allocating a little
+	 * would get a malloc arena apiece, each holding on to its freed pages; one
+	 * arena (the work is I/O-bound), and large blocks (LIST pages, response
+	 * bodies) mapped and unmapped on their own, keep the peak RSS near what is
+	 * live (measured at 1,000 nodes: docs/benchmarks.md).
 	 */
 	if (!secure_getenv("MALLOC_ARENA_MAX"))
-		mallopt(M_ARENA_MAX, 2);
+		mallopt(M_ARENA_MAX, 1);
+	if (!secure_getenv("MALLOC_MMAP_THRESHOLD_"))
+		mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
