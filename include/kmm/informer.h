@@ -142,6 +142,12 @@ int kmm_informer_wait_synced(struct kmm_informer *inf, int64_t timeout_ms);
 
 /* A new reference to the object under key, or NULL. */
 struct kmm_obj *kmm_informer_get(struct kmm_informer *inf, const char *key);
+/*
+ * full reduced to what this informer stores (its projection, or the whole
+ * object without metadata.managedFields): a new reference that may share
+ * subtrees with full, or NULL on ENOMEM.
+ */
+json_t *kmm_informer_project(const struct kmm_informer *inf, const json_t *full);
 
 /* New references to every object (*ret_objs heap array, free with kmm_obj_array_free). */
 int kmm_informer_list(struct kmm_informer *inf, struct kmm_obj ***ret_objs, size_t *ret_n);

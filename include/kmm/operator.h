@@ -112,8 +112,12 @@ struct kmm_op_overlay;
 
 struct kmm_op_overlay *kmm_op_overlay_new(void);
 void kmm_op_overlay_free(struct kmm_op_overlay *o);
-/* Remembers obj (a full object returned by a write; borrowed, a reference is taken). */
-void kmm_op_overlay_put(struct kmm_op_overlay *o, const json_t *obj);
+/*
+ * Remembers obj (an object returned by a write; borrowed) reduced to what inf
+ * stores (inf may be NULL: whole), unless inf already shows obj's
+ * resourceVersion or newer.
+ */
+void kmm_op_overlay_put(struct kmm_op_overlay *o, struct kmm_informer *inf, const json_t *obj);
 /* Called from the informer's handlers: forgets name once the informer reached rv. */
 void kmm_op_overlay_seen(struct kmm_op_overlay *o, const char *name, const char *rv, bool deleted);
 /*

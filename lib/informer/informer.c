@@ -291,6 +291,33 @@ static void index_update(struct kmm_informer *inf, const char *key, const struct
 	}
 }
 
+json_t *kmm_informer_project(const struct kmm_informer *inf, const json_t *full)
+{
+	json_t *meta, *proj;
+
+	if (inf->projection)
+		return kmm_json_project(full, (const char *const *)inf->projection);
+	if (!json_object_get(json_object_get(full, "metadata"), "managedFields"))
+		return json_incref((json_t *)full);
+	/* Whole objects minus managedFields: the apiserver's bookkeeping for
+	 * server-side apply, a third of a small object, read by no client. */
+	meta = json_copy(json_object_get(full, "metadata"));
+	if (!meta)
+		return NULL;
+	proj = json_copy((json_t *)full);
+	if (!proj || json_object_del(meta, "managedFields") < 0) {
+		json_decref(meta);
+		json_decref(proj);
+		return NULL;
+	}
+	/* set_new takes meta, also on failure. */
+	if (json_object_set_new(proj, "metadata", meta) < 0) {
+		json_decref(proj);
+		return NULL;
+	}
+	return proj;
+}
+
 static int obj_new(struct kmm_informer *inf, const json_t *full, struct kmm_obj **ret)
 {
 	_cleanup_free_ char *key = kmm_kube_object_key(full);
@@ -298,27 +325,10 @@ static int obj_new(struct kmm_informer *inf, const json_t *full, struct kmm_obj 
 
 	if (!key)
 		return -EBADMSG;
-	if (inf->projection) {
-		proj = kmm_json_project(full, (const char *const *)inf->projection);
-		if (!proj)
-			return -ENOMEM;
-	} else if (json_object_get(json_object_get(full, "metadata"), "managedFields")) {
-		/* Whole objects minus managedFields: the apiserver's bookkeeping for
-		 * server-side apply, a third of a small object, read by no client. */
-		json_t *meta = json_copy(json_object_get(full, "metadata"));
-
-		if (!meta)
-			return -ENOMEM;
-		proj = json_copy((json_t *)full);
-		if (!proj || json_object_del(meta, "managedFields") < 0) {
-			json_decref(meta);
-			return -ENOMEM;
-		}
-		/* set_new takes meta, also on failure. */
-		if (json_object_set_new(proj, "metadata", meta) < 0)
-			return -ENOMEM;
-	}
-	return kube_obj_new(proj ? proj : full, key, ret);
+	proj = kmm_informer_project(inf, full);
+	if (!proj)
+		return -ENOMEM;
+	return kube_obj_new(proj, key, ret);
 }
 
 enum change {

@@ -420,22 +420,46 @@ static const char *rv_of(const json_t *obj)
 	return kmm_kube_meta_str(obj, "resourceVersion");
 }
 
-void kmm_op_overlay_put(struct kmm_op_overlay *o, const json_t *obj)
+void kmm_op_overlay_put(struct kmm_op_overlay *o, struct kmm_informer *inf, const json_t *obj)
 {
 	const char *name = kmm_kube_meta_str(obj, "name");
-	json_t *old;
+	const char *rv = rv_of(obj);
+	_cleanup_obj_unref_ struct kmm_obj *cached = NULL;
+	json_t *old, *copy = NULL;
 
 	if (!name)
 		return;
+	cached = inf ? kmm_informer_get(inf, name) : NULL;
+	/*
+	 * A cache that already shows this write needs no overlay: the watch
+	 * event often arrives before the write's response is read.
+	 */
+	if (cached && !kmm_op_rv_older(kmm_obj_resource_version(cached), rv)) {
+		kmm_op_overlay_seen(o, name, kmm_obj_resource_version(cached), false);
+		return;
+	}
+	/*
+	 * Keep what the cache would keep, not the whole response (a node's
+	 * images and managedFields are most of it): readers already cope with
+	 * the cache's projection. Deep, so nothing is shared with the caller.
+	 */
+	if (inf) {
+		_cleanup_json_ json_t *proj = kmm_informer_project(inf, obj);
+
+		copy = proj ? json_deep_copy(proj) : NULL;
+	} else {
+		copy = json_deep_copy(obj);
+	}
+	if (!copy)
+		return;
 	pthread_mutex_lock(&o->lock);
 	old = kmm_hashmap_get(o->objs, name);
-	if (!old || kmm_op_rv_older(rv_of(old), rv_of(obj))) {
-		json_t *copy = json_deep_copy(obj);
-
-		if (copy && kmm_hashmap_put(o->objs, name, copy, NULL) < 0)
-			json_decref(copy);
+	if (!old || kmm_op_rv_older(rv_of(old), rv)) {
+		if (kmm_hashmap_put(o->objs, name, copy, NULL) >= 0)
+			copy = NULL;
 	}
 	pthread_mutex_unlock(&o->lock);
+	json_decref(copy);
 }
 
 void kmm_op_overlay_seen(struct kmm_op_overlay *o, const char *name, const char *rv, bool deleted)

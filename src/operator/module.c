@@ -216,12 +216,12 @@ static int create_nmc(struct op *op, const json_t *node, const struct kmm_module
 		*err = NULL;
 		r = kmm_op_get(&op->api, &g, &out, err);
 		if (r >= 0)
-			kmm_op_overlay_put(op->nmc_overlay, out);
+			kmm_op_overlay_put(op->nmc_overlay, op->nmcs, out);
 		return r < 0 ? kmm_error_wrap(err, "read NMC %s", name) : -EAGAIN;
 	}
 	if (r < 0)
 		return kmm_error_wrap(err, "create NMC %s", name);
-	kmm_op_overlay_put(op->nmc_overlay, out);
+	kmm_op_overlay_put(op->nmc_overlay, op->nmcs, out);
 	return 0;
 }
 
@@ -292,7 +292,7 @@ static int set_entry(struct op *op, const json_t *node, const struct kmm_module 
 	r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_JSON, ops, &out, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "%s NMC %s", entry ? "update" : "clear", name);
-	kmm_op_overlay_put(op->nmc_overlay, out);
+	kmm_op_overlay_put(op->nmc_overlay, op->nmcs, out);
 	return 1;
 }
 
@@ -406,19 +406,25 @@ static void pod_reasons(struct op *op, const struct kmm_module *m, struct counts
 	if (kmm_informer_list(op->pods, &objs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		const json_t *j = kmm_obj_json(objs[i]);
-		const json_t *st = json_object_get(j, "status");
-		const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
-		const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
-		const json_t *term =
-		    json_object_get(json_object_get(cs, "lastState"), "terminated");
-		const char *wait =
-		    str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
+		_cleanup_json_ json_t *j = NULL;
+		const json_t *st, *cs, *ics, *term;
+		const char *wait;
 		char why[256];
 
-		if (strcmp(kmm_kube_meta_str(j, "namespace") ?: "", m->namespace) != 0 ||
-		    strcmp(kmm_op_label(j, KMM_LABEL_MODULE_NAME) ?: "", m->name) != 0)
+		/*
+		 * Other Modules' pods are skipped before any DOM is built, and the
+		 * DOM is freed per pod: one attached to every worker pod the list
+		 * holds would all live until the end of the loop.
+		 */
+		if (strcmp(kmm_obj_str(objs[i], "metadata.namespace") ?: "", m->namespace) != 0 ||
+		    strcmp(kmm_obj_label(objs[i], KMM_LABEL_MODULE_NAME) ?: "", m->name) != 0)
 			continue;
+		j = kmm_obj_to_json(objs[i]);
+		st = json_object_get(j, "status");
+		cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+		ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+		term = json_object_get(json_object_get(cs, "lastState"), "terminated");
+		wait = str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
 		if (term) {
 			snprintf(why, sizeof(why),
 				 "node %s: worker failed %d time(s), last exit code %d (%s)",
@@ -603,9 +609,13 @@ static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_er
 		return 0;
 	kmm_informer_list(op->nodes, &nodes, &n_nodes);
 	for (size_t i = 0; i < n_nodes; i++) {
+		/* A DOM of our own, freed per node, as in the load path. */
+		_cleanup_json_ json_t *node = kmm_obj_to_json(nodes[i]);
 		struct kmm_error *e = NULL;
 
-		if (set_entry(op, kmm_obj_json(nodes[i]), m, NULL, &e) < 0)
+		if (!node)
+			kmm_error_make(&e, ENOMEM, "out of memory");
+		if (!node || set_entry(op, node, m, NULL, &e) < 0)
 			keep_first(&first, e);
 	}
 	kmm_obj_array_free(nodes, n_nodes);

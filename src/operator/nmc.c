@@ -306,7 +306,7 @@ static int patch_status(struct nmc_state *s, struct kmm_error **err)
 	r = kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "patch status");
-	kmm_op_overlay_put(s->op->nmc_overlay, out);
+	kmm_op_overlay_put(s->op->nmc_overlay, s->op->nmcs, out);
 	return 0;
 }
 
@@ -581,7 +581,7 @@ static int sync_node_labels(struct nmc_state *s, struct kmm_error **err)
 		return 0;
 	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err) < 0)
 		return kmm_error_wrap(err, "patch node labels");
-	kmm_op_overlay_put(s->op->node_overlay, out);
+	kmm_op_overlay_put(s->op->node_overlay, s->op->nodes, out);
 	return 0;
 }
 
@@ -625,7 +625,7 @@ static int sync_in_use_labels(struct nmc_state *s, struct kmm_error **err)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err) < 0)
 		return kmm_error_wrap(err, "patch in-use labels");
-	kmm_op_overlay_put(s->op->nmc_overlay, out);
+	kmm_op_overlay_put(s->op->nmc_overlay, s->op->nmcs, out);
 	return 0;
 }
 

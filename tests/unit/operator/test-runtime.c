@@ -212,8 +212,8 @@ static void test_overlay(void **state)
 	assert_true(kmm_op_rv_older("9", "10"));
 	assert_false(kmm_op_rv_older("10", "9"));
 	assert_false(kmm_op_rv_older("a", "b"));
-	kmm_op_overlay_put(o, v5);
-	kmm_op_overlay_put(o, v3); /* older: ignored */
+	kmm_op_overlay_put(o, NULL, v5);
+	kmm_op_overlay_put(o, NULL, v3); /* older: ignored */
 	got = kmm_op_overlay_get(o, NULL, "n");
 	assert_string_equal(kmm_kube_meta_str(got, "resourceVersion"), "5");
 	json_decref(got);
