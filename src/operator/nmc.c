@@ -652,6 +652,7 @@ int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error 
 	struct op *op = userdata;
 	_cleanup_json_ json_t *nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
 	_cleanup_obj_unref_ struct kmm_obj *node = kmm_informer_get(op->nodes, name);
+	_cleanup_json_ json_t *node_json = NULL;
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
 	struct nmc_state s = { .op = op, .name = name, .nmc = nmc };
@@ -664,7 +665,17 @@ int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error 
 		kmm_obj_array_free(objs, n);
 		return r < 0 ? kmm_error_wrap(err, "reconcile %s", name) : 0;
 	}
-	s.node = kmm_obj_json(node);
+	/*
+	 * A DOM of our own, freed on return: one attached to the cached node
+	 * lives until the informer's sweep, and a rollout reconciles every node
+	 * within that second (4.5 MiB at 1,000 nodes).
+	 */
+	node_json = kmm_obj_to_json(node);
+	if (!node_json) {
+		kmm_obj_array_free(objs, n);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	s.node = node_json;
 	s.boot_id = kmm_op_node_boot_id(s.node);
 	s.status = json_deep_copy(json_object_get(json_object_get(nmc, "status"), "modules"));
 	if (!s.status)
