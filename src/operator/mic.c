@@ -191,6 +191,9 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 		.insecure = img->registry_tls && img->registry_tls->insecure,
 		.insecure_skip_tls_verify =
 		    img->registry_tls && img->registry_tls->insecure_skip_tls_verify,
+		.ca_file = op->cfg.registry_ca_file && *op->cfg.registry_ca_file
+			       ? op->cfg.registry_ca_file
+			       : NULL,
 	};
 	_cleanup_(kmm_registry_freep) struct kmm_registry *reg = NULL;
 	_cleanup_free_ char *docker_config = NULL;
@@ -347,6 +350,7 @@ struct pull_state {
 	int64_t next_pod_ms;	/* no new pod before (backoff after a miss) */
 	int64_t created_ms;	/* a pod asked for, not yet seen in the cache */
 	int64_t seen_ms;	/* when the current pod was first seen */
+	bool exists;		/* a pod succeeded: no other pod until the state is forgotten */
 	char uid[64];		/* the current pod's */
 };
 
@@ -499,6 +503,12 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 	}
 	d = backoff_ms(st->failures);
 	if (!pod) {
+		/*
+		 * The MIC status saying Exists may still be on its way to our
+		 * cache, and the pod already deleted: the answer stands.
+		 */
+		if (st->exists)
+			return PULL_EXISTS;
 		if (now < st->next_pod_ms) {
 			*ret_retry_ms = st->next_pod_ms - now;
 			return st->last;
@@ -572,6 +582,7 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 	set_why(s->op, s->mic->namespace, img->image, v == PULL_EXISTS ? NULL : why);
 	pthread_mutex_unlock(&s->op->images_lock);
 	if (v == PULL_EXISTS) {
+		st->exists = true;
 		st->failures = 0;
 		st->next_pod_ms = 0;
 	} else {
