@@ -39,6 +39,7 @@ struct kmm_operator_config {
 	int64_t job_gc_delay_ns;	   /* job.gcDelay (Go duration), 0 */
 	enum kmm_builder job_builder;	   /* job.builder: "kaniko" (default) or "buildah" */
 	enum kmm_image_check image_check;  /* imageCheck: "registry" (default) or "pullPod" */
+	char *registry_ca_file; /* registryCAFile: PEM bundle for image checks, or NULL */
 
 	/* From the environment. */
 	char *operator_namespace; /* OPERATOR_NAMESPACE, required */

@@ -50,6 +50,7 @@ void kmm_operator_config_free(struct kmm_operator_config *c)
 	free(c->metrics_bind_address);
 	free(c->worker_selinux_type);
 	free(c->worker_firmware_host_path);
+	free(c->registry_ca_file);
 	free(c->operator_namespace);
 	free(c->worker_image);
 	free(c->build_image);
@@ -151,6 +152,7 @@ static const struct key keys[] = {
 	{ "job", "gcDelay", KIND_DURATION, FIELD(job_gc_delay_ns) },
 	{ "job", "builder", KIND_BUILDER, FIELD(job_builder) },
 	{ NULL, "imageCheck", KIND_IMAGE_CHECK, FIELD(image_check) },
+	{ NULL, "registryCAFile", KIND_STRING, FIELD(registry_ca_file) },
 };
 
 static const char *const yaml11_true[] = { "y",	 "Y",  "yes",  "Yes",  "YES",  "on",

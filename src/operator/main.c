@@ -159,6 +159,21 @@ static int load_config_map(struct op *op, const char *name, struct kmm_error **e
 					 "ConfigMap " KMM_OPERATOR_CONFIG_KEY, err);
 }
 
+/* A CA bundle that cannot be read would fail every image check: say so at start. */
+static int check_registry_ca(const struct kmm_operator_config *cfg, struct kmm_error **err)
+{
+	_cleanup_free_ char *pem = NULL;
+
+	if (!cfg->registry_ca_file || !*cfg->registry_ca_file)
+		return 0;
+	if (kmm_read_file(cfg->registry_ca_file, 4 * 1024 * 1024, &pem, NULL, err) < 0)
+		return kmm_error_wrap(err, "registryCAFile");
+	if (!strstr(pem, "-----BEGIN CERTIFICATE-----"))
+		return kmm_error_make(err, EINVAL, "registryCAFile: %s holds no PEM certificate",
+				      cfg->registry_ca_file);
+	return 0;
+}
+
 static int load_config_file(struct op *op, const char *path, struct kmm_error **err)
 {
 	_cleanup_free_ char *text = NULL;
@@ -1010,6 +1025,8 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	    kmm_op_api_init(&op->api, op->kube, op->metrics, &e) < 0)
 		return fail("cannot create the Kubernetes client", e);
 	if (a->config_map && !a->config_file && load_config_map(op, a->config_map, &e) < 0)
+		return fail("bad configuration", e);
+	if (check_registry_ca(&op->cfg, &e) < 0)
 		return fail("bad configuration", e);
 	if (register_metrics(op, &e) < 0 ||
 	    kmm_op_ctl_new("module", op->metrics, &op->module_ctl, &e) < 0 ||

@@ -6,49 +6,26 @@ operator for the whole suite."""
 
 import os
 import sys
+import tempfile
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oplib import (Operator, PodWatch, Tap, apply, force_cleanup, kj, kubectl,  # noqa: E402
-                   module, module_obj, nmc, nmc_entry, node_labels, preflight, push_image,
-                   ready_label, testenv, wait)
+from oplib import (Operator, PodWatch, Suite, Tap, apply, condition, force_cleanup, kj,  # noqa: E402
+                   kubectl, module, module_obj, nmc, nmc_entry, node_labels, preflight,
+                   push_image, ready_label, ready_on, testenv, wait)
 
 K1 = "6.1.0-18-amd64"
 K2 = "6.8.0-1-amd64"
 REG = os.environ.get("KMM_TESTENV_REGISTRY", "")
 t = Tap()
-CASES = []
-NODES = []
-NAMESPACES = []
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
-
-def add_nodes(prefix, count, kernel=K1, labels=()):
-    args = ["nodes", "add", prefix, "--count", str(count), "--kernel", kernel]
-    for lab in labels:
-        args += ["--label", lab]
-    testenv(*args)
-    names = [f"{prefix}-{i}" for i in range(1, count + 1)]
-    NODES.extend(names)
-    return names
-
-
-def new_ns(ns):
-    kubectl("create", "namespace", ns)
-    NAMESPACES.append(ns)
-    return ns
+S = Suite(K1)
+CASES, NODES, NAMESPACES = S.cases, S.nodes, S.namespaces
+case, add_nodes, new_ns = S.case, S.add_nodes, S.new_ns
+cond = condition
 
 
 def mapping(image, regexp="^.+$"):
     return [{"regexp": regexp, "containerImage": image, "registryTLS": {"insecure": True}}]
-
-
-def ready_on(ns, mod, nodes):
-    return all(ready_label(ns, mod) in node_labels(n) for n in nodes)
 
 
 def not_ready_on(ns, mod, nodes):
@@ -58,14 +35,6 @@ def not_ready_on(ns, mod, nodes):
 def status(ns, mod):
     m = module(ns, mod) or {}
     return (m.get("status") or {}).get("moduleLoader") or {}
-
-
-def cond(ns, mod, ctype):
-    m = module(ns, mod) or {}
-    for c in (m.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return c
-    return {}
 
 
 def delete_and_wait(ns, mod, nodes, timeout=60):
@@ -394,10 +363,53 @@ def unloader_cannot_pull():
         kubectl("delete", "mutatingadmissionpolicy", "op-cb-gone", "--ignore-not-found", check=False)
 
 
+@case
+def tls_registry_with_ca_and_pull_secret():
+    """Image on the TLS registry with basic auth: the operator's existence check
+    verifies the registry with registryCAFile and logs in with the Module's
+    imageRepoSecret (no registryTLS shortcuts)."""
+    import base64
+    import json as _j
+    tls = os.environ["KMM_TESTENV_REGISTRY_TLS"]
+    user = os.environ["KMM_TESTENV_REGISTRY_USER"]
+    password = os.environ["KMM_TESTENV_REGISTRY_PASSWORD"]
+    ns = new_ns("op-cb-tls")
+    nodes = add_nodes("op-cb-tls-n", 2, labels=["op-cb/tls=yes"])
+    with tempfile.TemporaryDirectory() as d:
+        kd = os.path.join(d, "opt", "lib", "modules", K1)
+        os.makedirs(kd)
+        with open(os.path.join(kd, "tls.ko"), "w") as fh:
+            fh.write("not really a module\n")
+        testenv("image", "push", d, f"{tls}/op-cb/tls:{K1}")
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    cfg = _j.dumps({"auths": {tls: {"auth": auth}}})
+    apply({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+           "metadata": {"name": "op-cb-tls-pull", "namespace": ns},
+           "data": {".dockerconfigjson": base64.b64encode(cfg.encode()).decode()}})
+    m = module_obj(ns, "tls", {"op-cb/tls": "yes"},
+                   [{"regexp": "^.+$", "containerImage": f"{tls}/op-cb/tls:${{KERNEL_FULL_VERSION}}"}])
+    m["spec"]["imageRepoSecret"] = {"name": "op-cb-tls-pull"}
+    apply(m)
+    t.ok(wait(lambda: ready_on(ns, "tls", nodes), 60),
+         "TLS registry: image found with the CA bundle and pull secret, module ready on both nodes",
+         cond(ns, "tls", "Ready"))
+    # The same image without credentials: the check fails with the registry's reason.
+    m = module_obj(ns, "tls-anon", {"op-cb/tls": "yes"},
+                   [{"regexp": "^.+$", "containerImage": f"{tls}/op-cb/tls:${{KERNEL_FULL_VERSION}}"}])
+    apply(m)
+    c = wait(lambda: (lambda c: c if "401" in c.get("message", "") or "unauthorized" in c.get("message", "").lower()
+                      or "authentication" in c.get("message", "").lower() else None)(cond(ns, "tls-anon", "Ready")), 60)
+    t.ok(c and not_ready_on(ns, "tls-anon", nodes),
+         "TLS registry without the pull secret: not loaded, the condition says why", cond(ns, "tls-anon", "Ready"))
+    t.ok(delete_and_wait(ns, "tls", nodes) and delete_and_wait(ns, "tls-anon", nodes),
+         "TLS registry: Modules deleted")
+
+
 def main():
     preflight()
     op = Operator("cookbook", "op-cb-system",
-                  extra_env={"KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS": "20"})
+                  extra_env={"KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS": "20"},
+                  extra_config=[f"registryCAFile: {os.environ.get('KMM_TESTENV_REGISTRY_TLS_CA', '')}"])
     kubectl("create", "namespace", "op-cb-system", check=False)
     NAMESPACES.append("op-cb-system")
     op.start()

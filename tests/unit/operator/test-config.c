@@ -36,6 +36,7 @@ static void test_defaults_match_upstream(void **state)
 	assert_int_equal(c.job_gc_delay_ns, 0);
 	assert_int_equal(c.job_builder, KMM_BUILDER_KANIKO);
 	assert_int_equal(c.image_check, KMM_IMAGE_CHECK_REGISTRY);
+	assert_null(c.registry_ca_file);
 	kmm_operator_config_free(&c);
 }
 
@@ -45,6 +46,7 @@ static void test_full_upstream_file(void **state)
 	const char *yaml = "healthProbeBindAddress: :9081\n"
 			   "webhookPort: 9444\n"
 			   "imageCheck: pullPod\n"
+			   "registryCAFile: /etc/kmm/registry-ca.pem\n"
 			   "leaderElection:\n"
 			   "  enabled: false\n"
 			   "  resourceID: my-lease\n"
@@ -74,6 +76,7 @@ static void test_full_upstream_file(void **state)
 	assert_int_equal(c.job_gc_delay_ns, 5400LL * 1000000000LL);
 	assert_int_equal(c.job_builder, KMM_BUILDER_BUILDAH);
 	assert_int_equal(c.image_check, KMM_IMAGE_CHECK_PULL_POD);
+	assert_string_equal(c.registry_ca_file, "/etc/kmm/registry-ca.pem");
 	kmm_operator_config_free(&c);
 }
 
