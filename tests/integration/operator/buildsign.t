@@ -17,9 +17,9 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oplib import (Operator, PodWatch, Tap, apply, force_cleanup, kj, kubectl,  # noqa: E402
-                   module, module_obj, nmc_entry, node_labels, preflight, push_image,
-                   ready_label, testenv, wait)
+from oplib import (Operator, PodWatch, Suite, Tap, apply, condition, events,  # noqa: E402
+                   force_cleanup, kj, kmm_get, kubectl, mic_state, module, module_obj, nmc_entry,
+                   node_labels, preflight, push_image, ready_label, ready_on, testenv, wait)
 
 K1 = "6.1.0-18-amd64"
 K1_DNS = "6-1-0-18-amd64"
@@ -30,9 +30,10 @@ GC_DELAY_S = 15
 RUN = f"r{os.getpid()}"  # image tags never pushed before, even on a reused testenv
 RT = "kmm.node.kubernetes.io/resource-type"
 t = Tap()
-CASES = []
-NODES = []
-NAMESPACES = []
+S = Suite(K1)
+CASES, NODES, NAMESPACES = S.cases, S.nodes, S.namespaces
+case, add_nodes, new_ns = S.case, S.add_nodes, S.new_ns
+cond, get = condition, kmm_get
 OPS = []  # the operators of the suite, the running one last
 
 
@@ -42,39 +43,6 @@ def new_operator():
                   extra_config=["job:", f"  gcDelay: {GC_DELAY_S}s"])
     OPS.append(op)
     return op.start()
-
-
-def case(fn):
-    CASES.append(fn)
-    return fn
-
-
-def add_nodes(prefix, count, kernel=K1, labels=()):
-    args = ["nodes", "add", prefix, "--count", str(count), "--kernel", kernel]
-    for lab in labels:
-        args += ["--label", lab]
-    testenv(*args)
-    names = [f"{prefix}-{i}" for i in range(1, count + 1)]
-    NODES.extend(names)
-    return names
-
-
-def new_ns(ns):
-    kubectl("create", "namespace", ns)
-    NAMESPACES.append(ns)
-    return ns
-
-
-def get(kind, ns, name):
-    return kj("get", f"{kind}.kmm.sigs.x-k8s.io", "-n", ns, name, "--ignore-not-found")
-
-
-def mic_state(ns, name, image):
-    o = get("moduleimagesconfigs", ns, name) or {}
-    for s in (o.get("status") or {}).get("imagesStates") or []:
-        if s.get("image") == image:
-            return s.get("status")
-    return None
 
 
 def mbsc_result(ns, name, image):
@@ -87,24 +55,6 @@ def mbsc_result(ns, name, image):
 
 def pod(ns, name):
     return kj("get", "pod", "-n", ns, name, "--ignore-not-found")
-
-
-def events(ns, name, reason):
-    ev = kj("get", "events", "-n", ns, "--field-selector",
-            f"involvedObject.name={name},reason={reason}")
-    return ev["items"]
-
-
-def cond(ns, mod, ctype):
-    m = module(ns, mod) or {}
-    for c in (m.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return c
-    return {}
-
-
-def ready_on(ns, mod, nodes):
-    return all(ready_label(ns, mod) in node_labels(n) for n in nodes)
 
 
 def b64(s):

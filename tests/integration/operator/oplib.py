@@ -327,3 +327,61 @@ def force_cleanup(ns, nodes):
         for n in nodes:
             kubectl("delete", "nodemodulesconfigs.kmm.sigs.x-k8s.io", n, "--ignore-not-found",
                     "--wait=false", check=False)
+
+
+class Suite:
+    """One test file's cases, and the simulated nodes and namespaces they
+    created (each file removes them at the end)."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.cases = []
+        self.nodes = []
+        self.namespaces = []
+
+    def case(self, fn):
+        self.cases.append(fn)
+        return fn
+
+    def add_nodes(self, prefix, count, kernel=None, labels=()):
+        args = ["nodes", "add", prefix, "--count", str(count), "--kernel", kernel or self.kernel]
+        for lab in labels:
+            args += ["--label", lab]
+        testenv(*args)
+        names = [f"{prefix}-{i}" for i in range(1, count + 1)]
+        self.nodes.extend(names)
+        return names
+
+    def new_ns(self, ns):
+        kubectl("create", "namespace", ns)
+        self.namespaces.append(ns)
+        return ns
+
+
+def kmm_get(kind, ns, name):
+    """A kmm object (kind plural: modules, moduleimagesconfigs, ...) or None."""
+    return kj("get", f"{kind}.kmm.sigs.x-k8s.io", "-n", ns, name, "--ignore-not-found")
+
+
+def mic_state(ns, name, image):
+    o = kmm_get("moduleimagesconfigs", ns, name) or {}
+    for s in (o.get("status") or {}).get("imagesStates") or []:
+        if s.get("image") == image:
+            return s.get("status")
+    return None
+
+
+def events(ns, name, reason):
+    return kj("get", "events", "-n", ns, "--field-selector",
+              f"involvedObject.name={name},reason={reason}")["items"]
+
+
+def condition(ns, mod, ctype):
+    for c in ((module(ns, mod) or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c
+    return {}
+
+
+def ready_on(ns, mod, nodes):
+    return all(ready_label(ns, mod) in node_labels(n) for n in nodes)

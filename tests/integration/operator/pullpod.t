@@ -19,8 +19,9 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oplib import (Operator, PodWatch, Tap, apply, force_cleanup, kj, kubectl,  # noqa: E402
-                   module, module_obj, nmc_entry, preflight, push_image, testenv, wait)
+from oplib import (Operator, PodWatch, Suite, Tap, apply, condition, events,  # noqa: E402
+                   force_cleanup, kj, kmm_get, kubectl, mic_state, module, module_obj, nmc_entry,
+                   preflight, push_image, testenv, wait)
 
 K1 = "6.1.0-18-amd64"
 K1_DNS = "6-1-0-18-amd64"
@@ -31,60 +32,16 @@ OWNER = "kmm.node.kubernetes.io/image-owner"
 PPT = "kmm.node.kubernetes.io/pull-pod-type"
 RT = "kmm.node.kubernetes.io/resource-type"
 t = Tap()
-CASES = []
-NODES = []
-NAMESPACES = []
+S = Suite(K1)
+CASES, NODES, NAMESPACES = S.cases, S.nodes, S.namespaces
+case, add_nodes, new_ns = S.case, S.add_nodes, S.new_ns
+cond, get = condition, kmm_get
 OPS = []
 POLICIES = []
 
 
-def case(fn):
-    CASES.append(fn)
-    return fn
-
-
-def add_nodes(prefix, count, labels=()):
-    args = ["nodes", "add", prefix, "--count", str(count), "--kernel", K1]
-    for lab in labels:
-        args += ["--label", lab]
-    testenv(*args)
-    names = [f"{prefix}-{i}" for i in range(1, count + 1)]
-    NODES.extend(names)
-    return names
-
-
-def new_ns(ns):
-    kubectl("create", "namespace", ns)
-    NAMESPACES.append(ns)
-    return ns
-
-
-def get(kind, ns, name):
-    return kj("get", f"{kind}.kmm.sigs.x-k8s.io", "-n", ns, name, "--ignore-not-found")
-
-
-def mic_state(ns, name, image):
-    o = get("moduleimagesconfigs", ns, name) or {}
-    for s in (o.get("status") or {}).get("imagesStates") or []:
-        if s.get("image") == image:
-            return s.get("status")
-    return None
-
-
 def pull_pods(ns):
     return kj("get", "pods", "-n", ns, "-l", PPT)["items"]
-
-
-def events(ns, name, reason):
-    return kj("get", "events", "-n", ns, "--field-selector",
-              f"involvedObject.name={name},reason={reason}")["items"]
-
-
-def cond(ns, mod, ctype):
-    for c in ((module(ns, mod) or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return c
-    return {}
 
 
 def added(w):
@@ -164,7 +121,7 @@ def check_pull_pod(p, ns, mod, img, ptype):
 @case
 def exists_via_pull_pod():
     ns = new_ns("op-pp-exists")
-    nodes = add_nodes("op-pp-ex-n", 1, ["op-pp/ex=yes"])
+    nodes = add_nodes("op-pp-ex-n", 1, labels=["op-pp/ex=yes"])
     img = f"{REG}/op-pp/never-pushed-{RUN}:{K1}"
     kubectl("create", "secret", "docker-registry", "op-pp-pull", "-n", ns,
             "--docker-server=registry.example", "--docker-username=u", "--docker-password=p")
@@ -183,7 +140,8 @@ def exists_via_pull_pod():
     t.ok(len(pods) == 1 and not check_pull_pod(pods[0], ns, "ex", img, "until-success"),
          "pull pod shape: generateName, labels, owner, puller /bin/sh -c 'exit 0', Never, "
          "pull policy, secret, tolerations",
-         check_pull_pod(pods[0], ns, "ex", img, "until-success") if pods else "no pull pod seen")
+         (check_pull_pod(pods[0], ns, "ex", img, "until-success")
+          + [f"pull pods seen: {[o['metadata']['name'] for o in pods]}"]) if pods else "no pull pod seen")
     t.ok(wait(lambda: not pull_pods(ns), 30), "pull pod deleted once read",
          [p["metadata"]["name"] for p in pull_pods(ns)])
     e = wait(lambda: nmc_entry(nodes[0], "spec", ns, "ex"), 30) or {}
@@ -222,7 +180,7 @@ def check_buildah_pod(p, mod, img):
 def pull_failure_with_build():
     """one-time-pull: the pull fails -> NeedsBuilding -> a buildah build pod."""
     ns = new_ns("op-pp-build")
-    add_nodes("op-pp-bd-n", 1, ["op-pp/bd=yes"])
+    add_nodes("op-pp-bd-n", 1, labels=["op-pp/bd=yes"])
     apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "op-pp-df", "namespace": ns},
            "data": {"dockerfile": "FROM scratch\n"}})
     img = f"{REG}/op-pp/build-{RUN}:{K1}"
@@ -255,7 +213,7 @@ def pull_failure_with_build():
 def pull_failure_without_build():
     """until-success: reported DoesNotExist after the backoff, deleted, replaced later."""
     ns = new_ns("op-pp-miss")
-    add_nodes("op-pp-ms-n", 1, ["op-pp/ms=yes"])
+    add_nodes("op-pp-ms-n", 1, labels=["op-pp/ms=yes"])
     img = f"{REG}/op-pp/missing-{RUN}:{K1}"
     w = PodWatch(ns, selector=PPT)
     outcome_policy(ns, PENDING)
@@ -295,7 +253,7 @@ def pull_failure_without_build():
 def failed_pull_pod():
     """A pull pod that fails (e.g. no /bin/sh): DoesNotExist with the reason, deleted."""
     ns = new_ns("op-pp-fail")
-    add_nodes("op-pp-fl-n", 1, ["op-pp/fl=yes"])
+    add_nodes("op-pp-fl-n", 1, labels=["op-pp/fl=yes"])
     img = f"{REG}/op-pp/fail-{RUN}:{K1}"
     w = PodWatch(ns, selector=PPT)
     outcome_policy(ns, {"kmm.testenv/outcome": "fail", "kmm.testenv/exit-code": "127"})
@@ -314,7 +272,7 @@ def failed_pull_pod():
 def default_config_no_pull_pods():
     """Without the option the registry is asked: a pushed image Exists, no pull pod."""
     ns = new_ns("op-pp-default")
-    add_nodes("op-pp-df-n", 1, ["op-pp/df=yes"])
+    add_nodes("op-pp-df-n", 1, labels=["op-pp/df=yes"])
     img = push_image(f"op-pp/pushed-{RUN}:{K1}", [K1])
     w = PodWatch(ns, selector=PPT)
     op = Operator("pullpod-default", "op-pp-system").start()
