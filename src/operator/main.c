@@ -556,7 +556,15 @@ static void on_node(const struct kmm_obj *o, void *ud)
 static void on_node_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
 {
 	struct op *op = ud;
-	const json_t *a = kmm_obj_json(old), *b = kmm_obj_json(new);
+	/* DOMs of our own, freed on return: none stays attached to the cached nodes. */
+	_cleanup_json_ json_t *a = kmm_obj_to_json(old), *b = kmm_obj_to_json(new);
+
+	if (!a || !b) {
+		/* Out of memory: enqueue everything rather than miss a change. */
+		kmm_op_enqueue_all_modules(op);
+		kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(new));
+		return;
+	}
 	bool targeting = labels_differ(a, b) || node_field_differ(a, b, "spec", "taints") ||
 			 node_field_differ(a, b, "spec", "unschedulable") ||
 			 !json_equal(json_object_get(json_object_get(a, "status"), "nodeInfo"),
