@@ -320,4 +320,11 @@ const char *kmm_kube_meta_str(const json_t *obj, const char *field);
 /* Store key "namespace/name" (or "name" when there is no namespace); heap. */
 char *kmm_kube_object_key(const json_t *obj);
 
+/*
+ * Decodes standard base64 as Kubernetes stores it (kubeconfig *-data, Secret
+ * data), whitespace ignored, into a NUL-terminated buffer. Returns 0, -EINVAL
+ * for text that is not base64, or -ENOMEM.
+ */
+int kmm_kube_base64_decode(const char *in, char **ret, size_t *ret_len);
+
 #endif

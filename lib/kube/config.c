@@ -51,8 +51,7 @@ void kmm_kube_config_free(struct kmm_kube_config *c)
 	free(c);
 }
 
-/* Decodes standard base64 (whitespace ignored). Returns 0, -EINVAL or -ENOMEM. */
-int kube_base64_decode(const char *in, char **ret, size_t *ret_len)
+int kmm_kube_base64_decode(const char *in, char **ret, size_t *ret_len)
 {
 	_cleanup_free_ char *clean = NULL;
 	_cleanup_free_ unsigned char *out = NULL;
@@ -178,7 +177,7 @@ static int dup_b64(const json_t *obj, const char *key, const char *source, const
 		return r;
 	if (!s || !*s)
 		return 0;
-	r = kube_base64_decode(s, ret, ret_len);
+	r = kmm_kube_base64_decode(s, ret, ret_len);
 	if (r == -EINVAL)
 		return kmm_error_make(err, EINVAL, "%s: %s.%s: invalid base64", source, where, key);
 	return r;

@@ -15,8 +15,6 @@
 /* Reads a whole file of at most max bytes into a NUL-terminated heap string. */
 int kube_read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err);
 
-int kube_base64_decode(const char *in, char **ret, size_t *ret_len);
-
 /*
  * Resets e and configures it for one request to c: URL, method, body, auth,
  * TLS, timeouts (request_timeout_ms 0 = none, for watches), HTTP version.

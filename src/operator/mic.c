@@ -45,19 +45,6 @@ const struct kmm_kube_resource kmm_op_mbscs = { KMM_API_GROUP, "v1beta1", "modul
 #define IMAGE_RECHECK_MIN_MS 5000
 #define IMAGE_RECHECK_MAX_MS 300000
 
-static const char *str(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- image existence ---- */
 
 struct image_state {
@@ -67,47 +54,13 @@ struct image_state {
 	char why[256];
 };
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-static char *b64decode(const char *in)
-{
-	size_t n = strlen(in), o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	char *out = malloc(n + 1);
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64val((unsigned char)in[i]);
-
-		if (v < 0)
-			continue;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	out[o] = 0;
-	return out;
-}
-
 static char *pull_secret(struct op *op, const char *ns, const char *name, struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_kube_secrets, ns, name, NULL };
 	_cleanup_json_ json_t *sec = NULL;
 	const char *data;
+	char *out = NULL;
+	size_t len;
 
 	if (kmm_op_get(&op->api, &t, &sec, err) < 0)
 		return NULL;
@@ -118,7 +71,12 @@ static char *pull_secret(struct op *op, const char *ns, const char *name, struct
 		kmm_error_make(err, EINVAL, "secret %s/%s has no .dockerconfigjson", ns, name);
 		return NULL;
 	}
-	return b64decode(data);
+	if (kmm_kube_base64_decode(data, &out, &len) < 0) {
+		kmm_error_make(err, EINVAL, "secret %s/%s: .dockerconfigjson is not valid base64",
+			       ns, name);
+		return NULL;
+	}
+	return out;
 }
 
 static void cache_key(char *key, size_t size, const struct kmm_image_config *mic,

@@ -231,13 +231,13 @@ static void test_base64_and_time(void **state)
 	size_t len = 0;
 	time_t t;
 
-	assert_int_equal(kube_base64_decode("aGk=\n", &out, &len), 0);
+	assert_int_equal(kmm_kube_base64_decode("aGk=\n", &out, &len), 0);
 	assert_int_equal(len, 2);
 	assert_string_equal(out, "hi");
 	free(out);
 	out = NULL;
-	assert_int_equal(kube_base64_decode("a=Gk", &out, &len), -EINVAL);
-	assert_int_equal(kube_base64_decode("abc", &out, &len), -EINVAL);
+	assert_int_equal(kmm_kube_base64_decode("a=Gk", &out, &len), -EINVAL);
+	assert_int_equal(kmm_kube_base64_decode("abc", &out, &len), -EINVAL);
 	assert_int_equal(kube_parse_rfc3339("1970-01-01T00:01:00Z", &t), 0);
 	assert_int_equal(t, 60);
 	assert_int_equal(kube_parse_rfc3339("1970-01-01T01:00:00.123+01:00", &t), 0);
