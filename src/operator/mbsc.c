@@ -38,11 +38,6 @@
 /* Annotation on a pod: the <Type>Pending event about why it cannot start was sent. */
 #define KMM_ANN_PENDING_EVENT "kmm.node.kubernetes.io/pending-event-sent"
 
-static const char *str(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
 static bool is(const char *a, const char *b)
 {
 	return a && b && strcmp(a, b) == 0;

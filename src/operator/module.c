@@ -31,19 +31,6 @@
 #include "kmm/strv.h"
 #include "operator.h"
 
-static const char *str(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void kmm_op_enqueue_all_modules(struct op *op)
 {
 	struct kmm_obj **objs = NULL;

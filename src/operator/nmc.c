@@ -55,11 +55,6 @@ struct nmc_state {
 	struct kmm_error *errs;
 };
 
-static const char *str(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
 static const json_t *spec_modules(const json_t *nmc)
 {
 	return json_object_get(json_object_get(nmc, "spec"), "modules");

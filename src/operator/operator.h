@@ -5,6 +5,10 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
 
 #include "kmm/buildsign.h"
 #include "kmm/hashmap.h"
@@ -58,6 +62,21 @@ struct op {
 
 	struct kmm_metric *g_modules, *g_build, *g_sign, *g_device_plugin, *g_modprobe_args;
 };
+
+/* A string member of a JSON object, NULL when absent or not a string. */
+static inline const char *str(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* Milliseconds on the monotonic clock: backoffs and deadlines. */
+static inline int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* nmc.c */
 int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error **err);
