@@ -128,6 +128,44 @@ void kmm_op_overlay_seen(struct kmm_op_overlay *o, const char *name, const char 
 json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name);
 /* True when rv a is older than rv b (numeric comparison; opaque strings: false). */
 bool kmm_op_rv_older(const char *a, const char *b);
+/* The freshest known resourceVersion of name (a copy), NULL when unknown; no DOM is built. */
+char *kmm_op_overlay_rv(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name);
+
+/* ---- NMC digests ---- */
+
+/*
+ * What a Module reconcile asks of one NodeModulesConfig about one module,
+ * remembered per resourceVersion of the NMC (read through the overlay) so
+ * that asking again costs no parse.
+ */
+#define KMM_OP_ENTRY_DIGEST_LEN 16
+
+struct kmm_op_nmc_module {
+	bool nmc_exists;
+	bool in_spec;	       /* spec.modules has an entry for the module */
+	bool configured_label; /* beta.kmm.node.kubernetes.io/<ns>.<name>.module-configured */
+	bool in_use_label;     /* ....module-in-use */
+	bool loaded;	       /* status shows the spec entry's config loaded */
+	/* kmm_op_nmc_entry_digest() of the spec entry */
+	unsigned char entry_digest[KMM_OP_ENTRY_DIGEST_LEN];
+};
+
+struct kmm_op_nmc_digests;
+
+struct kmm_op_nmc_digests *kmm_op_nmc_digests_new(void);
+void kmm_op_nmc_digests_free(struct kmm_op_nmc_digests *c);
+/* Called when the NMC is deleted. */
+void kmm_op_nmc_digests_forget(struct kmm_op_nmc_digests *c, const char *name);
+size_t kmm_op_nmc_digests_size(struct kmm_op_nmc_digests *c);
+/*
+ * The state of module ns/name in NMC nmc_name as the overlay and informer
+ * know it now (all false when the NMC does not exist). 0 or -errno.
+ */
+int kmm_op_nmc_module_get(struct kmm_op_nmc_digests *c, struct kmm_op_overlay *o,
+			  struct kmm_informer *inf, const char *nmc_name, const char *ns,
+			  const char *name, struct kmm_op_nmc_module *ret);
+/* Truncated SHA-256 of the entry's canonical JSON (sorted keys, compact). */
+int kmm_op_nmc_entry_digest(const json_t *entry, unsigned char out[KMM_OP_ENTRY_DIGEST_LEN]);
 
 /*
  * A thread-safe set of strings: what kmm's own writes did that the caches

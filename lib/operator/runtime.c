@@ -495,6 +495,22 @@ json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, c
 	return ret;
 }
 
+char *kmm_op_overlay_rv(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name)
+{
+	_cleanup_obj_unref_ struct kmm_obj *cached = inf ? kmm_informer_get(inf, name) : NULL;
+	const json_t *mine;
+	char *ret = NULL;
+
+	pthread_mutex_lock(&o->lock);
+	mine = kmm_hashmap_get(o->objs, name);
+	if (mine && (!cached || kmm_op_rv_older(kmm_obj_resource_version(cached), rv_of(mine))))
+		ret = strdup(rv_of(mine) ?: "");
+	pthread_mutex_unlock(&o->lock);
+	if (!ret && cached)
+		ret = strdup(kmm_obj_resource_version(cached) ?: "");
+	return ret;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Key sets                                                                  */
 

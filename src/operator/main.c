@@ -512,6 +512,7 @@ static void on_nmc_delete(const struct kmm_obj *o, void *ud)
 	struct op *op = ud;
 
 	kmm_op_overlay_seen(op->nmc_overlay, kmm_obj_key(o), NULL, true);
+	kmm_op_nmc_digests_forget(op->nmc_digests, kmm_obj_key(o));
 	kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(o));
 	enqueue_nmc_modules(op, kmm_obj_json(o), NULL);
 }
@@ -915,6 +916,7 @@ static void op_done(struct op *op)
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(ctls); i++)
 		kmm_op_ctl_free(ctls[i]);
 	kmm_op_overlay_free(op->nmc_overlay);
+	kmm_op_nmc_digests_free(op->nmc_digests);
 	kmm_op_overlay_free(op->node_overlay);
 	kmm_op_keyset_free(op->pods_created);
 	kmm_op_keyset_free(op->pods_released);
@@ -1007,6 +1009,7 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 		return fail("bad configuration", e);
 	op->metrics = kmm_metrics_new();
 	op->nmc_overlay = kmm_op_overlay_new();
+	op->nmc_digests = kmm_op_nmc_digests_new();
 	op->node_overlay = kmm_op_overlay_new();
 	op->pods_created = kmm_op_keyset_new();
 	op->pods_released = kmm_op_keyset_new();
@@ -1020,9 +1023,9 @@ static int run(struct op *op, const struct args *a, sigset_t *sigs)
 	pthread_mutex_init(&op->images_lock, NULL);
 	t = secure_getenv("KMM_UNLOAD_IMAGE_PULL_TIMEOUT_SECONDS");
 	op->unload_pull_timeout_s = t ? strtoll(t, NULL, 10) : 300;
-	if (!op->metrics || !op->nmc_overlay || !op->node_overlay || !op->pods_created ||
-	    !op->pods_released || !op->bspods_created || !op->mbscs_deleted || !op->pullpods_done ||
-	    !op->mappers || !op->images)
+	if (!op->metrics || !op->nmc_overlay || !op->nmc_digests || !op->node_overlay ||
+	    !op->pods_created || !op->pods_released || !op->bspods_created || !op->mbscs_deleted ||
+	    !op->pullpods_done || !op->mappers || !op->images)
 		return fail("out of memory", NULL);
 	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &kc, &e) < 0)
 		return fail("cannot load the Kubernetes client configuration", e);

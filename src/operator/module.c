@@ -216,11 +216,31 @@ static int create_nmc(struct op *op, const json_t *node, const struct kmm_module
  * Puts `entry` (NULL: removes the Module's entry) into the node's NMC.
  * Returns 1 when something was written.
  */
+/*
+ * True when the NMC already says what entry (NULL: no entry) wants, judged
+ * from its digest: no DOM of the NMC is built. False when unsure.
+ */
+static bool nmc_up_to_date(struct op *op, const char *name, const struct kmm_module *m,
+			   const json_t *entry)
+{
+	struct kmm_op_nmc_module st;
+	unsigned char want[KMM_OP_ENTRY_DIGEST_LEN];
+
+	if (kmm_op_nmc_module_get(op->nmc_digests, op->nmc_overlay, op->nmcs, name, m->namespace,
+				  m->name, &st) < 0)
+		return false;
+	if (!entry)
+		return !st.in_spec && !st.configured_label;
+	return st.in_spec && st.configured_label && st.in_use_label &&
+	       kmm_op_nmc_entry_digest(entry, want) == 0 &&
+	       memcmp(want, st.entry_digest, sizeof(want)) == 0;
+}
+
 static int set_entry(struct op *op, const json_t *node, const struct kmm_module *m, json_t *entry,
 		     struct kmm_error **err)
 {
 	const char *name = kmm_kube_meta_str(node, "name");
-	_cleanup_json_ json_t *nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+	_cleanup_json_ json_t *nmc = NULL;
 	_cleanup_json_ json_t *ops = json_array(), *out = NULL;
 	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
 	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
@@ -233,6 +253,9 @@ static int set_entry(struct op *op, const json_t *node, const struct kmm_module 
 
 	if (!ops || !cl || !ul)
 		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (nmc_up_to_date(op, name, m, entry))
+		return 0;
+	nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
 	if (!nmc) {
 		pthread_mutex_t *lock =
 		    &op->nmc_create_locks[name_hash(name) % KMM_ARRAY_SIZE(op->nmc_create_locks)];
@@ -543,35 +566,6 @@ static int patch_status(struct op *op, const struct kmm_module *m,
 	if (kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
 		return kmm_error_wrap(err, "patch status");
 	return 0;
-}
-
-static bool loaded_as_configured(const json_t *nmc, const char *ns, const char *name)
-{
-	const json_t *want = find_entry(nmc, ns, name, NULL), *st;
-	const json_t *status = json_object_get(json_object_get(nmc, "status"), "modules");
-	size_t i;
-
-	if (!want)
-		return false;
-	json_array_foreach (status, i, st) {
-		if (strcmp(str(st, "namespace") ?: "", ns) == 0 &&
-		    strcmp(str(st, "name") ?: "", name) == 0) {
-			struct kmm_module_config *a = NULL, *b = NULL;
-			bool eq;
-
-			if (json_equal(json_object_get(want, "config"),
-				       json_object_get(st, "config")))
-				return true;
-			kmm_module_config_from_json(json_object_get(want, "config"), "", 0, &a,
-						    NULL);
-			kmm_module_config_from_json(json_object_get(st, "config"), "", 0, &b, NULL);
-			eq = a && b && kmm_module_config_equal(a, b);
-			kmm_module_config_free(a);
-			kmm_module_config_free(b);
-			return eq;
-		}
-	}
-	return false;
 }
 
 /* ---- the reconcile ---- */
@@ -1028,13 +1022,15 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 
 		kmm_informer_list(op->nmcs, &nmcs, &n);
 		for (size_t i = 0; i < n; i++) {
-			_cleanup_json_ json_t *nmc =
-			    kmm_op_overlay_get(op->nmc_overlay, op->nmcs, kmm_obj_key(nmcs[i]));
+			struct kmm_op_nmc_module st;
 
-			if (!nmc || !kmm_op_label(nmc, cl))
+			if (kmm_op_nmc_module_get(op->nmc_digests, op->nmc_overlay, op->nmcs,
+						  kmm_obj_key(nmcs[i]), m->namespace, m->name,
+						  &st) < 0 ||
+			    !st.configured_label)
 				continue;
 			c.desired++;
-			if (loaded_as_configured(nmc, m->namespace, m->name))
+			if (st.in_spec && st.loaded)
 				c.available++;
 		}
 		kmm_obj_array_free(nmcs, n);

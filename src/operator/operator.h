@@ -36,9 +36,10 @@ struct op {
 	struct kmm_informer *pullpods;	     /* imageCheck: pullPod only, else NULL */
 	struct kmm_op_keyset *pullpods_done; /* pull pod uids read and deleted, maybe cached */
 	struct kmm_op_overlay *nmc_overlay;
-	struct kmm_op_overlay *node_overlay; /* nodes as our label patches returned them */
-	struct kmm_op_keyset *pods_created;  /* "ns/name" created, not yet in the cache */
-	struct kmm_op_keyset *pods_released; /* uids released, not yet gone from the cache */
+	struct kmm_op_nmc_digests *nmc_digests; /* module.c's view of each NMC, per version */
+	struct kmm_op_overlay *node_overlay;	/* nodes as our label patches returned them */
+	struct kmm_op_keyset *pods_created;	/* "ns/name" created, not yet in the cache */
+	struct kmm_op_keyset *pods_released;	/* uids released, not yet gone from the cache */
 	struct kmm_op_keyset
 	    *bspods_created;		     /* build/sign pods "ns/name" created, not yet cached */
 	struct kmm_op_keyset *mbscs_deleted; /* MBSC uids deleted, maybe still cached */

@@ -226,6 +226,78 @@ static void test_overlay(void **state)
 	kmm_op_overlay_free(o);
 }
 
+#define CFG(img)                                                                                   \
+	"{\"kernelVersion\":\"6.1.0\",\"containerImage\":\"" img                                   \
+	"\",\"modprobe\":{\"moduleName\":\"m\"}}"
+
+static void test_nmc_digests(void **state)
+{
+	struct kmm_op_overlay *o = kmm_op_overlay_new();
+	struct kmm_op_nmc_digests *c = kmm_op_nmc_digests_new();
+	_cleanup_json_ json_t *v5 =
+	    parse("{\"metadata\":{\"name\":\"n1\",\"resourceVersion\":\"5\",\"labels\":{"
+		  "\"beta.kmm.node.kubernetes.io/a.m1.module-configured\":\"\","
+		  "\"beta.kmm.node.kubernetes.io/a.m1.module-in-use\":\"\","
+		  "\"beta.kmm.node.kubernetes.io/a.my.mod.module-configured\":\"\","
+		  "\"beta.kmm.node.kubernetes.io/nodots\":\"\",\"other\":\"x\"}},"
+		  "\"spec\":{\"modules\":["
+		  "{\"name\":\"m1\",\"namespace\":\"a\",\"config\":" CFG(
+		      "i:1") "},"
+			     "{\"name\":\"m2\",\"namespace\":\"a\",\"config\":" CFG(
+				 "i:2") "}]},"
+					"\"status\":{\"modules\":["
+					"{\"name\":\"m1\",\"namespace\":\"a\",\"config\":{"
+					"\"modprobe\":{\"moduleName\":\"m\"},"
+					"\"containerImage\":\"i:1\",\"kernelVersion\":\"6.1.0\"}},"
+					"{\"name\":\"m2\",\"namespace\":\"a\",\"config\":" CFG(
+					    "i:1") "}]}}");
+	_cleanup_json_ json_t *v6 = parse(
+	    "{\"metadata\":{\"name\":\"n1\",\"resourceVersion\":\"6\"},\"spec\":{\"modules\":["
+	    "{\"name\":\"m2\",\"namespace\":\"a\",\"config\":" CFG("i:2") "}]}}");
+	/* The same entry as v5's first, keys in another order. */
+	_cleanup_json_ json_t *m1 =
+	    parse("{\"config\":" CFG("i:1") ",\"namespace\":\"a\",\"name\":\"m1\"}");
+	unsigned char want[KMM_OP_ENTRY_DIGEST_LEN];
+	struct kmm_op_nmc_module st;
+
+	assert_non_null(o);
+	assert_non_null(c);
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "m1", &st), 0);
+	assert_false(st.nmc_exists);
+
+	kmm_op_overlay_put(o, NULL, v5);
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "m1", &st), 0);
+	assert_true(st.nmc_exists && st.in_spec && st.configured_label && st.in_use_label);
+	assert_true(st.loaded); /* the status's config is the same, written differently */
+	assert_int_equal(kmm_op_nmc_entry_digest(m1, want), 0);
+	assert_memory_equal(want, st.entry_digest, sizeof(want));
+
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "m2", &st), 0);
+	assert_true(st.in_spec && !st.configured_label && !st.in_use_label);
+	assert_false(st.loaded); /* the status shows another image */
+	assert_memory_not_equal(want, st.entry_digest, sizeof(want));
+
+	/* A label alone; module names may hold dots, namespaces may not. */
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "my.mod", &st), 0);
+	assert_true(st.nmc_exists && st.configured_label && !st.in_spec && !st.in_use_label);
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "none", &st), 0);
+	assert_true(st.nmc_exists && !st.in_spec && !st.configured_label);
+	assert_int_equal(kmm_op_nmc_digests_size(c), 1);
+
+	/* A newer version is read once its resourceVersion shows. */
+	kmm_op_overlay_put(o, NULL, v6);
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "m1", &st), 0);
+	assert_true(st.nmc_exists && !st.in_spec && !st.configured_label);
+	assert_int_equal(kmm_op_nmc_module_get(c, o, NULL, "n1", "a", "m2", &st), 0);
+	assert_true(st.in_spec && !st.loaded);
+	assert_int_equal(kmm_op_nmc_digests_size(c), 1);
+
+	kmm_op_nmc_digests_forget(c, "n1");
+	assert_int_equal(kmm_op_nmc_digests_size(c), 0);
+	kmm_op_nmc_digests_free(c);
+	kmm_op_overlay_free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -235,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_taints),
 		cmocka_unit_test(test_labels_and_selector),
 		cmocka_unit_test(test_overlay),
+		cmocka_unit_test(test_nmc_digests),
 	};
 	return cmocka_run_group_tests_name("operator-runtime", tests, NULL, NULL);
 }
