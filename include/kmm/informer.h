@@ -157,6 +157,8 @@ int kmm_informer_by_index(struct kmm_informer *inf, const char *name, const char
 			  struct kmm_obj ***ret_objs, size_t *ret_n);
 
 size_t kmm_informer_size(struct kmm_informer *inf);
+/* Bytes the store's compact objects take (kmm_obj_size() summed; DOMs not counted). */
+size_t kmm_informer_bytes(struct kmm_informer *inf);
 
 /* The resourceVersion of the last event or list applied ("" before sync); heap copy. */
 char *kmm_informer_resource_version(struct kmm_informer *inf);

@@ -856,6 +856,19 @@ size_t kmm_informer_size(struct kmm_informer *inf)
 	return n;
 }
 
+size_t kmm_informer_bytes(struct kmm_informer *inf)
+{
+	const char *key;
+	void *val;
+	size_t bytes = 0, st = 0;
+
+	pthread_rwlock_rdlock(&inf->lock);
+	while (kmm_hashmap_iterate(inf->store, &st, &key, &val))
+		bytes += kmm_obj_size(val);
+	pthread_rwlock_unlock(&inf->lock);
+	return bytes;
+}
+
 int kmm_informer_list(struct kmm_informer *inf, struct kmm_obj ***ret_objs, size_t *ret_n)
 {
 	struct kmm_obj **objs;

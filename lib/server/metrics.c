@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -537,12 +538,22 @@ static void collect_process(struct kmm_metrics *r, void *userdata)
 	update(kmm_metrics_find(r, "process_cpu_seconds_total"), NULL, KMM_METRIC_COUNTER,
 	       (double)(utime + stime) / (double)ticks, 's');
 	kmm_metric_set(kmm_metrics_find(r, "process_open_fds"), NULL, count_open_fds());
+	{
+		/* Live vs. free heap: how much of the RSS is data and how much fragmentation. */
+		struct mallinfo2 mi = mallinfo2();
+		const char *in_use[] = { "in_use" }, *free_lv[] = { "free" };
+
+		kmm_metric_set(kmm_metrics_find(r, "kmm_heap_bytes"), in_use,
+			       (double)(mi.uordblks + mi.hblkhd));
+		kmm_metric_set(kmm_metrics_find(r, "kmm_heap_bytes"), free_lv, (double)mi.fordblks);
+	}
 	kmm_metric_set(kmm_metrics_find(r, "process_start_time_seconds"), NULL,
 		       (double)now.tv_sec - (double)up.tv_sec + (double)starttime / (double)ticks);
 }
 
 int kmm_metrics_register_process(struct kmm_metrics *r, struct kmm_error **err)
 {
+	static const char *const heap_labels[] = { "state", NULL };
 	static const struct {
 		enum kmm_metric_type type;
 		const char *name, *help;
@@ -565,5 +576,11 @@ int kmm_metrics_register_process(struct kmm_metrics *r, struct kmm_error **err)
 		if (rc < 0)
 			return rc;
 	}
+	rc = kmm_metrics_register(r, KMM_METRIC_GAUGE, "kmm_heap_bytes",
+				  "malloc heap bytes in use (including mmapped blocks) and free "
+				  "inside the heap",
+				  heap_labels, NULL, 0, NULL, err);
+	if (rc < 0)
+		return rc;
 	return kmm_metrics_add_collector(r, collect_process, NULL);
 }

@@ -240,6 +240,7 @@ static void collect_informers(struct kmm_metrics *m, void *userdata)
 	struct kmm_metric *lists = kmm_metrics_find(m, "kmm_informer_lists_total");
 	struct kmm_metric *watches = kmm_metrics_find(m, "kmm_informer_watches_total");
 	struct kmm_metric *objs = kmm_metrics_find(m, "kmm_informer_objects");
+	struct kmm_metric *bytes = kmm_metrics_find(m, "kmm_informer_bytes");
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(infs); i++) {
 		struct kmm_informer_stats s;
@@ -251,6 +252,7 @@ static void collect_informers(struct kmm_metrics *m, void *userdata)
 		kmm_metric_set(lists, lv, (double)s.lists);
 		kmm_metric_set(watches, lv, (double)s.watches);
 		kmm_metric_set(objs, lv, (double)kmm_informer_size(infs[i]));
+		kmm_metric_set(bytes, lv, (double)kmm_informer_bytes(infs[i]));
 	}
 }
 
@@ -302,6 +304,10 @@ static int register_metrics(struct op *op, struct kmm_error **err)
 		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_informer_objects",
 					 "Objects held by each informer's cache", res, NULL, 0,
 					 &unused, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_informer_bytes",
+					 "Bytes of the compact objects each informer's cache holds",
+					 res, NULL, 0, &unused, err);
 	if (r >= 0)
 		r = kmm_metrics_add_collector(op->metrics, collect_informers, op);
 	return r;

@@ -1016,7 +1016,6 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 
 	/* Counts from the NMCs as they are now (our writes included). */
 	{
-		_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
 		struct kmm_obj **nmcs = NULL;
 		size_t n = 0;
 

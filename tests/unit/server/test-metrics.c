@@ -12,6 +12,15 @@
 
 #include "kmm/metrics.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KMM_HAS_ASAN_FEATURE 1
+#endif
+#endif
+#ifndef KMM_HAS_ASAN_FEATURE
+#define KMM_HAS_ASAN_FEATURE 0
+#endif
+
 static char *render(struct kmm_metrics *r)
 {
 	struct kmm_buf b;
@@ -159,6 +168,22 @@ static void test_process_metrics_are_plausible(void **state)
 	assert_true(fds >= 3);
 	assert_true(kmm_metric_value(kmm_metrics_find(r, "process_start_time_seconds"), NULL) >
 		    1.7e9);
+	{
+		const char *in_use[] = { "in_use" };
+		_cleanup_free_ char *big = malloc(256 * 1024); /* mmapped: counted too */
+		_cleanup_free_ char *again = NULL;
+
+		assert_non_null(big);
+		memset(big, 1, 256 * 1024);
+		again = render(r);
+		assert_non_null(strstr(again, "kmm_heap_bytes{state=\"free\"} "));
+#if !defined(__SANITIZE_ADDRESS__) && !KMM_HAS_ASAN_FEATURE
+		/* ASan's allocator replaces malloc's: mallinfo2() knows nothing of it. */
+		assert_true(kmm_metric_value(kmm_metrics_find(r, "kmm_heap_bytes"), in_use) >=
+			    256 * 1024);
+#endif
+		assert_true(kmm_metric_value(kmm_metrics_find(r, "kmm_heap_bytes"), in_use) < rss);
+	}
 }
 
 int main(void)
