@@ -190,8 +190,12 @@ bool kmm_op_toleration_matches(const json_t *toleration, const json_t *taint);
  * tolerations. Cordoned nodes carry node.kubernetes.io/unschedulable.
  */
 bool kmm_op_node_schedulable(const json_t *node, const json_t *tolerations);
+/* The same for a node's spec.taints array (NULL: none). */
+bool kmm_op_taints_tolerated(const json_t *taints, const json_t *tolerations);
 /* Label selector map (equality, all pairs) against node labels. */
 bool kmm_op_selector_matches(const struct kmm_strmap *sel, const json_t *node);
+/* The same on a cached node, without building its DOM. */
+bool kmm_op_selector_matches_obj(const struct kmm_strmap *sel, const struct kmm_obj *node);
 const char *kmm_op_node_kernel(const json_t *node);
 const char *kmm_op_node_boot_id(const json_t *node);
 bool kmm_op_node_ready(const json_t *node);

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,20 @@ static const struct entry *find(const struct kmm_obj *o, const char *path, size_
 	return NULL;
 }
 
+/* Does any entry live under path (path + SEP + ...)? */
+static bool find_under(const struct kmm_obj *o, const char *path, size_t plen)
+{
+	size_t off = 0;
+	struct entry e;
+
+	for (uint32_t i = 0; i < o->n_entries; i++) {
+		entry_at(o, &off, &e);
+		if (e.plen > plen && e.path[plen] == SEP && memcmp(e.path, path, plen) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* dotted "a.b.c" -> "a\x1fb\x1fc" */
 static size_t internal_path(const char *dotted, char *buf, size_t len)
 {
@@ -309,6 +324,9 @@ json_t *kmm_obj_get_json(const struct kmm_obj *o, const char *path)
 
 	if (n && find(o, buf, n, &e))
 		return entry_value(&e);
+	/* Absent (the usual miss, e.g. a node without taints): no rebuild. */
+	if (n && !find_under(o, buf, n))
+		return NULL;
 	/* An object: rebuild and extract. */
 	all = kmm_obj_to_json(o);
 	v = all;

@@ -55,7 +55,12 @@ static bool internal_tolerated(const json_t *taint)
 
 bool kmm_op_node_schedulable(const json_t *node, const json_t *tolerations)
 {
-	const json_t *taints = json_object_get(json_object_get(node, "spec"), "taints");
+	return kmm_op_taints_tolerated(json_object_get(json_object_get(node, "spec"), "taints"),
+				       tolerations);
+}
+
+bool kmm_op_taints_tolerated(const json_t *taints, const json_t *tolerations)
+{
 	const json_t *taint, *tol;
 	size_t i, j;
 
@@ -93,6 +98,17 @@ bool kmm_op_selector_matches(const struct kmm_strmap *sel, const json_t *node)
 {
 	for (size_t i = 0; i < sel->n; i++) {
 		const char *v = kmm_op_label(node, sel->keys[i]);
+
+		if (!v || !str_eq(v, sel->values[i]))
+			return false;
+	}
+	return true;
+}
+
+bool kmm_op_selector_matches_obj(const struct kmm_strmap *sel, const struct kmm_obj *node)
+{
+	for (size_t i = 0; i < sel->n; i++) {
+		const char *v = kmm_obj_label(node, sel->keys[i]);
 
 		if (!v || !str_eq(v, sel->values[i]))
 			return false;

@@ -831,7 +831,8 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	if (r >= 0 && op->cfg.image_check == KMM_IMAGE_CHECK_PULL_POD)
 		r = informer(op, &kmm_kube_pods, KMM_LABEL_PULL_POD_TYPE, pullpod_projection, &pph,
 			     &op->pullpods, err);
-	if (r >= 0 && kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0)
+	if (r >= 0 && (kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0 ||
+		       kmm_informer_add_label_index(op->pods, "module", KMM_LABEL_MODULE_NAME) < 0))
 		r = kmm_error_make(err, ENOMEM, "pod index");
 	return r;
 }

@@ -69,6 +69,22 @@ static void test_compact_roundtrip(void **state)
 	taints = kmm_obj_get_json(o, "spec.taints");
 	assert_true(json_is_array(taints));
 	json_decref(taints);
+	/* Absent paths, including one that only shares a prefix with a key, are NULL. */
+	assert_null(kmm_obj_get_json(o, "spec.tain"));
+	assert_null(kmm_obj_get_json(o, "status.containerStatuses"));
+	assert_null(kmm_obj_get_json(o, "metadata.labels.nope"));
+	/* An object is rebuilt from the entries under it. */
+	{
+		json_t *labels = kmm_obj_get_json(o, "metadata.labels"), *meta;
+
+		assert_true(json_is_object(labels));
+		assert_string_equal(
+		    json_string_value(json_object_get(labels, "kmm.node.kubernetes.io/a.b")), "x");
+		json_decref(labels);
+		meta = kmm_obj_get_json(o, "metadata.annotations");
+		assert_true(json_is_object(meta) && json_object_size(meta) == 0);
+		json_decref(meta);
+	}
 	out = kmm_obj_to_json(o);
 	assert_true(json_equal(in, out));
 	assert_true(kmm_obj_size(o) < 400);
