@@ -622,11 +622,15 @@ static void on_pod_event(const struct kmm_obj *old, const struct kmm_obj *o, boo
 		kmm_op_keyset_remove(op->pods_released, uid);
 	if (node)
 		kmm_op_ctl_enqueue(op->nmc_ctl, node);
-	/* The Module only reports on troubled pods: tell it when that changes. */
+	/*
+	 * The Module only reports on troubled pods: tell it when that changes,
+	 * batched like NMC progress (every worker pod's start changes its
+	 * waiting reason; 10,000 starts must not mean 10,000 Module reconciles).
+	 */
 	if (mod && ns && now && before &&
 	    (deleted ? json_object_size(now) > 0 : !json_equal(now, before))) {
 		snprintf(key, sizeof(key), "%s/%s", ns, mod);
-		kmm_op_ctl_enqueue(op->module_ctl, key);
+		kmm_op_ctl_enqueue_coalesced(op->module_ctl, key, MODULE_STATUS_BATCH_MS);
 	}
 }
 

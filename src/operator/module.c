@@ -213,18 +213,14 @@ static int create_nmc(struct op *op, const struct kmm_obj *node, const struct km
 }
 
 /*
- * Puts `entry` (NULL: removes the Module's entry) into the node's NMC.
- * Returns 1 when something was written.
- */
-/*
- * True when the NMC already says what entry (NULL: no entry) wants, judged
- * from its digest: no DOM of the NMC is built. False when unsure.
+ * True when the NMC already says what entry (NULL: no entry; digest: its
+ * kmm_op_nmc_entry_digest()) wants, judged from the NMC's digest: no DOM of
+ * the NMC is built. False when unsure.
  */
 static bool nmc_up_to_date(struct op *op, const char *name, const struct kmm_module *m,
-			   const json_t *entry)
+			   const json_t *entry, const unsigned char *digest)
 {
 	struct kmm_op_nmc_module st;
-	unsigned char want[KMM_OP_ENTRY_DIGEST_LEN];
 
 	if (kmm_op_nmc_module_get(op->nmc_digests, op->nmc_overlay, op->nmcs, name, m->namespace,
 				  m->name, &st) < 0)
@@ -232,12 +228,16 @@ static bool nmc_up_to_date(struct op *op, const char *name, const struct kmm_mod
 	if (!entry)
 		return !st.in_spec && !st.configured_label;
 	return st.in_spec && st.configured_label && st.in_use_label &&
-	       kmm_op_nmc_entry_digest(entry, want) == 0 &&
-	       memcmp(want, st.entry_digest, sizeof(want)) == 0;
+	       memcmp(digest, st.entry_digest, KMM_OP_ENTRY_DIGEST_LEN) == 0;
 }
 
+/*
+ * Puts `entry` (NULL: removes the Module's entry; digest: the entry's
+ * kmm_op_nmc_entry_digest()) into the node's NMC. Returns 1 when something
+ * was written.
+ */
 static int set_entry(struct op *op, const struct kmm_obj *node, const struct kmm_module *m,
-		     json_t *entry, struct kmm_error **err)
+		     json_t *entry, const unsigned char *digest, struct kmm_error **err)
 {
 	const char *name = kmm_obj_key(node);
 	_cleanup_json_ json_t *nmc = NULL;
@@ -251,10 +251,10 @@ static int set_entry(struct op *op, const struct kmm_obj *node, const struct kmm
 	char path[64];
 	int r;
 
+	if (nmc_up_to_date(op, name, m, entry, digest))
+		return 0;
 	if (!ops || !cl || !ul)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (nmc_up_to_date(op, name, m, entry))
-		return 0;
 	nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
 	if (!nmc) {
 		pthread_mutex_t *lock =
@@ -590,7 +590,7 @@ static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_er
 	for (size_t i = 0; i < n_nodes; i++) {
 		struct kmm_error *e = NULL;
 
-		if (set_entry(op, nodes[i], m, NULL, &e) < 0)
+		if (set_entry(op, nodes[i], m, NULL, NULL, &e) < 0)
 			keep_first(&first, e);
 	}
 	kmm_obj_array_free(nodes, n_nodes);
@@ -831,16 +831,92 @@ static int sync_mic(struct op *op, const struct kmm_module *m, const struct mic_
 	return r < 0 ? kmm_error_wrap(err, "create MIC") : 0;
 }
 
-/* One node: the entry it should carry (NULL: none), and whether it counts as targeted. */
-static int node_entry(struct op *op, const struct kmm_module *m, struct mic_images *mc,
-		      const struct kmm_obj *node, const json_t *tols, struct counts *c,
-		      json_t **ret_entry, struct kmm_error **err)
+/*
+ * What one kernel gets from this Module, worked out once per reconcile: the
+ * nodes of a cluster run a handful of kernels, and resolving the mapping,
+ * rendering the entry and hashing it per node was most of a reconcile.
+ */
+struct kernel_plan {
+	char *kernel;
+	bool mapped;
+	bool ready;    /* the image Exists */
+	char why[300]; /* when not ready */
+	json_t *entry; /* when ready */
+	unsigned char digest[KMM_OP_ENTRY_DIGEST_LEN];
+};
+
+struct kernel_plans {
+	struct kernel_plan *v;
+	size_t n;
+};
+
+static void kernel_plans_done(struct kernel_plans *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->v[i].kernel);
+		json_decref(p->v[i].entry);
+	}
+	free(p->v);
+}
+
+static int kernel_plan(struct op *op, const struct kmm_module *m, struct mic_images *mc,
+		       struct kernel_plans *plans, const char *kernel,
+		       const struct kernel_plan **ret, struct kmm_error **err)
 {
 	_cleanup_(kmm_resolved_mapping_freep) struct kmm_resolved_mapping *res = NULL;
 	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
+	struct kernel_plan p = {}, *grown;
+	int r;
+
+	for (size_t i = 0; i < plans->n; i++) {
+		if (strcmp(plans->v[i].kernel, kernel) == 0) {
+			*ret = &plans->v[i];
+			return 0;
+		}
+	}
+	r = kmm_mapper_cache_resolve(op->mappers, m, kernel, &res, err);
+	if (r < 0)
+		return r; /* not remembered: every node of this kernel reports it */
+	p.mapped = r > 0;
+	if (p.mapped) {
+		if (mic_add(mc, m, res) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		p.ready = image_ready(op, m, mc, res, p.why, sizeof(p.why));
+	}
+	if (p.ready) {
+		r = kmm_module_config_for(m, res, &cfg, err);
+		if (r < 0)
+			return r;
+		p.entry = desired_entry(m, cfg);
+		if (!p.entry || kmm_op_nmc_entry_digest(p.entry, p.digest) < 0) {
+			json_decref(p.entry);
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		}
+	}
+	p.kernel = strdup(kernel);
+	grown = p.kernel ? realloc(plans->v, (plans->n + 1) * sizeof(*grown)) : NULL;
+	if (!grown) {
+		free(p.kernel);
+		json_decref(p.entry);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	plans->v = grown;
+	plans->v[plans->n] = p;
+	*ret = &plans->v[plans->n++];
+	return 0;
+}
+
+/*
+ * One node: the entry it should carry (NULL: none; a reference to the
+ * kernel's plan) and its digest, and whether it counts as targeted.
+ */
+static int node_entry(struct op *op, const struct kmm_module *m, struct mic_images *mc,
+		      struct kernel_plans *plans, const struct kmm_obj *node, const json_t *tols,
+		      struct counts *c, const struct kernel_plan **ret_plan, struct kmm_error **err)
+{
 	_cleanup_json_ json_t *taints = NULL;
 	const char *kernel = kmm_obj_str(node, "status.nodeInfo.kernelVersion");
-	char why[300];
+	const struct kernel_plan *plan;
 	int r;
 
 	/*
@@ -848,7 +924,7 @@ static int node_entry(struct op *op, const struct kmm_module *m, struct mic_imag
 	 * on every Module reconcile (half the CPU of a 1,000 x 10 rollout when
 	 * each node was parsed whole).
 	 */
-	*ret_entry = NULL;
+	*ret_plan = NULL;
 	if (!kmm_op_selector_matches_obj(&m->spec.selector, node))
 		return 0;
 	taints = kmm_obj_get_json(node, "spec.taints");
@@ -857,11 +933,11 @@ static int node_entry(struct op *op, const struct kmm_module *m, struct mic_imag
 	c->matching++;
 	if (!kernel)
 		return 0;
-	r = kmm_mapper_cache_resolve(op->mappers, m, kernel, &res, err);
-	if (r <= 0)
+	r = kernel_plan(op, m, mc, plans, kernel, &plan, err);
+	if (r < 0)
 		return r;
-	if (mic_add(mc, m, res) < 0)
-		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (!plan->mapped)
+		return 0;
 	if (m->spec.module_loader->container.version && *m->spec.module_loader->container.version) {
 		/* Ordered upgrade: only where the version label says so (reference §3.10). */
 		char label[512];
@@ -873,16 +949,11 @@ static int node_entry(struct op *op, const struct kmm_module *m, struct mic_imag
 		if (!v || strcmp(v, m->spec.module_loader->container.version) != 0)
 			return 0;
 	}
-	if (!image_ready(op, m, mc, res, why, sizeof(why))) {
-		add_reason(c, why, "");
+	if (!plan->ready) {
+		add_reason(c, plan->why, "");
 		return 1; /* keep an existing entry until the image is there */
 	}
-	r = kmm_module_config_for(m, res, &cfg, err);
-	if (r < 0)
-		return r;
-	*ret_entry = desired_entry(m, cfg);
-	if (!*ret_entry)
-		return kmm_error_make(err, ENOMEM, "out of memory");
+	*ret_plan = plan;
 	return 1;
 }
 
@@ -957,6 +1028,7 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	_cleanup_obj_unref_ struct kmm_obj *mic_obj = NULL;
 	_cleanup_(mic_images_done) struct mic_images mc = {};
 	_cleanup_json_ json_t *tols = NULL;
+	_cleanup_(kernel_plans_done) struct kernel_plans plans = {};
 	int64_t retry_ms = 0;
 	int r;
 
@@ -987,17 +1059,18 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	tols = kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations);
 	for (size_t i = 0; i < n_nodes; i++) {
-		_cleanup_json_ json_t *entry = NULL;
+		const struct kernel_plan *plan = NULL;
 		struct kmm_error *e = NULL;
 
-		r = node_entry(op, m, &mc, nodes[i], tols, &c, &entry, &e);
+		r = node_entry(op, m, &mc, &plans, nodes[i], tols, &c, &plan, &e);
 		if (r < 0) {
 			keep_first(&first, e);
 			continue;
 		}
-		if (r > 0 && !entry)
+		if (r > 0 && !plan)
 			continue; /* image unknown yet: leave the NMC as it is */
-		if (set_entry(op, nodes[i], m, entry, &e) < 0)
+		if (set_entry(op, nodes[i], m, plan ? plan->entry : NULL,
+			      plan ? plan->digest : NULL, &e) < 0)
 			keep_first(&first, e);
 	}
 	kmm_obj_array_free(nodes, n_nodes);
