@@ -421,9 +421,27 @@ static void on_module(const struct kmm_obj *o, void *ud)
 	kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(o));
 }
 
+/* Did anything but the status change? Our own status writes must not trigger reconciles. */
+static bool module_changed(const struct kmm_obj *old, const struct kmm_obj *new)
+{
+	static const char *const paths[] = { "metadata.generation", "metadata.deletionTimestamp",
+					     "metadata.finalizers", "metadata.labels",
+					     "metadata.annotations" };
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(paths); i++) {
+		_cleanup_json_ json_t *a = kmm_obj_get_json(old, paths[i]);
+		_cleanup_json_ json_t *b = kmm_obj_get_json(new, paths[i]);
+
+		if (!a != !b || (a && !json_equal(a, b)))
+			return true;
+	}
+	return false;
+}
+
 static void on_module_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
 {
-	on_module(new, ud);
+	if (module_changed(old, new))
+		on_module(new, ud);
 }
 
 /* NMC progress is batched into one Module reconcile per this many ms. */
@@ -835,8 +853,9 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	if (r >= 0 && op->cfg.image_check == KMM_IMAGE_CHECK_PULL_POD)
 		r = informer(op, &kmm_kube_pods, KMM_LABEL_PULL_POD_TYPE, pullpod_projection, &pph,
 			     &op->pullpods, err);
-	if (r >= 0 && (kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0 ||
-		       kmm_informer_add_label_index(op->pods, "module", KMM_LABEL_MODULE_NAME) < 0))
+	if (r >= 0 &&
+	    (kmm_informer_add_path_index(op->pods, "node", "spec.nodeName") < 0 ||
+	     kmm_informer_add_index(op->pods, "trouble", kmm_op_pod_trouble_index, NULL) < 0))
 		r = kmm_error_make(err, ENOMEM, "pod index");
 	return r;
 }

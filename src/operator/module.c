@@ -407,45 +407,68 @@ static void add_reason(struct counts *c, const char *a, const char *b)
 	}
 }
 
-/* Worker pods of this Module that failed at least once: say why. */
+bool kmm_op_worker_pod_trouble(const struct kmm_obj *pod, char *why, size_t size)
+{
+	/* Only the two status arrays are parsed, from the compact object. */
+	_cleanup_json_ json_t *css = kmm_obj_get_json(pod, "status.containerStatuses");
+	_cleanup_json_ json_t *icss = kmm_obj_get_json(pod, "status.initContainerStatuses");
+	const json_t *cs = json_array_get(css, 0), *ics = json_array_get(icss, 0);
+	const json_t *term = json_object_get(json_object_get(cs, "lastState"), "terminated");
+	const char *wait = str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
+	const char *node = kmm_obj_str(pod, "spec.nodeName") ?: "?";
+
+	if (term) {
+		snprintf(why, size, "node %s: worker failed %d time(s), last exit code %d (%s)",
+			 node, (int)json_integer_value(json_object_get(cs, "restartCount")),
+			 (int)json_integer_value(json_object_get(term, "exitCode")),
+			 str(term, "reason") ?: "Error");
+		return true;
+	}
+	if (wait && strcmp(wait, "PodInitializing") != 0) {
+		snprintf(why, size, "node %s: cannot start the worker: %s", node, wait);
+		return true;
+	}
+	return false;
+}
+
+int kmm_op_pod_trouble_index(const struct kmm_obj *pod, char ***ret_values, void *userdata)
+{
+	const char *ns = kmm_obj_str(pod, "metadata.namespace");
+	const char *mod = kmm_obj_label(pod, KMM_LABEL_MODULE_NAME);
+	char **out = calloc(1, sizeof(char *));
+	char why[256];
+
+	(void)userdata;
+	if (!out)
+		return -ENOMEM;
+	if (ns && mod && kmm_op_worker_pod_trouble(pod, why, sizeof(why)) &&
+	    kmm_strv_pushf(&out, "%s/%s", ns, mod) < 0) {
+		kmm_strv_free(out);
+		return -ENOMEM;
+	}
+	*ret_values = out;
+	return 0;
+}
+
+/*
+ * Worker pods of this Module that failed at least once: say why. The
+ * "trouble" index holds only those, worked out once per pod version: a
+ * rollout keeps thousands of healthy worker pods in the cache.
+ */
 static void pod_reasons(struct op *op, const struct kmm_module *m, struct counts *c)
 {
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
+	char key[512];
 
-	if (kmm_informer_by_index(op->pods, "module", m->name, &objs, &n) < 0)
+	snprintf(key, sizeof(key), "%s/%s", m->namespace, m->name);
+	if (kmm_informer_by_index(op->pods, "trouble", key, &objs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		/*
-		 * Only the two status arrays are parsed, from the compact object:
-		 * a rollout keeps thousands of worker pods in the cache and a DOM
-		 * of each, every reconcile, was a quarter of the operator's CPU.
-		 */
-		_cleanup_json_ json_t *css = NULL, *icss = NULL;
-		const json_t *cs, *ics, *term;
-		const char *wait, *node;
 		char why[256];
 
-		if (strcmp(kmm_obj_str(objs[i], "metadata.namespace") ?: "", m->namespace) != 0)
-			continue;
-		css = kmm_obj_get_json(objs[i], "status.containerStatuses");
-		icss = kmm_obj_get_json(objs[i], "status.initContainerStatuses");
-		cs = json_array_get(css, 0);
-		ics = json_array_get(icss, 0);
-		term = json_object_get(json_object_get(cs, "lastState"), "terminated");
-		wait = str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
-		node = kmm_obj_str(objs[i], "spec.nodeName") ?: "?";
-		if (term) {
-			snprintf(why, sizeof(why),
-				 "node %s: worker failed %d time(s), last exit code %d (%s)", node,
-				 (int)json_integer_value(json_object_get(cs, "restartCount")),
-				 (int)json_integer_value(json_object_get(term, "exitCode")),
-				 str(term, "reason") ?: "Error");
-			add_reason(c, "", why);
-		} else if (wait && strcmp(wait, "PodInitializing") != 0) {
-			snprintf(why, sizeof(why), "node %s: cannot start the worker: ", node);
-			add_reason(c, why, wait);
-		}
+		if (kmm_op_worker_pod_trouble(objs[i], why, sizeof(why)))
+			add_reason(c, why, "");
 	}
 	kmm_obj_array_free(objs, n);
 }

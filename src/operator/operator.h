@@ -107,6 +107,10 @@ int kmm_op_ns_event(struct op *op, const char *api_version, const char *kind, co
 		    const char *message, const json_t *annotations, struct kmm_error **err);
 
 /* module.c */
+/* Why a worker pod failed or cannot start, in why; false when it is fine. */
+bool kmm_op_worker_pod_trouble(const struct kmm_obj *pod, char *why, size_t size);
+/* Pod index "trouble": "<ns>/<module>" for troubled worker pods, nothing for others. */
+int kmm_op_pod_trouble_index(const struct kmm_obj *pod, char ***ret_values, void *userdata);
 int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_error **err);
 void kmm_op_enqueue_all_modules(struct op *op);
 
