@@ -128,8 +128,12 @@ void kmm_op_overlay_seen(struct kmm_op_overlay *o, const char *name, const char 
 json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name);
 /* True when rv a is older than rv b (numeric comparison; opaque strings: false). */
 bool kmm_op_rv_older(const char *a, const char *b);
-/* The freshest known resourceVersion of name (a copy), NULL when unknown; no DOM is built. */
-char *kmm_op_overlay_rv(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name);
+/*
+ * The freshest known resourceVersion of name into buf (truncated to size);
+ * false when the object is unknown. No DOM is built.
+ */
+bool kmm_op_overlay_rv(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name,
+		       char *buf, size_t size);
 
 /* ---- NMC digests ---- */
 

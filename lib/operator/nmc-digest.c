@@ -247,7 +247,7 @@ int kmm_op_nmc_module_get(struct kmm_op_nmc_digests *c, struct kmm_op_overlay *o
 			  struct kmm_informer *inf, const char *nmc_name, const char *ns,
 			  const char *name, struct kmm_op_nmc_module *ret)
 {
-	_cleanup_free_ char *rv = kmm_op_overlay_rv(o, inf, nmc_name);
+	char rv[128];
 	_cleanup_json_ json_t *nmc = NULL;
 	struct nmc_digest *d, *old;
 	char key[600];
@@ -256,7 +256,7 @@ int kmm_op_nmc_module_get(struct kmm_op_nmc_digests *c, struct kmm_op_overlay *o
 	*ret = (struct kmm_op_nmc_module){};
 	if ((size_t)snprintf(key, sizeof(key), "%s/%s", ns, name) >= sizeof(key))
 		return -ENAMETOOLONG;
-	if (!rv)
+	if (!kmm_op_overlay_rv(o, inf, nmc_name, rv, sizeof(rv)))
 		return 0; /* no such NMC */
 	pthread_mutex_lock(&c->lock);
 	d = kmm_hashmap_get(c->by_name, nmc_name);

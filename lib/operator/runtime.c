@@ -495,20 +495,25 @@ json_t *kmm_op_overlay_get(struct kmm_op_overlay *o, struct kmm_informer *inf, c
 	return ret;
 }
 
-char *kmm_op_overlay_rv(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name)
+bool kmm_op_overlay_rv(struct kmm_op_overlay *o, struct kmm_informer *inf, const char *name,
+		       char *buf, size_t size)
 {
 	_cleanup_obj_unref_ struct kmm_obj *cached = inf ? kmm_informer_get(inf, name) : NULL;
 	const json_t *mine;
-	char *ret = NULL;
+	bool found = false;
 
 	pthread_mutex_lock(&o->lock);
 	mine = kmm_hashmap_get(o->objs, name);
-	if (mine && (!cached || kmm_op_rv_older(kmm_obj_resource_version(cached), rv_of(mine))))
-		ret = strdup(rv_of(mine) ?: "");
+	if (mine && (!cached || kmm_op_rv_older(kmm_obj_resource_version(cached), rv_of(mine)))) {
+		snprintf(buf, size, "%s", rv_of(mine) ?: "");
+		found = true;
+	}
 	pthread_mutex_unlock(&o->lock);
-	if (!ret && cached)
-		ret = strdup(kmm_obj_resource_version(cached) ?: "");
-	return ret;
+	if (!found && cached) {
+		snprintf(buf, size, "%s", kmm_obj_resource_version(cached));
+		found = true;
+	}
+	return found;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -240,21 +240,24 @@ static int set_entry(struct op *op, const struct kmm_obj *node, const struct kmm
 		     json_t *entry, const unsigned char *digest, struct kmm_error **err)
 {
 	const char *name = kmm_obj_key(node);
-	_cleanup_json_ json_t *nmc = NULL;
-	_cleanup_json_ json_t *ops = json_array(), *out = NULL;
-	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
-	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
+	_cleanup_json_ json_t *nmc = NULL, *ops = NULL, *out = NULL;
+	_cleanup_free_ char *cl = NULL, *ul = NULL;
 	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, name, NULL };
-	const char *add_keys[] = { cl, ul, NULL }, *rm_keys[] = { cl, NULL };
 	const json_t *have;
 	size_t i = 0;
 	char path[64];
 	int r;
 
+	/* The usual case, for every node on every reconcile: nothing to write, nothing allocated. */
 	if (nmc_up_to_date(op, name, m, entry, digest))
 		return 0;
+	ops = json_array();
+	cl = kmm_op_nmc_configured_label(m->namespace, m->name);
+	ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
 	if (!ops || !cl || !ul)
 		return kmm_error_make(err, ENOMEM, "out of memory");
+	const char *add_keys[] = { cl, ul, NULL }, *rm_keys[] = { cl, NULL };
+
 	nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
 	if (!nmc) {
 		pthread_mutex_t *lock =
