@@ -432,7 +432,7 @@ static bool module_changed(const struct kmm_obj *old, const struct kmm_obj *new)
 		_cleanup_json_ json_t *a = kmm_obj_get_json(old, paths[i]);
 		_cleanup_json_ json_t *b = kmm_obj_get_json(new, paths[i]);
 
-		if (!a != !b || (a && !json_equal(a, b)))
+		if (!kmm_json_same(a, b))
 			return true;
 	}
 	return false;
@@ -469,8 +469,8 @@ static bool module_part_changed(const json_t *a, const json_t *b, const char *ns
 
 	if (!a || !b || !cl || !ul)
 		return true;
-	return !json_equal(nmc_entry(a, "spec", ns, name), nmc_entry(b, "spec", ns, name)) ||
-	       !json_equal(nmc_entry(a, "status", ns, name), nmc_entry(b, "status", ns, name)) ||
+	return !kmm_json_same(nmc_entry(a, "spec", ns, name), nmc_entry(b, "spec", ns, name)) ||
+	       !kmm_json_same(nmc_entry(a, "status", ns, name), nmc_entry(b, "status", ns, name)) ||
 	       !kmm_op_label(a, cl) != !kmm_op_label(b, cl) ||
 	       !kmm_op_label(a, ul) != !kmm_op_label(b, ul);
 }
@@ -556,7 +556,7 @@ static bool labels_differ(const json_t *a, const json_t *b)
 			if (strncmp(k, KMM_NODE_LABEL_PREFIX, strlen(KMM_NODE_LABEL_PREFIX)) == 0 &&
 			    n > 6 && strcmp(k + n - 6, ".ready") == 0)
 				continue;
-			if (!json_equal(v, json_object_get(pass ? la : lb, k)))
+			if (!kmm_json_same(v, json_object_get(pass ? la : lb, k)))
 				return true;
 		}
 	}
@@ -565,8 +565,8 @@ static bool labels_differ(const json_t *a, const json_t *b)
 
 static bool node_field_differ(const json_t *a, const json_t *b, const char *top, const char *key)
 {
-	return !json_equal(json_object_get(json_object_get(a, top), key),
-			   json_object_get(json_object_get(b, top), key));
+	return !kmm_json_same(json_object_get(json_object_get(a, top), key),
+			      json_object_get(json_object_get(b, top), key));
 }
 
 static void on_node(const struct kmm_obj *o, void *ud)
@@ -592,8 +592,8 @@ static void on_node_update(const struct kmm_obj *old, const struct kmm_obj *new,
 	}
 	bool targeting = labels_differ(a, b) || node_field_differ(a, b, "spec", "taints") ||
 			 node_field_differ(a, b, "spec", "unschedulable") ||
-			 !json_equal(json_object_get(json_object_get(a, "status"), "nodeInfo"),
-				     json_object_get(json_object_get(b, "status"), "nodeInfo"));
+			 !kmm_json_same(json_object_get(json_object_get(a, "status"), "nodeInfo"),
+					json_object_get(json_object_get(b, "status"), "nodeInfo"));
 	bool ready = kmm_op_node_ready(a) != kmm_op_node_ready(b);
 
 	kmm_op_overlay_seen(op->node_overlay, kmm_obj_key(new), kmm_obj_resource_version(new),
@@ -601,8 +601,8 @@ static void on_node_update(const struct kmm_obj *old, const struct kmm_obj *new,
 	if (targeting)
 		kmm_op_enqueue_all_modules(op);
 	if (targeting || ready ||
-	    !json_equal(json_object_get(json_object_get(a, "metadata"), "labels"),
-			json_object_get(json_object_get(b, "metadata"), "labels")))
+	    !kmm_json_same(json_object_get(json_object_get(a, "metadata"), "labels"),
+			   json_object_get(json_object_get(b, "metadata"), "labels")))
 		kmm_op_ctl_enqueue(op->nmc_ctl, kmm_obj_key(new));
 }
 
@@ -671,8 +671,8 @@ static void on_pod_delete(const struct kmm_obj *o, void *ud)
 
 static bool status_differs(const struct kmm_obj *a, const struct kmm_obj *b)
 {
-	return !json_equal(json_object_get(kmm_obj_json(a), "status"),
-			   json_object_get(kmm_obj_json(b), "status"));
+	return !kmm_json_same(json_object_get(kmm_obj_json(a), "status"),
+			      json_object_get(kmm_obj_json(b), "status"));
 }
 
 static void on_mic(const struct kmm_obj *o, void *ud)

@@ -588,7 +588,7 @@ static bool status_changed(struct mbsc_run *s)
 		json_array_append_new(old, json_pack("{s:s?, s:s?, s:s?}", "image", st->image,
 						     "action", st->action, "status", st->status));
 	}
-	return !json_equal(old, s->status);
+	return !kmm_json_same(old, s->status);
 }
 
 static int write_signed_with(struct mbsc_run *s, const json_t *mbsc_json, struct kmm_error **err)

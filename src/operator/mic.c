@@ -796,7 +796,7 @@ static int patch_status(struct mic_run *s, const char *const *states, bool *ret_
 	for (size_t i = 0; i < mic->n_states; i++)
 		json_array_append_new(old, json_pack("{s:s?, s:s?}", "image", mic->states[i].image,
 						     "status", mic->states[i].status));
-	*ret_changed = !json_equal(arr, old);
+	*ret_changed = !kmm_json_same(arr, old);
 	if (!*ret_changed && !gen)
 		return 0;
 	patch = json_pack("{s:{s:O}}", "status", "imagesStates", arr);

@@ -514,8 +514,8 @@ static bool conditions_same(const json_t *a, const json_t *b)
 		    strcmp(str(x, "status") ?: "", str(y, "status") ?: "") != 0 ||
 		    strcmp(str(x, "reason") ?: "", str(y, "reason") ?: "") != 0 ||
 		    strcmp(str(x, "message") ?: "", str(y, "message") ?: "") != 0 ||
-		    !json_equal(json_object_get(x, "observedGeneration"),
-				json_object_get(y, "observedGeneration")))
+		    !kmm_json_same(json_object_get(x, "observedGeneration"),
+				   json_object_get(y, "observedGeneration")))
 			return false;
 	}
 	return true;
