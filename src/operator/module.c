@@ -942,7 +942,7 @@ static int node_entry(struct op *op, const struct kmm_module *m, struct mic_imag
 {
 	_cleanup_json_ json_t *taints = NULL;
 	const char *kernel = kmm_obj_str(node, "status.nodeInfo.kernelVersion");
-	const struct kernel_plan *plan;
+	const struct kernel_plan *plan = NULL;
 	int r;
 
 	/*
