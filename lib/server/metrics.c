@@ -541,7 +541,7 @@ static void collect_process(struct kmm_metrics *r, void *userdata)
 	{
 		/* Live vs. free heap: how much of the RSS is data and how much fragmentation. */
 		struct mallinfo2 mi = mallinfo2();
-		const char *in_use[] = { "in_use" }, *free_lv[] = { "free" };
+		const char *in_use[] = { "in_use", NULL }, *free_lv[] = { "free", NULL };
 
 		kmm_metric_set(kmm_metrics_find(r, "kmm_heap_bytes"), in_use,
 			       (double)(mi.uordblks + mi.hblkhd));

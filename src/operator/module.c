@@ -962,7 +962,7 @@ static int node_entry(struct op *op, const struct kmm_module *m, struct mic_imag
 	r = kernel_plan(op, m, mc, plans, kernel, &plan, err);
 	if (r < 0)
 		return r;
-	if (!plan->mapped)
+	if (!plan || !plan->mapped)
 		return 0;
 	if (m->spec.module_loader->container.version && *m->spec.module_loader->container.version) {
 		/* Ordered upgrade: only where the version label says so (reference §3.10). */
