@@ -90,6 +90,21 @@ static void cache_key(char *key, size_t size, const struct kmm_image_config *mic
 		 secret ? secret : "");
 }
 
+/* op->images[key], created zeroed (size bytes) when absent; NULL on ENOMEM. Hold images_lock. */
+static void *images_entry(struct op *op, const char *key, size_t size)
+{
+	void *v = kmm_hashmap_get(op->images, key);
+
+	if (v)
+		return v;
+	v = calloc(1, size);
+	if (v && kmm_hashmap_put(op->images, key, v, NULL) < 0) {
+		free(v);
+		v = NULL;
+	}
+	return v;
+}
+
 static void set_why(struct op *op, const char *ns, const char *image, const char *why)
 {
 	char key[1024];
@@ -168,14 +183,7 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 		r = kmm_registry_image_exists(reg, img->image, NULL, &e);
 
 	pthread_mutex_lock(&op->images_lock);
-	st = kmm_hashmap_get(op->images, key);
-	if (!st) {
-		st = calloc(1, sizeof(*st));
-		if (st && kmm_hashmap_put(op->images, key, st, NULL) < 0) {
-			free(st);
-			st = NULL;
-		}
-	}
+	st = images_entry(op, key, sizeof(*st));
 	if (r > 0) {
 		set_why(op, mic->namespace, img->image, NULL);
 	} else {
@@ -332,14 +340,7 @@ static struct pull_state *pull_state(struct op *op, const struct kmm_image_confi
 
 	pull_key(key, sizeof(key), mic, image);
 	pthread_mutex_lock(&op->images_lock);
-	st = kmm_hashmap_get(op->images, key);
-	if (!st) {
-		st = calloc(1, sizeof(*st));
-		if (st && kmm_hashmap_put(op->images, key, st, NULL) < 0) {
-			free(st);
-			st = NULL;
-		}
-	}
+	st = images_entry(op, key, sizeof(*st));
 	pthread_mutex_unlock(&op->images_lock);
 	return st;
 }
