@@ -136,6 +136,8 @@ int kmm_module_config_parse(const char *text, size_t len, const char *origin,
 
 /* Deep equality of two configs (the NMC reconciler's spec == status test). */
 bool kmm_module_config_equal(const struct kmm_module_config *a, const struct kmm_module_config *b);
+/* Two ModuleConfig JSON values that mean the same config; false if either does not parse. */
+bool kmm_module_config_json_equal(const json_t *a, const json_t *b);
 
 void kmm_module_config_free(struct kmm_module_config *c);
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_module_config *, kmm_module_config_free)

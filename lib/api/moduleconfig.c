@@ -301,6 +301,19 @@ bool kmm_module_config_equal(const struct kmm_module_config *a, const struct kmm
 	return eq;
 }
 
+bool kmm_module_config_json_equal(const json_t *a, const json_t *b)
+{
+	_cleanup_(kmm_module_config_freep) struct kmm_module_config *ca = NULL, *cb = NULL;
+
+	/* Both usually written by kmm from the same serializer: byte-equal. */
+	if (json_equal(a, b))
+		return true;
+	if (kmm_module_config_from_json(a, "", 0, &ca, NULL) < 0 ||
+	    kmm_module_config_from_json(b, "", 0, &cb, NULL) < 0)
+		return false;
+	return kmm_module_config_equal(ca, cb);
+}
+
 int kmm_module_config_parse(const char *text, size_t len, const char *origin,
 			    struct kmm_module_config **ret, struct kmm_error **err)
 {

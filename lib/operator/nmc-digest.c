@@ -123,13 +123,8 @@ static bool loaded_as_configured(const json_t *want, const json_t *status, const
 		if (strcmp(field(st, "namespace") ?: "", ns) != 0 ||
 		    strcmp(field(st, "name") ?: "", name) != 0)
 			continue;
-		if (json_equal(json_object_get(want, "config"), json_object_get(st, "config")))
-			return true;
-		_cleanup_(kmm_module_config_freep) struct kmm_module_config *a = NULL, *b = NULL;
-
-		kmm_module_config_from_json(json_object_get(want, "config"), "", 0, &a, NULL);
-		kmm_module_config_from_json(json_object_get(st, "config"), "", 0, &b, NULL);
-		return a && b && kmm_module_config_equal(a, b);
+		return kmm_module_config_json_equal(json_object_get(want, "config"),
+						    json_object_get(st, "config"));
 	}
 	return false;
 }

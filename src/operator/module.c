@@ -89,7 +89,6 @@ static json_t *find_entry(const json_t *nmc, const char *ns, const char *name, s
 static bool entry_equal(const json_t *have, const json_t *want)
 {
 	static const char *const keys[] = { "name", "namespace", "serviceAccountName", "version" };
-	struct kmm_module_config *a = NULL, *b = NULL;
 	const json_t *ta = json_object_get(have, "tolerations"),
 		     *tb = json_object_get(want, "tolerations");
 	bool eq = true;
@@ -101,14 +100,8 @@ static bool entry_equal(const json_t *have, const json_t *want)
 	eq = eq && strcmp(str(json_object_get(have, "imageRepoSecret"), "name") ?: "",
 			  str(json_object_get(want, "imageRepoSecret"), "name") ?: "") == 0;
 	eq = eq && (json_array_size(ta) == 0 ? json_array_size(tb) == 0 : json_equal(ta, tb));
-	if (eq) {
-		kmm_module_config_from_json(json_object_get(have, "config"), "", 0, &a, NULL);
-		kmm_module_config_from_json(json_object_get(want, "config"), "", 0, &b, NULL);
-		eq = a && b && kmm_module_config_equal(a, b);
-	}
-	kmm_module_config_free(a);
-	kmm_module_config_free(b);
-	return eq;
+	return eq && kmm_module_config_json_equal(json_object_get(have, "config"),
+						  json_object_get(want, "config"));
 }
 
 static size_t name_hash(const char *s)

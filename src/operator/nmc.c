@@ -107,14 +107,8 @@ static struct kmm_module_config *entry_config(const json_t *entry)
 
 static bool configs_equal(const json_t *a, const json_t *b)
 {
-	_cleanup_(kmm_module_config_freep) struct kmm_module_config *ca = NULL, *cb = NULL;
-
-	/* Both written by kmm from the same serializer: usually byte-equal. */
-	if (json_equal(json_object_get(a, "config"), json_object_get(b, "config")))
-		return true;
-	ca = entry_config(a);
-	cb = entry_config(b);
-	return ca && cb && kmm_module_config_equal(ca, cb);
+	return kmm_module_config_json_equal(json_object_get(a, "config"),
+					    json_object_get(b, "config"));
 }
 
 /* ---- 1. results of worker pods ---- */
