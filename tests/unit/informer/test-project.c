@@ -87,10 +87,76 @@ static void test_compact_roundtrip(void **state)
 	}
 	out = kmm_obj_to_json(o);
 	assert_true(json_equal(in, out));
-	assert_true(kmm_obj_size(o) < 400);
+	assert_true(kmm_obj_size(o) < 600); /* leaves held alone: ~40 bytes of bookkeeping each */
 	kmm_obj_unref(kmm_obj_ref(o));
 	kmm_obj_unref(o);
 	json_decref(out);
+	json_decref(in);
+}
+
+/* Arrays are flattened element by element; the DOM comes back the same. */
+static void test_compact_arrays(void **state)
+{
+	static const char *const texts[] = {
+		"{\"a\":[1,\"x\",true,null,[],{},[[2,3],[]],{\"b\":[{\"c\":\"d\"}]}]}",
+		"{\"spec\":{\"modules\":[{\"name\":\"m0\",\"config\":{\"modprobe\":"
+		"{\"args\":[\"-v\"]}}},{\"name\":\"m1\"}]},\"\":{\"\":0}}",
+		"{\"x\":[[[[]]]],\"y\":[{}],\"z\":{\"10\":[0,1,2,3,4,5,6,7,8,9,10,11]}}",
+	};
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		json_t *in = json_loads(texts[i], 0, NULL), *out;
+		struct kmm_obj *o = NULL;
+
+		assert_non_null(in);
+		assert_int_equal(kube_obj_new(in, "k", &o), 0);
+		out = kmm_obj_to_json(o);
+		assert_true(json_equal(in, out));
+		json_decref(out);
+		json_decref(in);
+		kmm_obj_unref(o);
+	}
+	{
+		json_t *in = json_loads(texts[0], 0, NULL), *a, *b;
+		struct kmm_obj *o = NULL;
+
+		assert_int_equal(kube_obj_new(in, "k", &o), 0);
+		a = kmm_obj_get_json(o, "a");
+		assert_true(json_equal(a, json_object_get(in, "a")));
+		b = kmm_obj_get_json(o, "b");
+		assert_null(b);
+		json_decref(a);
+		json_decref(in);
+		kmm_obj_unref(o);
+	}
+}
+
+/* Objects holding the same leaves share them: the second costs pointers only. */
+static void test_compact_shared(void **state)
+{
+	json_t *in = json_loads("{\"spec\":{\"modules\":[{\"config\":{\"containerImage\":"
+				"\"registry.example/kmod:6.1.0-18-amd64\",\"kernelVersion\":"
+				"\"6.1.0-18-amd64\"}}]}}",
+				0, NULL);
+	struct kmm_obj *a = NULL, *b = NULL;
+	size_t alone;
+
+	assert_int_equal(kube_obj_new(in, "a", &a), 0);
+	alone = kmm_obj_size(a);
+	assert_int_equal(kube_obj_new(in, "b", &b), 0);
+	/* two holders: each is charged half of the shared leaves */
+	assert_true(kmm_obj_size(a) < alone);
+	assert_true(kmm_obj_size(a) + kmm_obj_size(b) < alone + 64);
+	assert_string_equal(kmm_obj_key(b), "b");
+	kmm_obj_unref(a);
+	assert_int_equal(kmm_obj_size(b), alone);
+	{
+		json_t *out = kmm_obj_to_json(b);
+
+		assert_true(json_equal(in, out));
+		json_decref(out);
+	}
+	kmm_obj_unref(b);
 	json_decref(in);
 }
 
@@ -99,6 +165,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_project),
 		cmocka_unit_test(test_compact_roundtrip),
+		cmocka_unit_test(test_compact_arrays),
+		cmocka_unit_test(test_compact_shared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
