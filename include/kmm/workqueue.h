@@ -47,6 +47,13 @@ void kmm_workqueue_free(struct kmm_workqueue *q);
 /* Adds key now. Returns 0, -ENOMEM, or -ESHUTDOWN after shutdown (dropped). */
 int kmm_workqueue_add(struct kmm_workqueue *q, const char *key);
 
+/*
+ * Adds key now, ahead of every key added otherwise (moved to the front if
+ * already queued; queued first when done() if being processed). For work
+ * that finishes something and frees memory, e.g. releasing finished pods.
+ */
+int kmm_workqueue_add_first(struct kmm_workqueue *q, const char *key);
+
 /* Adds key after delay_ms (<= 0: now). */
 int kmm_workqueue_add_after(struct kmm_workqueue *q, const char *key, int64_t delay_ms);
 

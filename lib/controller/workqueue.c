@@ -24,8 +24,12 @@ struct delayed {
 
 struct fifo_node {
 	char *key;
-	struct fifo_node *next;
+	struct fifo_node *next, *prev;
 };
+
+/* dirty's value for a key re-added urgently while processing (else its node, or NULL) */
+static char urgent_mark;
+#define URGENT_AFTER_DONE ((void *)&urgent_mark)
 
 struct kmm_workqueue {
 	pthread_mutex_t lock;
@@ -35,7 +39,7 @@ struct kmm_workqueue {
 
 	struct fifo_node *head, *tail;
 	size_t len;
-	struct kmm_hashmap *dirty;	/* key -> NULL */
+	struct kmm_hashmap *dirty;	/* key -> its fifo_node, NULL or URGENT_AFTER_DONE */
 	struct kmm_hashmap *processing; /* key -> NULL */
 	struct kmm_hashmap *failures;	/* key -> (uintptr_t) count */
 	struct delayed *delayed;
@@ -127,34 +131,74 @@ void kmm_workqueue_free(struct kmm_workqueue *q)
 	free(q);
 }
 
+static void link_node(struct kmm_workqueue *q, struct fifo_node *n, bool first)
+{
+	if (first) {
+		n->prev = NULL;
+		n->next = q->head;
+		if (q->head)
+			q->head->prev = n;
+		else
+			q->tail = n;
+		q->head = n;
+	} else {
+		n->next = NULL;
+		n->prev = q->tail;
+		if (q->tail)
+			q->tail->next = n;
+		else
+			q->head = n;
+		q->tail = n;
+	}
+	q->len++;
+	pthread_cond_signal(&q->cond);
+}
+
+static void unlink_node(struct kmm_workqueue *q, struct fifo_node *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		q->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		q->tail = n->prev;
+	q->len--;
+}
+
 /* Called with the lock held. */
-static int add_locked(struct kmm_workqueue *q, const char *key)
+static int add_locked(struct kmm_workqueue *q, const char *key, bool first)
 {
 	struct fifo_node *n;
 	int r;
 
 	if (q->shutting_down)
 		return -ESHUTDOWN;
-	if (kmm_hashmap_contains(q->dirty, key))
+	if (kmm_hashmap_contains(q->dirty, key)) {
+		n = kmm_hashmap_get(q->dirty, key);
+		if (!first)
+			return 0;
+		if (!n || n == URGENT_AFTER_DONE) /* processing: done() queues it first */
+			return kmm_hashmap_put(q->dirty, key, URGENT_AFTER_DONE, NULL);
+		unlink_node(q, n);
+		link_node(q, n, true);
 		return 0;
-	r = kmm_hashmap_put(q->dirty, key, NULL, NULL);
-	if (r < 0)
-		return r;
+	}
 	if (kmm_hashmap_contains(q->processing, key))
-		return 0; /* done() will queue it */
+		return kmm_hashmap_put(q->dirty, key, first ? URGENT_AFTER_DONE : NULL, NULL);
 	n = calloc(1, sizeof(*n));
 	if (!n || !(n->key = strdup(key))) {
 		free(n);
-		kmm_hashmap_remove(q->dirty, key);
 		return -ENOMEM;
 	}
-	if (q->tail)
-		q->tail->next = n;
-	else
-		q->head = n;
-	q->tail = n;
-	q->len++;
-	pthread_cond_signal(&q->cond);
+	r = kmm_hashmap_put(q->dirty, key, n, NULL);
+	if (r < 0) {
+		free(n->key);
+		free(n);
+		return r;
+	}
+	link_node(q, n, first);
 	return 0;
 }
 
@@ -163,7 +207,17 @@ int kmm_workqueue_add(struct kmm_workqueue *q, const char *key)
 	int r;
 
 	pthread_mutex_lock(&q->lock);
-	r = add_locked(q, key);
+	r = add_locked(q, key, false);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+int kmm_workqueue_add_first(struct kmm_workqueue *q, const char *key)
+{
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	r = add_locked(q, key, true);
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }
@@ -175,7 +229,7 @@ static int add_after_locked(struct kmm_workqueue *q, const char *key, int64_t de
 	if (q->shutting_down)
 		return -ESHUTDOWN;
 	if (delay_ms <= 0)
-		return add_locked(q, key);
+		return add_locked(q, key, false);
 	/* One pending delayed entry per key: keep the earlier deadline. */
 	for (p = &q->delayed; *p; p = &(*p)->next) {
 		if (strcmp((*p)->key, key) == 0) {
@@ -272,7 +326,7 @@ static int64_t promote_due(struct kmm_workqueue *q)
 		struct delayed *d = q->delayed;
 
 		q->delayed = d->next;
-		(void)add_locked(q, d->key); /* ENOMEM: the key is lost, as after a crash */
+		(void)add_locked(q, d->key, false); /* ENOMEM: the key is lost, as after a crash */
 		free(d->key);
 		free(d);
 	}
@@ -304,10 +358,7 @@ bool kmm_workqueue_get(struct kmm_workqueue *q, char **ret_key)
 		}
 	}
 	n = q->head;
-	q->head = n->next;
-	if (!q->head)
-		q->tail = NULL;
-	q->len--;
+	unlink_node(q, n);
 	r = kmm_hashmap_put(q->processing, n->key, NULL, NULL);
 	kmm_hashmap_remove(q->dirty, n->key);
 	pthread_mutex_unlock(&q->lock);
@@ -324,18 +375,16 @@ void kmm_workqueue_done(struct kmm_workqueue *q, char *key)
 	if (kmm_hashmap_contains(q->dirty, key)) {
 		/* Re-added while processing: queue it now (even when shutting down,
 		 * so the last change is not lost during a drain). */
+		bool first = kmm_hashmap_get(q->dirty, key) == URGENT_AFTER_DONE;
 		struct fifo_node *n = calloc(1, sizeof(*n));
 
-		if (n) {
+		if (n && kmm_hashmap_put(q->dirty, key, n, NULL) == 0) {
 			n->key = key;
 			key = NULL;
-			if (q->tail)
-				q->tail->next = n;
-			else
-				q->head = n;
-			q->tail = n;
-			q->len++;
-			pthread_cond_signal(&q->cond);
+			link_node(q, n, first);
+		} else {
+			free(n);
+			kmm_hashmap_remove(q->dirty, key); /* ENOMEM: lost, as after a crash */
 		}
 	}
 	if (kmm_hashmap_size(q->processing) == 0)

@@ -62,6 +62,59 @@ static void test_requeue_while_processing(void **state)
 	kmm_workqueue_free(q);
 }
 
+static void expect_next(struct kmm_workqueue *q, const char *want)
+{
+	char *k;
+
+	assert_true(kmm_workqueue_get(q, &k));
+	assert_string_equal(k, want);
+	kmm_workqueue_done(q, k);
+}
+
+/* add_first: ahead of plain adds, moved up if queued, first after done() if processing. */
+static void test_add_first(void **state)
+{
+	struct kmm_workqueue *q = kmm_workqueue_new(NULL);
+	char *k;
+
+	kmm_workqueue_add(q, "a");
+	kmm_workqueue_add(q, "b");
+	kmm_workqueue_add(q, "c");
+	assert_int_equal(kmm_workqueue_add_first(q, "d"), 0);
+	assert_int_equal(kmm_workqueue_add_first(q, "c"), 0); /* queued last: moved up */
+	assert_int_equal(kmm_workqueue_add_first(q, "c"), 0);
+	assert_int_equal(kmm_workqueue_len(q), 4);
+	expect_next(q, "c");
+	expect_next(q, "d");
+	/* the tail moved away: plain adds still go last */
+	kmm_workqueue_add(q, "e");
+	kmm_workqueue_add_first(q, "b");
+	expect_next(q, "b");
+	expect_next(q, "a");
+	expect_next(q, "e");
+	assert_int_equal(kmm_workqueue_len(q), 0);
+	/* processing: an urgent re-add goes first once done */
+	kmm_workqueue_add(q, "x");
+	assert_true(kmm_workqueue_get(q, &k));
+	kmm_workqueue_add(q, "y");
+	kmm_workqueue_add(q, "x");
+	kmm_workqueue_add_first(q, "x");
+	assert_int_equal(kmm_workqueue_len(q), 1);
+	kmm_workqueue_done(q, k);
+	assert_int_equal(kmm_workqueue_len(q), 2);
+	expect_next(q, "x");
+	expect_next(q, "y");
+	/* a plain re-add while processing stays behind */
+	kmm_workqueue_add(q, "x");
+	assert_true(kmm_workqueue_get(q, &k));
+	kmm_workqueue_add(q, "x");
+	kmm_workqueue_add(q, "y");
+	kmm_workqueue_done(q, k);
+	expect_next(q, "y");
+	expect_next(q, "x");
+	kmm_workqueue_free(q);
+}
+
 static void test_add_after(void **state)
 {
 	struct kmm_workqueue *q = kmm_workqueue_new(NULL);
@@ -213,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dedup_and_order),
 		cmocka_unit_test(test_requeue_while_processing),
+		cmocka_unit_test(test_add_first),
 		cmocka_unit_test(test_add_after),
 		cmocka_unit_test(test_rate_limited_backoff),
 		cmocka_unit_test(test_overall_bucket),
