@@ -99,8 +99,8 @@ static void test_compact_arrays(void **state)
 {
 	static const char *const texts[] = {
 		"{\"a\":[1,\"x\",true,null,[],{},[[2,3],[]],{\"b\":[{\"c\":\"d\"}]}]}",
-		"{\"spec\":{\"modules\":[{\"name\":\"m0\",\"config\":{\"modprobe\":"
-		"{\"args\":[\"-v\"]}}},{\"name\":\"m1\"}]},\"\":{\"\":0}}",
+		("{\"spec\":{\"modules\":[{\"name\":\"m0\",\"config\":{\"args\":[\"-v\"]}},{}]},"
+		 "\"\":{\"\":0}}"),
 		"{\"x\":[[[[]]]],\"y\":[{}],\"z\":{\"10\":[0,1,2,3,4,5,6,7,8,9,10,11]}}",
 	};
 
