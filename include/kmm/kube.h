@@ -181,6 +181,16 @@ int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items,
 /* Frees the responses and errors of items (not the array). */
 void kmm_kube_batch_clear(struct kmm_kube_batch_item *items, size_t n);
 
+/*
+ * The outcome of one item of a finished batch, as kmm_kube_request_json()
+ * would have given it: the transport error (a copy), an error made from a
+ * status >= 400 (Status decoded, the errno code as for every verb, e.g. a
+ * 404 is -ENOENT), or 0 and the 2xx body parsed into *ret_obj (if ret_obj is
+ * not NULL). The item is not modified; kmm_kube_batch_clear() still frees it.
+ */
+int kmm_kube_batch_item_json(const struct kmm_kube_batch_item *it, json_t **ret_obj,
+			     struct kmm_error **err);
+
 /* ---- metav1.Status ---- */
 
 struct kmm_kube_status_cause {
@@ -295,6 +305,33 @@ void kmm_kube_delete_options_init(struct kmm_kube_delete_options *o);
 int kmm_kube_delete(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 		    const struct kmm_kube_delete_options *o, json_t **ret_obj,
 		    struct kmm_error **err);
+
+/*
+ * A write built but not sent, for kmm_kube_batch(): exactly what
+ * kmm_kube_create/update/patch/delete send (method, path and query, content
+ * type, serialized body). req.path and req.body point into path and body,
+ * which the struct owns; kmm_kube_prepared_clear() frees them.
+ */
+struct kmm_kube_prepared {
+	struct kmm_kube_request req;
+	char *path;
+	char *body;
+};
+
+int kmm_kube_prepare_create(const struct kmm_kube_target *t, const json_t *obj,
+			    const struct kmm_kube_write_options *o, struct kmm_kube_prepared *ret,
+			    struct kmm_error **err);
+int kmm_kube_prepare_update(const struct kmm_kube_target *t, const json_t *obj,
+			    const struct kmm_kube_write_options *o, struct kmm_kube_prepared *ret,
+			    struct kmm_error **err);
+int kmm_kube_prepare_patch(const struct kmm_kube_target *t, enum kmm_kube_patch_type type,
+			   const json_t *patch, const struct kmm_kube_patch_options *o,
+			   struct kmm_kube_prepared *ret, struct kmm_error **err);
+int kmm_kube_prepare_delete(const struct kmm_kube_target *t,
+			    const struct kmm_kube_delete_options *o, struct kmm_kube_prepared *ret,
+			    struct kmm_error **err);
+/* Frees what p owns and zeroes it. NULL-safe. */
+void kmm_kube_prepared_clear(struct kmm_kube_prepared *p);
 
 /* ---- discovery ---- */
 

@@ -235,21 +235,56 @@ int kmm_kube_error_from_response(const struct kmm_kube_response *resp, const cha
 
 /* ---- verbs ---- */
 
-static int do_json(struct kmm_kube_client *c, const char *method, const char *path,
-		   const char *ctype, const json_t *body, json_t **ret, struct kmm_error **err)
+/* Reads: no body. */
+static int do_json(struct kmm_kube_client *c, const char *method, const char *path, json_t **ret,
+		   struct kmm_error **err)
 {
-	_cleanup_free_ char *data = NULL;
-	struct kmm_kube_request req = { .method = method, .path = path, .content_type = ctype };
+	struct kmm_kube_request req = { .method = method, .path = path };
+
+	return kmm_kube_request_json(c, &req, ret, err);
+}
+
+void kmm_kube_prepared_clear(struct kmm_kube_prepared *p)
+{
+	if (!p)
+		return;
+	free(p->path);
+	free(p->body);
+	*p = (struct kmm_kube_prepared){ 0 };
+}
+
+/* Takes *path (also on failure); body is serialized. */
+static int prepare(const char *method, char **path, const char *ctype, const json_t *body,
+		   struct kmm_kube_prepared *ret)
+{
+	_cleanup_free_ char *p = TAKE_PTR(*path), *data = NULL;
 
 	if (body) {
 		/* Sent as given: unknown fields stay, int64 stays int64. */
 		data = json_dumps(body, JSON_COMPACT);
 		if (!data)
 			return -ENOMEM;
-		req.body = data;
-		req.body_len = strlen(data);
 	}
-	return kmm_kube_request_json(c, &req, ret, err);
+	*ret = (struct kmm_kube_prepared){
+		.req = { .method = method,
+			 .path = p,
+			 .content_type = ctype,
+			 .body = data,
+			 .body_len = data ? strlen(data) : 0 },
+		.path = TAKE_PTR(p),
+		.body = TAKE_PTR(data),
+	};
+	return 0;
+}
+
+/* Sends a prepared write and frees it. */
+static int send_prepared(struct kmm_kube_client *c, struct kmm_kube_prepared *p, json_t **ret,
+			 struct kmm_error **err)
+{
+	int r = kmm_kube_request_json(c, &p->req, ret, err);
+
+	kmm_kube_prepared_clear(p);
+	return r;
 }
 
 int kmm_kube_get(struct kmm_kube_client *c, const struct kmm_kube_target *t, json_t **ret_obj,
@@ -263,7 +298,7 @@ int kmm_kube_get(struct kmm_kube_client *c, const struct kmm_kube_target *t, jso
 	r = kmm_kube_path(t, NULL, &path, err);
 	if (r < 0)
 		return r;
-	return do_json(c, "GET", path, NULL, NULL, ret_obj, err);
+	return do_json(c, "GET", path, ret_obj, err);
 }
 
 int kmm_kube_list(struct kmm_kube_client *c, const struct kmm_kube_target *t,
@@ -296,7 +331,7 @@ int kmm_kube_list(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 			  &path, err);
 	if (r < 0)
 		return r;
-	return do_json(c, "GET", path, NULL, NULL, ret_list, err);
+	return do_json(c, "GET", path, ret_list, err);
 }
 
 int kmm_kube_list_all(struct kmm_kube_client *c, const struct kmm_kube_target *t,
@@ -380,21 +415,33 @@ static int write_path(const struct kmm_kube_target *t, bool collection, const ch
 			     ret, err);
 }
 
-int kmm_kube_create(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *obj,
-		    const struct kmm_kube_write_options *o, json_t **ret_obj,
-		    struct kmm_error **err)
+int kmm_kube_prepare_create(const struct kmm_kube_target *t, const json_t *obj,
+			    const struct kmm_kube_write_options *o, struct kmm_kube_prepared *ret,
+			    struct kmm_error **err)
 {
 	_cleanup_free_ char *path = NULL;
 	int r = write_path(t, true, o ? o->field_manager : NULL, o && o->dry_run, NULL, &path, err);
 
 	if (r < 0)
 		return r;
-	return do_json(c, "POST", path, NULL, obj, ret_obj, err);
+	return prepare("POST", &path, NULL, obj, ret);
 }
 
-int kmm_kube_update(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *obj,
+int kmm_kube_create(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *obj,
 		    const struct kmm_kube_write_options *o, json_t **ret_obj,
 		    struct kmm_error **err)
+{
+	struct kmm_kube_prepared p = { 0 };
+	int r = kmm_kube_prepare_create(t, obj, o, &p, err);
+
+	if (r < 0)
+		return r;
+	return send_prepared(c, &p, ret_obj, err);
+}
+
+int kmm_kube_prepare_update(const struct kmm_kube_target *t, const json_t *obj,
+			    const struct kmm_kube_write_options *o, struct kmm_kube_prepared *ret,
+			    struct kmm_error **err)
 {
 	_cleanup_free_ char *path = NULL;
 	int r =
@@ -402,12 +449,24 @@ int kmm_kube_update(struct kmm_kube_client *c, const struct kmm_kube_target *t, 
 
 	if (r < 0)
 		return r;
-	return do_json(c, "PUT", path, NULL, obj, ret_obj, err);
+	return prepare("PUT", &path, NULL, obj, ret);
 }
 
-int kmm_kube_patch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
-		   enum kmm_kube_patch_type type, const json_t *patch,
-		   const struct kmm_kube_patch_options *o, json_t **ret_obj, struct kmm_error **err)
+int kmm_kube_update(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *obj,
+		    const struct kmm_kube_write_options *o, json_t **ret_obj,
+		    struct kmm_error **err)
+{
+	struct kmm_kube_prepared p = { 0 };
+	int r = kmm_kube_prepare_update(t, obj, o, &p, err);
+
+	if (r < 0)
+		return r;
+	return send_prepared(c, &p, ret_obj, err);
+}
+
+int kmm_kube_prepare_patch(const struct kmm_kube_target *t, enum kmm_kube_patch_type type,
+			   const json_t *patch, const struct kmm_kube_patch_options *o,
+			   struct kmm_kube_prepared *ret, struct kmm_error **err)
 {
 	_cleanup_free_ char *path = NULL;
 	const char *ctype;
@@ -438,7 +497,19 @@ int kmm_kube_patch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 		       type == KMM_KUBE_PATCH_APPLY && o->force ? "true" : NULL, &path, err);
 	if (r < 0)
 		return r;
-	return do_json(c, "PATCH", path, ctype, patch, ret_obj, err);
+	return prepare("PATCH", &path, ctype, patch, ret);
+}
+
+int kmm_kube_patch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
+		   enum kmm_kube_patch_type type, const json_t *patch,
+		   const struct kmm_kube_patch_options *o, json_t **ret_obj, struct kmm_error **err)
+{
+	struct kmm_kube_prepared p = { 0 };
+	int r = kmm_kube_prepare_patch(t, type, patch, o, &p, err);
+
+	if (r < 0)
+		return r;
+	return send_prepared(c, &p, ret_obj, err);
 }
 
 void kmm_kube_delete_options_init(struct kmm_kube_delete_options *o)
@@ -446,9 +517,40 @@ void kmm_kube_delete_options_init(struct kmm_kube_delete_options *o)
 	*o = (struct kmm_kube_delete_options){ .grace_period_seconds = -1 };
 }
 
-int kmm_kube_delete(struct kmm_kube_client *c, const struct kmm_kube_target *t,
-		    const struct kmm_kube_delete_options *o, json_t **ret_obj,
-		    struct kmm_error **err)
+/* DeleteOptions go in the body: preconditions have no query form. */
+static json_t *delete_options_json(const struct kmm_kube_delete_options *o)
+{
+	_cleanup_(json_decrefp) json_t *body = NULL;
+
+	body = json_pack("{s:s, s:s}", "kind", "DeleteOptions", "apiVersion", "v1");
+	if (!body)
+		return NULL;
+	if (o->precondition_uid || o->precondition_resource_version) {
+		json_t *pre = json_object();
+
+		if (!pre || json_object_set_new(body, "preconditions", pre) < 0)
+			return NULL;
+		if (o->precondition_uid &&
+		    json_object_set_new(pre, "uid", json_string(o->precondition_uid)) < 0)
+			return NULL;
+		if (o->precondition_resource_version &&
+		    json_object_set_new(pre, "resourceVersion",
+					json_string(o->precondition_resource_version)) < 0)
+			return NULL;
+	}
+	if (o->propagation_policy &&
+	    json_object_set_new(body, "propagationPolicy", json_string(o->propagation_policy)) < 0)
+		return NULL;
+	if (o->grace_period_seconds >= 0 &&
+	    json_object_set_new(body, "gracePeriodSeconds", json_integer(o->grace_period_seconds)) <
+		0)
+		return NULL;
+	return TAKE_PTR(body);
+}
+
+int kmm_kube_prepare_delete(const struct kmm_kube_target *t,
+			    const struct kmm_kube_delete_options *o, struct kmm_kube_prepared *ret,
+			    struct kmm_error **err)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_(json_decrefp) json_t *body = NULL;
@@ -457,34 +559,21 @@ int kmm_kube_delete(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 	r = write_path(t, false, NULL, o && o->dry_run, NULL, &path, err);
 	if (r < 0)
 		return r;
-	if (o) {
-		/* DeleteOptions go in the body: preconditions have no query form. */
-		body = json_pack("{s:s, s:s}", "kind", "DeleteOptions", "apiVersion", "v1");
-		if (!body)
-			return -ENOMEM;
-		if (o->precondition_uid || o->precondition_resource_version) {
-			json_t *pre = json_object();
+	if (o && !(body = delete_options_json(o)))
+		return -ENOMEM;
+	return prepare("DELETE", &path, NULL, body, ret);
+}
 
-			if (!pre || json_object_set_new(body, "preconditions", pre) < 0)
-				return -ENOMEM;
-			if (o->precondition_uid &&
-			    json_object_set_new(pre, "uid", json_string(o->precondition_uid)) < 0)
-				return -ENOMEM;
-			if (o->precondition_resource_version &&
-			    json_object_set_new(pre, "resourceVersion",
-						json_string(o->precondition_resource_version)) < 0)
-				return -ENOMEM;
-		}
-		if (o->propagation_policy &&
-		    json_object_set_new(body, "propagationPolicy",
-					json_string(o->propagation_policy)) < 0)
-			return -ENOMEM;
-		if (o->grace_period_seconds >= 0 &&
-		    json_object_set_new(body, "gracePeriodSeconds",
-					json_integer(o->grace_period_seconds)) < 0)
-			return -ENOMEM;
-	}
-	return do_json(c, "DELETE", path, NULL, body, ret_obj, err);
+int kmm_kube_delete(struct kmm_kube_client *c, const struct kmm_kube_target *t,
+		    const struct kmm_kube_delete_options *o, json_t **ret_obj,
+		    struct kmm_error **err)
+{
+	struct kmm_kube_prepared p = { 0 };
+	int r = kmm_kube_prepare_delete(t, o, &p, err);
+
+	if (r < 0)
+		return r;
+	return send_prepared(c, &p, ret_obj, err);
 }
 
 /* ---- discovery ---- */
@@ -516,7 +605,7 @@ int kmm_kube_discover(struct kmm_kube_client *c, const char *group, const char *
 		return -ENOMEM;
 	if (asprintf(&path, group && *group ? "/apis/%s/%s" : "/api%s/%s", eg, ev) < 0)
 		return -ENOMEM;
-	r = do_json(c, "GET", path, NULL, NULL, &list, err);
+	r = do_json(c, "GET", path, &list, err);
 	if (r < 0)
 		return r;
 	info = calloc(1, sizeof(*info));

@@ -439,6 +439,17 @@ static void test_verbs(void)
 		   "batch multiplexed over %llu new connection(s)",
 		   (unsigned long long)(s1.connections - s0.connections));
 		kmm_kube_batch_clear(items, 40);
+		/* The next batch finds that connection open again. */
+		for (int i = 0; i < 10; i++)
+			items[i].req = (struct kmm_kube_request){ .method = "GET", .path = path };
+		kmm_kube_client_stats(c, &s0);
+		r = kmm_kube_batch(c, items, 10, 8, &err);
+		kmm_kube_client_stats(c, &s1);
+		ok(r == 0 && items[9].rc == 0 && items[9].resp.status == 200 &&
+		       s1.connections == s0.connections,
+		   err, "a second batch reuses the connection (%llu new)",
+		   (unsigned long long)(s1.connections - s0.connections));
+		kmm_kube_batch_clear(items, 10);
 		free(path);
 		RESET();
 	}
