@@ -6,7 +6,7 @@
  *    upstream's controller-runtime metrics: reconcile totals by result,
  *    errors, reconcile duration, queue depth and queue latency.
  *  - kmm_op_create/patch/delete: the API writes, counted by verb and HTTP
- *    code in rest_client_requests_total.
+ *    code in rest_client_requests_total; kmm_op_batch: many of them at once.
  *  - the NodeModulesConfig overlay: the objects our own writes returned,
  *    read in preference to the informer's copy until the informer has seen
  *    them, so a reconcile never acts on a state older than its own write.
@@ -60,6 +60,8 @@ int kmm_op_ctl_new(const char *name, struct kmm_metrics *m, struct kmm_op_ctl **
 		   struct kmm_error **err);
 /* Queues key (copied); remembers when, for the queue-latency histogram. */
 void kmm_op_ctl_enqueue(struct kmm_op_ctl *c, const char *key);
+/* Ahead of other keys: the reconcile finishes work in flight (kmm_workqueue_add_first). */
+void kmm_op_ctl_enqueue_first(struct kmm_op_ctl *c, const char *key);
 void kmm_op_ctl_enqueue_after(struct kmm_op_ctl *c, const char *key, int64_t delay_ms);
 /*
  * Queues key after delay_ms unless it is already queued or due: many events
@@ -105,6 +107,39 @@ int kmm_op_delete(struct kmm_op_api *a, const struct kmm_kube_target *t, struct 
 int kmm_op_event(struct kmm_op_api *a, const char *kind, const char *name, const char *uid,
 		 const char *type, const char *reason, const char *message, const char *ann_key,
 		 const char *ann_value, struct kmm_error **err);
+
+/*
+ * The requests kmm_op_create/patch/delete/event send (same field manager,
+ * path, content type and body), built for kmm_op_batch(). On success *ret
+ * owns its strings (kmm_kube_prepared_clear); a failure always fills err.
+ */
+int kmm_op_prepare_create(const struct kmm_kube_target *t, const json_t *obj,
+			  struct kmm_kube_prepared *ret, struct kmm_error **err);
+int kmm_op_prepare_patch(const struct kmm_kube_target *t, enum kmm_kube_patch_type type,
+			 const json_t *patch, struct kmm_kube_prepared *ret,
+			 struct kmm_error **err);
+int kmm_op_prepare_delete(const struct kmm_kube_target *t, struct kmm_kube_prepared *ret,
+			  struct kmm_error **err);
+int kmm_op_prepare_event(const char *kind, const char *name, const char *uid, const char *type,
+			 const char *reason, const char *message, const char *ann_key,
+			 const char *ann_value, struct kmm_kube_prepared *ret,
+			 struct kmm_error **err);
+
+/* Requests of one kmm_op_batch() in flight at once (HTTP/2 streams). */
+#define KMM_OP_BATCH_IN_FLIGHT 16
+
+/*
+ * Performs n independent requests concurrently on the calling thread
+ * (kmm_kube_batch: rate-limited, no retries) and counts each in
+ * rest_client_requests_total like the single writes (code 0 for a transport
+ * error). On return every item has an outcome, read it with
+ * kmm_kube_batch_item_json() (a DELETE's 404 is -ENOENT there, not success);
+ * when the batch fails as a whole (returns a negative errno and fills err),
+ * the items it did not complete fail with its error and are not counted.
+ * The items' responses and errors belong to the caller (kmm_kube_batch_clear).
+ */
+int kmm_op_batch(struct kmm_op_api *a, struct kmm_kube_batch_item *items, size_t n,
+		 struct kmm_error **err);
 
 /* ---- NMC overlay ---- */
 

@@ -148,6 +148,12 @@ void kmm_op_ctl_enqueue(struct kmm_op_ctl *c, const char *key)
 	kmm_workqueue_add(c->q, key);
 }
 
+void kmm_op_ctl_enqueue_first(struct kmm_op_ctl *c, const char *key)
+{
+	note_added(c, key, now_s());
+	kmm_workqueue_add_first(c->q, key);
+}
+
 void kmm_op_ctl_enqueue_coalesced(struct kmm_op_ctl *c, const char *key, int64_t delay_ms)
 {
 	bool pending;
@@ -269,15 +275,21 @@ void kmm_op_api_count(struct kmm_op_api *a, const char *method, int code)
 	kmm_metric_add(a->requests, lv, 1);
 }
 
+/*
+ * One request in rest_client_requests_total: a success as 201 for POST and
+ * 200 otherwise, a failure as its HTTP status, 0 when there was none
+ * (transport).
+ */
+static void count(struct kmm_op_api *a, const char *method, bool ok, int http_status)
+{
+	if (ok)
+		http_status = strcmp(method, "POST") == 0 ? 201 : 200;
+	kmm_op_api_count(a, method, http_status);
+}
+
 static int counted(struct kmm_op_api *a, const char *method, int r, struct kmm_error **err)
 {
-	int code = 200;
-
-	if (r < 0)
-		code = err && *err && (*err)->http_status ? (*err)->http_status : 0;
-	else if (strcmp(method, "POST") == 0)
-		code = 201;
-	kmm_op_api_count(a, method, code);
+	count(a, method, r >= 0, r < 0 && err && *err ? (*err)->http_status : 0);
 	return r;
 }
 
@@ -293,6 +305,70 @@ int kmm_op_create(struct kmm_op_api *a, const struct kmm_kube_target *t, const j
 	struct kmm_kube_write_options o = { .field_manager = KMM_OP_FIELD_MANAGER };
 
 	return counted(a, "POST", kmm_kube_create(a->kube, t, obj, &o, ret, err), err);
+}
+
+/* lib/kube's leaf failures (out of memory) come without an error: give them one. */
+static int with_error(int r, struct kmm_error **err)
+{
+	if (r < 0 && err && !*err)
+		return kmm_error_make(err, -r, "build request: %s", strerror(-r));
+	return r;
+}
+
+int kmm_op_prepare_create(const struct kmm_kube_target *t, const json_t *obj,
+			  struct kmm_kube_prepared *ret, struct kmm_error **err)
+{
+	struct kmm_kube_write_options o = { .field_manager = KMM_OP_FIELD_MANAGER };
+
+	return with_error(kmm_kube_prepare_create(t, obj, &o, ret, err), err);
+}
+
+int kmm_op_prepare_patch(const struct kmm_kube_target *t, enum kmm_kube_patch_type type,
+			 const json_t *patch, struct kmm_kube_prepared *ret, struct kmm_error **err)
+{
+	struct kmm_kube_patch_options o = { .field_manager = KMM_OP_FIELD_MANAGER };
+
+	return with_error(kmm_kube_prepare_patch(t, type, patch, &o, ret, err), err);
+}
+
+int kmm_op_prepare_delete(const struct kmm_kube_target *t, struct kmm_kube_prepared *ret,
+			  struct kmm_error **err)
+{
+	struct kmm_kube_delete_options o;
+
+	kmm_kube_delete_options_init(&o);
+	return with_error(kmm_kube_prepare_delete(t, &o, ret, err), err);
+}
+
+int kmm_op_batch(struct kmm_op_api *a, struct kmm_kube_batch_item *items, size_t n,
+		 struct kmm_error **err)
+{
+	_cleanup_error_ struct kmm_error *e = NULL;
+	int r = kmm_kube_batch(a->kube, items, n, KMM_OP_BATCH_IN_FLIGHT, &e);
+
+	for (size_t i = 0; i < n; i++) {
+		struct kmm_kube_batch_item *it = &items[i];
+
+		if (r < 0 && it->rc == 0 && it->resp.status == 0) {
+			/* Cut short by the batch's failure: no outcome, maybe not even sent. */
+			kmm_kube_response_clear(&it->resp);
+			it->rc = kmm_error_make(
+			    &it->err, e ? e->code : -r, "%s %s: batch failed: %s", it->req.method,
+			    it->req.path, e ? kmm_error_message(e) : strerror(-r));
+			continue;
+		}
+		count(a, it->req.method,
+		      it->rc == 0 && it->resp.status >= 200 && it->resp.status < 300,
+		      it->rc < 0 ? 0 : (int)it->resp.status);
+	}
+	if (r < 0) {
+		if (!e)
+			return kmm_error_make(err, -r, "batch of %zu requests: %s", n,
+					      strerror(-r));
+		if (err)
+			*err = TAKE_PTR(e);
+	}
+	return r;
 }
 
 int kmm_op_patch(struct kmm_op_api *a, const struct kmm_kube_target *t,
@@ -335,12 +411,11 @@ static void rfc3339_now(char *buf, size_t size)
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int kmm_op_event(struct kmm_op_api *a, const char *kind, const char *name, const char *uid,
-		 const char *type, const char *reason, const char *message, const char *ann_key,
-		 const char *ann_value, struct kmm_error **err)
+/* The Event of kmm_op_event() and its target; a new reference, or NULL without memory. */
+static json_t *event_new(const char *kind, const char *name, const char *uid, const char *type,
+			 const char *reason, const char *message, const char *ann_key,
+			 const char *ann_value, struct kmm_kube_target *ret_target)
 {
-	static const struct kmm_kube_resource *res = &kmm_kube_events;
-	struct kmm_kube_target t = { .res = res, .namespace = "default" };
 	_cleanup_json_ json_t *ev = NULL;
 	char now[64];
 	char prefix[256];
@@ -355,12 +430,40 @@ int kmm_op_event(struct kmm_op_api *a, const char *kind, const char *name, const
 		       "component", "kmm", "firstTimestamp", now, "lastTimestamp", now, "count", 1,
 		       "reportingComponent", "kmm");
 	if (!ev)
-		return kmm_error_make(err, ENOMEM, "out of memory");
+		return NULL;
 	if (ann_key && ann_value &&
 	    json_object_set_new(json_object_get(ev, "metadata"), "annotations",
 				json_pack("{s:s}", ann_key, ann_value)) < 0)
+		return NULL;
+	*ret_target = (struct kmm_kube_target){ .res = &kmm_kube_events, .namespace = "default" };
+	return TAKE_PTR(ev);
+}
+
+int kmm_op_event(struct kmm_op_api *a, const char *kind, const char *name, const char *uid,
+		 const char *type, const char *reason, const char *message, const char *ann_key,
+		 const char *ann_value, struct kmm_error **err)
+{
+	struct kmm_kube_target t;
+	_cleanup_json_ json_t *ev =
+	    event_new(kind, name, uid, type, reason, message, ann_key, ann_value, &t);
+
+	if (!ev)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	return kmm_op_create(a, &t, ev, NULL, err);
+}
+
+int kmm_op_prepare_event(const char *kind, const char *name, const char *uid, const char *type,
+			 const char *reason, const char *message, const char *ann_key,
+			 const char *ann_value, struct kmm_kube_prepared *ret,
+			 struct kmm_error **err)
+{
+	struct kmm_kube_target t;
+	_cleanup_json_ json_t *ev =
+	    event_new(kind, name, uid, type, reason, message, ann_key, ann_value, &t);
+
+	if (!ev)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	return kmm_op_prepare_create(&t, ev, ret, err);
 }
 
 /* ------------------------------------------------------------------------- */

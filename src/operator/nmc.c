@@ -299,60 +299,194 @@ static int patch_status(struct nmc_state *s, struct kmm_error **err)
 	return 0;
 }
 
-static int release_pod(struct op *op, const struct wpod *p, struct kmm_error **err)
+/*
+ * Releasing a worker pod: DELETE it (unless it is being deleted already) and
+ * take kmm's finalizer off with a JSON patch whose "test" op fails when the
+ * finalizer moved in the list. Both requests go out together, the pods of a
+ * reconcile all in one batch: a terminal pod is removed once both happened,
+ * in either order. A pod already gone (404) is fine; a failed test (409/422)
+ * or any other error fails that pod, and the reconcile retries it. A released
+ * pod's uid goes to pods_released, so a cache that lags does not release it
+ * again.
+ */
+struct release {
+	const struct wpod *p;
+	ssize_t del, fin;      /* its batch items, or -1 */
+	struct kmm_error *err; /* building its requests failed */
+};
+
+static int finalizer_at(const struct wpod *p, size_t *ret_i)
 {
-	struct kmm_kube_target t = { &kmm_kube_pods, p->ns, p->name, NULL };
 	const json_t *fins = json_object_get(json_object_get(p->j, "metadata"), "finalizers");
 	const json_t *f;
+	size_t i;
+
+	json_array_foreach (fins, i, f) {
+		if (strcmp(json_string_value(f) ?: "", KMM_FINALIZER_WORKER) == 0) {
+			*ret_i = i;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* Adds rel's requests at preps + *n (room for two). */
+static int release_prepare(struct release *rel, struct kmm_kube_prepared *preps, size_t *n,
+			   struct kmm_error **err)
+{
+	const struct wpod *p = rel->p;
+	struct kmm_kube_target t = { &kmm_kube_pods, p->ns, p->name, NULL };
+	_cleanup_json_ json_t *patch = NULL;
+	char path[64];
 	size_t i;
 	int r;
 
 	if (!p->deleting) {
-		r = kmm_op_delete(&op->api, &t, err);
+		r = kmm_op_prepare_delete(&t, &preps[*n], err);
 		if (r < 0)
 			return kmm_error_wrap(err, "delete pod %s/%s", p->ns, p->name);
+		rel->del = (ssize_t)(*n)++;
 	}
-	json_array_foreach (fins, i, f) {
-		if (strcmp(json_string_value(f) ?: "", KMM_FINALIZER_WORKER) != 0)
-			continue;
-		_cleanup_json_ json_t *patch = NULL;
-		char path[64];
+	if (finalizer_at(p, &i) < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/metadata/finalizers/%zu", i);
+	patch = json_pack("[{s:s, s:s, s:s}, {s:s, s:s}]", "op", "test", "path", path, "value",
+			  KMM_FINALIZER_WORKER, "op", "remove", "path", path);
+	if (!patch)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	r = kmm_op_prepare_patch(&t, KMM_KUBE_PATCH_JSON, patch, &preps[*n], err);
+	if (r < 0)
+		return kmm_error_wrap(err, "release pod %s/%s", p->ns, p->name);
+	rel->fin = (ssize_t)(*n)++;
+	return 0;
+}
 
-		snprintf(path, sizeof(path), "/metadata/finalizers/%zu", i);
-		patch = json_pack("[{s:s, s:s, s:s}, {s:s, s:s}]", "op", "test", "path", path,
-				  "value", KMM_FINALIZER_WORKER, "op", "remove", "path", path);
-		if (!patch)
-			return kmm_error_make(err, ENOMEM, "out of memory");
-		r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_JSON, patch, NULL, err);
-		if (r == -ENOENT) {
-			kmm_error_free(*err);
-			*err = NULL;
-			return 0;
+/* What the batch did to one pod. */
+static int release_outcome(struct op *op, struct release *rel,
+			   const struct kmm_kube_batch_item *items, struct kmm_error **err)
+{
+	const struct wpod *p = rel->p;
+	struct kmm_error *e = NULL;
+	int r;
+
+	if (rel->err) {
+		r = -kmm_error_code(rel->err);
+		*err = TAKE_PTR(rel->err);
+		return r;
+	}
+	if (rel->del >= 0) {
+		r = kmm_kube_batch_item_json(&items[rel->del], NULL, &e);
+		if (r < 0 && r != -ENOENT) {
+			*err = e;
+			return kmm_error_wrap(err, "delete pod %s/%s", p->ns, p->name);
 		}
-		if (r < 0)
+		kmm_error_free(e);
+		e = NULL;
+	}
+	if (rel->fin >= 0) {
+		r = kmm_kube_batch_item_json(&items[rel->fin], NULL, &e);
+		if (r == -ENOENT) {
+			kmm_error_free(e);
+			return 0; /* gone already */
+		}
+		if (r < 0) {
+			*err = e;
 			return kmm_error_wrap(err, "release pod %s/%s", p->ns, p->name);
-		break;
+		}
 	}
 	if (kmm_kube_meta_str(p->j, "uid"))
 		kmm_op_keyset_add(op->pods_released, kmm_kube_meta_str(p->j, "uid"));
 	return 0;
 }
 
-static void release_handled(struct nmc_state *s)
+/* Releases n pods in one batch; fails with the first pod's error if any failed. */
+static int release_pods(struct op *op, const struct wpod *const *pods, size_t n,
+			struct kmm_error **err)
 {
-	for (size_t i = 0; i < s->n_pods; i++) {
-		struct kmm_error *e = NULL;
+	_cleanup_free_ struct release *rel = calloc(n ?: 1, sizeof(*rel));
+	_cleanup_free_ struct kmm_kube_prepared *preps = calloc(2 * n ?: 1, sizeof(*preps));
+	_cleanup_free_ struct kmm_kube_batch_item *items = calloc(2 * n ?: 1, sizeof(*items));
+	struct kmm_error *first = NULL;
+	size_t k = 0;
+	int r = 0;
 
-		if (s->pods[i].handled && release_pod(s->op, &s->pods[i], &e) < 0)
-			note_error(s, e);
+	if (!rel || !preps || !items)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		rel[i] = (struct release){ .p = pods[i], .del = -1, .fin = -1 };
+		if (release_prepare(&rel[i], preps, &k, &rel[i].err) < 0 && !rel[i].err)
+			kmm_error_make(&rel[i].err, ENOMEM, "release pod %s/%s: out of memory",
+				       pods[i]->ns, pods[i]->name); /* never passes for released */
 	}
+	for (size_t i = 0; i < k; i++)
+		items[i].req = preps[i].req;
+	(void)kmm_op_batch(&op->api, items, k, NULL); /* every item has its outcome */
+	for (size_t i = 0; i < n; i++) {
+		struct kmm_error *e = NULL;
+		int rr = release_outcome(op, &rel[i], items, &e);
+
+		if (rr < 0 && !first) {
+			first = e;
+			r = rr;
+		} else {
+			kmm_error_free(e);
+		}
+	}
+	kmm_kube_batch_clear(items, k);
+	for (size_t i = 0; i < k; i++)
+		kmm_kube_prepared_clear(&preps[i]);
+	if (r < 0) {
+		if (err)
+			*err = first;
+		else
+			kmm_error_free(first);
+	}
+	return r;
 }
 
+static int release_pod(struct op *op, const struct wpod *p, struct kmm_error **err)
+{
+	return release_pods(op, &p, 1, err);
+}
+
+static void release_handled(struct nmc_state *s)
+{
+	_cleanup_free_ const struct wpod **handled = calloc(s->n_pods ?: 1, sizeof(*handled));
+	struct kmm_error *e = NULL;
+	size_t n = 0;
+
+	if (!handled) {
+		kmm_error_make(&e, ENOMEM, "out of memory");
+		note_error(s, e);
+		return;
+	}
+	for (size_t i = 0; i < s->n_pods; i++)
+		if (s->pods[i].handled)
+			handled[n++] = &s->pods[i];
+	if (n > 0 && release_pods(s->op, handled, n, &e) < 0)
+		note_error(s, e);
+}
+
+/* The Events of this reconcile, one batch. */
 static void send_events(struct nmc_state *s)
 {
 	const char *uid = kmm_kube_meta_str(s->node, "uid");
+	size_t n = kmm_strv_length(s->events) / 3, k = 0;
+	_cleanup_free_ struct kmm_kube_prepared *preps = NULL;
+	_cleanup_free_ struct kmm_kube_batch_item *items = NULL;
 
-	for (size_t i = 0; s->events && s->events[i]; i += 3) {
+	if (!s->events || n == 0)
+		return;
+	preps = calloc(n, sizeof(*preps));
+	items = calloc(n, sizeof(*items));
+	if (!preps || !items) {
+		struct kmm_error *e = NULL;
+
+		kmm_error_make(&e, ENOMEM, "out of memory");
+		note_error(s, e);
+		return;
+	}
+	for (size_t i = 0; i < 3 * n; i += 3) {
 		const char *type = s->events[i], *reason = s->events[i + 1],
 			   *key = s->events[i + 2];
 		char msg[600];
@@ -369,10 +503,23 @@ static void send_events(struct nmc_state *s)
 				 key);
 		kmm_log(KMM_LOG_INFO, reason, "controller", "nmc", "key", s->name, "module", key,
 			NULL);
-		if (kmm_op_event(&s->op->api, "Node", s->name, uid, type, reason, msg, "module",
-				 key, &e) < 0)
+		if (kmm_op_prepare_event("Node", s->name, uid, type, reason, msg, "module", key,
+					 &preps[k], &e) < 0) {
 			note_error(s, e);
+			continue;
+		}
+		items[k].req = preps[k].req;
+		k++;
 	}
+	(void)kmm_op_batch(&s->op->api, items, k, NULL); /* every item has its outcome */
+	for (size_t i = 0; i < k; i++) {
+		struct kmm_error *e = NULL;
+
+		if (kmm_kube_batch_item_json(&items[i], NULL, &e) < 0)
+			note_error(s, e);
+		kmm_kube_prepared_clear(&preps[i]);
+	}
+	kmm_kube_batch_clear(items, k);
 }
 
 /* ---- 4. worker pods ---- */
@@ -408,6 +555,17 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 	snprintf(key, sizeof(key), "%s/%s", ns, kmm_kube_meta_str(pod, "name"));
 	if (kmm_op_keyset_contains(s->op->pods_created, key))
 		return 0; /* created moments ago; the cache will show it */
+	{
+		/*
+		 * Arrived in the cache since load_pods() (the informer stores a
+		 * pod before its handler drops the key above), or an earlier pod
+		 * of that name is still going away: its events queue us again.
+		 */
+		_cleanup_obj_unref_ struct kmm_obj *cached = kmm_informer_get(s->op->pods, key);
+
+		if (cached)
+			return 0;
+	}
 	r = kmm_op_create(&s->op->api, &t, pod, NULL, err);
 	if (r >= 0)
 		kmm_op_keyset_add(s->op->pods_created, key);
@@ -623,17 +781,22 @@ static int sync_in_use_labels(struct nmc_state *s, struct kmm_error **err)
 static int release_all(struct op *op, struct kmm_obj **objs, size_t n, struct kmm_error **err)
 {
 	struct nmc_state s = { .op = op };
+	_cleanup_free_ const struct wpod **all = NULL;
+	int r;
 
 	load_pods(&s, objs, n);
+	all = calloc(s.n_pods ?: 1, sizeof(*all));
+	if (!s.pods || !all) {
+		free(s.pods);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
 	for (size_t i = 0; i < s.n_pods; i++) {
 		s.pods[i].deleting = true; /* only strip the finalizer; the GC deletes */
-		if (release_pod(op, &s.pods[i], err) < 0) {
-			free(s.pods);
-			return -EIO;
-		}
+		all[i] = &s.pods[i];
 	}
+	r = s.n_pods > 0 ? release_pods(op, all, s.n_pods, err) : 0;
 	free(s.pods);
-	return 0;
+	return r;
 }
 
 int64_t kmm_op_nmc_reconcile(const char *name, void *userdata, struct kmm_error **err)
