@@ -70,6 +70,12 @@ bool kmm_obj_has_dom(const struct kmm_obj *o);
 /* Bytes of heap the object occupies (its single allocation). */
 size_t kmm_obj_size(const struct kmm_obj *o);
 
+/*
+ * A compact object of obj (an object, taken as it is) stored under key, for
+ * caches of one's own; it shares its leaves with the stores'. 0 or -errno.
+ */
+int kmm_obj_new(const json_t *obj, const char *key, struct kmm_obj **ret);
+
 struct kmm_obj *kmm_obj_ref(struct kmm_obj *o);
 void kmm_obj_unref(struct kmm_obj *o);
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_obj *, kmm_obj_unref)

@@ -317,6 +317,11 @@ int kube_obj_new(const json_t *projected, const char *key, struct kmm_obj **ret)
 	return 0;
 }
 
+int kmm_obj_new(const json_t *obj, const char *key, struct kmm_obj **ret)
+{
+	return kube_obj_new(obj, key, ret);
+}
+
 /* ---- readers ---- */
 
 static const struct atom *find(const struct kmm_obj *o, const char *path, size_t plen)
