@@ -3,10 +3,10 @@
  * The Kubernetes API client: transport and typed-by-resource requests.
  *
  * Threads: a struct kmm_kube_client is safe to use from any number of threads
- * at once. Each call borrows an idle curl easy handle from the client's pool
- * (or makes one), so connections, DNS and TLS sessions are reused through a
- * shared CURLSH; nothing is shared between two calls in flight except that
- * cache and the rate limiter. Watches (kmm/watch.h) use their own handles.
+ * at once. Every transfer (requests, batches, watches in kmm/watch.h) is
+ * run by one thread the client starts on first use, on one curl multi handle:
+ * over HTTP/2 they all share one connection, as streams. The calling thread
+ * waits for its own transfer; callbacks it gives run on the calling thread.
  *
  * Ownership: objects passed in (json_t *body) are borrowed and never
  * modified; objects returned through ret_* are new references owned by the
@@ -161,12 +161,11 @@ int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_reque
 
 /*
  * Pipelined requests: performs n requests with up to max_in_flight in flight
- * at once, multiplexed as HTTP/2 streams over one connection when the server
- * offers HTTP/2 (one connection per in-flight request otherwise), on the
- * calling thread. Each item gets its own response or error; there are no
- * retries here (look at each item's status). Returns 0 when every item was
- * attempted (even if some failed), a negative errno on setup failure.
- * Items' responses and errors belong to the caller (kmm_kube_batch_clear).
+ * at once, on the client's shared connection (HTTP/2 streams; one connection
+ * per in-flight request over HTTP/1.1); the calling thread waits. Each item
+ * gets its own response or error; there are no retries here (look at each
+ * item's status). Returns 0 when every item was attempted (even if some
+ * failed), -ENOMEM when out of memory. Items' responses and errors belong to the caller (kmm_kube_batch_clear).
  */
 struct kmm_kube_batch_item {
 	struct kmm_kube_request req;   /* in */

@@ -3,6 +3,8 @@
 #ifndef KMM_LIB_KUBE_INTERNAL_H
 #define KMM_LIB_KUBE_INTERNAL_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -45,5 +47,43 @@ void kube_format_microtime(char *buf, size_t len, const struct timespec *ts);
 const struct kmm_kube_client_options *kube_client_options(const struct kmm_kube_client *c);
 
 void kube_stats_add(struct kmm_kube_client *c, long new_connections);
+
+/*
+ * The hub (hub.c): one thread per client runs every transfer on one curl
+ * multi handle. An op is one transfer handed to it: the caller owns the op
+ * and its easy handle, and must not touch the handle (nor free either) until
+ * op->done, which the hub sets under *lock and signals on *cond once it has
+ * let go of the handle. The transfer's callbacks run on the hub's thread.
+ */
+struct kube_hub;
+
+struct kube_op {
+	CURL *easy;
+	pthread_mutex_t *lock; /* the caller's; guards done, result, removal_acked */
+	pthread_cond_t *cond;
+	bool done;
+	CURLcode result;
+	bool removal_acked;
+	/* The hub's own. */
+	bool in_multi;
+	struct kube_op *next, *next_removal;
+};
+
+int kube_hub_new(struct kube_hub **ret_hub);
+
+/* Stops the thread. Every op must be done (or cancelled) before. NULL-safe. */
+void kube_hub_free(struct kube_hub *h);
+
+/* Hands op over (starting the thread on first use). -ESHUTDOWN once stopping. */
+int kube_hub_submit(struct kube_hub *h, struct kube_op *op);
+
+/* Stops op if it still runs (result CURLE_ABORTED_BY_CALLBACK); returns once done. */
+void kube_hub_cancel(struct kube_hub *h, struct kube_op *op);
+
+/* Runs one transfer to its end; *ret_result as curl_easy_perform() would return. */
+int kube_hub_perform(struct kube_hub *h, CURL *e, CURLcode *ret_result);
+
+/* The client's hub, for watches. */
+struct kube_hub *kube_client_hub(const struct kmm_kube_client *c);
 
 #endif

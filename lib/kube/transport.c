@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Transport: libcurl easy handles borrowed from a per-client pool, one shared
- * CURLSH (connections, DNS, TLS sessions) guarded by one mutex per lock class,
+ * Transport: a libcurl easy handle per transfer, run by the client's hub
+ * (hub.c: one thread, one multi handle, so one HTTP/2 connection for all), a
+ * CURLSH (DNS, TLS sessions) guarded by one mutex per lock class,
  * a token-bucket rate limiter, retries with jittered exponential backoff that
  * honour Retry-After, and authentication (static token, token file re-read on
  * change, client certificates, exec plugins). See docs/internals/transport.md.
@@ -29,8 +30,6 @@
 #include "lib/kube/kube-internal.h"
 #include "lib/shared/internal.h"
 
-#define POOL_MAX 64
-#define BATCH_POOL_MAX 16
 #define EXEC_OUTPUT_MAX ((size_t)1024 * 1024)
 #define TOKEN_MAX ((size_t)64 * 1024)
 
@@ -42,11 +41,7 @@ struct kmm_kube_client {
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
-	pthread_mutex_t pool_lock; /* guards pool[], n_pool, batch_pool[] and n_batch_pool */
-	CURL *pool[POOL_MAX];
-	size_t n_pool;
-	struct batch_ctx *batch_pool[BATCH_POOL_MAX]; /* idle kmm_kube_batch() contexts */
-	size_t n_batch_pool;
+	struct kube_hub *hub;
 
 	pthread_mutex_t rate_lock; /* guards tokens and last_ns */
 	double tokens;
@@ -223,7 +218,6 @@ int kmm_kube_client_new(const struct kmm_kube_config *config,
 		return -ENOMEM;
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
-	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_mutex_init(&c->rate_lock, NULL);
 	pthread_mutex_init(&c->auth_lock, NULL);
 	if (opts)
@@ -254,7 +248,7 @@ int kmm_kube_client_new(const struct kmm_kube_config *config,
 		return -ENOMEM;
 	}
 	c->share = curl_share_init();
-	if (!c->share) {
+	if (!c->share || kube_hub_new(&c->hub) < 0) {
 		kmm_kube_client_free(c);
 		return -ENOMEM;
 	}
@@ -264,11 +258,10 @@ int kmm_kube_client_new(const struct kmm_kube_config *config,
 	    (sc = curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS)) != CURLSHE_OK ||
 	    (sc = curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) !=
 		CURLSHE_OK) {
-		/* Connections are not shared: each pooled easy handle keeps its own
-		 * (kept alive, reused by whichever thread borrows the handle next).
-		 * A shared connection cache makes concurrent threads wait on each
-		 * other's HTTP/2 connections; TLS sessions are shared, so a new
-		 * connection resumes instead of a full handshake. */
+		/* Connections live in the hub's multi handle, not here: curl's
+		 * shared connection cache is not safe across threads. TLS
+		 * sessions are shared, so a new connection resumes instead of a
+		 * full handshake. */
 		kmm_kube_client_free(c);
 		return kmm_error_make(err, EIO, "curl_share_setopt: %s", curl_share_strerror(sc));
 	}
@@ -276,21 +269,15 @@ int kmm_kube_client_new(const struct kmm_kube_config *config,
 	return 0;
 }
 
-static void batch_ctx_free(struct batch_ctx *b);
-
 void kmm_kube_client_free(struct kmm_kube_client *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n_pool; i++)
-		curl_easy_cleanup(c->pool[i]);
-	for (size_t i = 0; i < c->n_batch_pool; i++)
-		batch_ctx_free(c->batch_pool[i]);
+	kube_hub_free(c->hub);
 	if (c->share)
 		curl_share_cleanup(c->share);
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&c->share_locks[i]);
-	pthread_mutex_destroy(&c->pool_lock);
 	pthread_mutex_destroy(&c->rate_lock);
 	pthread_mutex_destroy(&c->auth_lock);
 	kmm_kube_config_free(c->cfg);
@@ -302,27 +289,9 @@ void kmm_kube_client_free(struct kmm_kube_client *c)
 	free(c);
 }
 
-static CURL *pool_get(struct kmm_kube_client *c)
+struct kube_hub *kube_client_hub(const struct kmm_kube_client *c)
 {
-	CURL *e = NULL;
-
-	pthread_mutex_lock(&c->pool_lock);
-	if (c->n_pool > 0)
-		e = c->pool[--c->n_pool];
-	pthread_mutex_unlock(&c->pool_lock);
-	return e ? e : curl_easy_init();
-}
-
-static void pool_put(struct kmm_kube_client *c, CURL *e)
-{
-	pthread_mutex_lock(&c->pool_lock);
-	if (c->n_pool < POOL_MAX) {
-		c->pool[c->n_pool++] = e;
-		e = NULL;
-	}
-	pthread_mutex_unlock(&c->pool_lock);
-	if (e)
-		curl_easy_cleanup(e);
+	return c->hub;
 }
 
 /* ---- rate limiting and backoff ---- */
@@ -630,9 +599,8 @@ int kube_easy_setup(struct kmm_kube_client *c, CURL *e, const char *method, cons
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_SHARE, c->share);
 	/*
-	 * Every pooled handle and kept connection would otherwise hold a 64 KiB
-	 * upload buffer and two idle TLS record buffers: about 100 KiB each,
-	 * for a few dozen of them (one per worker thread and watch).
+	 * Each transfer would otherwise hold a 64 KiB upload buffer, and the
+	 * connection two idle TLS record buffers.
 	 */
 	SET(CURLOPT_UPLOAD_BUFFERSIZE, 16 * 1024L);
 	/* Fails only with a TLS backend other than OpenSSL: nothing to tune then. */
@@ -785,14 +753,14 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 
 		kmm_buf_init(&x.body, c->opts.max_body);
 		kube_rate_wait(c);
-		e = pool_get(c);
+		e = curl_easy_init();
 		if (!e)
 			return -ENOMEM;
 		timeout = req->timeout_ms > 0 ? req->timeout_ms : c->opts.request_timeout_ms;
 		r = kube_easy_setup(c, e, req->method, req->path, req->content_type, req->body,
 				    req->body_len, timeout, &h, err);
 		if (r < 0) {
-			pool_put(c, e);
+			curl_easy_cleanup(e);
 			return kmm_error_wrap(err, "%s %s", req->method, req->path);
 		}
 		if (curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
@@ -800,15 +768,21 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 		    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
 		    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x) != CURLE_OK) {
 			curl_slist_free_all(h);
-			pool_put(c, e);
+			curl_easy_cleanup(e);
 			return kmm_error_make(err, EIO, "curl_easy_setopt: callbacks");
 		}
-		cc = curl_easy_perform(e);
+		r = kube_hub_perform(c->hub, e, &cc);
+		if (r < 0) {
+			curl_slist_free_all(h);
+			curl_easy_cleanup(e);
+			return kmm_error_make(err, -r, "%s %s: transfer not started", req->method,
+					      req->path);
+		}
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &conns);
 		kube_stats_add(c, conns);
 		curl_slist_free_all(h);
-		pool_put(c, e);
+		curl_easy_cleanup(e);
 		kmm_debug("kube: request", "method", req->method, "path", req->path);
 		if (x.too_big)
 			return kmm_error_make(err, E2BIG, "%s %s: response body over %zu bytes",
@@ -892,98 +866,12 @@ int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_reque
 /* ---- pipelined batch ---- */
 
 /*
- * A multi handle and the easy handles of one batch; the multi handle is
- * kept by the client between batches so that its connection (one HTTP/2 connection, or up to
- * max_in_flight HTTP/1.1 ones) stays open: a fresh multi handle pays a TLS
- * handshake per batch, and the single-request pool's handles cannot be lent
- * (adding an easy handle to a multi handle drops the connections it kept).
- * Used by one batch at a time.
+ * The batch's transfers run on the hub like single requests, at most
+ * max_in_flight at a time; the slots share one mutex and condition variable,
+ * so a completion wakes the batch to refill that slot.
  */
-struct batch_ctx {
-	CURLM *m;
-	CURL **e;
-	size_t n_e;
-};
-
-static void batch_ctx_free(struct batch_ctx *b)
-{
-	if (!b)
-		return;
-	for (size_t i = 0; i < b->n_e; i++) {
-		curl_multi_remove_handle(b->m, b->e[i]);
-		curl_easy_cleanup(b->e[i]);
-	}
-	free(b->e);
-	if (b->m)
-		curl_multi_cleanup(b->m);
-	free(b);
-}
-
-/* An idle context with at least n easy handles, or NULL without memory. */
-static struct batch_ctx *batch_ctx_get(struct kmm_kube_client *c, size_t n)
-{
-	struct batch_ctx *b = NULL;
-	CURL **e;
-
-	pthread_mutex_lock(&c->pool_lock);
-	if (c->n_batch_pool > 0)
-		b = c->batch_pool[--c->n_batch_pool];
-	pthread_mutex_unlock(&c->pool_lock);
-	if (!b) {
-		b = calloc(1, sizeof(*b));
-		if (!b)
-			return NULL;
-		b->m = curl_multi_init();
-		if (!b->m || curl_multi_setopt(b->m, CURLMOPT_PIPELINING,
-					       (long)CURLPIPE_MULTIPLEX) != CURLM_OK) {
-			batch_ctx_free(b);
-			return NULL;
-		}
-	}
-	if (b->n_e < n) {
-		e = realloc(b->e, n * sizeof(*e));
-		if (!e) {
-			batch_ctx_free(b);
-			return NULL;
-		}
-		b->e = e;
-		for (; b->n_e < n; b->n_e++) {
-			b->e[b->n_e] = curl_easy_init();
-			if (!b->e[b->n_e]) {
-				batch_ctx_free(b);
-				return NULL;
-			}
-		}
-	}
-	return b;
-}
-
-/* Keeps b's connections for the next batch; a context whose batch failed goes. */
-static void batch_ctx_put(struct kmm_kube_client *c, struct batch_ctx *b, bool reuse)
-{
-	if (!b)
-		return;
-	/*
-	 * The connections live in the multi handle's cache; the easy handles
-	 * go: each keeps its transfer buffers (tens of KiB), and a context
-	 * kept per concurrent batch with 16 of them held 5 MiB at 300 nodes.
-	 */
-	for (size_t i = 0; i < b->n_e; i++) {
-		curl_multi_remove_handle(b->m, b->e[i]);
-		curl_easy_cleanup(b->e[i]);
-	}
-	b->n_e = 0;
-	pthread_mutex_lock(&c->pool_lock);
-	if (reuse && c->n_batch_pool < BATCH_POOL_MAX) {
-		c->batch_pool[c->n_batch_pool++] = b;
-		b = NULL;
-	}
-	pthread_mutex_unlock(&c->pool_lock);
-	batch_ctx_free(b);
-}
-
 struct batch_slot {
-	CURL *e;
+	struct kube_op op; /* op.easy is NULL while the slot is free */
 	struct curl_slist *h;
 	struct xfer x;
 	size_t item;
@@ -1016,49 +904,59 @@ int kmm_kube_batch_item_json(const struct kmm_kube_batch_item *it, json_t **ret_
 	return response_json(&it->req, &it->resp, ret_obj, err);
 }
 
-static int batch_start(struct kmm_kube_client *c, CURLM *m, struct batch_slot *s,
+static int batch_start(struct kmm_kube_client *c, struct batch_slot *s,
 		       struct kmm_kube_batch_item *it, size_t idx)
 {
 	int r;
 
 	kube_rate_wait(c);
-	curl_slist_free_all(s->h); /* left by a start that failed after setup */
-	s->h = NULL;
 	s->item = idx;
 	s->x = (struct xfer){ .retry_after_ms = -1 };
 	kmm_buf_init(&s->x.body, c->opts.max_body);
-	r = kube_easy_setup(c, s->e, it->req.method, it->req.path, it->req.content_type,
+	s->op.easy = curl_easy_init();
+	if (!s->op.easy)
+		return kmm_error_make(&it->err, ENOMEM, "batch: curl_easy_init failed");
+	r = kube_easy_setup(c, s->op.easy, it->req.method, it->req.path, it->req.content_type,
 			    it->req.body, it->req.body_len, c->opts.request_timeout_ms, &s->h,
 			    &it->err);
-	if (r < 0)
-		return r;
-	if (curl_easy_setopt(s->e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-	    curl_easy_setopt(s->e, CURLOPT_WRITEDATA, &s->x) != CURLE_OK ||
-	    curl_easy_setopt(s->e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
-	    curl_easy_setopt(s->e, CURLOPT_HEADERDATA, &s->x) != CURLE_OK ||
-	    curl_easy_setopt(s->e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK ||
-	    curl_easy_setopt(s->e, CURLOPT_PRIVATE, s) != CURLE_OK ||
-	    curl_multi_add_handle(m, s->e) != CURLM_OK)
-		return kmm_error_make(&it->err, EIO, "batch: curl setup failed");
-	return 0;
+	if (r == 0 &&
+	    (curl_easy_setopt(s->op.easy, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+	     curl_easy_setopt(s->op.easy, CURLOPT_WRITEDATA, &s->x) != CURLE_OK ||
+	     curl_easy_setopt(s->op.easy, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
+	     curl_easy_setopt(s->op.easy, CURLOPT_HEADERDATA, &s->x) != CURLE_OK))
+		r = kmm_error_make(&it->err, EIO, "batch: curl setup failed");
+	if (r == 0 && (r = kube_hub_submit(c->hub, &s->op)) < 0)
+		kmm_error_make(&it->err, -r, "%s %s: transfer not started", it->req.method,
+			       it->req.path);
+	if (r < 0) {
+		curl_slist_free_all(s->h);
+		s->h = NULL;
+		curl_easy_cleanup(s->op.easy);
+		s->op.easy = NULL;
+		kmm_buf_free(&s->x.body);
+	}
+	return r;
 }
 
+/* Called with the slot's transfer done; frees the slot. */
 static void batch_finish(struct kmm_kube_client *c, struct batch_slot *s,
-			 struct kmm_kube_batch_item *it, CURLcode cc)
+			 struct kmm_kube_batch_item *it)
 {
 	long status = 0, conns = 0;
 
-	curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(s->e, CURLINFO_NUM_CONNECTS, &conns);
+	curl_easy_getinfo(s->op.easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(s->op.easy, CURLINFO_NUM_CONNECTS, &conns);
 	kube_stats_add(c, conns);
 	curl_slist_free_all(s->h);
 	s->h = NULL;
+	curl_easy_cleanup(s->op.easy);
+	s->op.easy = NULL;
 	if (s->x.too_big) {
 		it->rc = kmm_error_make(&it->err, E2BIG, "%s %s: response body over %zu bytes",
 					it->req.method, it->req.path, c->opts.max_body);
-	} else if (cc != CURLE_OK) {
+	} else if (s->op.result != CURLE_OK) {
 		it->rc = kmm_error_make(&it->err, ECONNREFUSED, "%s %s: %s", it->req.method,
-					it->req.path, curl_easy_strerror(cc));
+					it->req.path, curl_easy_strerror(s->op.result));
 	} else {
 		it->resp.status = status;
 		it->resp.retry_after_ms = s->x.retry_after_ms;
@@ -1069,15 +967,29 @@ static void batch_finish(struct kmm_kube_client *c, struct batch_slot *s,
 	kmm_buf_free(&s->x.body);
 }
 
+/* Starts items from *next on the free slot s until one starts or none are left. */
+static bool batch_refill(struct kmm_kube_client *c, struct batch_slot *s,
+			 struct kmm_kube_batch_item *items, size_t n, size_t *next)
+{
+	while (*next < n) {
+		size_t idx = (*next)++;
+
+		if (batch_start(c, s, &items[idx], idx) == 0)
+			return true;
+		items[idx].rc = -kmm_error_code(items[idx].err);
+	}
+	return false;
+}
+
 int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items, size_t n,
 		   size_t max_in_flight, struct kmm_error **err)
 {
-	struct batch_slot *slots = NULL;
-	struct batch_ctx *b = NULL;
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+	_cleanup_free_ struct batch_slot *slots = NULL;
 	size_t next = 0, active = 0;
-	CURLM *m = NULL;
-	int r = 0;
 
+	(void)err; /* per-item errors only: a batch as such cannot fail */
 	if (max_in_flight == 0)
 		max_in_flight = 1;
 	if (max_in_flight > n)
@@ -1089,69 +1001,36 @@ int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items,
 	}
 	if (n == 0)
 		return 0;
-	b = batch_ctx_get(c, max_in_flight);
 	slots = calloc(max_in_flight, sizeof(*slots));
-	if (!b || !slots) {
-		r = -ENOMEM;
-		goto out;
-	}
-	m = b->m;
-	if (curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_in_flight) != CURLM_OK ||
-	    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)max_in_flight) != CURLM_OK) {
-		r = kmm_error_make(err, EIO, "batch: curl_multi_setopt failed");
-		goto out;
-	}
-	for (size_t i = 0; i < max_in_flight; i++)
-		slots[i].e = b->e[i];
-	/* Fill the slots, then refill each as its transfer completes. */
-	for (size_t i = 0; i < max_in_flight && next < n; i++, next++) {
-		if (batch_start(c, m, &slots[i], &items[next], next) < 0)
-			items[next].rc = -kmm_error_code(items[next].err);
-		else
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < max_in_flight; i++) {
+		slots[i].op.lock = &lock;
+		slots[i].op.cond = &cond;
+		if (batch_refill(c, &slots[i], items, n, &next))
 			active++;
 	}
+	pthread_mutex_lock(&lock);
 	while (active > 0) {
-		int running, q;
-		CURLMsg *msg;
-		CURLMcode mc = curl_multi_perform(m, &running);
+		struct batch_slot *s = NULL;
 
-		if (mc != CURLM_OK) {
-			r = kmm_error_make(err, EIO, "batch: %s", curl_multi_strerror(mc));
-			goto out;
-		}
-		while ((msg = curl_multi_info_read(m, &q))) {
-			struct batch_slot *s = NULL;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-			curl_multi_remove_handle(m, s->e);
-			batch_finish(c, s, &items[s->item], msg->data.result);
-			active--;
-			while (next < n) {
-				size_t idx = next++;
-
-				if (batch_start(c, m, s, &items[idx], idx) == 0) {
-					active++;
-					break;
-				}
-				items[idx].rc = -kmm_error_code(items[idx].err);
-			}
-		}
-		if (active > 0 && curl_multi_poll(m, NULL, 0, 1000, NULL) != CURLM_OK) {
-			r = kmm_error_make(err, EIO, "batch: curl_multi_poll failed");
-			goto out;
-		}
-	}
-out:
-	for (size_t i = 0; slots && i < max_in_flight; i++) {
-		if (!slots[i].e)
+		for (size_t i = 0; i < max_in_flight && !s; i++)
+			if (slots[i].op.easy && slots[i].op.done)
+				s = &slots[i];
+		if (!s) {
+			pthread_cond_wait(&cond, &lock);
 			continue;
-		curl_multi_remove_handle(m, slots[i].e);
-		curl_slist_free_all(slots[i].h);
-		kmm_buf_free(&slots[i].x.body);
+		}
+		/* The hub is done with s; starting the next transfer may block (rate limit). */
+		pthread_mutex_unlock(&lock);
+		batch_finish(c, s, &items[s->item]);
+		active--;
+		if (batch_refill(c, s, items, n, &next))
+			active++;
+		pthread_mutex_lock(&lock);
 	}
-	free(slots);
-	batch_ctx_put(c, b, r == 0);
-	return r;
+	pthread_mutex_unlock(&lock);
+	pthread_cond_destroy(&cond);
+	pthread_mutex_destroy(&lock);
+	return 0;
 }

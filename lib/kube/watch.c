@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * One watch stream on a curl multi handle, so another thread can wake it with
- * curl_multi_wakeup() to cancel; frames split by kmm_jsonl (capped), decoded
- * one at a time. See docs/internals/watch.md.
+ * One watch stream, run by the client's hub like any transfer: the hub's
+ * thread appends what arrives to the stream's inbox and signals; the watching
+ * thread takes it, splits frames with kmm_jsonl (capped) and decodes them one
+ * at a time, so slow event handlers never hold up other transfers.
+ * See docs/internals/watch.md.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -17,8 +21,16 @@
 #include "kmm/watch.h"
 #include "lib/kube/kube-internal.h"
 
+/*
+ * Bytes received but not yet taken by the watching thread. Over the cap the
+ * stream is stopped with an error (and reopened by its owner): only a
+ * watcher stuck for a long time in its handlers gets there.
+ */
+#define WATCH_INBOX_MAX ((size_t)64 * 1024 * 1024)
+
 struct kmm_watch {
-	CURLM *multi;
+	pthread_mutex_t lock; /* guards the running stream's inbox and op state */
+	pthread_cond_t cond;
 	atomic_bool cancelled;
 };
 
@@ -80,11 +92,14 @@ int kmm_watch_new(struct kmm_watch **ret_watch, struct kmm_error **err)
 
 	if (!w)
 		return -ENOMEM;
-	w->multi = curl_multi_init();
-	if (!w->multi) {
-		free(w);
-		return kmm_error_make(err, ENOMEM, "curl_multi_init failed");
-	}
+	pthread_condattr_t ca;
+
+	(void)err;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* stream_wait()'s deadlines */
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	atomic_init(&w->cancelled, false);
 	*ret_watch = w;
 	return 0;
@@ -93,7 +108,9 @@ int kmm_watch_new(struct kmm_watch **ret_watch, struct kmm_error **err)
 void kmm_watch_cancel(struct kmm_watch *w)
 {
 	atomic_store(&w->cancelled, true);
-	curl_multi_wakeup(w->multi);
+	pthread_mutex_lock(&w->lock);
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
 }
 
 bool kmm_watch_cancelled(const struct kmm_watch *w)
@@ -105,15 +122,21 @@ void kmm_watch_free(struct kmm_watch *w)
 {
 	if (!w)
 		return;
-	curl_multi_cleanup(w->multi);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
 
 struct stream {
-	CURL *easy;
-	struct kmm_jsonl split;
+	struct kube_op op;
+	struct kmm_watch *w;
+	/* Written by the hub under w->lock; read by the watcher under it or once op.done. */
+	struct kmm_buf inbox;
+	bool inbox_full;
 	struct kmm_buf errbody; /* body of a non-200 answer, capped */
 	long status;
+	/* The watcher's. */
+	struct kmm_jsonl split;
 	kmm_watch_event_fn on_event;
 	void *userdata;
 	struct kmm_error *err; /* why the stream stopped from inside a callback */
@@ -135,27 +158,64 @@ static int on_frame(const char *frame, size_t len, void *ud, struct kmm_error **
 	return s->on_event(type, obj, s->userdata, err);
 }
 
+/* On the hub's thread. */
 static size_t stream_write(char *p, size_t size, size_t n, void *ud)
 {
 	struct stream *s = ud;
 	size_t len = size * n;
-	int r;
+	bool ok = true;
 
 	if (s->status == 0)
-		curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
+		curl_easy_getinfo(s->op.easy, CURLINFO_RESPONSE_CODE, &s->status);
+	pthread_mutex_lock(&s->w->lock);
 	if (s->status != 200) {
 		(void)kmm_buf_append(&s->errbody, p, len); /* over the cap: truncated */
-		return len;
+	} else if (kmm_buf_append(&s->inbox, p, len) < 0) {
+		s->inbox_full = true;
+		ok = false;
 	}
-	r = kmm_jsonl_feed(&s->split, p, len, on_frame, s, &s->err);
-	if (r < 0) {
-		if (r == -E2BIG && !s->err)
-			kmm_error_make(&s->err, E2BIG, "watch event over %zu bytes",
-				       s->split.max_frame);
-		s->r = r;
-		return 0; /* stops the transfer */
+	pthread_cond_broadcast(&s->w->cond);
+	pthread_mutex_unlock(&s->w->lock);
+	return ok ? len : 0; /* 0 stops the transfer */
+}
+
+/* Feeds what the hub received to the frame splitter and event callback. */
+static int stream_feed(struct stream *s, const char *p, size_t len)
+{
+	int r = kmm_jsonl_feed(&s->split, p, len, on_frame, s, &s->err);
+
+	if (r == -E2BIG && !s->err)
+		kmm_error_make(&s->err, E2BIG, "watch event over %zu bytes", s->split.max_frame);
+	return r;
+}
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
 	}
-	return len;
+}
+
+/*
+ * Waits for the stream to deliver, end, or be cancelled (at most a second,
+ * for the tick); takes what arrived into *ret_chunk. Called with w->lock held.
+ */
+static void stream_wait(struct stream *s, struct kmm_watch *w, char **ret_chunk, size_t *ret_len)
+{
+	struct timespec until;
+
+	deadline_in(&until, 1000);
+	while (!s->op.done && s->inbox.len == 0 && !kmm_watch_cancelled(w))
+		if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT)
+			break;
+	*ret_len = s->inbox.len;
+	*ret_chunk = s->inbox.len > 0 ? kmm_buf_steal(&s->inbox) : NULL;
+	if (*ret_len > 0 && !*ret_chunk)
+		*ret_len = 0; /* out of memory: the bytes stay for the next round */
 }
 
 int kmm_kube_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
@@ -167,11 +227,10 @@ int kmm_kube_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 	struct kmm_kube_target coll = *t;
 	_cleanup_free_ char *path = NULL, *tmo = NULL;
 	struct curl_slist *h = NULL;
-	struct stream s = { .on_event = on_event, .userdata = userdata };
-	CURLcode done = CURLE_OK;
+	struct stream s = { .on_event = on_event, .userdata = userdata, .w = w };
 	bool finished = false;
 	long guard_ms = 0;
-	int r, running = 0;
+	int r;
 
 	if (!o)
 		o = &none;
@@ -199,60 +258,59 @@ int kmm_kube_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 	if (r < 0)
 		return r;
 	kmm_jsonl_init(&s.split, o->max_frame ? o->max_frame : KMM_WATCH_DEFAULT_MAX_FRAME);
+	kmm_buf_init(&s.inbox, WATCH_INBOX_MAX);
 	kmm_buf_init(&s.errbody, 64 * 1024);
+	s.op.lock = &w->lock;
+	s.op.cond = &w->cond;
 	kube_rate_wait(c);
-	s.easy = curl_easy_init();
-	if (!s.easy) {
+	s.op.easy = curl_easy_init();
+	if (!s.op.easy) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = kube_easy_setup(c, s.easy, "GET", path, NULL, NULL, 0, guard_ms, &h, err);
+	r = kube_easy_setup(c, s.op.easy, "GET", path, NULL, NULL, 0, guard_ms, &h, err);
 	if (r < 0)
 		goto out;
-	if (curl_easy_setopt(s.easy, CURLOPT_WRITEFUNCTION, stream_write) != CURLE_OK ||
-	    curl_easy_setopt(s.easy, CURLOPT_WRITEDATA, &s) != CURLE_OK ||
-	    curl_multi_add_handle(w->multi, s.easy) != CURLM_OK) {
+	/*
+	 * Uncompressed: the apiserver gzips some watch streams (seen from
+	 * resourceVersion=0), libcurl 7.88 ended those with CURLE_WRITE_ERROR
+	 * (watch.t), and a long-lived inflate state costs ~40 KiB per stream.
+	 */
+	if (curl_easy_setopt(s.op.easy, CURLOPT_ACCEPT_ENCODING, NULL) != CURLE_OK ||
+	    curl_easy_setopt(s.op.easy, CURLOPT_WRITEFUNCTION, stream_write) != CURLE_OK ||
+	    curl_easy_setopt(s.op.easy, CURLOPT_WRITEDATA, &s) != CURLE_OK) {
 		r = kmm_error_make(err, EIO, "watch: curl setup failed");
 		goto out;
 	}
-	while (!finished) {
-		CURLMcode mc = curl_multi_perform(w->multi, &running);
-		CURLMsg *m;
-		int q;
+	r = kube_hub_submit(kube_client_hub(c), &s.op);
+	if (r < 0) {
+		kmm_error_make(err, -r, "watch %s: transfer not started", t->res->resource);
+		goto out;
+	}
+	for (;;) {
+		_cleanup_free_ char *chunk = NULL;
+		size_t len;
 
-		if (mc != CURLM_OK) {
-			r = kmm_error_make(err, EIO, "watch: %s", curl_multi_strerror(mc));
+		pthread_mutex_lock(&w->lock);
+		stream_wait(&s, w, &chunk, &len);
+		/* Everything the hub wrote precedes done: with it, chunk is the last. */
+		finished = s.op.done;
+		pthread_mutex_unlock(&w->lock);
+		if (len > 0 && (s.r = stream_feed(&s, chunk, len)) < 0)
 			break;
-		}
-		while ((m = curl_multi_info_read(w->multi, &q)))
-			if (m->msg == CURLMSG_DONE && m->easy_handle == s.easy) {
-				done = m->data.result;
-				finished = true;
-			}
 		if (finished || kmm_watch_cancelled(w))
 			break;
-		if (on_tick) {
-			r = on_tick(userdata, &s.err);
-			if (r < 0) {
-				s.r = r;
-				break;
-			}
-		}
-		mc = curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
-		if (mc != CURLM_OK) {
-			r = kmm_error_make(err, EIO, "watch: %s", curl_multi_strerror(mc));
+		if (on_tick && (s.r = on_tick(userdata, &s.err)) < 0)
 			break;
-		}
 	}
-	curl_multi_remove_handle(w->multi, s.easy);
+	if (!finished)
+		kube_hub_cancel(kube_client_hub(c), &s.op);
 	{
 		long conns = 0;
 
-		curl_easy_getinfo(s.easy, CURLINFO_NUM_CONNECTS, &conns);
+		curl_easy_getinfo(s.op.easy, CURLINFO_NUM_CONNECTS, &conns);
 		kube_stats_add(c, conns);
 	}
-	if (r < 0)
-		goto out;
 	if (s.r < 0) {
 		r = s.r;
 		if (err && s.err)
@@ -265,8 +323,14 @@ int kmm_kube_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 		r = kmm_error_make(err, ECANCELED, "watch %s: cancelled", t->res->resource);
 		goto out;
 	}
+	if (s.inbox_full) {
+		r = kmm_error_make(err, ENOBUFS,
+				   "watch %s: over %zu bytes received but not handled",
+				   t->res->resource, WATCH_INBOX_MAX);
+		goto out;
+	}
 	if (s.status == 0)
-		curl_easy_getinfo(s.easy, CURLINFO_RESPONSE_CODE, &s.status);
+		curl_easy_getinfo(s.op.easy, CURLINFO_RESPONSE_CODE, &s.status);
 	if (s.status != 0 && s.status != 200) {
 		struct kmm_kube_response resp = { .status = s.status,
 						  .body = s.errbody.data,
@@ -276,18 +340,20 @@ int kmm_kube_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t,
 		r = kmm_kube_error_from_response(&resp, "watch", err);
 		goto out;
 	}
-	if (done != CURLE_OK && done != CURLE_PARTIAL_FILE) {
-		r = kmm_error_make(err, done == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNRESET,
-				   "watch %s: %s", t->res->resource, curl_easy_strerror(done));
+	if (s.op.result != CURLE_OK && s.op.result != CURLE_PARTIAL_FILE) {
+		r = kmm_error_make(
+		    err, s.op.result == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNRESET,
+		    "watch %s: %s", t->res->resource, curl_easy_strerror(s.op.result));
 		goto out;
 	}
 	/* A clean end of stream: deliver a last unterminated frame, if any. */
 	r = kmm_jsonl_finish(&s.split, on_frame, &s, err);
 out:
 	curl_slist_free_all(h);
-	if (s.easy)
-		curl_easy_cleanup(s.easy);
+	if (s.op.easy)
+		curl_easy_cleanup(s.op.easy);
 	kmm_jsonl_free(&s.split);
+	kmm_buf_free(&s.inbox);
 	kmm_buf_free(&s.errbody);
 	kmm_error_free(s.err);
 	return r;

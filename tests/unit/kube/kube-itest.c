@@ -513,6 +513,81 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+struct getter {
+	struct kmm_kube_client *c;
+	int ok;
+};
+
+static void *getter_main(void *arg)
+{
+	struct getter *g = arg;
+
+	for (int i = 0; i < 10; i++)
+		g->ok += kmm_kube_get(g->c, CM("one-conn-get"), NULL, NULL) == 0;
+	return NULL;
+}
+
+/* Watches and requests from many threads are streams on one connection. */
+static void test_one_connection(void)
+{
+	_cleanup_kube_client_ struct kmm_kube_client *c = client_new(NULL);
+	struct wthread w[2] = { { .x.lock = PTHREAD_MUTEX_INITIALIZER },
+				{ .x.lock = PTHREAD_MUTEX_INITIALIZER } };
+	struct getter g[8] = { 0 };
+	pthread_t wth[2], gth[8];
+	struct kmm_kube_client_stats st;
+	json_t *o = configmap("one-conn", "1");
+	char seen[2][4096] = { "", "" };
+	int got = 0;
+
+	make_namespace(c, "kube-one-conn");
+	{
+		json_t *target = configmap("one-conn-get", "1");
+
+		kmm_kube_create(c, CM(NULL), target, NULL, NULL, NULL);
+		json_decref(target);
+	}
+	for (int i = 0; i < 2; i++) {
+		w[i].c = c;
+		w[i].rv = "0";
+		kmm_watch_new(&w[i].x.w, NULL);
+		pthread_create(&wth[i], NULL, watch_main, &w[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		g[i].c = c;
+		pthread_create(&gth[i], NULL, getter_main, &g[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(gth[i], NULL);
+		got += g[i].ok;
+	}
+	kmm_kube_create(c, CM(NULL), o, NULL, NULL, NULL);
+	for (int i = 0;
+	     i < 100 && !(strstr(seen[0], "ADDED:one-conn") && strstr(seen[1], "ADDED:one-conn"));
+	     i++) {
+		msleep(50);
+		wctx_n(&w[0].x, seen[0], sizeof(seen[0]));
+		wctx_n(&w[1].x, seen[1], sizeof(seen[1]));
+	}
+	kmm_kube_client_stats(c, &st);
+	ok(got == 80 && strstr(seen[0], "ADDED:one-conn") && strstr(seen[1], "ADDED:one-conn") &&
+	       st.connections == 1,
+	   NULL, "2 watches and 8 threads x 10 GETs: %d GETs ok, %llu connection(s)", got,
+	   (unsigned long long)st.connections);
+	for (int i = 0; i < 2; i++) {
+		kmm_watch_cancel(w[i].x.w);
+		pthread_join(wth[i], NULL);
+	}
+	ok(w[0].r == -ECANCELED && w[1].r == -ECANCELED, w[0].r != -ECANCELED ? w[0].err : w[1].err,
+	   "both watches end cancelled while sharing the connection (%d, %d)", w[0].r, w[1].r);
+	for (int i = 0; i < 2; i++) {
+		kmm_error_free(w[i].err);
+		kmm_watch_free(w[i].x.w);
+	}
+	json_decref(o);
+	drop_namespace(c);
+}
+
 static void test_watch(void)
 {
 	_cleanup_kube_client_ struct kmm_kube_client *c = client_new(NULL);
@@ -998,9 +1073,10 @@ int main(int argc, char **argv)
 
 	if (strcmp(mode, "verbs") == 0)
 		test_verbs();
-	else if (strcmp(mode, "watch") == 0)
+	else if (strcmp(mode, "watch") == 0) {
 		test_watch();
-	else if (strcmp(mode, "events") == 0)
+		test_one_connection();
+	} else if (strcmp(mode, "events") == 0)
 		test_events();
 	else if (strcmp(mode, "soak") == 0)
 		test_soak(argc > 2 ? (int)strtol(argv[2], NULL, 10) : 30);
