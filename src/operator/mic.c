@@ -105,26 +105,35 @@ static void *images_entry(struct op *op, const char *key, size_t size)
 	return v;
 }
 
-static void set_why(struct op *op, const char *ns, const char *image, const char *why)
+/*
+ * Per MIC, not per image: two Modules may use one image with different pull
+ * secrets, and one's success must not erase why the other's check failed.
+ */
+static bool set_why(struct op *op, const struct kmm_image_config *mic, const char *image,
+		    const char *why)
 {
 	char key[1024];
 	char *copy = why ? strdup(why) : NULL;
 	void *old = NULL;
+	bool changed;
 
-	snprintf(key, sizeof(key), "why|%s|%s", ns, image);
+	snprintf(key, sizeof(key), "why|%s|%s|%s", mic->namespace, mic->name, image);
 	if (!copy)
 		old = kmm_hashmap_remove(op->images, key);
 	else if (kmm_hashmap_put(op->images, key, copy, &old) < 0)
 		free(copy);
+	changed = !old != !why || (old && strcmp(old, why) != 0);
 	free(old);
+	return changed;
 }
 
-void kmm_op_image_why(struct op *op, const char *ns, const char *image, char *buf, size_t size)
+void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const char *image,
+		      char *buf, size_t size)
 {
 	char key[1024];
 	const char *why;
 
-	snprintf(key, sizeof(key), "why|%s|%s", ns, image);
+	snprintf(key, sizeof(key), "why|%s|%s|%s", ns, mic_name, image);
 	pthread_mutex_lock(&op->images_lock);
 	why = kmm_hashmap_get(op->images, key);
 	snprintf(buf, size, "%s", why ? why : "");
@@ -172,6 +181,7 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 	_cleanup_free_ char *docker_config = NULL;
 	struct kmm_error *e = NULL;
 	char why[256] = "";
+	bool why_changed;
 	int r = 0;
 
 	if (secret && !(docker_config = pull_secret(op, mic->namespace, secret, &e)))
@@ -185,14 +195,14 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 	pthread_mutex_lock(&op->images_lock);
 	st = images_entry(op, key, sizeof(*st));
 	if (r > 0) {
-		set_why(op, mic->namespace, img->image, NULL);
+		why_changed = set_why(op, mic, img->image, NULL);
 	} else {
 		if (r == 0)
 			snprintf(why, sizeof(why), "image %s does not exist", img->image);
 		else
 			snprintf(why, sizeof(why), "image %s: %s", img->image,
 				 kmm_error_message(e));
-		set_why(op, mic->namespace, img->image, why);
+		why_changed = set_why(op, mic, img->image, why);
 	}
 	if (st) {
 		st->exists = r > 0 ? 1 : r == 0 ? 0 : -1;
@@ -209,6 +219,16 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 		}
 	}
 	pthread_mutex_unlock(&op->images_lock);
+	/*
+	 * An unknown verdict leaves the MIC's status as it was, so nothing else
+	 * would show the Module (same name) why its image is not known yet.
+	 */
+	if (r < 0 && why_changed) {
+		char mkey[512];
+
+		snprintf(mkey, sizeof(mkey), "%s/%s", mic->namespace, mic->name);
+		kmm_op_ctl_enqueue(op->module_ctl, mkey);
+	}
 	if (r < 0)
 		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "mic", "image",
 			img->image, "error", kmm_error_message(e), NULL);
@@ -230,7 +250,7 @@ static void forget_images(struct op *op, const struct kmm_image_config *mic)
 		free(kmm_hashmap_remove(op->images, key));
 		pull_key(key, sizeof(key), mic, mic->images[i].image);
 		free(kmm_hashmap_remove(op->images, key));
-		set_why(op, mic->namespace, mic->images[i].image, NULL);
+		set_why(op, mic, mic->images[i].image, NULL);
 	}
 	pthread_mutex_unlock(&op->images_lock);
 }
@@ -538,7 +558,7 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 	st->last = v;
 	st->uid[0] = 0;
 	pthread_mutex_lock(&s->op->images_lock);
-	set_why(s->op, s->mic->namespace, img->image, v == PULL_EXISTS ? NULL : why);
+	set_why(s->op, s->mic, img->image, v == PULL_EXISTS ? NULL : why);
 	pthread_mutex_unlock(&s->op->images_lock);
 	if (v == PULL_EXISTS) {
 		st->exists = true;

@@ -731,7 +731,7 @@ static bool image_ready(struct op *op, const struct kmm_module *m, const struct 
 		snprintf(why, size, "image %s does not exist and its %s failed", img,
 			 res->build ? "build" : "sign");
 	} else {
-		kmm_op_image_why(op, m->namespace, img, why, size);
+		kmm_op_image_why(op, m->namespace, m->name, img, why, size);
 		if (!*why)
 			snprintf(why, size,
 				 st ? "image %s does not exist"

@@ -91,8 +91,9 @@ extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;
 #define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"
 #define KMM_LABEL_PULL_POD_TYPE "kmm.node.kubernetes.io/pull-pod-type"
 int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error **err);
-/* Why the last existence check of image (MIC in ns) did not find it; "" when unknown. */
-void kmm_op_image_why(struct op *op, const char *ns, const char *image, char *buf, size_t size);
+/* Why the last existence check of image by MIC ns/mic_name did not find it; "" when unknown. */
+void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const char *image,
+		      char *buf, size_t size);
 
 /* mbsc.c: ModuleBuildSignConfig reconciler (build and sign pods, their events and GC) */
 int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error **err);
