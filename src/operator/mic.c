@@ -122,7 +122,10 @@ static bool set_why(struct op *op, const struct kmm_image_config *mic, const cha
 		old = kmm_hashmap_remove(op->images, key);
 	else if (kmm_hashmap_put(op->images, key, copy, &old) < 0)
 		free(copy);
-	changed = !old != !why || (old && strcmp(old, why) != 0);
+	if (old && why)
+		changed = strcmp(old, why) != 0;
+	else
+		changed = old || why;
 	free(old);
 	return changed;
 }
