@@ -707,6 +707,42 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/*
+ * A new easy handle set up for req, its body and headers going to x. On
+ * failure nothing is left to free; on success *ret_headers must be freed
+ * after the transfer.
+ */
+static int xfer_easy_new(struct kmm_kube_client *c, const struct kmm_kube_request *req,
+			 long timeout_ms, struct xfer *x, CURL **ret_easy,
+			 struct curl_slist **ret_headers, struct kmm_error **err)
+{
+	struct curl_slist *h = NULL;
+	CURL *e = curl_easy_init();
+	int r;
+
+	if (!e)
+		return kmm_error_make(err, ENOMEM, "%s %s: curl_easy_init failed", req->method,
+				      req->path);
+	r = kube_easy_setup(c, e, req->method, req->path, req->content_type, req->body,
+			    req->body_len, timeout_ms, &h, err);
+	if (r < 0) {
+		curl_easy_cleanup(e);
+		return kmm_error_wrap(err, "%s %s", req->method, req->path);
+	}
+	if (curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK) {
+		curl_slist_free_all(h);
+		curl_easy_cleanup(e);
+		return kmm_error_make(err, EIO, "%s %s: curl_easy_setopt: callbacks", req->method,
+				      req->path);
+	}
+	*ret_easy = e;
+	*ret_headers = h;
+	return 0;
+}
+
 void kmm_kube_response_clear(struct kmm_kube_response *r)
 {
 	if (!r)
@@ -753,24 +789,10 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 
 		kmm_buf_init(&x.body, c->opts.max_body);
 		kube_rate_wait(c);
-		e = curl_easy_init();
-		if (!e)
-			return -ENOMEM;
 		timeout = req->timeout_ms > 0 ? req->timeout_ms : c->opts.request_timeout_ms;
-		r = kube_easy_setup(c, e, req->method, req->path, req->content_type, req->body,
-				    req->body_len, timeout, &h, err);
-		if (r < 0) {
-			curl_easy_cleanup(e);
-			return kmm_error_wrap(err, "%s %s", req->method, req->path);
-		}
-		if (curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-		    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x) != CURLE_OK ||
-		    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
-		    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x) != CURLE_OK) {
-			curl_slist_free_all(h);
-			curl_easy_cleanup(e);
-			return kmm_error_make(err, EIO, "curl_easy_setopt: callbacks");
-		}
+		r = xfer_easy_new(c, req, timeout, &x, &e, &h, err);
+		if (r < 0)
+			return r;
 		r = kube_hub_perform(c->hub, e, &cc);
 		if (r < 0) {
 			curl_slist_free_all(h);
@@ -913,22 +935,16 @@ static int batch_start(struct kmm_kube_client *c, struct batch_slot *s,
 	s->item = idx;
 	s->x = (struct xfer){ .retry_after_ms = -1 };
 	kmm_buf_init(&s->x.body, c->opts.max_body);
-	s->op.easy = curl_easy_init();
-	if (!s->op.easy)
-		return kmm_error_make(&it->err, ENOMEM, "batch: curl_easy_init failed");
-	r = kube_easy_setup(c, s->op.easy, it->req.method, it->req.path, it->req.content_type,
-			    it->req.body, it->req.body_len, c->opts.request_timeout_ms, &s->h,
-			    &it->err);
-	if (r == 0 &&
-	    (curl_easy_setopt(s->op.easy, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-	     curl_easy_setopt(s->op.easy, CURLOPT_WRITEDATA, &s->x) != CURLE_OK ||
-	     curl_easy_setopt(s->op.easy, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
-	     curl_easy_setopt(s->op.easy, CURLOPT_HEADERDATA, &s->x) != CURLE_OK))
-		r = kmm_error_make(&it->err, EIO, "batch: curl setup failed");
-	if (r == 0 && (r = kube_hub_submit(c->hub, &s->op)) < 0)
+	r = xfer_easy_new(c, &it->req, c->opts.request_timeout_ms, &s->x, &s->op.easy, &s->h,
+			  &it->err);
+	if (r < 0) {
+		kmm_buf_free(&s->x.body);
+		return r;
+	}
+	r = kube_hub_submit(c->hub, &s->op);
+	if (r < 0) {
 		kmm_error_make(&it->err, -r, "%s %s: transfer not started", it->req.method,
 			       it->req.path);
-	if (r < 0) {
 		curl_slist_free_all(s->h);
 		s->h = NULL;
 		curl_easy_cleanup(s->op.easy);
