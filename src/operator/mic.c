@@ -109,6 +109,11 @@ static void *images_entry(struct op *op, const char *key, size_t size)
  * Per MIC, not per image: two Modules may use one image with different pull
  * secrets, and one's success must not erase why the other's check failed.
  */
+static void why_key(char *key, size_t size, const char *ns, const char *mic_name, const char *image)
+{
+	snprintf(key, size, "why|%s|%s|%s", ns, mic_name, image);
+}
+
 static bool set_why(struct op *op, const struct kmm_image_config *mic, const char *image,
 		    const char *why)
 {
@@ -117,7 +122,7 @@ static bool set_why(struct op *op, const struct kmm_image_config *mic, const cha
 	void *old = NULL;
 	bool changed;
 
-	snprintf(key, sizeof(key), "why|%s|%s|%s", mic->namespace, mic->name, image);
+	why_key(key, sizeof(key), mic->namespace, mic->name, image);
 	if (!copy)
 		old = kmm_hashmap_remove(op->images, key);
 	else if (kmm_hashmap_put(op->images, key, copy, &old) < 0)
@@ -136,7 +141,7 @@ void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const
 	char key[1024];
 	const char *why;
 
-	snprintf(key, sizeof(key), "why|%s|%s|%s", ns, mic_name, image);
+	why_key(key, sizeof(key), ns, mic_name, image);
 	pthread_mutex_lock(&op->images_lock);
 	why = kmm_hashmap_get(op->images, key);
 	snprintf(buf, size, "%s", why ? why : "");
