@@ -165,7 +165,8 @@ int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_reque
  * per in-flight request over HTTP/1.1); the calling thread waits. Each item
  * gets its own response or error; there are no retries here (look at each
  * item's status). Returns 0 when every item was attempted (even if some
- * failed), -ENOMEM when out of memory. Items' responses and errors belong to the caller (kmm_kube_batch_clear).
+ * failed), -ENOMEM when out of memory. Items' responses and errors belong
+ * to the caller (kmm_kube_batch_clear).
  */
 struct kmm_kube_batch_item {
 	struct kmm_kube_request req;   /* in */

@@ -89,12 +89,11 @@ int kmm_watch_error_event(const json_t *status, struct kmm_error **err)
 int kmm_watch_new(struct kmm_watch **ret_watch, struct kmm_error **err)
 {
 	struct kmm_watch *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return -ENOMEM;
 	pthread_condattr_t ca;
 
 	(void)err;
+	if (!w)
+		return -ENOMEM;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* stream_wait()'s deadlines */
 	pthread_mutex_init(&w->lock, NULL);
