@@ -781,7 +781,7 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 	for (int attempt = 0;; attempt++) {
 		_cleanup_(xfer_free) struct xfer x = { .retry_after_ms = -1 };
 		struct curl_slist *h = NULL;
-		CURL *e;
+		CURL *e = NULL;
 		CURLcode cc;
 		long status = 0, conns = 0;
 		long delay = -1, timeout;
