@@ -496,6 +496,7 @@ struct wthread {
 	struct kmm_kube_client *c;
 	struct wctx x;
 	const char *rv;
+	const char *field_selector;
 	int r;
 	struct kmm_error *err;
 	int64_t ended;
@@ -505,10 +506,11 @@ static void *watch_main(void *arg)
 {
 	struct wthread *t = arg;
 
-	t->r = kmm_kube_watch(
-	    t->c, CM(NULL),
-	    &(struct kmm_watch_options){ .resource_version = t->rv, .allow_bookmarks = true }, wev,
-	    NULL, &t->x, t->x.w, &t->err);
+	t->r = kmm_kube_watch(t->c, CM(NULL),
+			      &(struct kmm_watch_options){ .resource_version = t->rv,
+							   .field_selector = t->field_selector,
+							   .allow_bookmarks = true },
+			      wev, NULL, &t->x, t->x.w, &t->err);
 	t->ended = now_ms();
 	return NULL;
 }
@@ -603,6 +605,8 @@ static void test_watch(void)
 	ok(r == 0, err, "list for the starting resourceVersion");
 	t.c = c;
 	t.rv = kmm_kube_meta_str(list, "resourceVersion");
+	/* w1 only: the controller-manager adds kube-root-ca.crt to the namespace at any time. */
+	t.field_selector = "metadata.name=w1";
 	kmm_watch_new(&t.x.w, NULL);
 	pthread_create(&th, NULL, watch_main, &t);
 	o = configmap("w1", "1");
@@ -616,10 +620,6 @@ static void test_watch(void)
 	kmm_kube_delete(c, CM("w1"), NULL, NULL, NULL);
 	char seen[4096] = "";
 
-	/*
-	 * Until w1's deletion shows up, not until 3 events: the namespace's
-	 * kube-root-ca.crt (created by the controller-manager) may come first.
-	 */
 	for (int i = 0; i < 100 && !strstr(seen, "DELETED:w1"); i++) {
 		msleep(50);
 		wctx_n(&t.x, seen, sizeof(seen));
