@@ -134,6 +134,17 @@ json_t *kmm_module_config_to_json(const struct kmm_module_config *c);
 int kmm_module_config_parse(const char *text, size_t len, const char *origin,
 			    struct kmm_module_config **ret, struct kmm_error **err);
 
+/*
+ * Parses kmm-worker's config file content (kmm_module_config_parse(), with
+ * JSON decoded by jansson first, as the operator writes it) and checks it
+ * with kmm_worker_config_check(). `origin` names the file in messages.
+ */
+int kmm_worker_config_parse(const char *text, size_t len, const char *origin,
+			    struct kmm_module_config **ret, struct kmm_error **err);
+/* -EINVAL naming `origin` when the config has neither moduleName nor rawArgs. */
+int kmm_worker_config_check(const struct kmm_module_config *cfg, const char *origin,
+			    struct kmm_error **err);
+
 /* Deep equality of two configs (the NMC reconciler's spec == status test). */
 bool kmm_module_config_equal(const struct kmm_module_config *a, const struct kmm_module_config *b);
 /* Two ModuleConfig JSON values that mean the same config; false if either does not parse. */

@@ -230,6 +230,8 @@ static int cmd_run(int argc, char **argv)
 					   "usage: run -f MODULE.yaml [--kernel K] [--unload]");
 	kmm_worker_install_signal_handlers();
 	r = kmm_worker_standalone_config(a.file, a.o.kernel, &cfg, &e);
+	if (r >= 0)
+		r = kmm_worker_config_check(cfg, a.file, &e);
 	if (r < 0)
 		return finish(r, e, "cannot resolve the Module for this host");
 	/* Standalone pulls the resolved image unless told where the files are. */

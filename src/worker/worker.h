@@ -46,7 +46,10 @@ struct kmm_worker_opts {
 /* Upper bound on a worker config file's size. */
 #define KMM_WORKER_CONFIG_MAX ((size_t)1024 * 1024)
 
-/* Reads and strictly decodes a worker config file (upstream's ModuleConfig). */
+/*
+ * Reads a worker config file (upstream's ModuleConfig) and decodes it with
+ * kmm_worker_config_parse(): strict, and with moduleName or rawArgs set.
+ */
 int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
 			   struct kmm_error **err);
 

@@ -66,10 +66,11 @@ cfg order.yaml "modprobe:" "  moduleName: fx_o1" "  dirName: /opt" \
 cfg raw.yaml "modprobe:" "  rawArgs:" "    load: [-v, --first-time, fx_raw, 'p=a b']" \
 	"    unload: [-rv, fx_raw]"
 cfg bad.yaml "modprobe:" "  moduleName: fx_a" "  bogus: 1"
+cfg noname.yaml "modprobe:" "  dirName: /opt"
 cfg flags.yaml "modprobe:" "  moduleName: fx_a" "  dirName: /opt" \
 	"  args: {load: [--set-version, '1.0'], unload: [-v]}"
 
-echo "1..32"
+echo "1..34"
 
 run --version
 ok "--version exits 0 and prints the version" eval '[ $RC = 0 ] && said "kmm-worker "'
@@ -81,6 +82,9 @@ run kmod load "$ROOT/missing.yaml"
 ok "a missing config exits 1 and names the file" eval '[ $RC = 1 ] && said missing.yaml'
 run kmod load "$ROOT/bad.yaml" --image-root "$ROOT/img"
 ok "an unknown config key is rejected (exit 1, names the key)" eval '[ $RC = 1 ] && said bogus'
+run kmod load "$ROOT/noname.yaml" --image-root "$ROOT/img"
+ok "a config with neither moduleName nor rawArgs is rejected (exit 1, names file and fields)" \
+	eval '[ $RC = 1 ] && said "noname.yaml: modprobe: neither moduleName nor rawArgs" && ! said "(null)"'
 
 # Upstream's load sequence, observed in the fake kernel.
 LD_PRELOAD=$SHIM /bin/true # the shim itself loads
@@ -188,6 +192,11 @@ run run -f "$ROOT/module.yaml" --image-root "$ROOT/img"
 ok "run -f loads the Module's module from given files" eval '[ $RC = 0 ] && calls "insmod fx_a ;insmod fx_b x=3;"'
 run run --unload -f "$ROOT/module.yaml" --image-root "$ROOT/img"
 ok "run --unload reverses it" eval '[ $RC = 0 ] && ! loaded fx_b && ! loaded fx_a'
+sed 's|moduleName: fx_b|dirName: /opt|' "$ROOT/module.yaml" >"$ROOT/noname-module.yaml"
+: >"$ROOT/calls.log"
+run run -f "$ROOT/noname-module.yaml" --image-root "$ROOT/img"
+ok "run -f with a Module that has neither moduleName nor rawArgs exits 1 and loads nothing" \
+	eval '[ $RC = 1 ] && said "noname-module.yaml: modprobe: neither moduleName nor rawArgs" && calls ""'
 run run -f "$ROOT/module.yaml" --kernel 1.2.3-nomatch --image-root "$ROOT/img"
 ok "run with a kernel no mapping matches exits 1 and says so" \
 	eval '[ $RC = 1 ] && said "no kernelMappings entry of Module fx matches kernel 1.2.3-nomatch"'
