@@ -130,6 +130,16 @@ struct kmm_kube_request {
 	size_t body_len;
 	bool no_retry;	 /* do not retry even when the error would allow it */
 	long timeout_ms; /* whole request; 0: the client's request_timeout_ms */
+	/*
+	 * A POST that creates an object with a fixed metadata.name (set by
+	 * kmm_kube_prepare_create()): sending it again cannot make a second
+	 * object, a repeat of a create that landed fails with 409
+	 * AlreadyExists. So it is retried after a 5xx or a connection lost
+	 * after sending, as PUT and DELETE are; a POST without it only after
+	 * 429, a connection that never reached the server, or a 5xx with
+	 * Retry-After.
+	 */
+	bool named_create;
 };
 
 struct kmm_kube_response {
@@ -137,6 +147,13 @@ struct kmm_kube_response {
 	char *body;  /* NUL-terminated, owned by the response */
 	size_t body_len;
 	int64_t retry_after_ms; /* from Retry-After, or -1 */
+	/*
+	 * An earlier attempt of this request failed after it was sent (5xx,
+	 * connection lost) and may have been carried out: a 409 AlreadyExists
+	 * answering a named create, or a 404 answering a DELETE, may be that
+	 * attempt's doing. Such errors say so in their message.
+	 */
+	bool maybe_applied;
 };
 
 /* Frees what the response owns (not the struct itself). */
@@ -144,10 +161,14 @@ void kmm_kube_response_clear(struct kmm_kube_response *r);
 
 /*
  * Performs one request with rate limiting and retries, and returns the
- * response whatever its status (only transport failures fail). Retries:
- * connection failures always (before anything was sent) or for idempotent
- * methods; 429 and 5xx for every method but POST without Retry-After
- * (a POST answered 429 is safe: the server did not act on it).
+ * response whatever its status (only transport failures fail). Retries, at
+ * most the client's max_retries (none with req->no_retry): connection
+ * failures always (before anything was sent) or for idempotent methods (GET,
+ * PUT, DELETE, and named creates); 429 always (the server did not act on
+ * it); 500, 502, 503 and 504 for every method but POST, which is retried only
+ * as a named create or when the server sent a Retry-After. The delay is the
+ * server's Retry-After (header, else the Status' details.retryAfterSeconds)
+ * or the jittered backoff, capped by retry_max_ms either way.
  */
 int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *req,
 		     struct kmm_kube_response *ret_resp, struct kmm_error **err);
@@ -163,16 +184,22 @@ int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_reque
  * Pipelined requests: performs n requests with up to max_in_flight in flight
  * at once, on the client's shared connection (HTTP/2 streams; one connection
  * per in-flight request over HTTP/1.1); the calling thread waits. Each item
- * gets its own response or error; there are no retries here (look at each
- * item's status). Returns 0 when every item was attempted (even if some
- * failed), -ENOMEM when out of memory. Items' responses and errors belong
- * to the caller (kmm_kube_batch_clear).
+ * is retried as kmm_kube_request() would retry it (same rules, same
+ * max_retries, delays and stats), while the other items go on: an item
+ * waiting out its delay holds no slot. Each item gets its own final response
+ * or error (look at each item's status; resp.maybe_applied tells that a 409
+ * AlreadyExists or 404 may answer the item's own earlier attempt). The
+ * 401 re-authentication of exec credentials is not done here. Returns 0 when
+ * every item was attempted (even if some failed), -ENOMEM when out of
+ * memory. Items' responses and errors belong to the caller
+ * (kmm_kube_batch_clear).
  */
 struct kmm_kube_batch_item {
 	struct kmm_kube_request req;   /* in */
 	struct kmm_kube_response resp; /* out: valid when rc == 0 */
 	int rc;			       /* out: 0 or negative errno (transport) */
 	struct kmm_error *err;	       /* out: set when rc < 0 */
+	int attempts;		       /* out: HTTP exchanges made for it (1 + retries) */
 };
 
 int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items, size_t n,

@@ -36,6 +36,33 @@ void kube_auth_invalidate(struct kmm_kube_client *c);
 /* Backoff step n (0-based) with full jitter, capped. */
 long kube_backoff_ms(long base_ms, long max_ms, int n);
 
+/*
+ * A Retry-After header value (len bytes, not NUL-terminated, surrounding
+ * blanks allowed): delay-seconds or an HTTP-date (now is the epoch time it is
+ * measured from). Returns 0 and the delay in ms (a date in the past is 0), or
+ * -EINVAL for anything else, a negative number, or more than a day.
+ */
+int kube_parse_retry_after(const char *v, size_t len, time_t now, int64_t *ret_ms);
+
+/*
+ * Whether a failed attempt may be retried (not counting attempts or the
+ * request's no_retry): cc is the transfer's result, status the HTTP status
+ * when cc is CURLE_OK, has_retry_after whether the server gave a delay. See
+ * kmm_kube_request() for the rules.
+ */
+bool kube_retry_allowed(const char *method, bool named_create, CURLcode cc, long status,
+			bool has_retry_after);
+
+/* Whether a failed attempt (as above) may have been carried out by the server. */
+bool kube_maybe_applied(const char *method, CURLcode cc, long status);
+
+/*
+ * The delay before retry `attempt` (0-based): retry_after_ms when >= 0, else
+ * the jittered backoff; capped by the client's retry_max_ms either way.
+ */
+long kube_retry_delay_ms(const struct kmm_kube_client_options *o, int attempt,
+			 int64_t retry_after_ms);
+
 /* Parses an RFC 3339 timestamp ("2006-01-02T15:04:05Z", fractional seconds and
  * offsets allowed) into seconds since the epoch. */
 int kube_parse_rfc3339(const char *s, time_t *ret);

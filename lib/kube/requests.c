@@ -422,9 +422,15 @@ int kmm_kube_prepare_create(const struct kmm_kube_target *t, const json_t *obj,
 	_cleanup_free_ char *path = NULL;
 	int r = write_path(t, true, o ? o->field_manager : NULL, o && o->dry_run, NULL, &path, err);
 
+	const json_t *name = json_object_get(json_object_get(obj, "metadata"), "name");
+
 	if (r < 0)
 		return r;
-	return prepare("POST", &path, NULL, obj, ret);
+	r = prepare("POST", &path, NULL, obj, ret);
+	/* A repeat of a named create cannot make a second object: 409 AlreadyExists. */
+	if (r == 0 && json_string_length(name) > 0)
+		ret->req.named_create = true;
+	return r;
 }
 
 int kmm_kube_create(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *obj,

@@ -689,21 +689,55 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
+int kube_parse_retry_after(const char *v, size_t len, time_t now, int64_t *ret_ms)
+{
+	char tmp[64];
+	int64_t secs = 0;
+	size_t i;
+
+	while (len > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	while (len > 0 && strchr(" \t\r\n", v[len - 1]))
+		len--;
+	if (len == 0 || len >= sizeof(tmp))
+		return -EINVAL;
+	for (i = 0; i < len && v[i] >= '0' && v[i] <= '9' && secs <= 86400; i++)
+		secs = secs * 10 + (v[i] - '0');
+	if (i == len) {
+		/* delay-seconds */
+	} else if (i == 0 && ((v[0] >= 'A' && v[0] <= 'Z') || (v[0] >= 'a' && v[0] <= 'z'))) {
+		time_t t;
+
+		/* An HTTP-date ("Sun, 06 Nov 1994 08:49:37 GMT"); curl parses it. */
+		memcpy(tmp, v, len);
+		tmp[len] = '\0';
+		t = curl_getdate(tmp, NULL);
+		if (t == (time_t)-1)
+			return -EINVAL;
+		secs = t > now ? (int64_t)(t - now) : 0;
+	} else {
+		return -EINVAL;
+	}
+	if (secs > 86400)
+		return -EINVAL;
+	*ret_ms = secs * 1000;
+	return 0;
+}
+
 static size_t header_cb(char *p, size_t size, size_t n, void *ud)
 {
 	struct xfer *x = ud;
 	size_t len = size * n;
+	int64_t ms;
 
-	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
-		char tmp[32] = { 0 };
-		char *end;
-		long v;
-
-		memcpy(tmp, p + 12, len - 12 < sizeof(tmp) - 1 ? len - 12 : sizeof(tmp) - 1);
-		v = strtol(tmp, &end, 10);
-		if (end != tmp && v >= 0 && v < 86400)
-			x->retry_after_ms = v * 1000;
-	}
+	/* A new response (after a 1xx, or a retry on this handle) starts over. */
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0)
+		x->retry_after_ms = -1;
+	else if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0 &&
+		 kube_parse_retry_after(p + 12, len - 12, time(NULL), &ms) == 0)
+		x->retry_after_ms = ms;
 	return len;
 }
 
@@ -758,6 +792,11 @@ static bool method_idempotent(const char *m)
 	       strcmp(m, "HEAD") == 0;
 }
 
+static bool status_retryable(long status)
+{
+	return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+}
+
 /* Did the failure happen before the request could have reached the server? */
 static bool cc_before_send(CURLcode cc)
 {
@@ -772,11 +811,59 @@ static bool cc_transient(CURLcode cc)
 	       cc == CURLE_PARTIAL_FILE || cc == CURLE_HTTP2 || cc == CURLE_HTTP2_STREAM;
 }
 
+bool kube_retry_allowed(const char *method, bool named_create, CURLcode cc, long status,
+			bool has_retry_after)
+{
+	bool post = strcmp(method, "POST") == 0;
+
+	if (cc != CURLE_OK)
+		return cc_before_send(cc) ||
+		       (cc_transient(cc) && (method_idempotent(method) || (post && named_create)));
+	if (!status_retryable(status))
+		return false;
+	/* 429 means the server did not act; a 5xx POST may have created something. */
+	return status == 429 || !post || named_create || has_retry_after;
+}
+
+bool kube_maybe_applied(const char *method, CURLcode cc, long status)
+{
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+		return false;
+	if (cc != CURLE_OK)
+		return !cc_before_send(cc);
+	return status >= 500;
+}
+
+long kube_retry_delay_ms(const struct kmm_kube_client_options *o, int attempt,
+			 int64_t retry_after_ms)
+{
+	if (retry_after_ms >= 0)
+		return retry_after_ms > o->retry_max_ms ? o->retry_max_ms : (long)retry_after_ms;
+	return kube_backoff_ms(o->retry_base_ms, o->retry_max_ms, attempt);
+}
+
+/*
+ * The server's delay for a failed attempt: the Retry-After header, else
+ * details.retryAfterSeconds of a Status body (the apiserver sends both for
+ * 429, some 5xx only the latter); -1 when it gave none.
+ */
+static int64_t server_retry_after_ms(const struct xfer *x, long status)
+{
+	_cleanup_(kmm_kube_status_freep) struct kmm_kube_status *st = NULL;
+
+	if (x->retry_after_ms >= 0 || !status_retryable(status) || x->body.len == 0)
+		return x->retry_after_ms;
+	if (kmm_kube_status_parse(x->body.data, x->body.len, &st) < 0 ||
+	    st->retry_after_seconds < 0 || st->retry_after_seconds > 86400)
+		return -1;
+	return st->retry_after_seconds * 1000;
+}
+
 int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *req,
 		     struct kmm_kube_response *ret_resp, struct kmm_error **err)
 {
 	int max = req->no_retry || c->opts.max_retries < 0 ? 0 : c->opts.max_retries;
-	bool reauthed = false;
+	bool reauthed = false, maybe_applied = false;
 
 	for (int attempt = 0;; attempt++) {
 		_cleanup_(xfer_free) struct xfer x = { .retry_after_ms = -1 };
@@ -785,6 +872,7 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 		CURLcode cc;
 		long status = 0, conns = 0;
 		long delay = -1, timeout;
+		int64_t after;
 		int r;
 
 		kmm_buf_init(&x.body, c->opts.max_body);
@@ -809,38 +897,32 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 		if (x.too_big)
 			return kmm_error_make(err, E2BIG, "%s %s: response body over %zu bytes",
 					      req->method, req->path, c->opts.max_body);
+		after = cc == CURLE_OK ? server_retry_after_ms(&x, status) : -1;
 		if (cc != CURLE_OK) {
-			bool retry = cc_before_send(cc) ||
-				     (cc_transient(cc) && method_idempotent(req->method));
-
-			if (!retry || attempt >= max)
+			if (attempt >= max ||
+			    !kube_retry_allowed(req->method, req->named_create, cc, 0, false))
 				return kmm_error_make(
 				    err, cc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNREFUSED,
 				    "%s %s%s: %s", req->method, c->cfg->server, req->path,
 				    curl_easy_strerror(cc));
-			delay =
-			    kube_backoff_ms(c->opts.retry_base_ms, c->opts.retry_max_ms, attempt);
+			delay = kube_retry_delay_ms(&c->opts, attempt, -1);
 		} else if (status == 401 && c->cfg->exec && !reauthed) {
 			/* The plugin's credential may have been revoked: run it again once. */
 			kube_auth_invalidate(c);
 			reauthed = true;
 			delay = 0;
-		} else if ((status == 429 || status >= 500) && attempt < max &&
-			   (strcmp(req->method, "POST") != 0 || status == 429 ||
-			    x.retry_after_ms >= 0)) {
-			delay =
-			    x.retry_after_ms >= 0
-				? (x.retry_after_ms > c->opts.retry_max_ms ? c->opts.retry_max_ms
-									   : x.retry_after_ms)
-				: kube_backoff_ms(c->opts.retry_base_ms, c->opts.retry_max_ms,
-						  attempt);
+		} else if (attempt < max && kube_retry_allowed(req->method, req->named_create, cc,
+							       status, after >= 0)) {
+			delay = kube_retry_delay_ms(&c->opts, attempt, after);
 		} else {
 			ret_resp->status = status;
 			ret_resp->body_len = x.body.len;
-			ret_resp->retry_after_ms = x.retry_after_ms;
+			ret_resp->retry_after_ms = after;
+			ret_resp->maybe_applied = maybe_applied;
 			ret_resp->body = kmm_buf_steal(&x.body);
 			return ret_resp->body ? 0 : -ENOMEM;
 		}
+		maybe_applied = maybe_applied || kube_maybe_applied(req->method, cc, status);
 		atomic_fetch_add(&c->n_retries, 1);
 		if (delay > 0)
 			sleep_ms(delay);
@@ -857,7 +939,10 @@ static int response_json(const struct kmm_kube_request *req, const struct kmm_ku
 	if (resp->status < 200 || resp->status >= 300) {
 		_cleanup_free_ char *what = NULL;
 
-		if (asprintf(&what, "%s %s", req->method, req->path) < 0)
+		if (asprintf(&what, "%s %s%s", req->method, req->path,
+			     resp->maybe_applied && (resp->status == 409 || resp->status == 404)
+				 ? " (retried: an earlier attempt may have been applied)"
+				 : "") < 0)
 			what = NULL;
 		return kmm_kube_error_from_response(resp, what ? what : req->path, err);
 	}
@@ -890,13 +975,30 @@ int kmm_kube_request_json(struct kmm_kube_client *c, const struct kmm_kube_reque
 /*
  * The batch's transfers run on the hub like single requests, at most
  * max_in_flight at a time; the slots share one mutex and condition variable,
- * so a completion wakes the batch to refill that slot.
+ * so a completion wakes the batch to refill that slot. An item to be retried
+ * gives its slot back and waits for its due time in `tries`; a free slot
+ * takes a due retry before a new item.
  */
 struct batch_slot {
 	struct kube_op op; /* op.easy is NULL while the slot is free */
 	struct curl_slist *h;
 	struct xfer x;
 	size_t item;
+};
+
+struct batch_try {
+	int attempt; /* attempts made so far */
+	bool waiting;
+	bool maybe_applied;
+	int64_t due_ns;
+};
+
+struct batch {
+	struct kmm_kube_client *c;
+	struct kmm_kube_batch_item *items;
+	size_t n, next; /* items[next..n) never started */
+	struct batch_try *tries;
+	size_t waiting; /* items waiting to be retried */
 };
 
 void kmm_kube_batch_clear(struct kmm_kube_batch_item *items, size_t n)
@@ -929,14 +1031,16 @@ int kmm_kube_batch_item_json(const struct kmm_kube_batch_item *it, json_t **ret_
 static int batch_start(struct kmm_kube_client *c, struct batch_slot *s,
 		       struct kmm_kube_batch_item *it, size_t idx)
 {
+	long timeout = it->req.timeout_ms > 0 ? it->req.timeout_ms : c->opts.request_timeout_ms;
 	int r;
 
 	kube_rate_wait(c);
 	s->item = idx;
 	s->x = (struct xfer){ .retry_after_ms = -1 };
 	kmm_buf_init(&s->x.body, c->opts.max_body);
-	r = xfer_easy_new(c, &it->req, c->opts.request_timeout_ms, &s->x, &s->op.easy, &s->h,
-			  &it->err);
+	kmm_error_free(it->err); /* a retry's setup error replaces nothing stale */
+	it->err = NULL;
+	r = xfer_easy_new(c, &it->req, timeout, &s->x, &s->op.easy, &s->h, &it->err);
 	if (r < 0) {
 		kmm_buf_free(&s->x.body);
 		return r;
@@ -954,28 +1058,58 @@ static int batch_start(struct kmm_kube_client *c, struct batch_slot *s,
 	return r;
 }
 
-/* Called with the slot's transfer done; frees the slot. */
-static void batch_finish(struct kmm_kube_client *c, struct batch_slot *s,
-			 struct kmm_kube_batch_item *it)
+/*
+ * Called with the slot's transfer done; frees the slot. Either records the
+ * item's outcome or, when the attempt may be retried, marks it waiting.
+ */
+static void batch_finish(struct batch *b, struct batch_slot *s)
 {
+	struct kmm_kube_client *c = b->c;
+	struct kmm_kube_batch_item *it = &b->items[s->item];
+	struct batch_try *t = &b->tries[s->item];
+	int max = it->req.no_retry || c->opts.max_retries < 0 ? 0 : c->opts.max_retries;
+	CURLcode cc = s->op.result;
 	long status = 0, conns = 0;
+	int64_t after = -1;
 
 	curl_easy_getinfo(s->op.easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(s->op.easy, CURLINFO_NUM_CONNECTS, &conns);
 	kube_stats_add(c, conns);
+	kmm_debug("kube: batch request", "method", it->req.method, "path", it->req.path);
 	curl_slist_free_all(s->h);
 	s->h = NULL;
 	curl_easy_cleanup(s->op.easy);
 	s->op.easy = NULL;
+	it->attempts = ++t->attempt;
+	if (!s->x.too_big) {
+		if (cc == CURLE_OK)
+			after = server_retry_after_ms(&s->x, status);
+		if (t->attempt <= max &&
+		    kube_retry_allowed(it->req.method, it->req.named_create, cc,
+				       cc == CURLE_OK ? status : 0, after >= 0)) {
+			t->maybe_applied =
+			    t->maybe_applied || kube_maybe_applied(it->req.method, cc, status);
+			t->due_ns =
+			    now_ns() +
+			    (int64_t)kube_retry_delay_ms(&c->opts, t->attempt - 1, after) * 1000000;
+			t->waiting = true;
+			b->waiting++;
+			atomic_fetch_add(&c->n_retries, 1);
+			kmm_buf_free(&s->x.body);
+			return;
+		}
+	}
 	if (s->x.too_big) {
 		it->rc = kmm_error_make(&it->err, E2BIG, "%s %s: response body over %zu bytes",
 					it->req.method, it->req.path, c->opts.max_body);
-	} else if (s->op.result != CURLE_OK) {
-		it->rc = kmm_error_make(&it->err, ECONNREFUSED, "%s %s: %s", it->req.method,
-					it->req.path, curl_easy_strerror(s->op.result));
+	} else if (cc != CURLE_OK) {
+		it->rc = kmm_error_make(
+		    &it->err, cc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNREFUSED,
+		    "%s %s: %s", it->req.method, it->req.path, curl_easy_strerror(cc));
 	} else {
 		it->resp.status = status;
-		it->resp.retry_after_ms = s->x.retry_after_ms;
+		it->resp.retry_after_ms = after;
+		it->resp.maybe_applied = t->maybe_applied;
 		it->resp.body_len = s->x.body.len;
 		it->resp.body = kmm_buf_steal(&s->x.body);
 		it->rc = it->resp.body ? 0 : -ENOMEM;
@@ -983,27 +1117,63 @@ static void batch_finish(struct kmm_kube_client *c, struct batch_slot *s,
 	kmm_buf_free(&s->x.body);
 }
 
-/* Starts items from *next on the free slot s until one starts or none are left. */
-static bool batch_refill(struct kmm_kube_client *c, struct batch_slot *s,
-			 struct kmm_kube_batch_item *items, size_t n, size_t *next)
+/* The waiting item due first, or SIZE_MAX; *ret_due_ns gets its due time. */
+static size_t batch_next_retry(const struct batch *b, int64_t *ret_due_ns)
 {
-	while (*next < n) {
-		size_t idx = (*next)++;
+	size_t best = SIZE_MAX;
 
-		if (batch_start(c, s, &items[idx], idx) == 0)
+	for (size_t i = 0; b->waiting > 0 && i < b->n; i++)
+		if (b->tries[i].waiting &&
+		    (best == SIZE_MAX || b->tries[i].due_ns < b->tries[best].due_ns))
+			best = i;
+	if (best != SIZE_MAX)
+		*ret_due_ns = b->tries[best].due_ns;
+	return best;
+}
+
+/*
+ * Starts a due retry, else a new item, on the free slot s, until one starts
+ * or none is ready. An item that cannot even start gets that error as its
+ * outcome.
+ */
+static bool batch_refill(struct batch *b, struct batch_slot *s)
+{
+	for (;;) {
+		int64_t due = 0;
+		size_t idx = batch_next_retry(b, &due);
+
+		if (idx != SIZE_MAX && due <= now_ns()) {
+			b->tries[idx].waiting = false;
+			b->waiting--;
+		} else if (b->next < b->n) {
+			idx = b->next++;
+		} else {
+			return false;
+		}
+		if (batch_start(b->c, s, &b->items[idx], idx) == 0)
 			return true;
-		items[idx].rc = -kmm_error_code(items[idx].err);
+		b->items[idx].rc = -kmm_error_code(b->items[idx].err);
 	}
-	return false;
+}
+
+static void batch_refill_all(struct batch *b, struct batch_slot *slots, size_t n_slots,
+			     size_t *active)
+{
+	for (size_t i = 0; i < n_slots; i++)
+		if (!slots[i].op.easy && batch_refill(b, &slots[i]))
+			(*active)++;
 }
 
 int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items, size_t n,
 		   size_t max_in_flight, struct kmm_error **err)
 {
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+	pthread_condattr_t ca;
+	pthread_cond_t cond;
 	_cleanup_free_ struct batch_slot *slots = NULL;
-	size_t next = 0, active = 0;
+	_cleanup_free_ struct batch_try *tries = NULL;
+	struct batch b = { .c = c, .items = items, .n = n };
+	size_t active = 0;
 
 	(void)err; /* per-item errors only: a batch as such cannot fail */
 	if (max_in_flight == 0)
@@ -1013,36 +1183,60 @@ int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items,
 	for (size_t i = 0; i < n; i++) {
 		items[i].rc = 0;
 		items[i].err = NULL;
+		items[i].attempts = 0;
 		items[i].resp = (struct kmm_kube_response){ .retry_after_ms = -1 };
 	}
 	if (n == 0)
 		return 0;
 	slots = calloc(max_in_flight, sizeof(*slots));
-	if (!slots)
+	tries = calloc(n, sizeof(*tries));
+	if (!slots || !tries)
 		return -ENOMEM;
+	b.tries = tries;
+	/* Retry delays are measured on the monotonic clock, as now_ns() is. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cond, &ca);
+	pthread_condattr_destroy(&ca);
 	for (size_t i = 0; i < max_in_flight; i++) {
 		slots[i].op.lock = &lock;
 		slots[i].op.cond = &cond;
-		if (batch_refill(c, &slots[i], items, n, &next))
-			active++;
 	}
+	batch_refill_all(&b, slots, max_in_flight, &active);
 	pthread_mutex_lock(&lock);
-	while (active > 0) {
+	while (active > 0 || b.waiting > 0) {
 		struct batch_slot *s = NULL;
 
 		for (size_t i = 0; i < max_in_flight && !s; i++)
 			if (slots[i].op.easy && slots[i].op.done)
 				s = &slots[i];
 		if (!s) {
-			pthread_cond_wait(&cond, &lock);
+			int64_t due = 0;
+			bool slot_free = false;
+
+			for (size_t i = 0; i < max_in_flight; i++)
+				slot_free = slot_free || !slots[i].op.easy;
+			/* Without a free slot, or a retry to put in one, only a completion helps. */
+			if (!slot_free || batch_next_retry(&b, &due) == SIZE_MAX) {
+				pthread_cond_wait(&cond, &lock);
+				continue;
+			} else if (due > now_ns()) {
+				struct timespec ts = { .tv_sec = due / 1000000000,
+						       .tv_nsec = due % 1000000000 };
+
+				pthread_cond_timedwait(&cond, &lock, &ts);
+			}
+			/* A retry may be due: the slots are refilled outside the lock. */
+			pthread_mutex_unlock(&lock);
+			batch_refill_all(&b, slots, max_in_flight, &active);
+			pthread_mutex_lock(&lock);
 			continue;
 		}
 		/* The hub is done with s; starting the next transfer may block (rate limit). */
 		pthread_mutex_unlock(&lock);
-		batch_finish(c, s, &items[s->item]);
+		batch_finish(&b, s);
 		active--;
-		if (batch_refill(c, s, items, n, &next))
-			active++;
+		batch_refill_all(&b, slots, max_in_flight, &active);
 		pthread_mutex_lock(&lock);
 	}
 	pthread_mutex_unlock(&lock);

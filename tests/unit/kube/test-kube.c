@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Pure logic of lib/kube: paths, Status, config parsing, base64, times, watch frames. */
+/*
+ * Pure logic of lib/kube: paths, Status, config parsing, base64, times, watch
+ * frames, retry decisions and Retry-After.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -7,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -284,6 +288,92 @@ static void test_backoff_bounds(void **state)
 	}
 }
 
+static void test_retry_after_parse(void **state)
+{
+	int64_t ms = -1;
+	time_t now = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
+
+#define RA(s_) kube_parse_retry_after((s_), strlen(s_), now, &ms)
+	assert_int_equal(RA(" 3\r\n"), 0);
+	assert_int_equal(ms, 3000);
+	assert_int_equal(RA("0"), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(RA("86400"), 0);
+	assert_int_equal(ms, 86400000);
+	/* An HTTP-date: its distance from now; one in the past is no delay. */
+	assert_int_equal(RA(" Sun, 06 Nov 1994 08:49:47 GMT\r\n"), 0);
+	assert_int_equal(ms, 10000);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:00:00 GMT"), 0);
+	assert_int_equal(ms, 0);
+	ms = 42;
+	assert_int_equal(RA("86401"), -EINVAL);
+	assert_int_equal(RA("99999999999999999999999"), -EINVAL);
+	assert_int_equal(RA("-1"), -EINVAL);
+	assert_int_equal(RA("1.5"), -EINVAL);
+	assert_int_equal(RA("3 s"), -EINVAL);
+	assert_int_equal(RA(""), -EINVAL);
+	assert_int_equal(RA("  \r\n"), -EINVAL);
+	assert_int_equal(RA("soon"), -EINVAL);
+	assert_int_equal(ms, 42); /* untouched on failure */
+#undef RA
+}
+
+static void test_retry_decision(void **state)
+{
+	/* 429: the server did not act, whatever the method. */
+	assert_true(kube_retry_allowed("POST", false, CURLE_OK, 429, false));
+	assert_true(kube_retry_allowed("PATCH", false, CURLE_OK, 429, false));
+	/* 500, 502, 503, 504: every method but an anonymous POST without Retry-After. */
+	for (long st = 500; st <= 504; st++) {
+		bool want = st != 501;
+
+		assert_int_equal(kube_retry_allowed("GET", false, CURLE_OK, st, false), want);
+		assert_int_equal(kube_retry_allowed("PUT", false, CURLE_OK, st, false), want);
+		assert_int_equal(kube_retry_allowed("PATCH", false, CURLE_OK, st, false), want);
+		assert_int_equal(kube_retry_allowed("DELETE", false, CURLE_OK, st, false), want);
+		assert_int_equal(kube_retry_allowed("POST", true, CURLE_OK, st, false), want);
+		assert_int_equal(kube_retry_allowed("POST", false, CURLE_OK, st, true), want);
+		assert_false(kube_retry_allowed("POST", false, CURLE_OK, st, false));
+	}
+	/* Other statuses never. */
+	for (long st = 200; st < 600; st++)
+		if (st != 429 && st != 500 && st != 502 && st != 503 && st != 504)
+			assert_false(kube_retry_allowed("GET", false, CURLE_OK, st, true));
+	/* Nothing sent: always; lost after sending: idempotent requests only. */
+	assert_true(kube_retry_allowed("POST", false, CURLE_COULDNT_CONNECT, 0, false));
+	assert_true(kube_retry_allowed("PATCH", false, CURLE_SSL_CONNECT_ERROR, 0, false));
+	assert_true(kube_retry_allowed("DELETE", false, CURLE_RECV_ERROR, 0, false));
+	assert_true(kube_retry_allowed("POST", true, CURLE_HTTP2_STREAM, 0, false));
+	assert_false(kube_retry_allowed("POST", false, CURLE_RECV_ERROR, 0, false));
+	assert_false(kube_retry_allowed("PATCH", false, CURLE_OPERATION_TIMEDOUT, 0, false));
+	assert_false(kube_retry_allowed("GET", false, CURLE_SSL_CACERT_BADFILE, 0, false));
+	/* What may have been applied. */
+	assert_false(kube_maybe_applied("GET", CURLE_OK, 500));
+	assert_false(kube_maybe_applied("POST", CURLE_OK, 429));
+	assert_false(kube_maybe_applied("POST", CURLE_COULDNT_CONNECT, 0));
+	assert_true(kube_maybe_applied("POST", CURLE_OK, 500));
+	assert_true(kube_maybe_applied("DELETE", CURLE_RECV_ERROR, 0));
+}
+
+static void test_retry_delay(void **state)
+{
+	struct kmm_kube_client_options o;
+
+	kmm_kube_client_options_init(&o);
+	o.retry_base_ms = 100;
+	o.retry_max_ms = 2000;
+	/* The server's delay as given, within the cap; 0 is "now". */
+	assert_int_equal(kube_retry_delay_ms(&o, 0, 1000), 1000);
+	assert_int_equal(kube_retry_delay_ms(&o, 3, 0), 0);
+	assert_int_equal(kube_retry_delay_ms(&o, 0, 86400000), 2000);
+	/* Else the jittered backoff, capped too. */
+	for (int n = 0; n < 10; n++) {
+		long d = kube_retry_delay_ms(&o, n, -1);
+
+		assert_true(d >= 50 && d <= 2000);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -297,6 +387,9 @@ int main(void)
 		cmocka_unit_test(test_base64_and_time),
 		cmocka_unit_test(test_watch_decode),
 		cmocka_unit_test(test_backoff_bounds),
+		cmocka_unit_test(test_retry_after_parse),
+		cmocka_unit_test(test_retry_decision),
+		cmocka_unit_test(test_retry_delay),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

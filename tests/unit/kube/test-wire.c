@@ -174,6 +174,44 @@ static int do_watch(struct kmm_kube_client *c, const struct kmm_kube_target *t, 
 	return r;
 }
 
+/*
+ * A batch of creates (body: the objects) into the target's collection; the
+ * result is each item's [status, attempts, maybe_applied].
+ */
+static int do_batch(struct kmm_kube_client *c, const struct kmm_kube_target *t, const json_t *objs,
+		    const json_t *o, json_t **ret, struct kmm_error **err)
+{
+	size_t n = json_array_size(objs);
+	struct kmm_kube_prepared *p = calloc(n ?: 1, sizeof(*p));
+	struct kmm_kube_batch_item *items = calloc(n ?: 1, sizeof(*items));
+	json_t *res = json_array();
+	int r = 0;
+
+	for (size_t i = 0; p && items && res && i < n && r == 0; i++) {
+		r = kmm_kube_prepare_create(t, json_array_get(objs, i), NULL, &p[i], err);
+		items[i].req = p[i].req;
+	}
+	if (!p || !items || !res)
+		r = -ENOMEM;
+	if (r == 0)
+		r = kmm_kube_batch(c, items, n,
+				   (size_t)json_integer_value(json_object_get(o, "maxInFlight")),
+				   err);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		json_array_append_new(
+		    res,
+		    json_pack("[i,i,b]", items[i].rc < 0 ? items[i].rc : (int)items[i].resp.status,
+			      items[i].attempts, items[i].resp.maybe_applied));
+	if (items)
+		kmm_kube_batch_clear(items, n);
+	for (size_t i = 0; p && i < n; i++)
+		kmm_kube_prepared_clear(&p[i]);
+	free(p);
+	free(items);
+	*ret = res;
+	return r;
+}
+
 static int do_call(struct kmm_kube_client *c, const json_t *call, json_t **ret,
 		   struct kmm_error **err)
 {
@@ -214,6 +252,8 @@ static int do_call(struct kmm_kube_client *c, const json_t *call, json_t **ret,
 					   .field_manager = jstr(o, "fieldManager"),
 					   .dry_run = json_is_true(json_object_get(o, "dryRun")) },
 				       ret, err);
+	if (strcmp(verb, "batch") == 0)
+		return do_batch(c, &t, body, o, ret, err);
 	if (strcmp(verb, "update") == 0)
 		return kmm_kube_update(c, &t, body, NULL, ret, err);
 	if (strcmp(verb, "patch") == 0) {
