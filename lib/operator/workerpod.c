@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Worker pods: the loader and unloader of one module on one node, in
- * upstream's shape (reference §3.5) with one deliberate difference: a
- * privileged loader (firmware) runs as uid 0 explicitly instead of the
- * worker image's USER.
+ * upstream's shape (reference §3.5), with least privilege where upstream
+ * grants more: no container is privileged, every container drops ALL
+ * capabilities, runs the runtime's default seccomp profile, cannot gain
+ * privileges (no_new_privs) and has a read-only root filesystem, and the pod
+ * gets no ServiceAccount token (the worker never calls the API). The worker
+ * keeps only CAP_SYS_MODULE. A firmware loader, privileged upstream only to
+ * write firmware_class.path, instead gets the host's firmware_class
+ * parameters directory bind-mounted writable and runs as uid 0, the owner of
+ * that sysfs file.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -80,6 +86,16 @@ static json_t *downward_volume(const char *name, const char *file, const char *a
 			 "path", file, "fieldRef", "fieldPath", field);
 }
 
+/*
+ * sysfs is read-only in an unprivileged container: the loader reaches
+ * firmware_class.path through a bind mount of its directory, at its own path
+ * (what the worker opens today) and at FIRMWARE_CLASS_MOUNT, outside /sys,
+ * where the runtimes' default AppArmor profile, which denies writes under
+ * /sys/module, does not apply.
+ */
+#define FIRMWARE_CLASS_DIR "/sys/module/firmware_class/parameters"
+#define FIRMWARE_CLASS_MOUNT "/run/kmm/firmware_class"
+
 static json_t *host_volume(const char *name, const char *path, const char *type)
 {
 	return json_pack("{s:s, s:{s:s, s:s}}", "name", name, "hostPath", "path", path, "type",
@@ -105,13 +121,40 @@ static char *extract_script(const struct kmm_module_config *c)
 	return r < 0 ? NULL : s;
 }
 
-static json_t *security_context(const struct kmm_op_worker_params *p, bool firmware)
+/*
+ * What every container of a worker pod gets: no capabilities, the runtime's
+ * seccomp profile, no_new_privs and nothing writable but its volumes.
+ */
+static json_t *locked_down_context(void)
 {
-	if (p->action == KMM_OP_LOAD && firmware)
-		return json_pack("{s:b, s:i}", "privileged", 1, "runAsUser", 0);
-	return json_pack("{s:{s:[s]}, s:I, s:{s:s}}", "capabilities", "add", "SYS_MODULE",
-			 "runAsUser", (json_int_t)p->op->worker_run_as_user, "seLinuxOptions",
-			 "type", p->op->worker_selinux_type ? p->op->worker_selinux_type : "spc_t");
+	return json_pack("{s:b, s:{s:[s]}, s:b, s:{s:s}}", "allowPrivilegeEscalation", 0,
+			 "capabilities", "drop", "ALL", "readOnlyRootFilesystem", 1,
+			 "seccompProfile", "type", "RuntimeDefault");
+}
+
+/*
+ * The worker adds CAP_SYS_MODULE (finit_module, delete_module) and the SELinux
+ * type that may load modules. Writing firmware_class.path takes no capability,
+ * only DAC: the file is root's, mode 0644, as is the host firmware directory
+ * the files go to, hence uid 0 for a firmware loader whatever
+ * worker.runAsUser says.
+ */
+static json_t *worker_security_context(const struct kmm_op_worker_params *p, bool firmware)
+{
+	_cleanup_json_ json_t *sc = locked_down_context();
+	json_int_t uid =
+	    p->action == KMM_OP_LOAD && firmware ? 0 : (json_int_t)p->op->worker_run_as_user;
+
+	if (!sc ||
+	    json_object_set_new(json_object_get(sc, "capabilities"), "add",
+				json_pack("[s]", "SYS_MODULE")) < 0 ||
+	    json_object_set_new(sc, "runAsUser", json_integer(uid)) < 0 ||
+	    json_object_set_new(
+		sc, "seLinuxOptions",
+		json_pack("{s:s}", "type",
+			  p->op->worker_selinux_type ? p->op->worker_selinux_type : "spc_t")) < 0)
+		return NULL;
+	return TAKE_PTR(sc);
 }
 
 static int add_new(json_t *o, const char *key, json_t *v)
@@ -186,8 +229,12 @@ static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmw
 		return NULL;
 	if (firmware && append_new(mounts, mount("lib-firmware", fw_host, false)) < 0)
 		return NULL;
+	if (firmware && p->action == KMM_OP_LOAD &&
+	    (append_new(mounts, mount("firmware-class", FIRMWARE_CLASS_DIR, false)) < 0 ||
+	     append_new(mounts, mount("firmware-class", FIRMWARE_CLASS_MOUNT, false)) < 0))
+		return NULL;
 	if (add_new(c, "resources", resources()) < 0 ||
-	    add_new(c, "securityContext", security_context(p, firmware)) < 0)
+	    add_new(c, "securityContext", worker_security_context(p, firmware)) < 0)
 		return NULL;
 	return TAKE_PTR(c);
 }
@@ -200,15 +247,21 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script
 	_cleanup_json_ json_t *s = NULL;
 	json_t *vols;
 
-	s = json_pack("{s:s, s:s, s:s, s:[{s:s, s:s, s:s, s:[s, s], s:[s], s:[o], s:o}]}",
-		      "nodeName", p->node, "restartPolicy", "OnFailure", "serviceAccountName",
-		      p->service_account && *p->service_account ? p->service_account : "default",
-		      "initContainers", "name", "image-extractor", "image",
-		      p->config->container_image, "imagePullPolicy",
-		      p->config->image_pull_policy ? p->config->image_pull_policy
-						   : KMM_DEFAULT_PULL_POLICY,
-		      "command", "/bin/sh", "-c", "args", script, "volumeMounts",
-		      mount("tmp", "/tmp", false), "resources", resources());
+	/*
+	 * The ServiceAccount stays (its imagePullSecrets pull the images) but its
+	 * token is not mounted. The extractor runs as the kmod image's user:
+	 * forcing another could leave it unable to read the image's files.
+	 */
+	s = json_pack(
+	    "{s:s, s:s, s:s, s:b, s:[{s:s, s:s, s:s, s:[s, s], s:[s], s:[o], s:o, "
+	    "s:o}]}",
+	    "nodeName", p->node, "restartPolicy", "OnFailure", "serviceAccountName",
+	    p->service_account && *p->service_account ? p->service_account : "default",
+	    "automountServiceAccountToken", 0, "initContainers", "name", "image-extractor", "image",
+	    p->config->container_image, "imagePullPolicy",
+	    p->config->image_pull_policy ? p->config->image_pull_policy : KMM_DEFAULT_PULL_POLICY,
+	    "command", "/bin/sh", "-c", "args", script, "volumeMounts", mount("tmp", "/tmp", false),
+	    "resources", resources(), "securityContext", locked_down_context());
 	if (!s)
 		return NULL;
 	if (p->image_repo_secret && *p->image_repo_secret &&
@@ -230,6 +283,9 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script
 		return NULL;
 	if (firmware &&
 	    append_new(vols, host_volume("lib-firmware", fw_host, "DirectoryOrCreate")) < 0)
+		return NULL;
+	if (firmware && p->action == KMM_OP_LOAD &&
+	    append_new(vols, host_volume("firmware-class", FIRMWARE_CLASS_DIR, "Directory")) < 0)
 		return NULL;
 	return TAKE_PTR(s);
 }

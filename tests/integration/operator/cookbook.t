@@ -240,11 +240,15 @@ def features_in_pods():
     cfg = _j.loads(ann["kmm.node.kubernetes.io/worker-config"])
     t.ok(cfg.get("inTreeModulesToRemove") == ["irdma", "ice"], "in-tree removal list in the worker config", cfg)
     sc = c.get("securityContext", {})
-    t.ok(sc.get("privileged") is True and sc.get("runAsUser") == 0
+    t.ok("privileged" not in sc and sc.get("runAsUser") == 0
+         and sc.get("capabilities", {}).get("add") == ["SYS_MODULE"]
+         and vols.get("firmware-class", {}).get("hostPath", {}).get("path")
+         == "/sys/module/firmware_class/parameters"
          and vols.get("lib-firmware", {}).get("hostPath", {}).get("path") == "/lib/firmware"
          and c["args"][-2:] == ["--firmware-path", "/lib/firmware"]
          and "cp -R /firmware/* /tmp/firmware" in p["spec"]["initContainers"][0]["args"][0],
-         "firmware: privileged as uid 0, firmware mount, --firmware-path, copy script", (sc, c["args"]))
+         "firmware: uid 0 with SYS_MODULE only (not privileged), firmware and firmware_class "
+         "mounts, --firmware-path, copy script", (sc, c["args"]))
     mp = cfg.get("modprobe", {})
     t.ok(mp.get("parameters") == ["debug=1", "mode=fast"] and mp.get("args", {}).get("load") == ["-v"],
          "parameters and args in the worker config", mp)
