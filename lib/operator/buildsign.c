@@ -5,7 +5,9 @@
  *  - the sign step runs kmm-sign (exec-form RUN, no shell in its image), which
  *    expands filesToSign globs itself, instead of a shell loop over sign-file;
  *  - last-hash is a SHA-256 of the canonical pod JSON plus its inputs, so it
- *    is stable across operator versions that render the same pod.
+ *    is stable across operator versions that render the same pod;
+ *  - no builder is privileged (see build_security_context()) and the pod gets
+ *    no ServiceAccount token: registry credentials come from imageRepoSecret.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -461,9 +463,53 @@ static json_t *buildah_container(const struct kmm_buildsign_params *p, char **ar
 
 	if (!script)
 		return NULL;
-	return json_pack("{s:s, s:s, s:[s, s], s:[s], s:{s:b, s:i}}", "name", "buildah", "image",
-			 p->build_image, "command", "/bin/sh", "-c", "args", script,
-			 "securityContext", "privileged", 1, "runAsUser", 0);
+	return json_pack("{s:s, s:s, s:[s, s], s:[s]}", "name", "buildah", "image", p->build_image,
+			 "command", "/bin/sh", "-c", "args", script);
+}
+
+/*
+ * The capabilities a Dockerfile's RUN step has under buildah by default
+ * (containers.conf's default_capabilities): the builder needs them to unpack
+ * layers as their owners (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETFCAP), to
+ * chroot into the build container, and to hand the same set to RUN steps,
+ * which switch users (SETUID, SETGID) and trim their bounding set (SETPCAP).
+ * The runtimes' defaults minus MKNOD, NET_RAW and AUDIT_WRITE; all within
+ * the Pod Security Standards' baseline list.
+ */
+static const char *const builder_caps[] = { "CHOWN",   "DAC_OVERRIDE",	   "FOWNER",	"FSETID",
+					    "KILL",    "NET_BIND_SERVICE", "SETFCAP",	"SETGID",
+					    "SETPCAP", "SETUID",	   "SYS_CHROOT" };
+
+/*
+ * Root (a Dockerfile's RUN steps install packages), drop ALL but
+ * builder_caps, the runtime's seccomp profile, no_new_privs. buildah's chroot
+ * isolation also unshares a mount namespace and bind-mounts into the build
+ * container: SYS_ADMIN (which the default seccomp profiles demand for unshare
+ * and mount) and no AppArmor profile (the default one denies mount). That is
+ * still far from privileged: no devices, no host /sys or /proc, seccomp on.
+ * Both write their root filesystem (kaniko unpacks into /, buildah stores
+ * images under /var/lib/containers).
+ */
+static json_t *build_security_context(const struct kmm_buildsign_params *p)
+{
+	bool buildah = p->builder == KMM_BUILDER_BUILDAH;
+	_cleanup_json_ json_t *sc = NULL;
+	json_t *add = json_array();
+
+	sc = json_pack("{s:b, s:{s:[s], s:o*}, s:i, s:{s:s}}", "allowPrivilegeEscalation", 0,
+		       "capabilities", "drop", "ALL", "add", add, "runAsUser", 0, "seccompProfile",
+		       "type", "RuntimeDefault");
+	if (!sc || !add)
+		return NULL;
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(builder_caps); i++) {
+		if (append_str(add, builder_caps[i]) < 0)
+			return NULL;
+	}
+	if (buildah &&
+	    (append_str(add, "SYS_ADMIN") < 0 ||
+	     add_new(sc, "appArmorProfile", json_pack("{s:s}", "type", "Unconfined")) < 0))
+		return NULL;
+	return TAKE_PTR(sc);
 }
 
 static json_t *pod_spec(const struct kmm_buildsign_params *p, char **args_kv)
@@ -473,8 +519,10 @@ static json_t *pod_spec(const struct kmm_buildsign_params *p, char **args_kv)
 
 	c = p->builder == KMM_BUILDER_BUILDAH ? buildah_container(p, args_kv)
 					      : kaniko_container(p, args_kv);
-	s = json_pack("{s:s, s:[]}", "restartPolicy", "Never", "volumes");
-	if (!c || !s || add_new(c, "volumeMounts", json_array()) < 0)
+	s = json_pack("{s:s, s:b, s:[]}", "restartPolicy", "Never", "automountServiceAccountToken",
+		      0, "volumes");
+	if (!c || !s || add_new(c, "securityContext", build_security_context(p)) < 0 ||
+	    add_new(c, "volumeMounts", json_array()) < 0)
 		return NULL;
 	vols = json_object_get(s, "volumes");
 	if (add_volumes(p, vols, json_object_get(c, "volumeMounts")) < 0)

@@ -163,8 +163,10 @@ def check_buildah_pod(p, mod, img):
     if c.get("command") != ["/bin/sh", "-c"] or len(c.get("args") or []) != 1:
         bad.append(f"command {c.get('command')} args {c.get('args')}")
         return bad
-    if c.get("securityContext") != {"privileged": True, "runAsUser": 0}:
-        bad.append(f"securityContext {c.get('securityContext')}")
+    sc = c.get("securityContext") or {}
+    if (sc.get("privileged") or sc.get("runAsUser") != 0
+            or "SYS_ADMIN" not in sc.get("capabilities", {}).get("add", [])):
+        bad.append(f"securityContext {sc}")
     script = c["args"][0]
     want = ["set -e\n",
             "buildah --storage-driver vfs bud --isolation chroot --tls-verify=false",

@@ -5,17 +5,22 @@
 # tests/unit/operator/buildsign-render), and the container's /bin/sh script
 # runs as the pod would run it, with buildah, vfs storage and chroot
 # isolation, in a private mount namespace where /run/secrets holds the key
-# and certificate (the Secret volumes) and /var/lib/containers is a scratch
-# store. The pod's /workspace is a scratch directory holding the Dockerfile
-# (the ConfigMap or the downward-API annotation). Nothing is pushed
-# (pushBuiltImage: false): the results are judged in the local store:
+# and certificate (the Secret volumes), in a scratch store, and with the
+# pod's securityContext: its uid, no capability but those it adds (the
+# bounding set), no_new_privs for allowPrivilegeEscalation: false; the pod
+# must not be privileged. The pod's /workspace is a scratch directory
+# holding the Dockerfile (the ConfigMap or the downward-API annotation).
+# Nothing is pushed (pushBuiltImage: false): the results are judged in the
+# local store:
 #   - the sign pod's image: every filesToSign glob match verifies with the
 #     certificate, other files are untouched, an unmatched pattern is noted;
 #   - the build pod's image: each build arg, hostile ones included, arrives
 #     byte for byte (read back from the image's environment), with kmm's
-#     four injected args winning over the user's.
+#     four injected args winning over the user's; its RUN step ran as root
+#     with exactly the pod's capabilities.
 #
-# Needs: buildah, unshare (util-linux), openssl, jq, ldd, root.
+# Needs: buildah, unshare and setpriv (util-linux), openssl, jq, ldd, a
+# static busybox, root.
 # Env: KMM_BUILD_DIR (default build/dev).
 set -uo pipefail
 
@@ -25,9 +30,9 @@ render=$build/tests/unit/operator/buildsign-render
 kmm_sign=$build/src/sign/kmm-sign
 K=6.1.0-27-amd64
 
-echo "1..6"
+echo "1..7"
 missing=()
-for t in buildah unshare openssl jq ldd; do
+for t in buildah unshare setpriv openssl jq ldd busybox; do
 	command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 [ -x "$render" ] || missing+=("$render (ninja -C $build)")
@@ -35,7 +40,7 @@ done
 [ "$(id -u)" = 0 ] || missing+=("root (buildah chroot isolation, mount namespace)")
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "# missing: ${missing[*]} (scripts/install-deps)"
-	for i in 1 2 3 4 5 6; do echo "not ok $i - dependencies"; done
+	for i in 1 2 3 4 5 6 7; do echo "not ok $i - dependencies"; done
 	exit 1
 fi
 
@@ -49,7 +54,10 @@ openssl req -new -x509 -newkey rsa:2048 -nodes -days 2 -sha256 -subj "/CN=kmm bu
 for f in "$K/extra/kmm_ci_a.ko" "$K/extra/kmm_ci_b.ko" "$K/extra/other.ko" 5.14.0/extra/kmm_ci_a.ko; do
 	head -c 3000 /dev/urandom >"$work/unsigned-ctx/opt/lib/modules/$f"
 done
-printf 'FROM scratch\nCOPY opt /opt\n' >"$work/unsigned-ctx/Containerfile"
+# A static busybox gives the build's RUN step something to run.
+mkdir -p "$work/unsigned-ctx/bin"
+cp "$(command -v busybox)" "$work/unsigned-ctx/bin/busybox"
+printf 'FROM scratch\nCOPY opt /opt\nCOPY bin /bin\n' >"$work/unsigned-ctx/Containerfile"
 # The kmm-sign image as images/sign/Containerfile makes it, but from this
 # build's (dynamically linked) kmm-sign: its libraries go in with it.
 cp "$kmm_sign" "$work/sign-ctx/kmm-sign"
@@ -84,10 +92,11 @@ jq -n --arg k "$K" --arg h "$hostile" '{apiVersion: "kmm.sigs.x-k8s.io/v1beta1",
 printf '%s\n' 'FROM localhost/kmm-ci:unsigned' 'ARG HOSTILE' 'ARG MOD_NAME' 'ARG MOD_NAMESPACE' \
 	'ARG KERNEL_VERSION' 'ARG KERNEL_FULL_VERSION' \
 	'ENV HOSTILE=$HOSTILE MOD_NAME=$MOD_NAME MOD_NAMESPACE=$MOD_NAMESPACE KERNEL_VERSION=$KERNEL_VERSION KERNEL_FULL_VERSION=$KERNEL_FULL_VERSION' \
+	'RUN ["/bin/busybox", "touch", "/ran"]' \
 	>"$work/build-dockerfile"
 
 rendered=0
-for what in sign:script sign:dockerfile build:script; do
+for what in sign:script sign:dockerfile build:script sign:pod build:pod; do
 	"$render" "$work/${what%%:*}-mbsc.json" buildah quay.io/buildah/stable localhost/kmm-sign:t \
 		"${what#*:}" >"$work/${what%%:*}.${what#*:}" 2>"$work/render.err" || rendered=1
 done
@@ -98,20 +107,49 @@ cp "$work/build-dockerfile" "$work/build-ws/Dockerfile"
 sed "s#/workspace#$work/sign-ws#g" "$work/sign.script" >"$work/sign.sh"
 sed "s#/workspace#$work/build-ws#g" "$work/build.script" >"$work/build.sh"
 
-# Everything that touches /run and /var/lib/containers happens in here.
+# The container's securityContext as a setpriv command line: its uid, a
+# bounding set of exactly the capabilities it adds (what a runtime gives a
+# container that drops ALL), no_new_privs for allowPrivilegeEscalation: false.
+# Empty when the pod asks for what setpriv cannot give: privileged.
+as_pod() { # pod.json
+	jq -r '.spec.containers[0].securityContext as $s |
+		if ($s.privileged // false) or ($s.capabilities.drop != ["ALL"]) then "" else
+		"setpriv --reuid \($s.runAsUser // 0) --regid 0 --clear-groups --inh-caps -all " +
+		"--bounding-set -all" + ([($s.capabilities.add // [])[] | ",+" + ascii_downcase] | join("")) +
+		(if $s.allowPrivilegeEscalation == false then " --no-new-privs" else "" end) + " --"
+		end' "$1"
+}
+sign_as=$(as_pod "$work/sign.pod")
+build_as=$(as_pod "$work/build.pod")
+printf '%s\n' "sign: $sign_as" "build: $build_as" >"$work/as-pod.log"
+# The pod's store is its own root filesystem: here a scratch directory, the
+# script itself (its default /var/lib/containers/storage) unchanged.
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$work/store" "$work/run" \
+	>"$work/storage.conf"
+export CONTAINERS_STORAGE_CONF=$work/storage.conf
+# Notes what the container's process has, then runs the container's script.
+# shellcheck disable=SC2016 # expanded by the inner shell
+printf '%s\n' 'grep "^CapBnd:" /proc/self/status | cut -f2 >"$1"; id -u >>"$1"' \
+	'exec /bin/sh -c "$(cat "$2")"' >"$work/in-pod.sh"
+
+# Everything that touches /run happens in here.
 cat >"$work/inner.sh" <<EOF
 set -u
 mount -t tmpfs tmpfs /run && mkdir -p /run/secrets &&
-	cp -r "$work/secrets/key" "$work/secrets/cert" /run/secrets/ &&
-	mount --bind "$work/store" /var/lib/containers || exit 10
+	cp -r "$work/secrets/key" "$work/secrets/cert" /run/secrets/ || exit 10
+[ -n "$sign_as" ] && [ -n "$build_as" ] || exit 12
 B="buildah --storage-driver vfs"
 \$B bud --isolation chroot -f "$work/sign-ctx/Containerfile" -t localhost/kmm-sign:t "$work/sign-ctx" &&
 	\$B bud --isolation chroot -f "$work/unsigned-ctx/Containerfile" -t localhost/kmm-ci:unsigned \
 		"$work/unsigned-ctx" >"$work/images.log" 2>&1 || exit 11
-/bin/sh -c "\$(cat "$work/sign.sh")" >"$work/sign.log" 2>&1; echo \$? >"$work/sign.rc"
-/bin/sh -c "\$(cat "$work/build.sh")" >"$work/build.log" 2>&1; echo \$? >"$work/build.rc"
+$sign_as /bin/sh "$work/in-pod.sh" "$work/sign.caps" "$work/sign.sh" >"$work/sign.log" 2>&1
+echo \$? >"$work/sign.rc"
+$build_as /bin/sh "$work/in-pod.sh" "$work/build.caps" "$work/build.sh" >"$work/build.log" 2>&1
+echo \$? >"$work/build.rc"
 c=\$(\$B from localhost/kmm-ci:signed 2>/dev/null) && m=\$(\$B mount "\$c") &&
 	cp -r "\$m/opt" "$work/signed-opt"
+c=\$(\$B from localhost/kmm-ci:built 2>/dev/null) && m=\$(\$B mount "\$c") &&
+	[ -e "\$m/ran" ] && touch "$work/build-ran"
 \$B inspect --type image localhost/kmm-ci:built >"$work/built.json" 2>>"$work/build.log"
 \$B rm --all >/dev/null 2>&1
 \$B rmi --all --force >/dev/null 2>&1
@@ -135,6 +173,17 @@ ok() { # name status log
 [ $rendered = 0 ] && [ $inner = 0 ]
 ok "render the pods, build the kmm-sign and unsigned images (buildah, vfs, chroot)" $? \
 	"$([ $rendered = 0 ] && echo "$work/inner.log" || echo "$work/render.err")"
+# What each script ran with: uid 0 and a bounding set of exactly the pod's
+# capabilities; the build's RUN step ran under them.
+caps_ran() { # caps-file pod.json
+	[ "$(sed -n 2p "$1" 2>/dev/null)" = 0 ] || return 1
+	[ "$(capsh --decode="$(head -n 1 "$1")" | sed 's/^[^=]*=//' | tr , '\n' | sort)" = \
+		"$(jq -r '.spec.containers[0].securityContext.capabilities.add[] | "cap_" + ascii_downcase' "$2" | sort)" ]
+}
+[ -n "$sign_as" ] && [ -n "$build_as" ] && caps_ran "$work/sign.caps" "$work/sign.pod" &&
+	caps_ran "$work/build.caps" "$work/build.pod" && [ -e "$work/build-ran" ]
+ok "not privileged: the scripts and a RUN step ran as root with only the pods' capabilities" $? \
+	"$work/as-pod.log"
 [ "$(cat "$work/sign.rc" 2>/dev/null)" = 0 ]
 ok "the sign pod's script runs to completion" $? "$work/sign.log"
 mods=$work/signed-opt/lib/modules
