@@ -282,6 +282,15 @@ char *kmm_op_softdep(char *const *order);
 /* The pod object with its worker-hash annotation. */
 int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct kmm_error **err);
 
+/* ---- pull pods (imageCheck: pullPod) ---- */
+
+#define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"
+#define KMM_LABEL_PULL_POD_TYPE "kmm.node.kubernetes.io/pull-pod-type"
+
+/* The pull pod of img for mic (generateName, no name): the kmod image running `exit 0`. */
+int kmm_op_pull_pod(const struct kmm_image_config *mic, const struct kmm_module_image_spec *img,
+		    json_t **ret_pod, struct kmm_error **err);
+
 /* FNV-1a 64 of the sorted compact JSON of obj, as decimal text (heap). */
 char *kmm_op_hash_json(const json_t *obj);
 

@@ -432,37 +432,11 @@ static void failed_why(const json_t *pod, char *buf, size_t size)
 static int create_pull_pod(struct mic_run *s, const struct kmm_module_image_spec *img,
 			   struct kmm_error **err)
 {
-	const struct kmm_image_config *mic = s->mic;
-	struct kmm_kube_target t = { &kmm_kube_pods, mic->namespace, NULL, NULL };
+	struct kmm_kube_target t = { &kmm_kube_pods, s->mic->namespace, NULL, NULL };
 	_cleanup_json_ json_t *pod = NULL;
-	char prefix[300];
-	json_t *spec, *c;
 
-	snprintf(prefix, sizeof(prefix), "%s-pull-pod-", mic->name);
-	/* one-time-pull when a build or sign can supply the image, else until-success. */
-	pod = json_pack(
-	    "{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]},"
-	    " s:{s:s, s:[{s:s, s:s, s:[s, s, s]}]}}",
-	    "apiVersion", "v1", "kind", "Pod", "metadata", "generateName", prefix, "namespace",
-	    mic->namespace, "labels", KMM_LABEL_IMAGE_OWNER, mic->name, KMM_LABEL_PULL_POD_TYPE,
-	    img->build || img->sign ? "one-time-pull" : "until-success", "ownerReferences",
-	    "apiVersion", KMM_API_VERSION, "kind", "ModuleImagesConfig", "name", mic->name, "uid",
-	    str(mic->metadata, "uid") ?: "", "controller", 1, "blockOwnerDeletion", 1, "spec",
-	    "restartPolicy", "Never", "containers", "name", "puller", "image", img->image,
-	    "command", "/bin/sh", "-c", "exit 0");
-	if (!pod)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	spec = json_object_get(pod, "spec");
-	c = json_array_get(json_object_get(spec, "containers"), 0);
-	if (mic->image_pull_policy)
-		json_object_set_new(c, "imagePullPolicy", json_string(mic->image_pull_policy));
-	if (mic->image_repo_secret)
-		json_object_set_new(spec, "imagePullSecrets",
-				    json_pack("[{s:s}]", "name", mic->image_repo_secret));
-	if (mic->n_tolerations)
-		json_object_set_new(spec, "tolerations",
-				    kmm_tolerations_to_json(mic->tolerations, mic->n_tolerations));
-	if (kmm_op_create(&s->op->api, &t, pod, NULL, err) < 0)
+	if (kmm_op_pull_pod(s->mic, img, &pod, err) < 0 ||
+	    kmm_op_create(&s->op->api, &t, pod, NULL, err) < 0)
 		return kmm_error_wrap(err, "create pull pod for %s", img->image);
 	return 0;
 }
