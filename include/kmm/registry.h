@@ -18,7 +18,10 @@
  *
  * Operator (image existence): kmm_registry_image_exists() returns 1, 0 or a
  * negative errno with an error that says why (401 with the registry's message,
- * TLS verification failure, timeout, ...). Every request has a timeout.
+ * TLS verification failure, timeout, ...). Every request has a timeout. The
+ * error's message quotes the registry; kmm_registry_error_summary() gives a
+ * short text that does not, for status conditions. kmm_image_checks runs
+ * such checks on a few threads of its own so a slow registry stalls nobody.
  *
  * A struct kmm_registry owns one libcurl handle (connections and auth tokens
  * are reused across calls). It is NOT thread-safe: use one per thread.
@@ -28,7 +31,10 @@
 #define KMM_REGISTRY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <sys/socket.h>
 
 #include "kmm/error.h"
 #include "kmm/macro.h"
@@ -56,6 +62,42 @@ char *kmm_image_ref_to_string(const struct kmm_image_ref *ref);
 void kmm_image_ref_free(struct kmm_image_ref *ref);
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_image_ref *, kmm_image_ref_free)
 
+/*
+ * Destination policy: which addresses the client may connect to. Image
+ * references (and the token realms and redirects registries answer with)
+ * are chosen by others, so every address curl is about to connect to, after
+ * DNS and after each redirect, is checked; a refused one is never connected.
+ *
+ * Refused by default: link-local (169.254.0.0/16, fe80::/10) and the cloud
+ * metadata addresses outside it (100.100.100.200, fd00:ec2::254,
+ * 168.63.129.16, 192.0.0.192), also in their IPv4-mapped, -compatible and
+ * NAT64 (64:ff9b::/96) IPv6 forms. Loopback and private ranges are allowed:
+ * in-cluster registries live there (see docs/operator.md).
+ *
+ * allow and deny are NULL-terminated lists (may be NULL) of IP addresses or
+ * CIDRs ("169.254.10.0/24", "fd00::/8"); host bits must be zero. An address
+ * in deny (or the built-in list) and in none of allow is refused.
+ */
+struct kmm_registry_policy;
+
+int kmm_registry_policy_new(const char *const *allow, const char *const *deny,
+			    struct kmm_registry_policy **ret, struct kmm_error **err);
+void kmm_registry_policy_free(struct kmm_registry_policy *p);
+KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_registry_policy *, kmm_registry_policy_free)
+
+/* The built-in policy (static, never freed). */
+const struct kmm_registry_policy *kmm_registry_policy_default(void);
+
+/*
+ * 0 when sa (len bytes) may be connected to; -EPERM with why ("169.254.169.254
+ * is a cloud metadata address") when not. p NULL means the default policy.
+ */
+int kmm_registry_policy_check(const struct kmm_registry_policy *p, const struct sockaddr *sa,
+			      size_t len, char *why, size_t size);
+/* The same for an address in text form; -EINVAL when ip is not an address. */
+int kmm_registry_policy_check_text(const struct kmm_registry_policy *p, const char *ip, char *why,
+				   size_t size);
+
 struct kmm_registry_options {
 	/* Plain HTTP instead of HTTPS (Module registryTLS.insecure). */
 	bool insecure;
@@ -75,6 +117,8 @@ struct kmm_registry_options {
 	const char *docker_config_file;
 	const char *username;
 	const char *password;
+	/* Where connections may go (borrowed, must outlive the client); NULL: the default. */
+	const struct kmm_registry_policy *policy;
 	/* 0 means the default: connect 10 s; manifests and tokens 30 s per request. */
 	long connect_timeout_ms;
 	long request_timeout_ms;
@@ -107,6 +151,59 @@ KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_registry *, kmm_registry_free)
  */
 int kmm_registry_image_exists(struct kmm_registry *r, const char *image, char **ret_digest,
 			      struct kmm_error **err);
+
+/*
+ * A short, printable-ASCII description of a registry error (at most size-1
+ * bytes, size <= 256 is plenty) that quotes nothing the remote side sent
+ * beyond an HTTP status and a registry error code of [A-Z0-9_] characters:
+ * fit for a status condition. The full message belongs in a debug log.
+ */
+void kmm_registry_error_summary(const struct kmm_error *e, char *buf, size_t size);
+
+/*
+ * Credentials (Basic, from the options or the docker config) are sent:
+ *  - to the registry itself when it asks for Basic auth;
+ *  - to a Bearer token realm only over https, and when the challenge came over
+ *    a connection that was not verified (plain http or insecureSkipTLSVerify),
+ *    only to a realm on the registry's own host name.
+ * Otherwise the check fails with -EACCES (reason "CredentialsWithheld") and the
+ * realm is not contacted.
+ */
+
+/* ---- existence checks off the caller's threads ---- */
+
+struct kmm_image_checks_options {
+	unsigned threads;  /* checks run at once, all hosts (default 4) */
+	unsigned per_host; /* ... for one registry host:port (default 2) */
+	size_t max_queued; /* waiting checks; more are refused with -EAGAIN (default 1024) */
+	long deadline_ms;  /* one check, token request included (default 30000) */
+};
+
+/*
+ * Called on a check thread when a check ends: result as from
+ * kmm_registry_image_exists() (1, 0 or a negative errno with err set; err is
+ * borrowed). key and tag are those given to kmm_image_checks_submit().
+ */
+typedef void (*kmm_image_check_done_fn)(void *userdata, const char *key, uint64_t tag, int result,
+					const struct kmm_error *err);
+
+struct kmm_image_checks;
+
+int kmm_image_checks_new(const struct kmm_image_checks_options *opts, kmm_image_check_done_fn done,
+			 void *userdata, struct kmm_image_checks **ret, struct kmm_error **err);
+/*
+ * Queues a check of image with reg (taken, also on failure). Checks of one
+ * host beyond per_host wait while other hosts' checks run. -EAGAIN when the
+ * queue is full, -EINVAL for a bad reference, -ECANCELED once stopping.
+ */
+int kmm_image_checks_submit(struct kmm_image_checks *c, const char *key, uint64_t tag,
+			    const char *image, struct kmm_registry *reg, struct kmm_error **err);
+/*
+ * Stops: queued checks are dropped, running ones are aborted (within about a
+ * second); no callback runs once this is called. Joins the threads.
+ */
+void kmm_image_checks_free(struct kmm_image_checks *c);
+KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_image_checks *, kmm_image_checks_free)
 
 /* Caps for one kmm_image_extract() call; 0 in a field means its default. */
 struct kmm_extract_limits {

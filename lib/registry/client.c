@@ -5,11 +5,17 @@
  * sent up front (Basic, or a Bearer token fetched from the challenge's realm).
  */
 #include <pthread.h>
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -23,6 +29,7 @@
 #include "version.h"
 
 #define ERROR_BODY_MAX (64 * 1024)
+#define POLICY_MARK "refused by destination policy: "
 #define TOKEN_BODY_MAX (1024 * 1024)
 #define DOCKER_CONFIG_MAX (1024 * 1024)
 
@@ -45,9 +52,49 @@ struct kmm_registry {
 	char *os;
 	char *architecture;
 	char *variant;
-	struct kmm_hashmap *auth; /* "host/repository" -> "Authorization: ..." */
+	struct kmm_hashmap *auth;		  /* "host/repository" -> "Authorization: ..." */
+	const struct kmm_registry_policy *policy; /* borrowed; never NULL */
+	char policy_why[128];	 /* the last address the policy refused, this request */
+	const atomic_bool *stop; /* set: abort transfers (kmm_image_checks stopping) */
+	int64_t deadline_ms;	 /* > 0: CLOCK_MONOTONIC ms after which requests fail */
 	char errbuf[CURL_ERROR_SIZE];
 };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kmm_registry_set_limits(struct kmm_registry *r, const atomic_bool *stop, int64_t deadline_ms)
+{
+	r->stop = stop;
+	r->deadline_ms = deadline_ms;
+}
+
+/*
+ * An error with a machine-readable reason of ours, so
+ * kmm_registry_error_summary() can describe it without quoting the message.
+ */
+_printf_(4, 5) static int make_reasoned(struct kmm_error **err, int code, const char *reason,
+					const char *fmt, ...)
+{
+	_cleanup_free_ char *msg = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	r = kmm_error_make(err, code, "%s", msg);
+	if (err && *err && (*err)->code == code && !(*err)->reason)
+		(*err)->reason = strdup(reason); /* best effort: the message says it all */
+	return r;
+}
 
 static void slist_freep(struct curl_slist **l)
 {
@@ -151,6 +198,7 @@ int kmm_registry_new(const struct kmm_registry_options *opts, struct kmm_registr
 	r->architecture =
 	    strdup_or_null(opts->architecture ? opts->architecture : kmm_oci_default_arch(), &oom);
 	r->variant = strdup_or_null(opts->variant, &oom);
+	r->policy = opts->policy ? opts->policy : kmm_registry_policy_default();
 	r->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
 	r->request_timeout_ms = opts->request_timeout_ms > 0 ? opts->request_timeout_ms : 30000;
 	r->stall_timeout_s = opts->stall_timeout_s > 0 ? opts->stall_timeout_s : 60;
@@ -176,6 +224,8 @@ int kmm_registry_new(const struct kmm_registry_options *opts, struct kmm_registr
 		if (!doc)
 			continue;
 		rc = kmm_docker_config_lookup(doc, strlen(doc), "", &u, &p, err);
+		if (rc < 0 && err && *err && (*err)->code == EINVAL && !(*err)->reason)
+			(*err)->reason = strdup("BadPullSecret");
 		if (rc < 0)
 			return kmm_error_wrap(err, "registry pull secret %s",
 					      i ? opts->docker_config_file : "(inline)");
@@ -292,29 +342,103 @@ static int curl_fail(struct kmm_registry *r, CURLcode c, const struct kmm_respon
 {
 	const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(c);
 
-	if (c == CURLE_OPERATION_TIMEDOUT)
-		return kmm_error_make(err, ETIMEDOUT, "%s: timed out: %s", what, detail);
+	/* A refused address makes curl's connect fail: say why instead. */
+	if (r->policy_why[0] && (c == CURLE_COULDNT_CONNECT || c == CURLE_COULDNT_RESOLVE_HOST ||
+				 c == CURLE_COULDNT_RESOLVE_PROXY || c == CURLE_RECV_ERROR))
+		return make_reasoned(err, EPERM, "DestinationRefused",
+				     "%s: " POLICY_MARK
+				     "%s (allow it with registryAllowedNetworks)",
+				     what, r->policy_why);
+	if (c == CURLE_ABORTED_BY_CALLBACK && r->stop && atomic_load(r->stop))
+		return make_reasoned(err, ECANCELED, "Canceled", "%s: canceled", what);
+	if (c == CURLE_OPERATION_TIMEDOUT ||
+	    (c == CURLE_ABORTED_BY_CALLBACK && r->deadline_ms > 0 && now_ms() >= r->deadline_ms))
+		return make_reasoned(err, ETIMEDOUT, "Timeout", "%s: timed out: %s", what, detail);
 	if (c == CURLE_COULDNT_CONNECT)
-		return kmm_error_make(err, ECONNREFUSED, "%s: cannot connect: %s", what, detail);
+		return make_reasoned(err, ECONNREFUSED, "ConnectFailed", "%s: cannot connect: %s",
+				     what, detail);
 	if (c == CURLE_COULDNT_RESOLVE_HOST)
-		return kmm_error_make(err, EHOSTUNREACH, "%s: cannot resolve host: %s", what,
-				      detail);
+		return make_reasoned(err, EHOSTUNREACH, "ResolveFailed",
+				     "%s: cannot resolve host: %s", what, detail);
 	if (c == CURLE_PEER_FAILED_VERIFICATION)
-		return kmm_error_make(err, EPROTO, "%s: TLS certificate verification failed: %s",
-				      what, detail);
+		return make_reasoned(err, EPROTO, "TLSVerifyFailed",
+				     "%s: TLS certificate verification failed: %s", what, detail);
 	if (c == CURLE_SSL_CONNECT_ERROR || c == CURLE_SSL_CERTPROBLEM || c == CURLE_SSL_CIPHER ||
 	    c == CURLE_SSL_CACERT_BADFILE || c == CURLE_SSL_ISSUER_ERROR ||
 	    c == CURLE_SSL_CRL_BADFILE || c == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
 	    c == CURLE_SSL_INVALIDCERTSTATUS)
-		return kmm_error_make(err, EPROTO, "%s: TLS error: %s", what, detail);
+		return make_reasoned(err, EPROTO, "TLSError", "%s: TLS error: %s", what, detail);
 	if (c == CURLE_TOO_MANY_REDIRECTS)
-		return kmm_error_make(err, ELOOP, "%s: too many redirects", what);
+		return make_reasoned(err, ELOOP, "TooManyRedirects", "%s: too many redirects",
+				     what);
 	if (c == CURLE_WRITE_ERROR && resp->overflow)
-		return kmm_error_make(err, EFBIG, "%s: response larger than %zu bytes", what,
-				      resp->fd >= 0 ? (size_t)resp->max : resp->body.max);
+		return make_reasoned(err, EFBIG, "TooLarge", "%s: response larger than %zu bytes",
+				     what, resp->fd >= 0 ? (size_t)resp->max : resp->body.max);
 	if (c == CURLE_WRITE_ERROR && resp->write_errno)
 		return kmm_error_make_errno(err, resp->write_errno, "%s: writing the blob", what);
 	return kmm_error_make(err, EIO, "%s: %s", what, detail);
+}
+
+/*
+ * Every socket curl opens goes through here, after DNS and for each redirect
+ * and token realm: a refused address gets no socket, so nothing is sent to
+ * it, not even a SYN.
+ */
+static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct kmm_registry *r = userdata;
+	char why[sizeof(r->policy_why)];
+
+	if (kmm_registry_policy_check(r->policy, &a->addr, a->addrlen, why, sizeof(why)) < 0) {
+		snprintf(r->policy_why, sizeof(r->policy_why), "%s", why);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* Aborts transfers when the check pool stops or the check's deadline passed. */
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	const struct kmm_registry *r = userdata;
+
+	if (r->stop && atomic_load(r->stop))
+		return 1;
+	return r->deadline_ms > 0 && now_ms() >= r->deadline_ms;
+}
+
+/*
+ * A URL whose host is an IP literal is checked before curl runs: with a proxy
+ * configured, curl only ever connects to the proxy.
+ */
+static int check_url_host(struct kmm_registry *r, const char *url, const char *what,
+			  struct kmm_error **err)
+{
+	CURLU *u = curl_url();
+	char *host = NULL;
+	char why[sizeof(r->policy_why)];
+	int rc = 0;
+
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		size_t n = strlen(host);
+		char *h = host;
+
+		if (n > 2 && h[0] == '[' && h[n - 1] == ']') { /* [v6] */
+			h[n - 1] = '\0';
+			h++;
+		}
+		if (kmm_registry_policy_check_text(r->policy, h, why, sizeof(why)) == -EPERM)
+			rc = make_reasoned(err, EPERM, "DestinationRefused",
+					   "%s: " POLICY_MARK
+					   "%s (allow it with registryAllowedNetworks)",
+					   what, why);
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return rc;
 }
 
 #define SETOPT(opt, val)                                                                           \
@@ -337,26 +461,51 @@ static int perform(struct kmm_registry *r, const char *method, const char *url, 
 	_cleanup_(slist_freep) struct curl_slist *headers = NULL;
 	_cleanup_free_ char *what = NULL;
 	struct curl_slist *tmp;
+	long timeout_ms = r->request_timeout_ms, connect_ms = r->connect_timeout_ms;
 	CURLcode c;
+	int rc;
 
 	if (asprintf(&what, "%s %s", method, url) < 0)
 		return -ENOMEM;
 	curl_easy_reset(r->curl);
 	r->errbuf[0] = '\0';
+	r->policy_why[0] = '\0';
 	resp->curl = r->curl;
+	rc = check_url_host(r, url, what, err);
+	if (rc < 0)
+		return rc;
+	if (r->deadline_ms > 0) {
+		int64_t left = r->deadline_ms - now_ms();
+
+		if (left <= 0)
+			return make_reasoned(err, ETIMEDOUT, "Timeout",
+					     "%s: timed out: the check's deadline passed", what);
+		/* Each request ends by the deadline even if the progress callback lags. */
+		if (timeout_ms > left)
+			timeout_ms = left;
+		if (connect_ms > left)
+			connect_ms = left;
+	}
 	SETOPT(CURLOPT_URL, url);
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	SETOPT(CURLOPT_OPENSOCKETDATA, r);
+	SETOPT(CURLOPT_NOPROGRESS, 0L);
+	SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
+	SETOPT(CURLOPT_XFERINFODATA, r);
 	SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, r->insecure ? "http,https" : "https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 1L);
 	SETOPT(CURLOPT_MAXREDIRS, 5L);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	if (resp->fd >= 0) {
 		SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1024L);
 		SETOPT(CURLOPT_LOW_SPEED_TIME, r->stall_timeout_s);
+		if (r->deadline_ms > 0)
+			SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
 	} else {
-		SETOPT(CURLOPT_TIMEOUT_MS, r->request_timeout_ms);
+		SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
 	}
 	SETOPT(CURLOPT_USERAGENT, "kmm/" KMM_VERSION);
 	SETOPT(CURLOPT_HEADERFUNCTION, on_header);
@@ -651,8 +800,11 @@ int kmm_registry_image_exists(struct kmm_registry *r, const char *image, char **
 	int rc;
 
 	rc = kmm_image_ref_parse(image, &ref, err);
-	if (rc < 0)
+	if (rc < 0) {
+		if (rc == -EINVAL && err && *err && !(*err)->reason)
+			(*err)->reason = strdup("BadReference");
 		return rc;
+	}
 	kmm_response_init(&resp, ERROR_BODY_MAX, -1, 0);
 	rc = kmm_registry_request(r, ref, "HEAD", "manifests", ref->digest ? ref->digest : ref->tag,
 				  &resp, err);
@@ -675,4 +827,86 @@ int kmm_registry_image_exists(struct kmm_registry *r, const char *image, char **
 		*ret_digest = NULL;
 	kmm_response_done(&resp);
 	return 1;
+}
+
+/* ---- errors fit for a status condition ---- */
+
+/* True if s is a registry error code as the distribution spec has them. */
+static bool code_token(const char *s)
+{
+	size_t n = 0;
+
+	for (; s && s[n]; n++)
+		if (!(isupper((unsigned char)s[n]) || isdigit((unsigned char)s[n]) || s[n] == '_'))
+			return false;
+	return n > 0 && n <= 40;
+}
+
+/* Copies src into buf as printable ASCII, anything else as '?'. */
+static void printable(char *buf, size_t size, const char *src)
+{
+	size_t i = 0;
+
+	if (!size)
+		return;
+	for (; src && src[i] && i + 1 < size; i++)
+		buf[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+	buf[i] = '\0';
+}
+
+void kmm_registry_error_summary(const struct kmm_error *e, char *buf, size_t size)
+{
+	static const struct {
+		const char *reason, *text;
+	} ours[] = {
+		{ "Timeout", "no answer in time" },
+		{ "ConnectFailed", "cannot connect" },
+		{ "ResolveFailed", "cannot resolve the registry host" },
+		{ "TLSVerifyFailed", "TLS certificate verification failed" },
+		{ "TLSError", "TLS error" },
+		{ "TooManyRedirects", "too many redirects" },
+		{ "TooLarge", "reply too large" },
+		{ "Canceled", "check canceled" },
+		{ "BadReference", "invalid image reference" },
+		{ "BadPullSecret", "the pull secret is not a valid docker config" },
+		{ "CredentialsWithheld",
+		  "credentials withheld: the token realm is not https, or names another host "
+		  "over an unverified connection" },
+	};
+	const char *reason = e ? e->reason : NULL;
+	char tmp[256];
+
+	if (!size)
+		return;
+	if (!e) {
+		printable(buf, size, "unknown error");
+		return;
+	}
+	if (reason && strcmp(reason, "DestinationRefused") == 0) {
+		/* The tail after the mark is ours: an address we formatted and its label. */
+		const char *m = e->message ? strstr(e->message, POLICY_MARK) : NULL;
+
+		snprintf(tmp, sizeof(tmp), "refused by the operator's destination policy%s%.120s",
+			 m ? ": " : "", m ? m + strlen(POLICY_MARK) : "");
+		printable(buf, size, tmp);
+		return;
+	}
+	for (size_t i = 0; reason && i < KMM_ARRAY_SIZE(ours); i++)
+		if (strcmp(reason, ours[i].reason) == 0) {
+			printable(buf, size, ours[i].text);
+			return;
+		}
+	if (e->http_status) {
+		const char *code = code_token(reason) ? reason : NULL;
+
+		snprintf(tmp, sizeof(tmp), "%sHTTP %d%s%s",
+			 e->http_status == 401	 ? "authentication failed: "
+			 : e->http_status == 403 ? "access denied: "
+						 : "registry answered ",
+			 e->http_status, code ? " " : "", code ? code : "");
+		printable(buf, size, tmp);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", e->code == EPROTO ? "protocol error" : strerror(e->code));
+	printable(buf, size, tmp);
 }

@@ -3,6 +3,7 @@
 #ifndef KMM_REGISTRY_CLIENT_H
 #define KMM_REGISTRY_CLIENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,6 +42,12 @@ int kmm_registry_request(struct kmm_registry *r, const struct kmm_image_ref *ref
 /* Error for a non-2xx response, with the registry's error code and message. */
 int kmm_registry_http_fail(const struct kmm_response *resp, const char *what,
 			   struct kmm_error **err);
+
+/*
+ * For kmm_image_checks: requests abort once *stop is true (stop may be NULL)
+ * and fail with -ETIMEDOUT after deadline_ms (CLOCK_MONOTONIC; 0: none).
+ */
+void kmm_registry_set_limits(struct kmm_registry *r, const atomic_bool *stop, int64_t deadline_ms);
 
 /* The platform to pick from indexes; returns os. */
 const char *kmm_registry_platform(const struct kmm_registry *r, const char **ret_arch,
