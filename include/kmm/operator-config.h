@@ -40,6 +40,13 @@ struct kmm_operator_config {
 	enum kmm_builder job_builder;	   /* job.builder: "kaniko" (default) or "buildah" */
 	enum kmm_image_check image_check;  /* imageCheck: "registry" (default) or "pullPod" */
 	char *registry_ca_file; /* registryCAFile: PEM bundle for image checks, or NULL */
+	/*
+	 * registryAllowedNetworks / registryDeniedNetworks: IP addresses or CIDRs
+	 * the image checks may / may not connect to, on top of the built-in policy
+	 * (kmm/registry.h); NULL-terminated, or NULL.
+	 */
+	char **registry_allowed_networks;
+	char **registry_denied_networks;
 
 	/* From the environment. */
 	char *operator_namespace; /* OPERATOR_NAMESPACE, required */

@@ -7,6 +7,8 @@
 
 #include "kmm/json.h"
 #include "kmm/operator-config.h"
+#include "kmm/registry.h"
+#include "kmm/strv.h"
 #include "kmm/yaml.h"
 
 #define CONFIG_MAX (1024 * 1024)
@@ -51,6 +53,8 @@ void kmm_operator_config_free(struct kmm_operator_config *c)
 	free(c->worker_selinux_type);
 	free(c->worker_firmware_host_path);
 	free(c->registry_ca_file);
+	kmm_strv_free(c->registry_allowed_networks);
+	kmm_strv_free(c->registry_denied_networks);
 	free(c->operator_namespace);
 	free(c->worker_image);
 	free(c->build_image);
@@ -127,6 +131,7 @@ enum kind {
 	KIND_DURATION,
 	KIND_BUILDER,
 	KIND_IMAGE_CHECK,
+	KIND_NETWORKS,
 };
 
 struct key {
@@ -153,7 +158,39 @@ static const struct key keys[] = {
 	{ "job", "builder", KIND_BUILDER, FIELD(job_builder) },
 	{ NULL, "imageCheck", KIND_IMAGE_CHECK, FIELD(image_check) },
 	{ NULL, "registryCAFile", KIND_STRING, FIELD(registry_ca_file) },
+	{ NULL, "registryAllowedNetworks", KIND_NETWORKS, FIELD(registry_allowed_networks) },
+	{ NULL, "registryDeniedNetworks", KIND_NETWORKS, FIELD(registry_denied_networks) },
 };
+
+/* A list of IP addresses or CIDRs, checked the way the registry client reads them. */
+static int store_networks(char ***field, json_t *v, const char *source, const char *path,
+			  struct kmm_error **err)
+{
+	_cleanup_(kmm_strv_freep) char **list = NULL;
+	_cleanup_(kmm_registry_policy_freep) struct kmm_registry_policy *p = NULL;
+	json_t *item;
+	size_t i;
+	int r;
+
+	if (!json_is_array(v))
+		return kmm_error_make(
+		    err, EINVAL, "%s: %s: expected a list of IP addresses or CIDRs", source, path);
+	json_array_foreach (v, i, item) {
+		if (!json_is_string(item))
+			return kmm_error_make(err, EINVAL,
+					      "%s: %s[%zu]: expected an IP address or CIDR string",
+					      source, path, i);
+		r = kmm_strv_push(&list, json_string_value(item));
+		if (r < 0)
+			return kmm_error_make_errno(err, -r, "%s", source);
+	}
+	r = kmm_registry_policy_new((const char *const *)list, NULL, &p, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "%s: %s", source, path);
+	kmm_strv_free(*field);
+	*field = TAKE_PTR(list);
+	return 0;
+}
 
 static const char *const yaml11_true[] = { "y",	 "Y",  "yes",  "Yes",  "YES",  "on",
 					   "On", "ON", "true", "True", "TRUE", NULL };
@@ -246,6 +283,8 @@ static int store(struct kmm_operator_config *c, const struct key *k, json_t *v, 
 					      "%s: %s: expected \"registry\" or \"pullPod\"",
 					      source, path);
 		return 0;
+	case KIND_NETWORKS:
+		return store_networks(field, v, source, path, err);
 	}
 	return -EINVAL;
 }

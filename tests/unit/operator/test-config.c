@@ -139,6 +139,42 @@ static void test_bad_configuration_is_a_clear_error(void **state)
 		     "controller_config.yaml: expected one YAML document, found 2");
 }
 
+static void test_registry_networks(void **state)
+{
+	struct kmm_operator_config c;
+	struct kmm_error *err = NULL;
+	static const char *const bad[] = {
+		"registryAllowedNetworks: 169.254.169.254\n",
+		"registryAllowedNetworks: [169.254.169.254/33]\n",
+		"registryAllowedNetworks: [169.254.1.0/16]\n",
+		"registryDeniedNetworks: [metadata.google.internal]\n",
+		"registryDeniedNetworks: [1]\n",
+	};
+
+	assert_int_equal(parse(&c, "", NULL), 0);
+	assert_null(c.registry_allowed_networks);
+	assert_null(c.registry_denied_networks);
+	kmm_operator_config_free(&c);
+	assert_int_equal(parse(&c,
+			       "registryAllowedNetworks: [169.254.169.254/32, \"fd00:ec2::254\"]\n"
+			       "registryDeniedNetworks:\n  - 10.0.0.0/8\n",
+			       NULL),
+			 0);
+	assert_string_equal(c.registry_allowed_networks[0], "169.254.169.254/32");
+	assert_string_equal(c.registry_allowed_networks[1], "fd00:ec2::254");
+	assert_null(c.registry_allowed_networks[2]);
+	assert_string_equal(c.registry_denied_networks[0], "10.0.0.0/8");
+	kmm_operator_config_free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(&c, bad[i], &err), -EINVAL);
+		if (!strstr(kmm_error_message(err), "registry"))
+			fail_msg("%s: %s", bad[i], kmm_error_message(err));
+		kmm_error_free(err);
+		err = NULL;
+		kmm_operator_config_free(&c);
+	}
+}
+
 static void test_go_durations(void **state)
 {
 	static const struct {
@@ -212,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_yaml_1_1_booleans_like_upstream),
 		cmocka_unit_test(test_bad_configuration_is_a_clear_error),
 		cmocka_unit_test(test_go_durations),
+		cmocka_unit_test(test_registry_networks),
 		cmocka_unit_test(test_environment),
 	};
 	return cmocka_run_group_tests_name("operator-config", tests, NULL, NULL);
