@@ -299,12 +299,25 @@ static void fy_parser_destroyp(struct fy_parser **p)
 
 static void fy_diag_destroyp(struct fy_diag **d)
 {
-	if (*d)
+	if (*d) {
+		/* Collected errors hold token references that unref alone would leak. */
+		fy_diag_reset_error(*d);
 		fy_diag_unref(*d);
+	}
 }
 
-static int parse_error(const char *source, struct kmm_buf *diag, struct kmm_error **err)
+static int parse_error(const char *source, struct fy_diag *fyd, struct kmm_buf *diag,
+		       struct kmm_error **err)
 {
+	void *iter = NULL;
+	struct fy_diag_error *first = fy_diag_errors_iterate(fyd, &iter);
+
+	if (first && first->msg && first->line > 0 && first->column > 0)
+		return kmm_error_make(err, EINVAL, "%s:%d:%d: invalid YAML: %s", source,
+				      first->line, first->column, first->msg);
+	if (first && first->msg)
+		return kmm_error_make(err, EINVAL, "%s: invalid YAML: %s", source, first->msg);
+
 	/*
 	 * libfyaml reports "<input name>:<line>:<col>: error: <message>"; keep the
 	 * position and the message, and name the input the way our caller does.
@@ -365,6 +378,13 @@ int kmm_yaml_parse(const char *data, size_t len, const char *source, unsigned fl
 	diag = fy_diag_create(&dcfg);
 	if (!diag)
 		return kmm_error_make_errno(err, ENOMEM, "%s", source);
+	/*
+	 * Errors about a token are collected rather than printed: printing one
+	 * also draws the offending source line, and libfyaml 0.7.12 can crash
+	 * doing that for a long line of tabs
+	 * (tests/fuzz/worker-config/regressions/libfyaml-segv-error-display-tabs).
+	 */
+	fy_diag_set_collect_errors(diag, true);
 	pcfg = (struct fy_parse_cfg){
 		.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_DISABLE_RECYCLING,
 		.diag = diag,
@@ -393,7 +413,7 @@ int kmm_yaml_parse(const char *data, size_t len, const char *source, unsigned fl
 			return kmm_error_make_errno(err, ENOMEM, "%s", source);
 	}
 	if (fy_parser_get_stream_error(parser))
-		return parse_error(source, &diagbuf, err);
+		return parse_error(source, diag, &diagbuf, err);
 	*ret_docs = TAKE_PTR(docs);
 	return 0;
 }
