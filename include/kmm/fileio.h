@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <stdbool.h>
+
 #include "kmm/error.h"
 
 /*
@@ -23,5 +25,11 @@ int kmm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len
  */
 int kmm_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			  struct kmm_error **err);
+
+/*
+ * True if `path` has a ".." component. Paths that name places inside an image
+ * (dirName, firmwarePath) must not, so they cannot climb out of it.
+ */
+bool kmm_path_has_dotdot(const char *path);
 
 #endif

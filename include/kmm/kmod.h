@@ -24,6 +24,7 @@
 #define KMM_KMOD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kmm/error.h"
 #include "kmm/macro.h"
@@ -157,22 +158,48 @@ int kmm_kmod_in_tree_present(char *const *names, const char *modules_root, char 
 int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_error **err);
 
 /*
- * Copies the contents of `src` (a directory) into `dst`, creating `dst` and
- * sub-directories as needed and overwriting files. Symbolic links are copied
- * as links. Devices, FIFOs and sockets are refused. Stores the number of files
- * copied in *ret_count (may be NULL).
+ * Caps on what one image's firmware tree may hold; a tree over any of them is
+ * refused before anything is written. The defaults leave room for the largest
+ * firmware shipped today (GPU firmware files of some tens of MiB).
  */
-int kmm_firmware_install(const char *src, const char *dst, unsigned *ret_count,
+#define KMM_FIRMWARE_FILE_MAX (256ULL << 20) /* bytes in one file */
+#define KMM_FIRMWARE_TOTAL_MAX (2ULL << 30)  /* bytes in the whole tree */
+#define KMM_FIRMWARE_ENTRIES_MAX 65536	     /* files, links and directories */
+
+struct kmm_firmware_limits {
+	uint64_t file_max;
+	uint64_t total_max;
+	unsigned entries_max;
+};
+
+/*
+ * Copies the firmware tree at `path` inside the image whose files are under
+ * `image_root` ("/" or NULL for the root itself) into the host directory
+ * `dst`, creating `dst` and sub-directories as needed and replacing files.
+ *
+ * The image is hostile input and `dst` is shared by every Module: `path` may
+ * not contain "..", and links in it resolve inside `image_root`; the tree is
+ * checked whole before anything is written (caps of `limits`, NULL for the
+ * defaults; only files, directories and relative links that stay inside the
+ * tree); nothing below `dst` is ever reached through a link, so a link left
+ * there by another image is refused, not followed; each file is written
+ * under a temporary name and renamed into place. Stores the number of files
+ * and links installed in *ret_count (may be NULL).
+ */
+int kmm_firmware_install(const char *image_root, const char *path, const char *dst,
+			 const struct kmm_firmware_limits *limits, unsigned *ret_count,
 			 struct kmm_error **err);
 
 /*
- * For every file or link under `src`, removes the same relative path under
- * `dst` (directories are left). Files already gone are not an error. Returns
- * 0 when everything that existed was removed, else the first negative errno
- * with *err naming what could not be removed; it goes on past failures.
- * Stores the number of files removed in *ret_count (may be NULL).
+ * For every file or link of the image's firmware tree (`image_root`, `path`
+ * as for kmm_firmware_install()), removes the same relative path under `dst`,
+ * never through a link, then removes the directories the tree names that are
+ * left empty. Files already gone are not an error. Returns 0 when everything
+ * that existed was removed, else the first negative errno with *err naming
+ * what could not be removed; it goes on past failures. Stores the number of
+ * files and links removed in *ret_count (may be NULL).
  */
-int kmm_firmware_remove(const char *src, const char *dst, unsigned *ret_count,
-			struct kmm_error **err);
+int kmm_firmware_remove(const char *image_root, const char *path, const char *dst,
+			unsigned *ret_count, struct kmm_error **err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kmm/api.h"
+#include "kmm/fileio.h"
 #include "kmm/kernel.h"
 #include "kmm/strv.h"
 #include "lib/api/decode.h"
@@ -342,6 +343,15 @@ static void validate_modprobe(const struct kmm_modprobe_spec *m, struct verr *v)
 	     kmm_strv_length(m->raw_args->unload) == 0) &&
 	    add(v, ML ".modprobe.moduleName: Required value: either moduleName or both "
 		      "rawArgs.load and rawArgs.unload must be set"))
+		return;
+	/* Both name places inside the image: ".." would climb out of it onto the node. */
+	if (m->dir_name && kmm_path_has_dotdot(m->dir_name) &&
+	    add(v, ML ".modprobe.dirName: Invalid value: \"%s\": must not contain '..'",
+		m->dir_name))
+		return;
+	if (m->firmware_path && kmm_path_has_dotdot(m->firmware_path) &&
+	    add(v, ML ".modprobe.firmwarePath: Invalid value: \"%s\": must not contain '..'",
+		m->firmware_path))
 		return;
 	n = kmm_strv_length(m->modules_loading_order);
 	if (n == 0)

@@ -52,6 +52,13 @@ const char *kmm_vermagic_release(const char *vermagic, char *buf, size_t n);
 
 /* True if base (a file name) names module `name`: "<name>.ko" followed by anything. */
 bool kmm_in_tree_name_matches(const char *base, const char *name);
+
+/*
+ * True if a link at directory `rel_dir` of a firmware tree (relative to the
+ * tree's top, "" for the top) with `target` resolves, by its text alone,
+ * inside the tree: relative, and never more ".." than directories above it.
+ */
+bool kmm_firmware_link_stays_inside(const char *rel_dir, const char *target);
 #endif
 
 #endif

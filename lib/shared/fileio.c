@@ -84,3 +84,16 @@ int kmm_write_file_atomic(const char *path, const void *data, size_t len, mode_t
 	}
 	return 0;
 }
+
+bool kmm_path_has_dotdot(const char *path)
+{
+	for (const char *p = path; *p;) {
+		size_t n = strcspn(p, "/");
+
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return true;
+		p += n;
+		p += strspn(p, "/");
+	}
+	return false;
+}

@@ -32,6 +32,34 @@ void kmm_worker_install_signal_handlers(void)
 	sigaction(SIGINT, &sa, NULL);
 }
 
+/*
+ * The operator writes the config as JSON, which is YAML too. Decoding JSON
+ * with jansson keeps libfyaml's scanner out of every load: it is most of the
+ * code the worker runs that modprobe does not, and under QEMU's TCG every new
+ * instruction costs a translation (bench/worker). Returns 1 when done, 0 to
+ * let the YAML parser decide (not JSON, or something jansson refuses: the YAML
+ * parser gives the error message, so both paths accept the same files).
+ */
+static int config_from_json(const char *text, size_t len, const char *path,
+			    struct kmm_module_config **ret_cfg, struct kmm_error **err)
+{
+	json_t *root;
+	size_t i = strspn(text, " \t\r\n");
+	int r;
+
+	if (i >= len || text[i] != '{')
+		return 0;
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!root)
+		return 0;
+	r = kmm_module_config_from_json(root, "", KMM_API_STRICT | KMM_API_YAML_BOOLS, ret_cfg,
+					err);
+	json_decref(root);
+	if (r < 0)
+		return kmm_error_wrap(err, "%s", path);
+	return 1;
+}
+
 int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
 			   struct kmm_error **err)
 {
@@ -42,7 +70,10 @@ int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
 	r = kmm_read_file(path, KMM_WORKER_CONFIG_MAX, &text, &len, err);
 	if (r < 0)
 		return r;
-	return kmm_worker_config_parse(text, len, path, ret_cfg, err);
+	r = config_from_json(text, len, path, ret_cfg, err);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return kmm_module_config_parse(text, len, path, ret_cfg, err);
 }
 
 /* The list, or the deprecated single name when the list is absent (upstream). */
@@ -310,6 +341,18 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 static int unload_from(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		       struct kmm_error **err);
 
+/* dirName and firmwarePath name places inside the image; ".." would leave it. */
+static int check_image_paths(const struct kmm_module_config *cfg, struct kmm_error **err)
+{
+	if (cfg->modprobe.dir_name && kmm_path_has_dotdot(cfg->modprobe.dir_name))
+		return kmm_error_make(err, EINVAL, "modprobe.dirName %s must not contain '..'",
+				      cfg->modprobe.dir_name);
+	if (cfg->modprobe.firmware_path && kmm_path_has_dotdot(cfg->modprobe.firmware_path))
+		return kmm_error_make(err, EINVAL, "modprobe.firmwarePath %s must not contain '..'",
+				      cfg->modprobe.firmware_path);
+	return 0;
+}
+
 int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		    struct kmm_error **err)
 {
@@ -317,6 +360,9 @@ int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker
 	struct kmm_worker_opts eff;
 	int r;
 
+	r = check_image_paths(cfg, err);
+	if (r < 0)
+		return r;
 	r = image_source(cfg, o, &eff, &pulled, err);
 	if (r < 0)
 		return r;
@@ -330,6 +376,9 @@ int kmm_worker_unload(const struct kmm_module_config *cfg, const struct kmm_work
 	struct kmm_worker_opts eff;
 	int r;
 
+	r = check_image_paths(cfg, err);
+	if (r < 0)
+		return r;
 	r = image_source(cfg, o, &eff, &pulled, err);
 	if (r < 0)
 		return r;
@@ -360,21 +409,19 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 		return r;
 	/* 3. firmware files */
 	if (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path) {
-		_cleanup_free_ char *src = image_path(o, cfg->modprobe.firmware_path);
 		const char *dst = o->firmware_host_path ? o->firmware_host_path : "/lib/firmware";
 		unsigned count = 0;
 		char num[16];
 
 		if ((r = check_stop("copying firmware", err)) < 0)
 			return r;
-		if (!src)
-			return kmm_error_make(err, ENOMEM, "out of memory");
-		r = kmm_firmware_install(src, dst, &count, err);
+		r = kmm_firmware_install(o->image_root, cfg->modprobe.firmware_path, dst, NULL,
+					 &count, err);
 		if (r < 0)
 			return r;
 		snprintf(num, sizeof(num), "%u", count);
-		kmm_log(KMM_LOG_INFO, "firmware copied", "from", src, "to", dst, "files", num,
-			NULL);
+		kmm_log(KMM_LOG_INFO, "firmware copied", "from", cfg->modprobe.firmware_path, "to",
+			dst, "files", num, NULL);
 	}
 	if ((r = check_stop("loading", err)) < 0)
 		return r;
@@ -477,13 +524,13 @@ static int unload_from(const struct kmm_module_config *cfg, const struct kmm_wor
 
 	/* Firmware files this module installed; failures are only reported. */
 	if (cfg->modprobe.firmware_path && *cfg->modprobe.firmware_path) {
-		_cleanup_free_ char *src = image_path(o, cfg->modprobe.firmware_path);
 		_cleanup_error_ struct kmm_error *e = NULL;
 		const char *dst = o->firmware_host_path ? o->firmware_host_path : "/lib/firmware";
 		unsigned count = 0;
 		char num[16];
 
-		if (src && kmm_firmware_remove(src, dst, &count, &e) < 0)
+		if (kmm_firmware_remove(o->image_root, cfg->modprobe.firmware_path, dst, &count,
+					&e) < 0)
 			kmm_log(KMM_LOG_WARN, "could not remove all firmware files", "error",
 				kmm_error_message(e), NULL);
 		snprintf(num, sizeof(num), "%u", count);

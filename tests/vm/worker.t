@@ -17,7 +17,8 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MAIN_TESTS=(load-unload-dirname dependency-order parameters module-in-use modules-loading-order
-	in-tree-removal firmware wrong-kernel missing-symbol raw-args oci-layout standalone)
+	in-tree-removal firmware firmware-hostile wrong-kernel missing-symbol raw-args oci-layout
+	standalone)
 SIG_TESTS=(sig-enforce-unsigned sig-enforce-untrusted-key)
 N=$((${#MAIN_TESTS[@]} + ${#SIG_TESTS[@]}))
 
@@ -98,6 +99,16 @@ cp "$M/vmk_a.ko" "$VM_WORK/vmk_a.ko"
 [ -n "$SIGN_FILE" ] && "$SIGN_FILE" sha256 "$VM_WORK/key.pem" "$VM_WORK/key.x509" "$VM_WORK/vmk_a.ko" ||
 	bail "sign-file (linux-kbuild) missing or failed"
 tree signed "$VM_WORK/vmk_a.ko"
+# Hostile firmware trees (kmod images any Module author controls).
+mkdir -p "$R/tmp/fwabs" "$R/tmp/fwesc/d" "$R/tmp/fwb/x/sub" "$R/tmp/fwc/deep/er"
+echo ok >"$R/tmp/fwabs/ok.bin"
+ln -s /outside "$R/tmp/fwabs/x"
+ln -s ../../../outside "$R/tmp/fwesc/d/x"
+echo evil >"$R/tmp/fwb/x/evil"
+echo evil >"$R/tmp/fwb/x/sub/evil"
+printf 'VMK firmware blob for kmm tests\n' >"$R/tmp/fwc/vmk-test.bin"
+echo deep >"$R/tmp/fwc/deep/er/blob.bin"
+ln -s ../../vmk-test.bin "$R/tmp/fwc/deep/er/alias.bin"
 
 # The guest's own tree with an in-tree-like module.
 mkdir -p "$R/lib/modules/$KVER/kernel/drivers/misc"
@@ -130,6 +141,11 @@ cfg nodeps.yaml "modprobe:" "  moduleName: vmk_b" "  dirName: /nodeps"
 cfg raw.yaml "modprobe:" "  rawArgs:" "    load: [-v, -d, /tmp/opt, vmk_o2]" \
 	"    unload: [-r, -v, -d, /tmp/opt, vmk_o2]"
 cfg signed.yaml "modprobe:" "  moduleName: vmk_a" "  dirName: /signed"
+for fw in fwabs fwesc fwb fwc; do
+	cfg $fw.yaml "modprobe:" "  moduleName: vmk_fw" "  dirName: /opt" "  firmwarePath: /$fw"
+done
+cfg fwdotdot.yaml "modprobe:" "  moduleName: vmk_fw" "  dirName: /opt" \
+	"  firmwarePath: /fwc/../../outside"
 cfg oci.yaml "modprobe:" "  moduleName: vmk_b" "  dirName: /ocimod" "  parameters: [answer=7]" \
 	"  firmwarePath: /ocifw"
 

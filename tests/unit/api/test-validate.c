@@ -174,6 +174,19 @@ static const struct vcase cases[] = {
 	  HEAD "  moduleLoader:\n    container:\n      modprobe: {moduleName: m, rawArgs: {load: "
 	       "[a], unload: [b]}}\n      kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
 	  33, "moduleName and rawArgs are mutually exclusive" },
+	{ "dirName climbing out of the image",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {moduleName: m, dirName: "
+	       "/opt/../../host}\n      kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
+	  33, "modprobe.dirName: Invalid value: \"/opt/../../host\": must not contain '..'" },
+	{ "firmwarePath climbing out of the image",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {moduleName: m, firmwarePath: "
+	       "../etc}\n      kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
+	  33, "modprobe.firmwarePath: Invalid value: \"../etc\": must not contain '..'" },
+	{ "dots in names are fine",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {moduleName: m, dirName: "
+	       "/opt/..x/y.., firmwarePath: /fw/...}\n      kernelMappings: [{literal: x, "
+	       "containerImage: 'i:1'}]\n",
+	  33, NULL },
 	{ "rawArgs alone is fine",
 	  HEAD "  moduleLoader:\n    container:\n      modprobe: {rawArgs: {load: [a], unload: "
 	       "[b]}}\n      kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",

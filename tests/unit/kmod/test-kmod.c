@@ -283,7 +283,7 @@ static void test_remove_in_tree_from_host(void **state)
 
 static void test_firmware(void **state)
 {
-	char src[512], dst[512], p[1024];
+	char image[512], dst[512], p[1024];
 	_cleanup_error_ struct kmm_error *e = NULL;
 	bool changed = false;
 	unsigned n = 0;
@@ -296,33 +296,198 @@ static void test_firmware(void **state)
 	assert_int_equal(kmm_firmware_set_class_path("/lib/firmware-kmm", &changed, NULL), 0);
 	assert_false(changed);
 
-	snprintf(src, sizeof(src), "%s/img/firmware", root);
+	snprintf(image, sizeof(image), "%s/img", root);
 	snprintf(dst, sizeof(dst), "%s/host/fw", root);
-	sh("mkdir -p %s/sub && echo blob > %s/a.bin && echo two > %s/sub/b.bin && ln -s a.bin "
-	   "%s/link.bin",
-	   src, src, src, src);
-	assert_int_equal(kmm_firmware_install(src, dst, &n, NULL), 0);
-	assert_int_equal(n, 3);
+	sh("mkdir -p %s/firmware/sub && echo blob > %s/firmware/a.bin && echo two > "
+	   "%s/firmware/sub/b.bin && ln -s a.bin %s/firmware/link.bin && "
+	   "ln -s ../a.bin %s/firmware/sub/up.bin",
+	   image, image, image, image, image);
+	assert_int_equal(kmm_firmware_install(image, "/firmware", dst, NULL, &n, NULL), 0);
+	assert_int_equal(n, 4);
 	snprintf(p, sizeof(p), "%s/sub/b.bin", dst);
 	assert_int_equal(stat(p, &st), 0);
 	snprintf(p, sizeof(p), "%s/link.bin", dst);
 	assert_int_equal(lstat(p, &st), 0);
 	assert_true(S_ISLNK(st.st_mode));
-	/* Installing again overwrites. */
-	assert_int_equal(kmm_firmware_install(src, dst, &n, NULL), 0);
+	/* Installing again overwrites, and leaves no temporary files behind. */
+	assert_int_equal(kmm_firmware_install(image, "firmware", dst, NULL, &n, NULL), 0);
+	snprintf(p, sizeof(p), "%s/.a.bin.kmm-new", dst);
+	assert_int_equal(access(p, F_OK), -1);
 
-	sh("echo keep > %s/other.bin", dst);
-	assert_int_equal(kmm_firmware_remove(src, dst, &n, NULL), 0);
-	assert_int_equal(n, 3);
+	sh("echo keep > %s/other.bin && mkdir -p %s/theirs && echo x > %s/theirs/t.bin", dst, dst,
+	   dst);
+	assert_int_equal(kmm_firmware_remove(image, "/firmware", dst, &n, NULL), 0);
+	assert_int_equal(n, 4);
 	snprintf(p, sizeof(p), "%s/a.bin", dst);
 	assert_int_equal(access(p, F_OK), -1);
+	/* The directory the install made is gone with its files... */
+	snprintf(p, sizeof(p), "%s/sub", dst);
+	assert_int_equal(access(p, F_OK), -1);
+	/* ...what is not ours stays. */
 	snprintf(p, sizeof(p), "%s/other.bin", dst);
-	assert_int_equal(access(p, F_OK), 0); /* not ours: left alone */
+	assert_int_equal(access(p, F_OK), 0);
+	snprintf(p, sizeof(p), "%s/theirs/t.bin", dst);
+	assert_int_equal(access(p, F_OK), 0);
 
 	/* A FIFO in the image is refused. */
-	sh("mkfifo %s/pipe", src);
-	assert_int_equal(kmm_firmware_install(src, dst, NULL, &e), -EPERM);
+	sh("mkfifo %s/firmware/pipe", image);
+	assert_int_equal(kmm_firmware_install(image, "/firmware", dst, NULL, NULL, &e), -EPERM);
 	assert_non_null(strstr(kmm_error_message(e), "not a file, directory or link"));
+}
+
+/* Nothing exists or changed outside `dst` (a marker tree under outside/). */
+static void assert_outside_untouched(const char *outside)
+{
+	char p[1024];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/keep", outside);
+	assert_int_equal(stat(p, &st), 0);
+	assert_string_equal(slurp(p + strlen(root)), "precious\n");
+	snprintf(p, sizeof(p), "%s/evil", outside);
+	assert_int_equal(access(p, F_OK), -1);
+	snprintf(p, sizeof(p), "%s/sub/evil", outside);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
+static void test_firmware_hostile_images(void **state)
+{
+	char a[512], b[512], dst[512], outside[512], p[1024];
+	unsigned n = 0;
+
+	snprintf(a, sizeof(a), "%s/img-a", root);
+	snprintf(b, sizeof(b), "%s/img-b", root);
+	snprintf(dst, sizeof(dst), "%s/host/fw", root);
+	snprintf(outside, sizeof(outside), "%s/outside", root);
+	sh("mkdir -p %s/sub %s && echo precious > %s/keep", outside, dst, outside);
+
+	/* Module A's image plants x -> /outside (absolute): refused, nothing written. */
+	sh("mkdir -p %s/fw && echo ok > %s/fw/ok.bin && ln -s %s %s/fw/x", a, a, outside, a);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(a, "/fw", dst, NULL, NULL, &e), -EPERM);
+		assert_non_null(strstr(kmm_error_message(e), "x -> "));
+		assert_non_null(strstr(kmm_error_message(e), "leaves the firmware directory"));
+		snprintf(p, sizeof(p), "%s/ok.bin", dst);
+		assert_int_equal(access(p, F_OK), -1); /* checked whole before writing */
+	}
+	/* A relative link that climbs out is refused too. */
+	sh("rm %s/fw/x && mkdir -p %s/fw/d && ln -s ../../../outside %s/fw/d/x", a, a, a);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(a, "/fw", dst, NULL, NULL, &e), -EPERM);
+		assert_non_null(strstr(kmm_error_message(e), "d/x -> ../../../outside"));
+	}
+
+	/* The host directory already holds x -> outside (planted by anything): B's
+	 * x/evil and x/sub/evil must not land there, and removal must not follow it. */
+	sh("ln -s %s %s/x && mkdir -p %s/fw/x/sub && echo evil > %s/fw/x/evil && "
+	   "echo evil > %s/fw/x/sub/evil",
+	   outside, dst, b, b, b);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(b, "/fw", dst, NULL, NULL, &e), -ENOTDIR);
+		assert_non_null(strstr(kmm_error_message(e), "refusing to write through it"));
+	}
+	assert_outside_untouched(outside);
+	sh("cp %s/keep %s/evil", outside, outside); /* a file removal must not reach */
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_remove(b, "/fw", dst, &n, &e), -ENOTDIR);
+		assert_non_null(strstr(kmm_error_message(e), "x"));
+	}
+	snprintf(p, sizeof(p), "%s/evil", outside);
+	assert_int_equal(access(p, F_OK), 0);
+	sh("rm %s/evil", outside);
+
+	/* A file planted as a link at a file's name is replaced, not written through. */
+	sh("rm %s/x && ln -s %s/keep %s/ok.bin", dst, outside, dst);
+	sh("rm -rf %s/fw/d", a);
+	assert_int_equal(kmm_firmware_install(a, "/fw", dst, NULL, &n, NULL), 0);
+	assert_outside_untouched(outside);
+	snprintf(p, sizeof(p), "%s/host/fw/ok.bin", "");
+	assert_string_equal(slurp("/host/fw/ok.bin"), "ok\n");
+
+	/* firmwarePath with "..", or a link in it that leaves the image. */
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(a, "/fw/../../outside", dst, NULL, NULL, &e),
+				 -EINVAL);
+		assert_non_null(strstr(kmm_error_message(e), "must not contain '..'"));
+	}
+	sh("ln -s %s %s/escape && ln -s ../../outside %s/escape2", outside, a, a);
+	{
+		/* Absolute and climbing links resolve inside the image root: no such dir there. */
+		_cleanup_error_ struct kmm_error *e = NULL, *e2 = NULL;
+		assert_true(kmm_firmware_install(a, "/escape", dst, NULL, NULL, &e) < 0);
+		assert_true(kmm_firmware_install(a, "/escape2", dst, NULL, NULL, &e2) < 0);
+	}
+	assert_outside_untouched(outside);
+	/* A link inside the image that stays inside it is followed, as in a container. */
+	sh("ln -s fw %s/fwlink", a);
+	assert_int_equal(kmm_firmware_install(a, "/fwlink", dst, NULL, &n, NULL), 0);
+	assert_int_equal(n, 1);
+}
+
+static void test_firmware_caps(void **state)
+{
+	char img_dir[512], dst[512], p[1024];
+	struct kmm_firmware_limits lim = { .file_max = 1024, .total_max = 1536, .entries_max = 8 };
+
+	snprintf(img_dir, sizeof(img_dir), "%s/img-c", root);
+	snprintf(dst, sizeof(dst), "%s/host/fw", root);
+	sh("mkdir -p %s/fw && head -c 1025 /dev/zero > %s/fw/big.bin", img_dir, img_dir);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(img_dir, "/fw", dst, &lim, NULL, &e), -EFBIG);
+		assert_non_null(
+		    strstr(kmm_error_message(e), "big.bin is larger than the per-file cap"));
+	}
+	snprintf(p, sizeof(p), "%s/big.bin", dst);
+	assert_int_equal(access(p, F_OK), -1);
+	sh("head -c 1000 /dev/zero > %s/fw/big.bin && head -c 1000 /dev/zero > %s/fw/big2.bin",
+	   img_dir, img_dir);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(img_dir, "/fw", dst, &lim, NULL, &e), -EFBIG);
+		assert_non_null(strstr(kmm_error_message(e), "larger than the total cap"));
+	}
+	sh("rm %s/fw/big2.bin && for i in 1 2 3 4 5 6 7 8; do : > %s/fw/f$i; done", img_dir,
+	   img_dir);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(img_dir, "/fw", dst, &lim, NULL, &e), -EFBIG);
+		assert_non_null(strstr(kmm_error_message(e), "more than the allowed entries"));
+	}
+	/* A deep tree. */
+	sh("rm -rf %s/fw && mkdir -p %s/fw/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18", img_dir,
+	   img_dir);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(img_dir, "/fw", dst, NULL, NULL, &e), -ELOOP);
+	}
+	/* The default caps take a sparse file just under the per-file cap's size check. */
+	sh("truncate -s %llu %s/big.bin && rm -rf %s/fw && mkdir %s/fw && mv %s/big.bin %s/fw/",
+	   (unsigned long long)KMM_FIRMWARE_FILE_MAX + 1, img_dir, img_dir, img_dir, img_dir,
+	   img_dir);
+	{
+		_cleanup_error_ struct kmm_error *e = NULL;
+		assert_int_equal(kmm_firmware_install(img_dir, "/fw", dst, NULL, NULL, &e), -EFBIG);
+	}
+}
+
+static void test_firmware_link_stays_inside(void **state)
+{
+	assert_true(kmm_firmware_link_stays_inside("", "a.bin"));
+	assert_true(kmm_firmware_link_stays_inside("sub", "../a.bin"));
+	assert_true(kmm_firmware_link_stays_inside("a/b", "../../c/./d"));
+	assert_true(kmm_firmware_link_stays_inside("", "./x/../y"));
+	assert_false(kmm_firmware_link_stays_inside("", "../a.bin"));
+	assert_false(kmm_firmware_link_stays_inside("sub", "../../a.bin"));
+	assert_false(kmm_firmware_link_stays_inside("a", "x/../../../y"));
+	assert_false(kmm_firmware_link_stays_inside("", "/lib/firmware/a.bin"));
+	assert_false(kmm_firmware_link_stays_inside("", ""));
+	assert_false(kmm_firmware_link_stays_inside("./.", ".."));
 }
 
 static void test_helpers(void **state)
@@ -356,6 +521,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_in_tree_present, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_in_tree_from_host, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firmware, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firmware_hostile_images, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firmware_caps, setup, teardown),
+		cmocka_unit_test(test_firmware_link_stays_inside),
 		cmocka_unit_test(test_helpers),
 	};
 
