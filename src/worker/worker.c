@@ -32,34 +32,6 @@ void kmm_worker_install_signal_handlers(void)
 	sigaction(SIGINT, &sa, NULL);
 }
 
-/*
- * The operator writes the config as JSON, which is YAML too. Decoding JSON
- * with jansson keeps libfyaml's scanner out of every load: it is most of the
- * code the worker runs that modprobe does not, and under QEMU's TCG every new
- * instruction costs a translation (bench/worker). Returns 1 when done, 0 to
- * let the YAML parser decide (not JSON, or something jansson refuses: the YAML
- * parser gives the error message, so both paths accept the same files).
- */
-static int config_from_json(const char *text, size_t len, const char *path,
-			    struct kmm_module_config **ret_cfg, struct kmm_error **err)
-{
-	json_t *root;
-	size_t i = strspn(text, " \t\r\n");
-	int r;
-
-	if (i >= len || text[i] != '{')
-		return 0;
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-	if (!root)
-		return 0;
-	r = kmm_module_config_from_json(root, "", KMM_API_STRICT | KMM_API_YAML_BOOLS, ret_cfg,
-					err);
-	json_decref(root);
-	if (r < 0)
-		return kmm_error_wrap(err, "%s", path);
-	return 1;
-}
-
 int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
 			   struct kmm_error **err)
 {
@@ -70,10 +42,7 @@ int kmm_worker_config_load(const char *path, struct kmm_module_config **ret_cfg,
 	r = kmm_read_file(path, KMM_WORKER_CONFIG_MAX, &text, &len, err);
 	if (r < 0)
 		return r;
-	r = config_from_json(text, len, path, ret_cfg, err);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	return kmm_module_config_parse(text, len, path, ret_cfg, err);
+	return kmm_worker_config_parse(text, len, path, ret_cfg, err);
 }
 
 /* The list, or the deprecated single name when the list is absent (upstream). */
@@ -360,9 +329,6 @@ int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker
 	struct kmm_worker_opts eff;
 	int r;
 
-	r = check_image_paths(cfg, err);
-	if (r < 0)
-		return r;
 	r = image_source(cfg, o, &eff, &pulled, err);
 	if (r < 0)
 		return r;
@@ -392,6 +358,9 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);
 	_cleanup_free_ char *options = kmm_kmod_join_parameters(cfg->modprobe.parameters);
 	_cleanup_kmod_ struct kmm_kmod *k = NULL;
+	r = check_image_paths(cfg, err);
+	if (r < 0)
+		return r;
 	char *const *order = cfg->modprobe.modules_loading_order;
 	char *const *args_load = cfg->modprobe.args ? cfg->modprobe.args->load : NULL;
 	unsigned flags = 0;
