@@ -9,7 +9,7 @@ export KMM_TESTENV_DIR
 KMM_TESTENV_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kmm-testenv-selftest.XXXXXX")
 SECOND_DIR="$KMM_TESTENV_DIR-second"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kmm-testenv-selftest-work.XXXXXX")
-PLAN=27
+PLAN=28
 n=0
 failed=0
 
@@ -59,6 +59,19 @@ procs_of() {
 	done
 	echo "$out"
 }
+
+# 0: waiting on a component that has not exec'ed yet (its /proc/PID/cmdline
+# is still the forking shell's, as on a loaded machine) is not "exited".
+(
+	TE_SRC=$SRC KMM_TESTENV_DIR=$WORK/slowstart
+	. "$SRC/lib/common.sh" && . "$SRC/lib/proc.sh" || exit 1
+	te_start slow env D="$TE_DIR" bash -c 'sleep 1.5; exec bash -c "sleep 30; :" "$D/marker"'
+	(sleep 2.5 && touch "$TE_DIR/ready") &
+	out=$(te_wait start slow 20 "the slow starter" test -e "$TE_DIR/ready" 2>&1) || { echo "$out"; exit 1; }
+	te_pid_alive slow || { echo "not ours after exec"; exit 1; }
+	te_stop slow
+) >"$WORK/slowstart.log" 2>&1 && ok "a component slow to exec is waited for, not reported exited" ||
+	not_ok "a component slow to exec is waited for, not reported exited" "$(cat "$WORK/slowstart.log")"
 
 # 1: binaries are cached; build is quiet then.
 out=$("$T" build 2>&1) && [ -z "$out" ] && ok "build: binaries cached, quiet" ||

@@ -23,6 +23,19 @@ te_pid_alive() {
 	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
 }
 
+# te_pid_running NAME -> 0 while the process we started runs (not a zombie).
+# Unlike te_pid_alive it does not look at the command line: between fork and
+# exec (a long while on a loaded machine) /proc/PID/cmdline still shows the
+# forking shell's, or nothing, and the process is starting, not gone. Only
+# for waiting right after te_start, when the pid cannot have been reused.
+te_pid_running() {
+	local f="$TE_DIR/pids/$1.pid" pid
+	[ -f "$f" ] || return 1
+	pid=$(cat "$f")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
+
 te_components() {
 	local f
 	for f in "$TE_DIR"/pids/*.pid; do
@@ -80,7 +93,7 @@ te_wait() {
 	shift 4
 	deadline=$((SECONDS + timeout))
 	while ! "$@" >/dev/null 2>&1; do
-		if [ -n "$name" ] && ! te_pid_alive "$name"; then
+		if [ -n "$name" ] && ! te_pid_running "$name"; then
 			te_fail "$step" "$name" "$name exited while waiting for $desc"
 		fi
 		if [ $SECONDS -ge $deadline ]; then
