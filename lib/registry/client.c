@@ -495,7 +495,8 @@ static int perform(struct kmm_registry *r, const char *method, const char *url, 
 	SETOPT(CURLOPT_XFERINFODATA, r);
 	SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, r->insecure ? "http,https" : "https");
+	/* Credentials never follow a redirect to plain http. */
+	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, r->insecure && !user ? "http,https" : "https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 1L);
 	SETOPT(CURLOPT_MAXREDIRS, 5L);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
@@ -650,6 +651,52 @@ static char *url_escape(CURL *curl, const char *s)
 	return copy;
 }
 
+/* The host name of an http(s) URL, lowercased (heap), or NULL. */
+static char *url_host(const char *url)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *copy = NULL;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		copy = strdup(host);
+	for (char *p = copy; p && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return copy;
+}
+
+/*
+ * Whether Basic credentials may go to a token realm. The realm is named by
+ * the registry's answer: over plain http anyone on the path can name any
+ * realm, and a realm URL over plain http shows the password to the path.
+ */
+static int realm_may_get_credentials(const struct kmm_registry *r, const struct kmm_image_ref *ref,
+				     const char *realm, struct kmm_error **err)
+{
+	_cleanup_free_ char *registry_url = NULL, *registry_host = NULL, *realm_host = NULL;
+
+	if (strncasecmp(realm, "https://", 8) != 0)
+		return make_reasoned(err, EACCES, "CredentialsWithheld",
+				     "not sending the credentials for %s to token realm %.200s: "
+				     "it is not https",
+				     ref->registry, realm);
+	if (!r->insecure && !r->skip_verify)
+		return 0;
+	if (asprintf(&registry_url, "https://%s/", api_host(ref->registry)) < 0)
+		return -ENOMEM;
+	registry_host = url_host(registry_url);
+	realm_host = url_host(realm);
+	if (!registry_host || !realm_host || strcmp(registry_host, realm_host) != 0)
+		return make_reasoned(err, EACCES, "CredentialsWithheld",
+				     "not sending the credentials for %s to token realm %.200s: "
+				     "the challenge came over an unverified connection and names "
+				     "another host",
+				     ref->registry, realm);
+	return 0;
+}
+
 static int fetch_token(struct kmm_registry *r, const struct kmm_image_ref *ref,
 		       const struct kmm_auth_challenge *ch, char **ret_header,
 		       struct kmm_error **err)
@@ -673,6 +720,11 @@ static int fetch_token(struct kmm_registry *r, const struct kmm_image_ref *ref,
 	if (strncmp(ch->realm, "https://", 8) != 0 && strncmp(ch->realm, "http://", 7) != 0)
 		return kmm_error_make(err, EPROTO, "token realm '%.200s' is not an http(s) URL",
 				      ch->realm);
+	if (user) {
+		rc = realm_may_get_credentials(r, ref, ch->realm, err);
+		if (rc < 0)
+			return rc;
+	}
 	esc_scope = url_escape(r->curl, scope);
 	esc_service = ch->service ? url_escape(r->curl, ch->service) : strdup("");
 	if (!esc_scope || !esc_service)

@@ -2,11 +2,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """A distribution registry that wants Bearer tokens, and the token server.
 
-    bearer.py WORKDIR     starts both on free 127.0.0.1 ports, waits until the
+    bearer.py WORKDIR [REALM]
+                          starts both on free 127.0.0.1 ports, waits until the
                           registry answers /v2/ with a Bearer challenge, and
                           prints shell assignments: BEARER_REGISTRY host:port,
-                          BEARER_USER, BEARER_PASSWORD, BEARER_PIDS (kill it to
-                          stop both; both also stop by themselves after 10 min).
+                          BEARER_USER, BEARER_PASSWORD, BEARER_CA (the token
+                          server's certificate), BEARER_REQUESTS (a file with
+                          one line per token request: "basic" when it carried
+                          Basic credentials, else "none"), BEARER_PIDS (kill it
+                          to stop both; both also stop by themselves after 10 min).
+
+REALM is how the registry names the token server in its challenge:
+  https            https://127.0.0.1:PORT/token (default)
+  http             http://127.0.0.1:PORT/token (the token server speaks plain http)
+  https-localhost  https://localhost:PORT/token (another host name than the registry's)
 
 distribution 2.8's auth.token verifies a JWT whose x5c certificate chains to
 auth.token.rootcertbundle: the key pair is made with openssl, tokens are signed
@@ -21,6 +30,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -45,7 +55,7 @@ def free_port():
     return port
 
 
-def serve(workdir, token_port, registry_port, user, password):
+def serve(workdir, token_port, registry_port, user, password, tls):
     key = os.path.join(workdir, "token.key")
     with open(os.path.join(workdir, "token.crt.der"), "rb") as f:
         x5c = base64.b64encode(f.read()).decode()
@@ -74,6 +84,9 @@ def serve(workdir, token_port, registry_port, user, password):
             url = urllib.parse.urlparse(self.path)
             q = urllib.parse.parse_qs(url.query)
             want = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+            got = self.headers.get("Authorization") or ""
+            with open(os.path.join(workdir, "token-requests.log"), "a") as f:
+                f.write("basic\n" if got.lower().startswith("basic") else "none\n")
             if url.path != "/token":
                 self.send_error(404)
                 return
@@ -97,6 +110,10 @@ def serve(workdir, token_port, registry_port, user, password):
             self.wfile.write(body)
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", token_port), Handler)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(workdir, "tls.crt"), os.path.join(workdir, "tls.key"))
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     registry = subprocess.Popen(["docker-registry", "serve", os.path.join(workdir, "config.yml")],
                                 stdout=open(os.path.join(workdir, "registry.log"), "w"),
                                 stderr=subprocess.STDOUT)
@@ -116,10 +133,12 @@ def serve(workdir, token_port, registry_port, user, password):
 
 
 def main():
-    if len(sys.argv) == 7 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
+    if len(sys.argv) == 8 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6],
+              sys.argv[7] == "tls")
         return 0
-    if len(sys.argv) != 2:
+    realm = sys.argv[2] if len(sys.argv) == 3 else "https"
+    if len(sys.argv) not in (2, 3) or realm not in ("https", "http", "https-localhost"):
         print(__doc__, file=sys.stderr)
         return 2
     for c in ("openssl", "docker-registry"):
@@ -135,6 +154,13 @@ def main():
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run(["openssl", "x509", "-in", os.path.join(workdir, "token.crt"), "-outform", "DER",
                     "-out", os.path.join(workdir, "token.crt.der")], check=True)
+    # The token server's own certificate, for both names a realm may use.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", os.path.join(workdir, "tls.key"),
+                    "-out", os.path.join(workdir, "tls.crt")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    open(os.path.join(workdir, "token-requests.log"), "w").close()
     token_port, registry_port = free_port(), free_port()
     user, password = "kmm-bearer", secrets.token_hex(8)
     with open(os.path.join(workdir, "config.yml"), "w") as f:
@@ -151,15 +177,18 @@ http:
   secret: {secret}
 auth:
   token:
-    realm: http://127.0.0.1:{tp}/token
+    realm: {scheme}://{host}:{tp}/token
     service: {service}
     issuer: {issuer}
     rootcertbundle: {d}/token.crt
 """.format(d=workdir, rp=registry_port, tp=token_port, service=SERVICE, issuer=ISSUER,
+           scheme="http" if realm == "http" else "https",
+           host="localhost" if realm == "https-localhost" else "127.0.0.1",
            secret=secrets.token_hex(16)))
     log = open(os.path.join(workdir, "serve.log"), "w")
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", workdir,
-                             str(token_port), str(registry_port), user, password],
+                             str(token_port), str(registry_port), user, password,
+                             "plain" if realm == "http" else "tls"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -183,6 +212,8 @@ auth:
     print("BEARER_REGISTRY=127.0.0.1:%d" % registry_port)
     print("BEARER_USER=%s" % user)
     print("BEARER_PASSWORD=%s" % password)
+    print("BEARER_CA=%s" % os.path.join(workdir, "tls.crt"))
+    print("BEARER_REQUESTS=%s" % os.path.join(workdir, "token-requests.log"))
     print("BEARER_PIDS=%d" % proc.pid)
     return 0
 

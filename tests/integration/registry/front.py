@@ -11,10 +11,16 @@ the behaviour, the rest is the real repository:
     /v2/long-blob/R/...        blobs proxied with 16 extra bytes
     /v2/tamper-manifest/R/...  manifests proxied with a byte appended
     /v2/stall-blob/R/...       blobs: headers and 10 bytes, then silence (60 s)
+    /v2/redirect-metadata/...  a 307 to http://169.254.169.254/latest/meta-data/
+                               (the client must refuse it before connecting)
+    /v2/realm-metadata/...     a 401 naming a token realm on 169.254.169.254
+    /v2/hostile-error/...      a 500 whose error document carries escape
+                               sequences, markup and 20 KiB of text
 
     front.py UPSTREAM PORTFILE   serves until killed (at most 5 minutes)
 """
 import http.server
+import json
 import sys
 import threading
 import time
@@ -36,6 +42,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         mode, rest = parts[2], "/v2/" + parts[3]
+        if mode == "redirect-metadata":
+            self.send_response(307)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "realm-metadata":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate",
+                             'Bearer realm="http://169.254.169.254/latest/api/token",service="x"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "hostile-error":
+            body = json.dumps({"errors": [{"code": "EVIL\u001b[2J<b>",
+                                           "message": "\u001b]0;pwned\u0007<script>x</script>" + "A" * 20000}]})
+            data = body.encode()
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Long", "B" * 4000)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if with_body:
+                self.wfile.write(data)
+            return
         if mode == "redirect" and "/blobs/" in rest:
             self.send_response(307)
             self.send_header("Location", "http://%s%s" % (upstream, rest))

@@ -69,7 +69,7 @@ expect_error() {
 	fi
 }
 
-echo "1..39"
+echo "1..51"
 
 # 1: fixtures
 if python3 "$KMM_SOURCE_DIR/tests/data/registry/make-layouts.py" "$W/data" 2>"$W/mk.log"; then
@@ -246,8 +246,35 @@ expect_error "a blob download that stalls times out" "timed out" \
 echo "# stalled blob: error after $((($(date +%s%N) - start) / 1000000)) ms (stall timeout 2 s)"
 if [ -z "$(ls -A "$W/tamper")" ]; then ok "tampered pulls leave nothing behind"
 else not_ok "tampered pulls leave nothing behind" "$(ls -A "$W/tamper")"; fi
+# Redirects and token realms are checked where curl connects, before it does.
+expect_error "a redirect to the metadata address is refused before connecting" \
+	"refused by destination policy: 169.254.169.254 is a cloud metadata address" \
+	--insecure --timeout-ms 3000 exists "$F/redirect-metadata/kmm-itest/good:v1"
+expect_error "a token realm on the metadata address is refused before connecting" \
+	"refused by destination policy: 169.254.169.254 is a cloud metadata address" \
+	--insecure --timeout-ms 3000 exists "$F/realm-metadata/kmm-itest/good:v1"
+# What a status shows of a hostile error document: the status code, nothing it said.
+run --insecure extract "$F/hostile-error/kmm-itest/good:v1" "$W/hostile-error" "${P[@]}"
+summary=$(sed -n 's/^summary: //p' "$W/stderr")
+if [ $rc -eq 2 ] && [ "$summary" = "registry answered HTTP 500" ]; then
+	ok "a hostile error document is summarized without its text"
+else not_ok "a hostile error document is summarized without its text" "exit $rc" "summary: $summary"; fi
 kill "$front" 2>/dev/null
 wait "$front" 2>/dev/null
+
+# destination policy (kmm/registry.h): no traffic leaves 127.0.0.1 for these
+expect_error "an image on the metadata address is refused without a connection" \
+	"refused by destination policy: 169.254.169.254 is a cloud metadata address" \
+	--insecure --timeout-ms 3000 exists "169.254.169.254:80/latest/meta-data:v1"
+expect_error "configured denied networks refuse loopback" \
+	"127.0.0.1 is in the operator's denied networks" \
+	--insecure --deny 127.0.0.0/8 exists "$PLAIN/kmm-itest/good:v1"
+expect_error "a host name is refused by the address it resolves to" \
+	"in the operator's denied networks" \
+	--insecure --deny 127.0.0.0/8 --deny ::1/128 exists "localhost:${PLAIN##*:}/kmm-itest/good:v1"
+run --insecure --deny 127.0.0.0/8 --allow 127.0.0.1/32 exists "$PLAIN/kmm-itest/good:v1"
+if [ $rc -eq 0 ]; then ok "an allowed network wins over a denied one"
+else not_ok "an allowed network wins over a denied one" "exit $rc: $out $errout"; fi
 
 # Docker schema 2 (manifest v2, rootfs.diff.tar.gzip layers) as testenv pushes with --format v2s2
 if "$KMM_SOURCE_DIR/tests/env/testenv" image push --format v2s2 "$W/tree" kmm-itest/dir:v2s2 >/dev/null 2>"$W/push.log"; then
@@ -262,21 +289,47 @@ mkdir -p "$W/full" && touch "$W/full/keep"
 expect_error "a non-empty target is refused" "exists and is not empty" --insecure \
 	extract "$PLAIN/kmm-itest/good:v1" "$W/full" "/$K"
 
-# 30-31: bearer-token flow (token server + registry with auth.token), see bearer.py
+# bearer-token flow (token server + registry with auth.token), see bearer.py.
+# Basic credentials go to an https realm only; over the plain-http registry
+# connection, only to a realm on the registry's own host name.
+basic_count() { grep -c '^basic$' "$1" 2>/dev/null; }
 if python3 "$KMM_SOURCE_DIR/tests/integration/registry/bearer.py" "$W/bearer" >"$W/bearer.env" 2>"$W/bearer.log"; then
 	# shellcheck disable=SC1091
 	. "$W/bearer.env"
 	push "oci:$W/data/good:v1" "docker://$BEARER_REGISTRY/kmm-itest/good:v1" --dest-tls-verify=false \
 		--dest-creds "$BEARER_USER:$BEARER_PASSWORD" || echo "# push to bearer registry: $(cat "$W/skopeo.log")"
-	run --insecure --user "$BEARER_USER" --password "$BEARER_PASSWORD" extract \
+	: >"$BEARER_REQUESTS"
+	run --insecure --ca "$BEARER_CA" --user "$BEARER_USER" --password "$BEARER_PASSWORD" extract \
 		"$BEARER_REGISTRY/kmm-itest/good:v1" "$W/out9" "${P[@]}"
-	check_tree "bearer: token fetched from the realm, image extracted" "$W/out9" "$W/data/good-v1.expected"
+	check_tree "bearer: token fetched from the https realm, image extracted" "$W/out9" "$W/data/good-v1.expected"
+	if [ "$(basic_count "$BEARER_REQUESTS")" -ge 1 ]; then ok "bearer: the https realm on the registry's host got the credentials"
+	else not_ok "bearer: the https realm on the registry's host got the credentials" "$(cat "$BEARER_REQUESTS")"; fi
 	expect_error "bearer: wrong password at the token server is a clear 401" "token request" \
-		--insecure --user "$BEARER_USER" --password wrong exists "$BEARER_REGISTRY/kmm-itest/good:v1"
+		--insecure --ca "$BEARER_CA" --user "$BEARER_USER" --password wrong exists "$BEARER_REGISTRY/kmm-itest/good:v1"
 	kill $BEARER_PIDS 2>/dev/null
 else
 	not_ok "bearer: token server and registry start" "$(cat "$W/bearer.log")"
+	not_ok "bearer: credentials" "not run"
 	not_ok "bearer: wrong password" "not run"
 fi
+# realm_case NAME REALM FRAGMENT: credentials withheld, and the token server saw none
+realm_case() {
+	local name=$1 realm=$2 frag=$3
+	if python3 "$KMM_SOURCE_DIR/tests/integration/registry/bearer.py" "$W/bearer-$realm" "$realm" \
+		>"$W/bearer-$realm.env" 2>"$W/bearer-$realm.log"; then
+		# shellcheck disable=SC1090
+		. "$W/bearer-$realm.env"
+		expect_error "bearer: $name: credentials withheld" "$frag" --insecure --ca "$BEARER_CA" \
+			--user "$BEARER_USER" --password "$BEARER_PASSWORD" exists "$BEARER_REGISTRY/kmm-itest/good:v1"
+		if [ "$(basic_count "$BEARER_REQUESTS")" = 0 ]; then ok "bearer: $name: the token server saw no credentials"
+		else not_ok "bearer: $name: the token server saw no credentials" "$(cat "$BEARER_REQUESTS")"; fi
+		kill $BEARER_PIDS 2>/dev/null
+	else
+		not_ok "bearer: $name: token server and registry start" "$(cat "$W/bearer-$realm.log")"
+		not_ok "bearer: $name: no credentials seen" "not run"
+	fi
+}
+realm_case "plain-http realm" http "it is not https"
+realm_case "https realm on another host, registry over plain http" https-localhost "names another host"
 
 exit $((failed > 0))

@@ -13,7 +13,10 @@
  * OPTIONS: --insecure --skip-verify --ca FILE --ca-pem-from FILE --auth-file FILE
  *          --auth-text-from FILE --user U
  *          --password P --arch A --timeout-ms N --stall-timeout-s N
- *          --max-file-bytes N
+ *          --max-file-bytes N --allow CIDR --deny CIDR (destination policy, repeatable)
+ *
+ * The error's summary (kmm_registry_error_summary, what a status would show)
+ * is printed as "summary: <text>" on stderr after the error.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -65,13 +68,18 @@ int main(int argc, char **argv)
 		{ "stall-timeout-s", required_argument, NULL, 'S' },
 		{ "max-file-bytes", required_argument, NULL, 'm' },
 		{ "debug", no_argument, NULL, 'd' },
+		{ "allow", required_argument, NULL, 'w' },
+		{ "deny", required_argument, NULL, 'D' },
 		{ 0 },
 	};
 	struct kmm_registry_options o = { 0 };
 	struct kmm_extract_limits lim = { 0 };
 	struct kmm_registry *r = NULL;
+	struct kmm_registry_policy *policy = NULL;
 	struct kmm_error *err = NULL;
-	char *digest = NULL;
+	const char *allow[9] = { 0 }, *deny[9] = { 0 };
+	size_t n_allow = 0, n_deny = 0;
+	char *digest = NULL, summary[256];
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -120,13 +128,29 @@ int main(int argc, char **argv)
 		case 'd':
 			kmm_log_set_level(KMM_LOG_DEBUG);
 			break;
+		case 'w':
+			if (n_allow == KMM_ARRAY_SIZE(allow) - 1)
+				return 64;
+			allow[n_allow++] = optarg;
+			break;
+		case 'D':
+			if (n_deny == KMM_ARRAY_SIZE(deny) - 1)
+				return 64;
+			deny[n_deny++] = optarg;
+			break;
 		default:
 			return 64;
 		}
 	}
 	if (argc - optind < 2)
 		return 64;
-	rc = kmm_registry_new(&o, &r, &err);
+	rc = 0;
+	if (n_allow || n_deny) {
+		rc = kmm_registry_policy_new(allow, deny, &policy, &err);
+		o.policy = policy;
+	}
+	if (rc == 0)
+		rc = kmm_registry_new(&o, &r, &err);
 	if (rc == 0 && strcmp(argv[optind], "exists") == 0) {
 		rc = kmm_registry_image_exists(r, argv[optind + 1], &digest, &err);
 		if (rc == 1)
@@ -135,8 +159,10 @@ int main(int argc, char **argv)
 			printf("missing\n");
 		free(digest);
 		kmm_registry_free(r);
-		if (rc >= 0)
+		if (rc >= 0) {
+			kmm_registry_policy_free(policy);
 			return rc == 1 ? 0 : 1;
+		}
 	} else if (rc == 0 && strcmp(argv[optind], "extract") == 0 && argc - optind >= 4) {
 		rc = kmm_image_extract(r, argv[optind + 1], (const char *const *)argv + optind + 3,
 				       argv[optind + 2], &lim, &digest, &err);
@@ -144,13 +170,18 @@ int main(int argc, char **argv)
 			printf("extracted %s\n", digest);
 		free(digest);
 		kmm_registry_free(r);
-		if (rc == 0)
+		if (rc == 0) {
+			kmm_registry_policy_free(policy);
 			return 0;
+		}
 	} else if (rc == 0) {
 		kmm_registry_free(r);
+		kmm_registry_policy_free(policy);
 		return 64;
 	}
-	fprintf(stderr, "error: %s\n", kmm_error_message(err));
+	kmm_registry_error_summary(err, summary, sizeof(summary));
+	fprintf(stderr, "error: %s\nsummary: %s\n", kmm_error_message(err), summary);
 	kmm_error_free(err);
+	kmm_registry_policy_free(policy);
 	return 2;
 }
