@@ -33,6 +33,9 @@ static const char help[] =
     "      --kernel RELEASE     kernel release to load for (default: uname -r)\n"
     "      --host-modules DIR   host module tree scanned for in-tree modules\n"
     "                           (default /lib/modules)\n"
+    "      --verify-cert FILE   refuse to load any module file not signed with this\n"
+    "                           certificate (PEM or DER), even where the kernel does\n"
+    "                           not enforce signatures\n"
 #ifdef KMM_HAVE_REGISTRY
     "\n"
     "Pulling the kmod image itself (instead of --image-root; only <dirName>/lib/modules/\n"
@@ -65,6 +68,7 @@ enum {
 	OPT_REGISTRY_INSECURE,
 	OPT_REGISTRY_SKIP_VERIFY,
 	OPT_PULL_DIR,
+	OPT_VERIFY_CERT,
 };
 
 static int finish(int r, struct kmm_error *e, const char *what)
@@ -108,6 +112,7 @@ static int parse(enum mode mode, int argc, char **argv, struct args *a)
 		{ "registry-insecure", no_argument, NULL, OPT_REGISTRY_INSECURE },
 		{ "registry-skip-verify", no_argument, NULL, OPT_REGISTRY_SKIP_VERIFY },
 		{ "pull-dir", required_argument, NULL, OPT_PULL_DIR },
+		{ "verify-cert", required_argument, NULL, OPT_VERIFY_CERT },
 		{ "unload", no_argument, NULL, 'u' },
 		{ "file", required_argument, NULL, 'f' },
 		{ 0 },
@@ -133,6 +138,9 @@ static int parse(enum mode mode, int argc, char **argv, struct args *a)
 			break;
 		case OPT_HOST_MODULES:
 			a->o.host_modules_root = optarg;
+			break;
+		case OPT_VERIFY_CERT:
+			a->o.verify_cert = optarg;
 			break;
 		case OPT_PULL:
 			a->pull = true;

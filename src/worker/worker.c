@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
@@ -13,6 +14,7 @@
 #include "kmm/fileio.h"
 #include "kmm/kmod.h"
 #include "kmm/log.h"
+#include "kmm/sign.h"
 #include "kmm/strv.h"
 #include "src/worker/worker.h"
 
@@ -310,6 +312,152 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 static int unload_from(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
 		       struct kmm_error **err);
 
+/* ---- signatures (--verify-cert) ---- */
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+/*
+ * Why a module file does not verify, naming the file and who signed it, so an
+ * administrator sees at once whether the image holds an unsigned build, one
+ * signed with another key, or one changed after signing.
+ */
+static int refuse_module(const char *path, const char *cert_path, const struct kmm_error *why,
+			 struct kmm_error **err)
+{
+	_cleanup_(kmm_sig_info_freep) struct kmm_sig_info *info = NULL;
+	_cleanup_free_ char *key = NULL;
+	int signed_ = kmm_sig_info_from_file(path, &info, NULL);
+
+	if (signed_ == 0)
+		return kmm_error_make(err, EKEYREJECTED,
+				      "module %s is not signed, but the Module asks for modules "
+				      "signed with %s: refusing to load it",
+				      path, cert_path);
+	if (signed_ > 0) {
+		key = kmm_sig_hex(info->key_id, info->key_id_len, 0);
+		return kmm_error_make(
+		    err, EKEYREJECTED,
+		    "module %s is signed by \"%s\" (%s %s), which does not verify "
+		    "against the Module's certificate %s (%s): refusing to load it",
+		    path, info->signer ? info->signer : "unnamed signer",
+		    info->key_id_is_skid ? "key id" : "serial", key ? key : "?", cert_path,
+		    kmm_error_message(why));
+	}
+	return kmm_error_make(err, EKEYREJECTED,
+			      "module %s: its signature cannot be read (%s): refusing to load it",
+			      path, kmm_error_message(why));
+}
+
+static int verify_module_file(const struct kmm_sign_cert *cert, const char *cert_path,
+			      const char *path, struct kmm_error **err)
+{
+	_cleanup_error_ struct kmm_error *e = NULL;
+
+	if (kmm_sign_verify_file(cert, path, &e) >= 0) {
+		kmm_log(KMM_LOG_INFO, "module signature verified", "file", path, "cert", cert_path,
+			NULL);
+		return 0;
+	}
+	return refuse_module(path, cert_path, e, err);
+}
+
+struct insmod_list {
+	char **paths;
+	bool oom;
+};
+
+static void collect_insmod(enum kmm_kmod_action action, const char *module, const char *path,
+			   const char *options, void *userdata)
+{
+	struct insmod_list *l = userdata;
+
+	if (action == KMM_KMOD_ACTION_INSMOD && path && kmm_strv_push(&l->paths, path) < 0)
+		l->oom = true;
+}
+
+/* Every module file below dir (modprobe may load any of them). */
+static int verify_tree(const struct kmm_sign_cert *cert, const char *cert_path, const char *dir,
+		       int depth, struct kmm_error **err)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int r = 0;
+
+	if (depth > 16)
+		return kmm_error_make(err, ELOOP, "module tree %s is too deep", dir);
+	d = opendir(dir);
+	if (!d)
+		return kmm_error_make_errno(err, errno, "list modules in %s", dir);
+	while (r >= 0 && (de = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		if (lstat(path, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode))
+			r = verify_tree(cert, cert_path, path, depth + 1, err);
+		else if (S_ISREG(st.st_mode) && strstr(de->d_name, ".ko"))
+			r = verify_module_file(cert, cert_path, path, err);
+	}
+	return r;
+}
+
+/*
+ * With --verify-cert (the Module's mapping has `sign`), every module file the
+ * load would insert must carry a signature by that certificate, whether or
+ * not this kernel enforces signatures: an image changed after kmm signed it
+ * is refused before anything on the node changes.
+ */
+static int verify_signatures(const struct kmm_module_config *cfg, const struct kmm_worker_opts *o,
+			     const char *dir, bool through_libkmod, struct kmm_error **err)
+{
+	_cleanup_(kmm_sign_cert_freep) struct kmm_sign_cert *cert = NULL;
+	_cleanup_kmod_ struct kmm_kmod *k = NULL;
+	struct insmod_list list = { NULL, false };
+	char *const *order = cfg->modprobe.modules_loading_order;
+	struct kmm_kmod_options kopts = {
+		.dir_name = dir,
+		.kernel = o->kernel,
+		.fallback_kernel = cfg->kernel_version,
+	};
+	int r;
+
+	r = kmm_sign_cert_load(o->verify_cert, &cert, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "signing certificate");
+	r = kmm_kmod_new(&kopts, &k, err);
+	if (r < 0)
+		return r;
+	if (!through_libkmod) {
+		_cleanup_free_ char *tree = NULL;
+		if (asprintf(&tree, "%s", kmm_kmod_dirname(k)) < 0)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		return verify_tree(cert, o->verify_cert, tree, 0, err);
+	}
+	kmm_kmod_set_action_fn(k, collect_insmod, &list);
+	for (size_t i = kmm_strv_length(order); r >= 0 && i > 1; i--)
+		r = kmm_kmod_load(k, order[i - 1], NULL, KMM_KMOD_LOAD_DRY_RUN, err);
+	if (r >= 0)
+		r = kmm_kmod_load(k, cfg->modprobe.module_name, NULL, KMM_KMOD_LOAD_DRY_RUN, err);
+	if (r >= 0 && list.oom)
+		r = kmm_error_make(err, ENOMEM, "out of memory");
+	KMM_STRV_FOREACH (path, list.paths) {
+		if (r < 0)
+			break;
+		r = verify_module_file(cert, o->verify_cert, path, err);
+	}
+	kmm_strv_free(list.paths);
+	return r;
+}
+
 /* dirName and firmwarePath name places inside the image; ".." would leave it. */
 static int check_image_paths(const struct kmm_module_config *cfg, struct kmm_error **err)
 {
@@ -329,6 +477,9 @@ int kmm_worker_load(const struct kmm_module_config *cfg, const struct kmm_worker
 	struct kmm_worker_opts eff;
 	int r;
 
+	r = check_image_paths(cfg, err);
+	if (r < 0)
+		return r;
 	r = image_source(cfg, o, &eff, &pulled, err);
 	if (r < 0)
 		return r;
@@ -358,9 +509,6 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 	_cleanup_free_ char *dir = image_path(o, cfg->modprobe.dir_name);
 	_cleanup_free_ char *options = kmm_kmod_join_parameters(cfg->modprobe.parameters);
 	_cleanup_kmod_ struct kmm_kmod *k = NULL;
-	r = check_image_paths(cfg, err);
-	if (r < 0)
-		return r;
 	char *const *order = cfg->modprobe.modules_loading_order;
 	char *const *args_load = cfg->modprobe.args ? cfg->modprobe.args->load : NULL;
 	unsigned flags = 0;
@@ -369,6 +517,13 @@ static int load_from(const struct kmm_module_config *cfg, const struct kmm_worke
 	if (!dir || !options)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 
+	/* 0. signatures, before anything on the node changes */
+	if (o->verify_cert) {
+		bool through_libkmod =
+		    !cfg->modprobe.raw_args && map_flags(args_load, false, &flags);
+		if ((r = verify_signatures(cfg, o, dir, through_libkmod, err)) < 0)
+			return r;
+	}
 	/* 1. firmware search path */
 	if ((r = set_firmware_class_path(o, err)) < 0)
 		return r;

@@ -41,6 +41,13 @@ struct kmm_worker_opts {
 	const char *pull_secret_file; /* a .dockerconfigjson */
 	bool registry_insecure;	      /* plain HTTP */
 	bool registry_skip_verify;    /* HTTPS without verification */
+
+	/*
+	 * PEM or DER certificate of the Module's signing key (--verify-cert):
+	 * every module file the load inserts must be signed with it, whatever
+	 * the kernel enforces. NULL: no check.
+	 */
+	const char *verify_cert;
 };
 
 /* Upper bound on a worker config file's size. */

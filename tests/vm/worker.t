@@ -18,7 +18,7 @@ set -uo pipefail
 
 MAIN_TESTS=(load-unload-dirname dependency-order parameters module-in-use modules-loading-order
 	in-tree-removal firmware firmware-hostile wrong-kernel missing-symbol raw-args oci-layout
-	standalone)
+	standalone sig-verify)
 SIG_TESTS=(sig-enforce-unsigned sig-enforce-untrusted-key)
 N=$((${#MAIN_TESTS[@]} + ${#SIG_TESTS[@]}))
 
@@ -99,6 +99,11 @@ cp "$M/vmk_a.ko" "$VM_WORK/vmk_a.ko"
 [ -n "$SIGN_FILE" ] && "$SIGN_FILE" sha256 "$VM_WORK/key.pem" "$VM_WORK/key.x509" "$VM_WORK/vmk_a.ko" ||
 	bail "sign-file (linux-kbuild) missing or failed"
 tree signed "$VM_WORK/vmk_a.ko"
+# Another key's certificate: vmk_a does not verify against it.
+openssl req -new -nodes -utf8 -sha256 -days 3650 -batch -x509 -config "$VM_WORK/x509.genkey" \
+	-subj "/CN=kmm vm other key" -outform PEM -out "$VM_WORK/other.x509" \
+	-keyout "$VM_WORK/other.pem" >/dev/null 2>&1 || bail "openssl could not make a second key"
+
 # Hostile firmware trees (kmod images any Module author controls).
 mkdir -p "$R/tmp/fwabs" "$R/tmp/fwesc/d" "$R/tmp/fwb/x/sub" "$R/tmp/fwc/deep/er"
 echo ok >"$R/tmp/fwabs/ok.bin"
@@ -141,6 +146,8 @@ cfg nodeps.yaml "modprobe:" "  moduleName: vmk_b" "  dirName: /nodeps"
 cfg raw.yaml "modprobe:" "  rawArgs:" "    load: [-v, -d, /tmp/opt, vmk_o2]" \
 	"    unload: [-r, -v, -d, /tmp/opt, vmk_o2]"
 cfg signed.yaml "modprobe:" "  moduleName: vmk_a" "  dirName: /signed"
+cp "$VM_WORK/key.x509" "$R/etc/kmm/sign.crt" && cp "$VM_WORK/other.x509" "$R/etc/kmm/other.crt" ||
+	bail "cannot copy the certificates"
 for fw in fwabs fwesc fwb fwc; do
 	cfg $fw.yaml "modprobe:" "  moduleName: vmk_fw" "  dirName: /opt" "  firmwarePath: /$fw"
 done
