@@ -956,6 +956,7 @@ static void op_done(struct op *op)
 			kmm_informer_stop(all[i]);
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(ctls); i++)
 		kmm_op_ctl_stop(ctls[i]);
+	kmm_op_mic_checks_stop(op); /* its callbacks requeue MICs */
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++)
 		kmm_informer_free(all[i]);
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(ctls); i++)

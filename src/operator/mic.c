@@ -27,6 +27,7 @@
  * failed pod and its hash).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +49,17 @@ const struct kmm_kube_resource kmm_op_mbscs = { KMM_API_GROUP, "v1beta1", "modul
 /* ---- image existence ---- */
 
 struct image_state {
-	int exists; /* 1 yes, 0 no, -1 could not tell */
+	int exists; /* 1 yes, 0 no, -1 could not tell (when checked) */
+	bool checked;
+	bool pending; /* a check with this tag is queued or running */
+	uint64_t tag;
+	int64_t pending_since_ms;
 	int failures;
 	int64_t next_check_ms;
-	char why[256];
+	char why[224]; /* the registry's verdict, summarized (kmm_registry_error_summary) */
 };
+
+static int64_t backoff_ms(int failures);
 
 static char *pull_secret(struct op *op, const char *ns, const char *name, struct kmm_error **err)
 {
@@ -148,35 +155,200 @@ void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const
 	pthread_mutex_unlock(&op->images_lock);
 }
 
+/* ---- registry checks, off the reconcile workers ---- */
+
 /*
- * 1 when the image exists, 0 when not or when the registry could not tell
- * (*ret_unknown set); *ret_retry_ms says when to look again.
+ * A registry that accepts connections and never answers holds a check for
+ * its whole deadline: checks run on kmm_image_checks' threads (a few, two per
+ * registry host), never on a reconcile worker. A MIC that needs an answer
+ * marks its image's state pending, queues a check and leaves the image's
+ * state unset; the verdict lands in the state and requeues every MIC that
+ * waited for it.
  */
-static int image_exists(struct op *op, const struct kmm_image_config *mic,
-			const struct kmm_module_image_spec *img, bool *ret_unknown,
-			int64_t *ret_retry_ms)
+#define CHECK_THREADS 4
+#define CHECK_PER_HOST 2
+#define CHECK_QUEUE_MAX 1024
+#define CHECK_DEADLINE_MS 30000
+/* A pending check not answered by then is asked again (a lost verdict never sticks). */
+#define CHECK_STALE_MS (CHECK_DEADLINE_MS + 15000)
+#define CHECK_QUEUE_FULL_RETRY_MS 5000
+#define WAITERS_MAX 4096 /* bytes of "ns/name\n" per image state; more wait for the retry */
+
+struct kmm_op_image_checks {
+	struct kmm_image_checks *pool;
+	struct kmm_registry_policy *policy;
+};
+
+static uint64_t check_tag; /* under images_lock: tells a verdict from a superseded one */
+
+/* The pool, started on first use with the configured policy. Hold images_lock. */
+static struct kmm_op_image_checks *checks_locked(struct op *op, struct kmm_error **err);
+
+void kmm_op_mic_checks_stop(struct op *op)
+{
+	struct kmm_op_image_checks *c;
+
+	pthread_mutex_lock(&op->images_lock);
+	c = TAKE_PTR(op->image_checks);
+	pthread_mutex_unlock(&op->images_lock);
+	if (!c)
+		return;
+	kmm_image_checks_free(c->pool); /* joins: no callback runs after this */
+	kmm_registry_policy_free(c->policy);
+	free(c);
+}
+
+static void waiters_key(char *key, size_t size, const char *cache_key)
+{
+	snprintf(key, size, "wait|%s", cache_key);
+}
+
+/* Remembers that MIC ns/name waits for the check of cache_key. Hold images_lock. */
+static void add_waiter(struct op *op, const char *cache_key, const struct kmm_image_config *mic)
+{
+	char key[1100], who[512];
+	const char *old;
+	char *joined = NULL;
+
+	waiters_key(key, sizeof(key), cache_key);
+	snprintf(who, sizeof(who), "%s/%s\n", mic->namespace, mic->name);
+	old = kmm_hashmap_get(op->images, key);
+	for (const char *p = old; p && (p = strstr(p, who)); p++)
+		if (p == old || p[-1] == '\n')
+			return; /* listed already */
+	if (old && strlen(old) + strlen(who) > WAITERS_MAX)
+		return; /* too many: the retry after CHECK_STALE_MS covers the rest */
+	if (asprintf(&joined, "%s%s", old ? old : "", who) < 0)
+		return;
+	if (kmm_hashmap_put(op->images, key, joined, NULL) < 0)
+		free(joined);
+}
+
+/*
+ * Records the verdict of the check of cache_key claimed with tag and requeues
+ * the MICs that wait for it. local_why (may be NULL) replaces the summary of e
+ * for errors found before any registry was asked.
+ */
+static void record_verdict(struct op *op, const char *cache_key, uint64_t tag, int r,
+			   const struct kmm_error *e, const char *local_why)
+{
+	struct image_state *st;
+	char key[1100];
+	_cleanup_free_ char *waiters = NULL;
+
+	pthread_mutex_lock(&op->images_lock);
+	st = kmm_hashmap_get(op->images, cache_key);
+	/* Forgotten meanwhile (a rebuild trigger), or superseded: not ours to answer. */
+	if (!st || !st->pending || st->tag != tag) {
+		pthread_mutex_unlock(&op->images_lock);
+		return;
+	}
+	st->pending = false;
+	st->checked = true;
+	st->exists = r > 0 ? 1 : r == 0 ? 0 : -1;
+	st->why[0] = '\0';
+	if (r > 0) {
+		st->failures = 0;
+	} else {
+		st->next_check_ms = mono_ms() + backoff_ms(st->failures);
+		st->failures++;
+		if (r == 0)
+			snprintf(st->why, sizeof(st->why), "does not exist");
+		else if (local_why)
+			snprintf(st->why, sizeof(st->why), "%s", local_why);
+		else
+			kmm_registry_error_summary(e, st->why, sizeof(st->why));
+	}
+	waiters_key(key, sizeof(key), cache_key);
+	waiters = kmm_hashmap_remove(op->images, key);
+	pthread_mutex_unlock(&op->images_lock);
+	for (char *w = waiters, *nl; w && (nl = strchr(w, '\n')); w = nl + 1) {
+		*nl = '\0';
+		kmm_op_ctl_enqueue(op->mic_ctl, w);
+	}
+}
+
+/* kmm_image_checks' callback, on a check thread. */
+static void check_done(void *userdata, const char *cache_key, uint64_t tag, int r,
+		       const struct kmm_error *e)
+{
+	/* The full error quotes the registry: the log's debug level only. */
+	if (r < 0)
+		kmm_debug("image check failed", "controller", "mic", "check", cache_key, "error",
+			  kmm_error_message(e));
+	record_verdict(userdata, cache_key, tag, r, e, NULL);
+}
+
+static struct kmm_op_image_checks *checks_locked(struct op *op, struct kmm_error **err)
+{
+	const struct kmm_image_checks_options o = {
+		.threads = CHECK_THREADS,
+		.per_host = CHECK_PER_HOST,
+		.max_queued = CHECK_QUEUE_MAX,
+		.deadline_ms = CHECK_DEADLINE_MS,
+	};
+	_cleanup_free_ struct kmm_op_image_checks *c = NULL;
+
+	if (op->image_checks)
+		return op->image_checks;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		kmm_error_make(err, ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (kmm_registry_policy_new((const char *const *)op->cfg.registry_allowed_networks,
+				    (const char *const *)op->cfg.registry_denied_networks,
+				    &c->policy, err) < 0)
+		return NULL;
+	if (kmm_image_checks_new(&o, check_done, op, &c->pool, err) < 0) {
+		kmm_registry_policy_free(c->policy);
+		return NULL;
+	}
+	op->image_checks = TAKE_PTR(c);
+	return op->image_checks;
+}
+
+/* Printable ASCII, capped: an image name from a Module spec goes into a status. */
+static void status_text(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
+static void status_text(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	for (char *p = buf; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+}
+
+/*
+ * Queues the check claimed with tag (the state is pending). Returns 0 when
+ * queued; otherwise the verdict to record at once (< 0, *ret_e set; why set
+ * when the pull secret is to blame), or -EAGAIN when the queue is full
+ * (nothing to record).
+ */
+static int submit_check(struct op *op, const struct kmm_image_config *mic,
+			const struct kmm_module_image_spec *img, const char *key, uint64_t tag,
+			char *why, size_t why_size, struct kmm_error **ret_e)
 {
 	const char *secret = mic->image_repo_secret;
-	char key[1024];
-	struct image_state *st;
-	int64_t now = mono_ms();
+	_cleanup_free_ char *docker_config = NULL;
+	struct kmm_registry *reg = NULL;
+	struct kmm_op_image_checks *c;
+	int r;
 
-	cache_key(key, sizeof(key), mic, img);
 	pthread_mutex_lock(&op->images_lock);
-	st = kmm_hashmap_get(op->images, key);
-	if (st && (st->exists == 1 || now < st->next_check_ms)) {
-		int r = st->exists == 1;
-
-		if (!r) {
-			*ret_retry_ms = st->next_check_ms - now;
-			*ret_unknown = st->exists < 0;
-		}
-		pthread_mutex_unlock(&op->images_lock);
-		return r;
-	}
+	c = checks_locked(op, ret_e);
 	pthread_mutex_unlock(&op->images_lock);
-
-	/* Outside the lock: a registry round trip. */
+	if (!c)
+		return -EIO;
+	/* The apiserver, not the registry: fine on a reconcile worker. */
+	if (secret && !(docker_config = pull_secret(op, mic->namespace, secret, ret_e))) {
+		/* The apiserver's or pull_secret()'s words, not a registry's. */
+		status_text(why, why_size, "pull secret %s: %s", secret, kmm_error_message(*ret_e));
+		return -EINVAL;
+	}
 	struct kmm_registry_options ro = {
 		.insecure = img->registry_tls && img->registry_tls->insecure,
 		.insecure_skip_tls_verify =
@@ -184,65 +356,124 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 		.ca_file = op->cfg.registry_ca_file && *op->cfg.registry_ca_file
 			       ? op->cfg.registry_ca_file
 			       : NULL,
+		.docker_config = docker_config,
+		.policy = c->policy,
 	};
-	_cleanup_(kmm_registry_freep) struct kmm_registry *reg = NULL;
-	_cleanup_free_ char *docker_config = NULL;
-	struct kmm_error *e = NULL;
-	char why[256] = "";
-	bool why_changed;
-	int r = 0;
-
-	if (secret && !(docker_config = pull_secret(op, mic->namespace, secret, &e)))
-		r = -EINVAL;
-	ro.docker_config = docker_config;
-	if (r >= 0)
-		r = kmm_registry_new(&ro, &reg, &e);
-	if (r >= 0)
-		r = kmm_registry_image_exists(reg, img->image, NULL, &e);
-
-	pthread_mutex_lock(&op->images_lock);
-	st = images_entry(op, key, sizeof(*st));
-	if (r > 0) {
-		why_changed = set_why(op, mic, img->image, NULL);
-	} else {
-		if (r == 0)
-			snprintf(why, sizeof(why), "image %s does not exist", img->image);
-		else
-			snprintf(why, sizeof(why), "image %s: %s", img->image,
-				 kmm_error_message(e));
-		why_changed = set_why(op, mic, img->image, why);
+	r = kmm_registry_new(&ro, &reg, ret_e);
+	if (r < 0)
+		return r;
+	r = kmm_image_checks_submit(c->pool, key, tag, img->image, reg, ret_e);
+	if (r == -EAGAIN) {
+		kmm_error_free(*ret_e);
+		*ret_e = NULL;
 	}
-	if (st) {
-		st->exists = r > 0 ? 1 : r == 0 ? 0 : -1;
-		if (r > 0) {
-			st->failures = 0;
-		} else {
-			int64_t d = IMAGE_RECHECK_MIN_MS << (st->failures < 6 ? st->failures : 6);
+	return r;
+}
 
-			st->failures++;
-			st->next_check_ms =
-			    now + (d > IMAGE_RECHECK_MAX_MS ? IMAGE_RECHECK_MAX_MS : d);
-			*ret_retry_ms = st->next_check_ms - now;
-			snprintf(st->why, sizeof(st->why), "%s", why);
+/*
+ * 1 when the image exists, 0 when not or when nobody can tell yet
+ * (*ret_unknown set); *ret_retry_ms says when to look again.
+ */
+static int image_exists(struct op *op, const struct kmm_image_config *mic,
+			const struct kmm_module_image_spec *img, bool *ret_unknown,
+			int64_t *ret_retry_ms)
+{
+	char key[1024], why[300];
+	struct image_state *st;
+	int64_t now = mono_ms();
+	bool why_changed = false;
+	int exists = -1;
+
+	cache_key(key, sizeof(key), mic, img);
+	for (int pass = 0; pass < 2; pass++) {
+		struct kmm_error *e = NULL;
+		char local_why[200] = "";
+		uint64_t tag;
+		int r;
+
+		pthread_mutex_lock(&op->images_lock);
+		st = images_entry(op, key, sizeof(*st));
+		if (!st) {
+			pthread_mutex_unlock(&op->images_lock);
+			*ret_retry_ms = CHECK_QUEUE_FULL_RETRY_MS;
+			*ret_unknown = true;
+			return 0;
 		}
+		if (st->pending && now - st->pending_since_ms < CHECK_STALE_MS) {
+			add_waiter(op, key, mic);
+			pthread_mutex_unlock(&op->images_lock);
+			*ret_retry_ms = CHECK_STALE_MS - (now - st->pending_since_ms);
+			*ret_unknown = true;
+			return 0;
+		}
+		if (st->checked && !st->pending && (st->exists == 1 || now < st->next_check_ms)) {
+			exists = st->exists;
+			if (exists == 1) {
+				why_changed = set_why(op, mic, img->image, NULL);
+			} else {
+				if (exists == 0)
+					status_text(why, sizeof(why), "image %s does not exist",
+						    img->image);
+				else
+					status_text(why, sizeof(why), "image %s: %s", img->image,
+						    st->why);
+				why_changed = set_why(op, mic, img->image, why);
+				*ret_retry_ms = st->next_check_ms - now;
+			}
+			pthread_mutex_unlock(&op->images_lock);
+			break;
+		}
+		if (pass == 1) { /* a local verdict was just recorded; cannot happen twice */
+			pthread_mutex_unlock(&op->images_lock);
+			*ret_retry_ms = CHECK_QUEUE_FULL_RETRY_MS;
+			*ret_unknown = true;
+			return 0;
+		}
+		/* Ours to ask: claim it so other MICs with this image wait for this check. */
+		tag = ++check_tag;
+		st->pending = true;
+		st->tag = tag;
+		st->pending_since_ms = now;
+		add_waiter(op, key, mic);
+		pthread_mutex_unlock(&op->images_lock);
+
+		r = submit_check(op, mic, img, key, tag, local_why, sizeof(local_why), &e);
+		if (r == 0) {
+			*ret_retry_ms = CHECK_STALE_MS;
+			*ret_unknown = true;
+			return 0;
+		}
+		if (r == -EAGAIN) {
+			pthread_mutex_lock(&op->images_lock);
+			if (st == kmm_hashmap_get(op->images, key) && st->tag == tag)
+				st->pending = false;
+			pthread_mutex_unlock(&op->images_lock);
+			kmm_log(KMM_LOG_WARN, "too many image checks waiting, retrying later",
+				"controller", "mic", "image", img->image, NULL);
+			*ret_retry_ms = CHECK_QUEUE_FULL_RETRY_MS;
+			*ret_unknown = true;
+			return 0;
+		}
+		if (e)
+			kmm_log(KMM_LOG_DEBUG, "image check failed", "controller", "mic", "image",
+				img->image, "error", kmm_error_message(e), NULL);
+		record_verdict(op, key, tag, r, e, local_why[0] ? local_why : NULL);
+		kmm_error_free(e);
 	}
-	pthread_mutex_unlock(&op->images_lock);
 	/*
 	 * An unknown verdict leaves the MIC's status as it was, so nothing else
 	 * would show the Module (same name) why its image is not known yet.
 	 */
-	if (r < 0 && why_changed) {
+	if (exists < 0 && why_changed) {
 		char mkey[512];
 
 		snprintf(mkey, sizeof(mkey), "%s/%s", mic->namespace, mic->name);
 		kmm_op_ctl_enqueue(op->module_ctl, mkey);
+		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "mic", "key", mkey,
+			"reason", why, NULL);
 	}
-	if (r < 0)
-		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "mic", "image",
-			img->image, "error", kmm_error_message(e), NULL);
-	*ret_unknown = r < 0;
-	kmm_error_free(e);
-	return r > 0;
+	*ret_unknown = exists < 0;
+	return exists > 0;
 }
 
 static void pull_key(char *key, size_t size, const struct kmm_image_config *mic, const char *image);
@@ -256,6 +487,12 @@ static void forget_images(struct op *op, const struct kmm_image_config *mic)
 	for (size_t i = 0; i < mic->n_images; i++) {
 		cache_key(key, sizeof(key), mic, &mic->images[i]);
 		free(kmm_hashmap_remove(op->images, key));
+		{
+			char wkey[1100];
+
+			waiters_key(wkey, sizeof(wkey), key);
+			free(kmm_hashmap_remove(op->images, wkey));
+		}
 		pull_key(key, sizeof(key), mic, mic->images[i].image);
 		free(kmm_hashmap_remove(op->images, key));
 		set_why(op, mic, mic->images[i].image, NULL);

@@ -57,6 +57,8 @@ struct op {
 	 */
 	pthread_mutex_t images_lock;
 	struct kmm_hashmap *images;
+	/* mic.c: the registry checks' threads and policy, started on first use. */
+	struct kmm_op_image_checks *image_checks;
 
 	/* Unloaders stuck pulling their image are given up after this (upstream #1004). */
 	int64_t unload_pull_timeout_s;
@@ -91,6 +93,8 @@ extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;
 #define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"
 #define KMM_LABEL_PULL_POD_TYPE "kmm.node.kubernetes.io/pull-pod-type"
 int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error **err);
+/* Stops the registry checks (joins their threads); before the controllers are freed. */
+void kmm_op_mic_checks_stop(struct op *op);
 /* Why the last existence check of image by MIC ns/mic_name did not find it; "" when unknown. */
 void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const char *image,
 		      char *buf, size_t size);
