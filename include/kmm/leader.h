@@ -13,6 +13,15 @@
  * replaced within lease_duration of its last renewal; they fall back to
  * polling every retry_period while the watch is down.
  *
+ * The renew deadline is a bound, not a check after the fact: it runs from
+ * when the last successful renewal was sent, every request of an attempt is
+ * one try whose timeout is the time left, and at the deadline the elector
+ * stops leading (on_stopped_leading) even if a request is still hung, e.g. on
+ * a stalled connection. A follower takes over no earlier than lease_duration
+ * after it saw that renewal, so a leader stops at least
+ * lease_duration - renew_deadline before anyone else can lead (local clocks
+ * running at the same rate). Acquiring is bounded the same way.
+ *
  * Threads: kmm_leader_start() runs the election on its own thread (and the
  * Lease watch on a second one); the callbacks are called on the election
  * thread. on_stopped_leading is called when leadership is lost or given up

@@ -146,21 +146,66 @@ static void observe(struct kmm_leader *l, char **record, int64_t dur_ms)
 	l->observed_dur_ms = dur_ms;
 }
 
-/* One attempt: returns 1 if we hold the lease afterwards, 0 if someone else does, <0 on error. */
-static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
+/*
+ * One acquire or renew attempt. Every request it makes is a single try whose
+ * timeout is the time left before deadline_ms: a stalled connection cannot
+ * hold it past the deadline, and no retry is sent after it.
+ */
+struct attempt {
+	struct kmm_leader *l;
+	int64_t deadline_ms; /* in: monotonic */
+	int r;		     /* out: 1 we hold the lease, 0 someone else does, <0 error */
+	int64_t written_ms;  /* out, r == 1: when the write that took or renewed it was sent */
+	char *holder;	     /* out: the holder seen, for on_new_leader on the elector thread */
+	struct kmm_error *err;
+	bool done; /* under l->lock: the attempt's thread has finished */
+};
+
+static void attempt_free(struct attempt *a)
 {
+	if (!a)
+		return;
+	free(a->holder);
+	kmm_error_free(a->err);
+	free(a);
+}
+KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct attempt *, attempt_free)
+
+static int bounded_request(struct kmm_leader *l, struct kmm_kube_request *req, int64_t deadline_ms,
+			   json_t **ret_obj, struct kmm_error **err)
+{
+	int64_t left = deadline_ms - mono_ms();
+
+	if (left <= 0)
+		return kmm_error_make(err, ETIMEDOUT, "%s %s: leader election deadline passed",
+				      req->method, req->path);
+	req->no_retry = true;
+	req->timeout_ms = (long)left;
+	return kmm_kube_request_json(l->c, req, ret_obj, err);
+}
+
+static int try_acquire_or_renew(struct attempt *a)
+{
+	struct kmm_leader *l = a->l;
 	struct kmm_kube_target t = { .res = &kmm_kube_leases, .namespace = l->ns, .name = l->name };
 	_cleanup_(json_decrefp) json_t *lease = NULL, *spec = NULL;
+	_cleanup_(kmm_kube_prepared_clear) struct kmm_kube_prepared put = { 0 };
 	_cleanup_error_ struct kmm_error *gerr = NULL;
-	_cleanup_free_ char *record = NULL;
+	_cleanup_free_ char *record = NULL, *path = NULL;
+	struct kmm_error **err = &a->err;
 	const json_t *cur;
 	const char *holder, *acquire;
-	int64_t transitions, dur_ms;
+	int64_t transitions, dur_ms, sent_ms;
 	int dur_s = (int)((l->o.lease_duration_ms + 999) / 1000);
 	int r;
 
-	r = kmm_kube_get(l->c, &t, &lease, &gerr);
+	r = kmm_kube_path(&t, NULL, &path, err);
+	if (r < 0)
+		return r;
+	r = bounded_request(l, &(struct kmm_kube_request){ .method = "GET", .path = path },
+			    a->deadline_ms, &lease, &gerr);
 	if (r == -ENOENT) {
+		_cleanup_(kmm_kube_prepared_clear) struct kmm_kube_prepared post = { 0 };
 		_cleanup_(json_decrefp) json_t *obj = NULL;
 
 		spec = lease_spec(l, l->identity, dur_s, NULL, 0);
@@ -169,17 +214,21 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 				"spec", spec);
 		if (!spec || !obj)
 			return -ENOMEM;
-		r = kmm_kube_create(l->c, &t, obj, NULL, NULL, err);
+		r = kmm_kube_prepare_create(&t, obj, NULL, &post, err);
+		if (r < 0)
+			return r;
+		sent_ms = mono_ms();
+		r = bounded_request(l, &post.req, a->deadline_ms, NULL, err);
 		if (r < 0)
 			return r == -EEXIST ? 0 : r;
 		pthread_mutex_lock(&l->lock);
 		l->observed_ms = mono_ms();
 		pthread_mutex_unlock(&l->lock);
+		a->written_ms = sent_ms;
 		return 1;
 	}
 	if (r < 0) {
-		if (err)
-			*err = TAKE_PTR(gerr);
+		*err = TAKE_PTR(gerr);
 		return r;
 	}
 	cur = json_object_get(lease, "spec");
@@ -189,11 +238,12 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 	r = lease_record(l, lease, &record, &dur_ms);
 	if (r < 0)
 		return r;
+	if (holder && *holder && !(a->holder = strdup(holder)))
+		return -ENOMEM;
 	pthread_mutex_lock(&l->lock);
 	observe(l, &record, dur_ms);
 	bool expired = mono_ms() >= l->observed_ms + dur_ms;
 	pthread_mutex_unlock(&l->lock);
-	note_leader(l, holder);
 	bool mine = holder && strcmp(holder, l->identity) == 0;
 	if (!mine && holder && *holder && !expired)
 		return 0; /* held by someone else and not expired as we see it */
@@ -202,7 +252,15 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 	if (!spec || json_object_set(lease, "spec", spec) < 0)
 		return -ENOMEM;
 	/* PUT with the resourceVersion we read: a concurrent writer makes it 409. */
-	r = kmm_kube_update(l->c, &t, lease, NULL, NULL, err);
+	r = kmm_kube_prepare_update(&t, lease, NULL, &put, err);
+	if (r < 0)
+		return r;
+	/*
+	 * Timed before it is sent: the server writes the renewal, and a
+	 * follower restarts its expiry, no earlier than this.
+	 */
+	sent_ms = mono_ms();
+	r = bounded_request(l, &put.req, a->deadline_ms, NULL, err);
 	if (r == -ESTALE)
 		return 0;
 	if (r < 0)
@@ -210,17 +268,36 @@ static int try_acquire_or_renew(struct kmm_leader *l, struct kmm_error **err)
 	pthread_mutex_lock(&l->lock);
 	l->observed_ms = mono_ms();
 	pthread_mutex_unlock(&l->lock);
+	a->written_ms = sent_ms;
 	return 1;
 }
 
+static void *attempt_thread(void *arg)
+{
+	struct attempt *a = arg;
+
+	a->r = try_acquire_or_renew(a);
+	pthread_mutex_lock(&a->l->lock);
+	a->done = true;
+	pthread_cond_broadcast(&a->l->cond);
+	pthread_mutex_unlock(&a->l->lock);
+	return NULL;
+}
+
+/* Bounded like the renewals, so a stalled connection cannot hold up a stop. */
 static void release(struct kmm_leader *l)
 {
 	struct kmm_kube_target t = { .res = &kmm_kube_leases, .namespace = l->ns, .name = l->name };
 	_cleanup_(json_decrefp) json_t *lease = NULL, *spec = NULL;
+	_cleanup_(kmm_kube_prepared_clear) struct kmm_kube_prepared put = { 0 };
+	_cleanup_free_ char *path = NULL;
+	int64_t deadline_ms = mono_ms() + l->o.renew_deadline_ms;
 	const json_t *cur;
 	const char *holder;
 
-	if (kmm_kube_get(l->c, &t, &lease, NULL) < 0)
+	if (kmm_kube_path(&t, NULL, &path, NULL) < 0 ||
+	    bounded_request(l, &(struct kmm_kube_request){ .method = "GET", .path = path },
+			    deadline_ms, &lease, NULL) < 0)
 		return;
 	cur = json_object_get(lease, "spec");
 	holder = json_string_value(json_object_get(cur, "holderIdentity"));
@@ -231,7 +308,9 @@ static void release(struct kmm_leader *l)
 	if (!spec || json_object_set(lease, "spec", spec) < 0)
 		return;
 	/* holderIdentity "" must be sent, not omitted: json_pack keeps it. */
-	(void)kmm_kube_update(l->c, &t, lease, NULL, NULL, NULL);
+	if (kmm_kube_prepare_update(&t, lease, NULL, &put, NULL) < 0)
+		return;
+	(void)bounded_request(l, &put.req, deadline_ms, NULL, NULL);
 }
 
 /*
@@ -348,29 +427,99 @@ static void *watcher(void *arg)
 	return NULL;
 }
 
+/* Waits until at_ms (monotonic); false if stopping. */
+static bool wait_until_or_stop(struct kmm_leader *l, int64_t at_ms)
+{
+	struct timespec ts = mono_deadline(at_ms);
+	bool stop;
+
+	pthread_mutex_lock(&l->lock);
+	while (!l->stopping && mono_ms() < at_ms &&
+	       pthread_cond_timedwait(&l->cond, &l->lock, &ts) == 0)
+		;
+	stop = l->stopping;
+	pthread_mutex_unlock(&l->lock);
+	return !stop;
+}
+
+/*
+ * Runs a renewal on a thread of its own and waits for it until deadline_ms.
+ * Its requests already time out then, but waiting here as well makes the
+ * deadline hold whatever delays a request before curl's clock starts (the
+ * client's rate limiter, a credential plugin). Returns the attempt when it
+ * finished in time (*ret_late NULL), else NULL and *ret_late, the attempt
+ * still running on *ret_thread, to be joined after stepping down.
+ */
+static struct attempt *renew_within(struct kmm_leader *l, int64_t deadline_ms,
+				    pthread_t *ret_thread, struct attempt **ret_late)
+{
+	struct attempt *a = calloc(1, sizeof(*a));
+	struct timespec ts = mono_deadline(deadline_ms);
+	bool done;
+
+	*ret_late = NULL;
+	if (!a)
+		return NULL;
+	a->l = l;
+	a->deadline_ms = deadline_ms;
+	if (pthread_create(ret_thread, NULL, attempt_thread, a) != 0) {
+		/* No thread: the requests' own timeouts still bound it, nearly as well. */
+		a->r = try_acquire_or_renew(a);
+		return a;
+	}
+	pthread_mutex_lock(&l->lock);
+	while (!a->done && mono_ms() < deadline_ms)
+		(void)pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+	done = a->done;
+	pthread_mutex_unlock(&l->lock);
+	if (!done) {
+		*ret_late = a;
+		return NULL;
+	}
+	pthread_join(*ret_thread, NULL);
+	return a;
+}
+
 static void *elector(void *arg)
 {
 	struct kmm_leader *l = arg;
 
 	while (!is_stopping(l)) {
-		int64_t last_renew;
+		struct attempt *late = NULL;
+		pthread_t late_thread;
+		int64_t renewed_ms;
 		int r;
 
 		/* Acquire. */
 		for (;;) {
-			_cleanup_error_ struct kmm_error *err = NULL;
+			_cleanup_(attempt_freep) struct attempt *a = NULL;
 
 			/* Cleared before the GET, so a release the watch reports
 			 * while we decide is not missed. */
 			pthread_mutex_lock(&l->lock);
 			l->lease_free = false;
 			pthread_mutex_unlock(&l->lock);
-			r = try_acquire_or_renew(l, &err);
-			if (r == 1)
+			a = calloc(1, sizeof(*a));
+			if (a) {
+				a->l = l;
+				a->deadline_ms = mono_ms() + l->o.renew_deadline_ms;
+				r = try_acquire_or_renew(a);
+				note_leader(l, a->holder);
+			} else {
+				r = -ENOMEM;
+			}
+			/*
+			 * Leading starts from when our write was sent: one that
+			 * took a renew deadline to answer (a delay before curl's
+			 * timer started) has left no time to lead.
+			 */
+			if (r == 1 && mono_ms() < a->written_ms + l->o.renew_deadline_ms) {
+				renewed_ms = a->written_ms;
 				break;
+			}
 			if (r < 0)
 				kmm_debug("leader: acquire failed", "lease", l->name, "error",
-					  kmm_error_message(err));
+					  a && a->err ? kmm_error_message(a->err) : "late");
 			if (!follow(l, r == 0))
 				goto out;
 		}
@@ -378,31 +527,54 @@ static void *elector(void *arg)
 		note_leader(l, l->identity);
 		if (l->o.on_started_leading)
 			l->o.on_started_leading(l->o.userdata);
-		/* Renew until the deadline passes without a success, or stop. */
-		last_renew = mono_ms();
-		while (wait_or_stop(l, l->o.retry_period_ms, false)) {
-			_cleanup_error_ struct kmm_error *err = NULL;
+		/*
+		 * Renew until renew_deadline passes since the last renewal was
+		 * sent, or someone else holds the lease, or stop. No attempt
+		 * outlives that deadline: a follower takes over no earlier than
+		 * lease_duration after it, so we stop leading first.
+		 */
+		for (;;) {
+			int64_t deadline_ms = renewed_ms + l->o.renew_deadline_ms;
+			int64_t next_ms = mono_ms() + l->o.retry_period_ms;
+			_cleanup_(attempt_freep) struct attempt *a = NULL;
 
-			r = try_acquire_or_renew(l, &err);
-			if (r == 1) {
-				last_renew = mono_ms();
+			if (!wait_until_or_stop(l, next_ms < deadline_ms ? next_ms : deadline_ms))
+				break;
+			if (mono_ms() >= deadline_ms) {
+				kmm_debug("leader: renew deadline passed", "lease", l->name);
+				break;
+			}
+			a = renew_within(l, deadline_ms, &late_thread, &late);
+			if (late) {
+				kmm_debug("leader: renewal still running at the renew deadline",
+					  "lease", l->name);
+				break;
+			}
+			if (!a)
+				continue; /* out of memory: try again until the deadline */
+			note_leader(l, a->holder);
+			if (a->r == 1) {
+				renewed_ms = a->written_ms;
 				continue;
 			}
-			if (r == 0 || mono_ms() - last_renew >= l->o.renew_deadline_ms) {
+			if (a->r == 0) {
 				kmm_debug("leader: lost the lease", "lease", l->name);
 				break;
 			}
+			kmm_debug("leader: renew failed", "lease", l->name, "error",
+				  kmm_error_message(a->err));
 		}
 		atomic_store(&l->leading, false);
-		if (is_stopping(l)) {
-			if (!l->o.no_release)
-				release(l);
-			if (l->o.on_stopped_leading)
-				l->o.on_stopped_leading(l->o.userdata);
-			break;
-		}
+		if (is_stopping(l) && !late && !l->o.no_release)
+			release(l);
 		if (l->o.on_stopped_leading)
 			l->o.on_stopped_leading(l->o.userdata);
+		if (late) {
+			/* Its requests time out at the deadline just passed. */
+			pthread_join(late_thread, NULL);
+			note_leader(l, late->holder);
+			attempt_free(late);
+		}
 	}
 out:
 	return NULL;
