@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "kmm/events.h"
 #include "kmm/hashmap.h"
+#include "kmm/log.h"
 #include "lib/kube/kube-internal.h"
 
 #define MAX_SERIES 4096
@@ -23,7 +25,8 @@ struct series {
 struct kmm_event_recorder {
 	struct kmm_kube_client *c;
 	char *component, *instance;
-	pthread_mutex_t lock; /* guards series */
+	struct kmm_event_queue *kept; /* creates that failed retryably */
+	pthread_mutex_t lock;	      /* guards series */
 	struct kmm_hashmap *series;
 };
 
@@ -51,7 +54,8 @@ int kmm_event_recorder_new(struct kmm_kube_client *client, const char *component
 	r->instance = instance ? strdup(instance) : NULL;
 	r->series = kmm_hashmap_new(series_free);
 	pthread_mutex_init(&r->lock, NULL);
-	if (!r->component || (instance && !r->instance) || !r->series) {
+	if (!r->component || (instance && !r->instance) || !r->series ||
+	    kmm_event_queue_new(client, 0, NULL, NULL, &r->kept) < 0) {
 		kmm_event_recorder_free(r);
 		return -ENOMEM;
 	}
@@ -64,17 +68,24 @@ void kmm_event_recorder_free(struct kmm_event_recorder *r)
 	if (!r)
 		return;
 	kmm_hashmap_free(r->series);
+	kmm_event_queue_free(r->kept);
 	pthread_mutex_destroy(&r->lock);
 	free(r->component);
 	free(r->instance);
 	free(r);
 }
 
+static bool event_error_retryable(const struct kmm_error *e);
+static int event_keep(struct kmm_event_queue *q, const struct kmm_kube_target *t, const json_t *ev,
+		      struct kmm_error **err);
+
 static int create_event(struct kmm_event_recorder *r, const json_t *obj, const char *ns,
 			const char *type, const char *reason, const char *msg, const char *now,
 			char **ret_name, struct kmm_error **err)
 {
 	_cleanup_(json_decrefp) json_t *ev = NULL, *created = NULL;
+	_cleanup_error_ struct kmm_error *e = NULL;
+	const struct kmm_kube_target t = { .res = &kmm_kube_events, .namespace = ns };
 	const char *oname = kmm_kube_meta_str(obj, "name");
 	char name[320];
 	struct timespec ts;
@@ -98,9 +109,15 @@ static int create_event(struct kmm_event_recorder *r, const json_t *obj, const c
 		       "reportingComponent", r->component, "reportingInstance", r->instance);
 	if (!ev)
 		return -ENOMEM;
-	rc = kmm_kube_create(r->c,
-			     &(struct kmm_kube_target){ .res = &kmm_kube_events, .namespace = ns },
-			     ev, NULL, &created, err);
+	rc = kmm_kube_create(r->c, &t, ev, NULL, &created, &e);
+	if (rc < 0 && event_error_retryable(e)) {
+		/* Past the client's own retries: kept, and sent again by a later call. */
+		rc = event_keep(r->kept, &t, ev, err);
+	} else if (rc < 0) {
+		if (err)
+			*err = TAKE_PTR(e);
+		return rc;
+	}
 	if (rc < 0)
 		return rc;
 	*ret_name = strdup(name);
@@ -127,6 +144,8 @@ int kmm_event_record(struct kmm_event_recorder *r, const json_t *object, const c
 		return -ENOMEM;
 	if (!ns || !*ns)
 		ns = "default";
+	/* Kept Events go first; their outcome is the queue's, not this call's. */
+	(void)kmm_event_queue_send(r->kept, NULL, 0, NULL, NULL);
 	gmtime_r(&t, &tm);
 	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	/* A series is (object, type, reason, message). */
@@ -179,5 +198,346 @@ int kmm_event_record(struct kmm_event_recorder *r, const json_t *object, const c
 	if (!r->series || kmm_hashmap_put(r->series, key, s, NULL) < 0)
 		series_free(s);
 	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* ---- the retry queue ---- */
+
+struct kept_event {
+	struct kmm_kube_request req; /* method POST; path and body point at the two below */
+	char *path;
+	char *body;
+	int sends;	/* failed sends so far */
+	int64_t due_ms; /* monotonic */
+	struct kept_event *next;
+};
+
+struct kmm_event_queue {
+	struct kmm_kube_client *c;
+	kmm_event_batch_fn send;
+	void *userdata;
+	size_t max;
+	pthread_mutex_t lock;		 /* guards everything below */
+	struct kept_event *head, **tail; /* oldest first */
+	size_t len;
+	struct kmm_event_queue_stats stats;
+};
+
+enum event_outcome {
+	EVENT_DELIVERED,
+	EVENT_RETRY,
+	EVENT_FAILED,
+};
+
+static int64_t mono_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void kept_free(struct kept_event *k)
+{
+	if (!k)
+		return;
+	free(k->path);
+	free(k->body);
+	free(k);
+}
+KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kept_event *, kept_free)
+
+int kmm_event_queue_new(struct kmm_kube_client *client, size_t max, kmm_event_batch_fn send,
+			void *userdata, struct kmm_event_queue **ret)
+{
+	struct kmm_event_queue *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	q->c = client;
+	q->send = send;
+	q->userdata = userdata;
+	q->max = max ? max : KMM_EVENT_QUEUE_DEFAULT_MAX;
+	q->tail = &q->head;
+	pthread_mutex_init(&q->lock, NULL);
+	*ret = q;
+	return 0;
+}
+
+void kmm_event_queue_free(struct kmm_event_queue *q)
+{
+	if (!q)
+		return;
+	while (q->head) {
+		struct kept_event *k = q->head;
+
+		q->head = k->next;
+		kept_free(k);
+	}
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+void kmm_event_queue_stats(struct kmm_event_queue *q, struct kmm_event_queue_stats *ret)
+{
+	pthread_mutex_lock(&q->lock);
+	*ret = q->stats;
+	ret->pending = q->len;
+	pthread_mutex_unlock(&q->lock);
+}
+
+/*
+ * The body to send for an Event create: as given, but an Event with
+ * generateName and no name gets a name of its own (generateName + unique
+ * hex), so that sending it twice cannot create two.
+ */
+static char *event_body_named(const char *body, size_t len)
+{
+	static atomic_uint_fast64_t seq;
+	_cleanup_(json_decrefp) json_t *ev = json_loadb(body, len, 0, NULL);
+	json_t *meta = json_object_get(ev, "metadata");
+	const char *gen = json_string_value(json_object_get(meta, "generateName"));
+	char name[320];
+	struct timespec ts;
+	char *s;
+
+	if (!gen || json_string_length(json_object_get(meta, "name")) > 0) {
+		s = malloc(len + 1);
+		if (s) {
+			memcpy(s, body, len);
+			s[len] = '\0';
+		}
+		return s;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	/* Unique within the process even for two Events in the same nanosecond. */
+	snprintf(name, sizeof(name), "%.200s%llx", gen,
+		 (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec +
+		     (unsigned long long)atomic_fetch_add(&seq, 1));
+	if (json_object_set_new(meta, "name", json_string(name)) < 0 ||
+	    json_object_del(meta, "generateName") < 0)
+		return NULL;
+	return json_dumps(ev, JSON_COMPACT);
+}
+
+static struct kept_event *kept_new(const struct kmm_kube_request *req)
+{
+	_cleanup_(kept_freep) struct kept_event *k = calloc(1, sizeof(*k));
+
+	if (!k || !(k->path = strdup(req->path)))
+		return NULL;
+	if (req->body && !(k->body = event_body_named(req->body, req->body_len)))
+		return NULL;
+	k->req = (struct kmm_kube_request){
+		.method = "POST",
+		.path = k->path,
+		.content_type = req->content_type,
+		.body = k->body,
+		.body_len = k->body ? strlen(k->body) : 0,
+		/* The name is fixed now: a repeat fails with AlreadyExists, never duplicates. */
+		.named_create = k->body != NULL,
+	};
+	return TAKE_PTR(k);
+}
+
+/* What one send of an Event came to, and the server's delay if it gave one. */
+static enum event_outcome event_outcome(const struct kmm_kube_batch_item *it,
+					int64_t *ret_retry_after_ms)
+{
+	long status = it->rc == 0 ? it->resp.status : 0;
+
+	*ret_retry_after_ms = it->rc == 0 ? it->resp.retry_after_ms
+			      : it->err	  ? it->err->retry_after_ms
+					  : -1;
+	if (it->rc < 0)
+		/* Transport errors pass; a body over the cap would be over it again. */
+		return it->rc == -E2BIG ? EVENT_FAILED : EVENT_RETRY;
+	if (status == 0) /* never sent: the batch stopped short */
+		return EVENT_RETRY;
+	if ((status >= 200 && status < 300) || status == 409)
+		return EVENT_DELIVERED;
+	if (status == 429 || status >= 500)
+		return EVENT_RETRY;
+	return EVENT_FAILED;
+}
+
+/* Appends k, pushing the oldest out when full. Called with q->lock held. */
+static void queue_keep_locked(struct kmm_event_queue *q, struct kept_event *k)
+{
+	while (q->len >= q->max && q->head) {
+		struct kept_event *old = q->head;
+
+		q->head = old->next;
+		if (!q->head)
+			q->tail = &q->head;
+		q->len--;
+		q->stats.dropped_full++;
+		kmm_debug("events: queue full, oldest Event dropped", "path", old->path);
+		kept_free(old);
+	}
+	k->next = NULL;
+	*q->tail = k;
+	q->tail = &k->next;
+	q->len++;
+}
+
+/* Takes up to max due Events out of the queue into out[]. */
+static size_t queue_take_due(struct kmm_event_queue *q, struct kept_event **out, size_t max,
+			     int64_t now)
+{
+	struct kept_event **pp;
+	size_t n = 0;
+
+	pthread_mutex_lock(&q->lock);
+	pp = &q->head;
+	while (*pp && n < max) {
+		struct kept_event *k = *pp;
+
+		if (k->due_ms > now) {
+			pp = &k->next;
+			continue;
+		}
+		*pp = k->next;
+		k->next = NULL;
+		q->len--;
+		out[n++] = k;
+	}
+	/* The tail moved if the last ones were taken. */
+	q->tail = &q->head;
+	while (*q->tail)
+		q->tail = &(*q->tail)->next;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+static int64_t queue_next_due_ms(struct kmm_event_queue *q, int64_t now)
+{
+	int64_t next = -1;
+
+	pthread_mutex_lock(&q->lock);
+	for (struct kept_event *k = q->head; k; k = k->next) {
+		int64_t d = k->due_ms > now ? k->due_ms - now : 0;
+
+		if (next < 0 || d < next)
+			next = d;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return next;
+}
+
+static int64_t event_backoff_ms(int sends, int64_t retry_after_ms)
+{
+	int64_t d = 1000;
+
+	for (int i = 1; i < sends && d < 60000; i++)
+		d *= 2;
+	if (d > 60000)
+		d = 60000;
+	/* The server's delay wins when longer, within the same cap. */
+	if (retry_after_ms > d)
+		d = retry_after_ms > 60000 ? 60000 : retry_after_ms;
+	return d;
+}
+
+/* Settles one sent Event: frees it or keeps it for later. */
+static void event_settle(struct kmm_event_queue *q, struct kept_event *k,
+			 const struct kmm_kube_batch_item *it, int64_t now)
+{
+	int64_t after = -1;
+	enum event_outcome o = event_outcome(it, &after);
+
+	pthread_mutex_lock(&q->lock);
+	if (o == EVENT_DELIVERED) {
+		q->stats.delivered++;
+	} else if (o == EVENT_FAILED) {
+		q->stats.dropped_failed++;
+	} else if (++k->sends >= KMM_EVENT_QUEUE_MAX_SENDS) {
+		q->stats.dropped_expired++;
+	} else {
+		q->stats.requeued++;
+		k->due_ms = now + event_backoff_ms(k->sends, after);
+		queue_keep_locked(q, TAKE_PTR(k));
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (k && o != EVENT_DELIVERED) {
+		_cleanup_error_ struct kmm_error *e = NULL;
+
+		(void)kmm_kube_batch_item_json(it, NULL, &e);
+		kmm_debug("events: Event dropped", "path", k->path, "error",
+			  e ? kmm_error_message(e) : "-");
+	}
+	kept_free(k);
+}
+
+int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_request *events, size_t n,
+			 int64_t *ret_next_ms, struct kmm_error **err)
+{
+	_cleanup_free_ struct kept_event **ks = NULL;
+	_cleanup_free_ struct kmm_kube_batch_item *items = NULL;
+	size_t m = 0;
+	int64_t now = mono_now_ms();
+
+	if (n > SIZE_MAX / sizeof(*ks) - KMM_EVENT_QUEUE_BATCH_MAX)
+		return kmm_error_make(err, ENOMEM, "events: %zu Events", n);
+	ks = calloc(n + KMM_EVENT_QUEUE_BATCH_MAX, sizeof(*ks));
+	items = calloc(n + KMM_EVENT_QUEUE_BATCH_MAX, sizeof(*items));
+	if (!ks || !items)
+		return kmm_error_make(err, ENOMEM, "events: out of memory");
+	for (size_t i = 0; i < n; i++) {
+		ks[i] = kept_new(&events[i]);
+		if (!ks[i]) {
+			for (size_t j = 0; j < i; j++)
+				kept_free(ks[j]);
+			return kmm_error_make(err, ENOMEM, "events: out of memory");
+		}
+	}
+	m = n + queue_take_due(q, ks + n, KMM_EVENT_QUEUE_BATCH_MAX, now);
+	for (size_t i = 0; i < m; i++)
+		items[i].req = ks[i]->req;
+	if (m > 0) {
+		if (q->send)
+			q->send(q->userdata, items, m);
+		else
+			(void)kmm_kube_batch(q->c, items, m, 4, NULL);
+	}
+	now = mono_now_ms();
+	for (size_t i = 0; i < m; i++)
+		event_settle(q, ks[i], &items[i], now);
+	kmm_kube_batch_clear(items, m);
+	if (ret_next_ms)
+		*ret_next_ms = queue_next_due_ms(q, now);
+	return 0;
+}
+
+/* A single create's error that a later send may not meet: 429, 5xx, transport. */
+static bool event_error_retryable(const struct kmm_error *e)
+{
+	if (!e)
+		return false;
+	if (e->http_status > 0)
+		return e->http_status == 429 || e->http_status >= 500;
+	return e->code == ECONNREFUSED || e->code == ETIMEDOUT;
+}
+
+/* Keeps the Event create ev for a later send, due in 1 s. */
+static int event_keep(struct kmm_event_queue *q, const struct kmm_kube_target *t, const json_t *ev,
+		      struct kmm_error **err)
+{
+	struct kmm_kube_prepared p = { 0 };
+	struct kept_event *k;
+	int r = kmm_kube_prepare_create(t, ev, NULL, &p, err);
+
+	if (r < 0)
+		return r;
+	k = kept_new(&p.req);
+	kmm_kube_prepared_clear(&p);
+	if (!k)
+		return -ENOMEM;
+	k->sends = 1;
+	k->due_ms = mono_now_ms() + event_backoff_ms(1, -1);
+	pthread_mutex_lock(&q->lock);
+	q->stats.requeued++;
+	queue_keep_locked(q, k);
+	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
