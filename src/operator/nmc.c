@@ -18,11 +18,13 @@
  * docs/operator.md).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "kmm/events.h"
 #include "kmm/json.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
@@ -467,21 +469,49 @@ static void release_handled(struct nmc_state *s)
 		note_error(s, e);
 }
 
-/* The Events of this reconcile, one batch. */
+/* The Event queue's batches go through the operator's API helpers, which count them. */
+static void event_batch(void *userdata, struct kmm_kube_batch_item *items, size_t n)
+{
+	(void)kmm_op_batch(userdata, items, n, NULL); /* every item has its outcome */
+}
+
+/*
+ * Events that failed retryably, kept for a later reconcile (kmm/events.h
+ * has the bounds). One for the process, made on first use: it outlives
+ * every reconcile, as op does.
+ */
+static struct kmm_event_queue *event_queue(struct op *op)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct kmm_event_queue *q;
+	struct kmm_event_queue *r;
+
+	pthread_mutex_lock(&lock);
+	if (!q && kmm_event_queue_new(op->kube, 0, event_batch, &op->api, &q) < 0)
+		q = NULL;
+	r = q;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+/*
+ * The Events of this reconcile and the kept ones now due, one batch. Kept
+ * Events are not this reconcile's errors: the reconcile comes back when the
+ * next is due.
+ */
 static void send_events(struct nmc_state *s)
 {
 	const char *uid = kmm_kube_meta_str(s->node, "uid");
 	size_t n = kmm_strv_length(s->events) / 3, k = 0;
+	struct kmm_event_queue *q = event_queue(s->op);
 	_cleanup_free_ struct kmm_kube_prepared *preps = NULL;
-	_cleanup_free_ struct kmm_kube_batch_item *items = NULL;
+	_cleanup_free_ struct kmm_kube_request *reqs = NULL;
+	struct kmm_error *e = NULL;
+	int64_t next = -1;
 
-	if (!s->events || n == 0)
-		return;
-	preps = calloc(n, sizeof(*preps));
-	items = calloc(n, sizeof(*items));
-	if (!preps || !items) {
-		struct kmm_error *e = NULL;
-
+	preps = calloc(n ?: 1, sizeof(*preps));
+	reqs = calloc(n ?: 1, sizeof(*reqs));
+	if (!q || !preps || !reqs) {
 		kmm_error_make(&e, ENOMEM, "out of memory");
 		note_error(s, e);
 		return;
@@ -490,7 +520,6 @@ static void send_events(struct nmc_state *s)
 		const char *type = s->events[i], *reason = s->events[i + 1],
 			   *key = s->events[i + 2];
 		char msg[600];
-		struct kmm_error *e = NULL;
 
 		if (strcmp(reason, "ModuleLoaded") == 0)
 			snprintf(msg, sizeof(msg), "Module %s loaded into the kernel", key);
@@ -506,20 +535,18 @@ static void send_events(struct nmc_state *s)
 		if (kmm_op_prepare_event("Node", s->name, uid, type, reason, msg, "module", key,
 					 &preps[k], &e) < 0) {
 			note_error(s, e);
+			e = NULL;
 			continue;
 		}
-		items[k].req = preps[k].req;
+		reqs[k] = preps[k].req;
 		k++;
 	}
-	(void)kmm_op_batch(&s->op->api, items, k, NULL); /* every item has its outcome */
-	for (size_t i = 0; i < k; i++) {
-		struct kmm_error *e = NULL;
-
-		if (kmm_kube_batch_item_json(&items[i], NULL, &e) < 0)
-			note_error(s, e);
+	if (kmm_event_queue_send(q, reqs, k, &next, &e) < 0)
+		note_error(s, e);
+	else if (next >= 0 && (!s->requeue_ms || next + 1 < s->requeue_ms))
+		s->requeue_ms = next + 1;
+	for (size_t i = 0; i < k; i++)
 		kmm_kube_prepared_clear(&preps[i]);
-	}
-	kmm_kube_batch_clear(items, k);
 }
 
 /* ---- 4. worker pods ---- */
