@@ -60,7 +60,11 @@ int kmm_leader_start(struct kmm_kube_client *client, const struct kmm_leader_opt
 
 bool kmm_leader_is_leader(struct kmm_leader *l);
 
-/* Stops the election (releasing the lease if leading), joins, frees. NULL-safe. */
+/*
+ * Stops the election (releasing the lease if leading), joins, frees. NULL-safe.
+ * Takes at most about two renew deadlines (an attempt in flight, then the
+ * release), even when the connection hangs.
+ */
 void kmm_leader_stop(struct kmm_leader *l);
 
 #endif
