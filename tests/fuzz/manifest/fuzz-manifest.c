@@ -2,9 +2,11 @@
 /*
  * The registry's parsers of untrusted text: manifests and indexes (with
  * platform selection), .dockerconfigjson lookups, WWW-Authenticate headers
- * and image references. The first byte picks the Content-Type hint; the rest
- * is the document. Invariants: success yields valid digests and sizes, and
- * failure always comes with an error.
+ * and image references, destination policy entries (CIDRs) and error
+ * summaries of registry-supplied codes. The first byte picks the Content-Type
+ * hint; the rest is the document. Invariants: success yields valid digests
+ * and sizes, failure always comes with an error, and a summary is short
+ * printable ASCII.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +15,35 @@
 #include "kmm/registry.h"
 #include "lib/registry/registry-internal.h"
 #include "tests/fuzz/fuzz.h"
+
+static void check_policy_and_summary(const char *text)
+{
+	const char *list[] = { text, NULL };
+	struct kmm_registry_policy *p = NULL;
+	struct kmm_error *err = NULL;
+	char why[128], sum[96];
+	int r = kmm_registry_policy_new(list, list, &p, &err);
+
+	if ((r == 0) != (p != NULL) || (r < 0 && !err))
+		abort();
+	if (p) {
+		/* An address that is both allowed and denied is allowed. */
+		r = kmm_registry_policy_check_text(p, text, why, sizeof(why));
+		if (r == -EPERM)
+			abort();
+		kmm_registry_policy_free(p);
+	}
+	kmm_error_free(err);
+	err = NULL;
+	(void)kmm_registry_policy_check_text(NULL, text, why, sizeof(why));
+	/* A registry's error code and message never reach a summary but as [A-Z0-9_]. */
+	kmm_error_make_http(&err, 400 + (int)(strlen(text) % 200), text, "%s", text);
+	kmm_registry_error_summary(err, sum, sizeof(sum));
+	for (const char *c = sum; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			abort();
+	kmm_error_free(err);
+}
 
 static void check_manifest(const char *data, size_t size, const char *ct)
 {
@@ -79,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		err = NULL;
 	}
 
+	check_policy_and_summary(text);
 	if (kmm_image_ref_parse(text, &ref, &err) == 0) {
 		char *s = kmm_image_ref_to_string(ref);
 		struct kmm_image_ref *again = NULL;
