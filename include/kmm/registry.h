@@ -193,8 +193,10 @@ int kmm_image_checks_new(const struct kmm_image_checks_options *opts, kmm_image_
 			 void *userdata, struct kmm_image_checks **ret, struct kmm_error **err);
 /*
  * Queues a check of image with reg (taken, also on failure). Checks of one
- * host beyond per_host wait while other hosts' checks run. -EAGAIN when the
- * queue is full, -EINVAL for a bad reference, -ECANCELED once stopping.
+ * host beyond per_host wait while other hosts' checks run. A check of the
+ * same key and image still waiting takes this tag and reg instead (one
+ * callback, with the new tag). -EAGAIN when the queue is full, -EINVAL for a
+ * bad reference, -ECANCELED once stopping.
  */
 int kmm_image_checks_submit(struct kmm_image_checks *c, const char *key, uint64_t tag,
 			    const char *image, struct kmm_registry *reg, struct kmm_error **err);

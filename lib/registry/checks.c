@@ -226,6 +226,20 @@ int kmm_image_checks_submit(struct kmm_image_checks *c, const char *key, uint64_
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&c->lock);
+	/*
+	 * The same key still waiting: it answers for this submission too (the
+	 * newer tag and client win), so a caller that asks again while checks of
+	 * a slow host queue up does not pile up copies.
+	 */
+	for (struct job *q = c->head; q && !atomic_load(&c->stopping); q = q->next)
+		if (strcmp(q->key, key) == 0 && strcmp(q->image, image) == 0) {
+			q->tag = tag;
+			kmm_registry_free(q->reg);
+			q->reg = TAKE_PTR(j->reg);
+			pthread_mutex_unlock(&c->lock);
+			job_free(j);
+			return 0;
+		}
 	if (atomic_load(&c->stopping))
 		r = kmm_error_make(err, ECANCELED, "image checks are stopping");
 	else if (c->queued >= c->o.max_queued)

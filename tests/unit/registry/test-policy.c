@@ -233,6 +233,7 @@ struct verdicts {
 	pthread_mutex_t lock;
 	int n;
 	char keys[16][32];
+	uint64_t tags[16];
 	int results[16];
 	int64_t at[16];
 	char summaries[16][128];
@@ -246,6 +247,7 @@ static void on_done(void *userdata, const char *key, uint64_t tag, int result,
 	pthread_mutex_lock(&v->lock);
 	if (v->n < 16) {
 		snprintf(v->keys[v->n], sizeof(v->keys[0]), "%s", key);
+		v->tags[v->n] = tag;
 		v->results[v->n] = result;
 		v->at[v->n] = ms_now();
 		kmm_registry_error_summary(err, v->summaries[v->n], sizeof(v->summaries[0]));
@@ -331,11 +333,20 @@ static void test_checks_no_stall(void **state)
 	    kmm_image_checks_submit(c, "q2", 11, "127.0.0.1:1/k/m:b", plain_client(), NULL), 0);
 	wait_for(&v, 3, 1000); /* the two refused ones run at once beside the silent one */
 	snprintf(image, sizeof(image), "127.0.0.1:%d/k/m:full", port);
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(
-		    kmm_image_checks_submit(c, "more", 12, image, plain_client(), NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		char key[8];
+
+		snprintf(key, sizeof(key), "more%d", i);
+		assert_int_equal(kmm_image_checks_submit(c, key, 12, image, plain_client(), NULL),
+				 0);
+	}
 	assert_int_equal(kmm_image_checks_submit(c, "full", 13, image, plain_client(), &err),
 			 -EAGAIN);
+	kmm_error_free(err);
+	err = NULL;
+	/* A key already waiting is not queued twice: it takes the new tag. */
+	snprintf(image, sizeof(image), "127.0.0.1:%d/k/m:v1", port);
+	assert_int_equal(kmm_image_checks_submit(c, "silent1", 21, image, plain_client(), &err), 0);
 	kmm_error_free(err);
 	err = NULL;
 	assert_int_equal(kmm_image_checks_submit(c, "bad", 14, "Busybox", plain_client(), &err),
@@ -347,12 +358,16 @@ static void test_checks_no_stall(void **state)
 	assert_int_equal(v.results[3], -ETIMEDOUT);
 	assert_string_equal(v.summaries[3], "no answer in time");
 	assert_true(v.at[3] - start >= 1400 && v.at[3] - start < 3000);
+	/* silent1 runs next (one per host) and answers with the tag it was given last. */
+	assert_int_equal(wait_for(&v, 5, 4000), 5);
+	assert_string_equal(v.keys[4], "silent1");
+	assert_int_equal(v.tags[4], 21);
 	/* Stopping aborts the running check promptly and calls nobody back. */
 	start = ms_now();
 	kmm_image_checks_free(c);
 	assert_true(ms_now() - start < 1500);
 	pthread_mutex_lock(&v.lock);
-	assert_true(v.n <= 5);
+	assert_true(v.n <= 6);
 	pthread_mutex_unlock(&v.lock);
 	close(fd);
 }
@@ -361,10 +376,10 @@ static void test_checks_no_stall(void **state)
 static void test_client_refuses_metadata(void **state)
 {
 	static const char *const spellings[] = {
-		"2852039166:80/k:x",	     /* one decimal number */
+		"2852039166:80/k:x",	      /* one decimal number */
 		"0xa9.0xfe.0xa9.0xfe:80/k:x", /* hex parts */
 		"0251.0376.0251.0376:80/k:x", /* octal parts */
-		"169.254.43518:80/k:x",	     /* a.b.c16 */
+		"169.254.43518:80/k:x",	      /* a.b.c16 */
 	};
 	struct kmm_registry *r = plain_client();
 	struct kmm_error *err = NULL;
