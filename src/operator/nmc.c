@@ -516,7 +516,7 @@ static void send_events(struct nmc_state *s)
 		note_error(s, e);
 		return;
 	}
-	for (size_t i = 0; i < 3 * n; i += 3) {
+	for (size_t i = 0; s->events && i < 3 * n; i += 3) {
 		const char *type = s->events[i], *reason = s->events[i + 1],
 			   *key = s->events[i + 2];
 		char msg[600];

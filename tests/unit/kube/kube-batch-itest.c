@@ -136,6 +136,23 @@ static json_t *list(struct kmm_kube_client *d, const struct kmm_kube_resource *r
 	return l;
 }
 
+/* The number n in "<prefix>n" when it is below max. */
+static bool index_of(const char *s, const char *prefix, unsigned max, unsigned *ret)
+{
+	size_t len = strlen(prefix);
+	unsigned long v;
+	char *end;
+
+	if (!s || strncmp(s, prefix, len) != 0 || !s[len])
+		return false;
+	errno = 0;
+	v = strtoul(s + len, &end, 10);
+	if (errno || *end || v >= max)
+		return false;
+	*ret = (unsigned)v;
+	return true;
+}
+
 static const char *cm_data(const json_t *cm, const char *k)
 {
 	return json_string_value(json_object_get(json_object_get(cm, "data"), k));
@@ -170,8 +187,10 @@ static void test_writes(struct kmm_kube_client *d, struct kmm_kube_client *c)
 		const char *name = kmm_kube_meta_str(cm, "name");
 		unsigned k;
 
-		if (name && sscanf(name, "cm-%u", &k) == 1 && k < N_CM && cm_data(cm, "v") &&
-		    (unsigned)atoi(cm_data(cm, "v")) == k)
+		unsigned v;
+
+		if (index_of(name, "cm-", N_CM, &k) && index_of(cm_data(cm, "v"), "", N_CM, &v) &&
+		    v == k)
 			seen[k]++;
 		else if (strcmp(name ? name : "", "kube-root-ca.crt") != 0)
 			extra++;
@@ -219,7 +238,7 @@ static void test_writes(struct kmm_kube_client *d, struct kmm_kube_client *c)
 		const char *name = kmm_kube_meta_str(cm, "name");
 		unsigned k;
 
-		if (!name || sscanf(name, "cm-%u", &k) != 1 || k >= N_CM)
+		if (!index_of(name, "cm-", N_CM, &k))
 			continue;
 		if ((k < 20 && cm_data(cm, "patched")) || (k >= 30 && cm_data(cm, "put")))
 			seen[k]++;
@@ -300,7 +319,7 @@ static void test_events(struct kmm_kube_client *d, struct kmm_kube_client *c,
 		const char *m = json_string_value(json_object_get(ev, "message"));
 		unsigned k;
 
-		if (m && sscanf(m, "event %u", &k) == 1 && k < N_EVENTS)
+		if (index_of(m, "event ", N_EVENTS, &k))
 			seen[k]++;
 		else
 			extra++;
