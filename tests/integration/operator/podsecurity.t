@@ -20,6 +20,7 @@ only, compared as the exact set of failed checks:
   buildah build/sign: privileged. Baseline refuses exactly SYS_ADMIN and the
     Unconfined AppArmor profile (chroot isolation's mount namespace), and the
     build's /lib/modules hostPath.
+  kmm-operator's own Deployment (deploy/manager): restricted.
 
 Two ways in: the pods rendered by the operator's own functions
 (tests/unit/operator/pod-render) submitted with --dry-run=server to a
@@ -37,7 +38,7 @@ import sys
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oplib import (BUILD, Operator, PodWatch, Suite, Tap, apply, force_cleanup, kubectl,  # noqa: E402
+from oplib import (BUILD, SRC, Operator, PodWatch, Suite, Tap, apply, force_cleanup, kubectl,  # noqa: E402
                    mic_state, module_obj, preflight, push_image, ready_on, wait)
 
 K1 = "6.1.0-18-amd64"
@@ -140,6 +141,29 @@ def rendered_cases():
             caps = re.findall(r'"([A-Z_]+)"', v.get("non-default capabilities", ""))
             t.ok(caps == ["SYS_MODULE"], f"{kind}: the only capability baseline refuses is SYS_MODULE",
                  v.get("non-default capabilities"))
+
+
+def own_deployment():
+    """kmm-operator's own Deployment (deploy/manager): its pod holds restricted."""
+    out = subprocess.run(["kubectl", "create", "--dry-run=client", "-o", "json", "-f",
+                          os.path.join(SRC, "deploy", "manager", "manager.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    docs, text, dec = [], out.stdout.strip(), json.JSONDecoder()
+    while text:
+        obj, end = dec.raw_decode(text)
+        docs.append(obj)
+        text = text[end:].strip()
+    dep = [d for d in docs if d.get("kind") == "Deployment"]
+    if out.returncode != 0 or len(dep) != 1:
+        t.ok(False, "deploy/manager: one Deployment", out.stderr)
+        return
+    tmpl = dep[0]["spec"]["template"]
+    # Its ServiceAccount does not exist in the test namespace; the rest is as shipped.
+    spec = dict(tmpl["spec"], serviceAccountName="default")
+    ok, err = submit({"apiVersion": "v1", "kind": "Pod",
+                      "metadata": dict(tmpl.get("metadata", {}), name="kmm-operator-controller"),
+                      "spec": spec}, level_ns("restricted"))
+    t.ok(ok, "deploy/manager: kmm-operator's pod admitted at restricted", err)
 
 
 def operator_cases():
@@ -246,7 +270,7 @@ def main():
         t.ok(False, f"{RENDER} built (ninja -C {BUILD} tests/unit/operator/pod-render)")
         return t.finish()
     try:
-        for fn in (rendered_cases, operator_cases):
+        for fn in (rendered_cases, own_deployment, operator_cases):
             try:
                 fn()
             except Exception:  # noqa: BLE001 - one broken part must not hide the other
