@@ -96,9 +96,11 @@ void kmm_event_queue_free(struct kmm_event_queue *q);
  * Sends the n Event creates in events (POST requests, e.g. from
  * kmm_kube_prepare_create(); copied, the caller keeps them) and the kept
  * Events that are due, as one batch; keeps those that fail retryably.
- * *ret_next_ms (may be NULL) gets the ms until the next kept Event is due,
- * or -1 when none is kept: the caller arranges to call again then (with
- * n = 0 if nothing new). Returns 0, or -ENOMEM (nothing sent, nothing lost).
+ * *ret_next_ms (may be NULL) gets the ms until the next kept Event is due:
+ * the caller arranges to call again then (with n = 0 if nothing new); -1
+ * when none is kept, or when an earlier caller was already told to come
+ * back by then (one caller at a time is asked to). Returns 0, or -ENOMEM
+ * (nothing sent, nothing lost).
  */
 int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_request *events, size_t n,
 			 int64_t *ret_next_ms, struct kmm_error **err);

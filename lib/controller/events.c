@@ -221,6 +221,7 @@ struct kmm_event_queue {
 	struct kept_event *head, **tail; /* oldest first */
 	size_t len;
 	struct kmm_event_queue_stats stats;
+	int64_t promised_ms; /* a caller was told to come back then (monotonic), or 0 */
 };
 
 enum event_outcome {
@@ -410,19 +411,28 @@ static size_t queue_take_due(struct kmm_event_queue *q, struct kept_event **out,
 	return n;
 }
 
+/*
+ * When the caller should call again: the next kept Event's due time, unless
+ * an earlier caller was already told to come back by then (so a thousand
+ * reconciles do not all return for one kept Event); -1 when nothing is kept
+ * or someone else comes back.
+ */
 static int64_t queue_next_due_ms(struct kmm_event_queue *q, int64_t now)
 {
 	int64_t next = -1;
 
 	pthread_mutex_lock(&q->lock);
-	for (struct kept_event *k = q->head; k; k = k->next) {
-		int64_t d = k->due_ms > now ? k->due_ms - now : 0;
-
-		if (next < 0 || d < next)
-			next = d;
-	}
+	for (struct kept_event *k = q->head; k; k = k->next)
+		if (next < 0 || k->due_ms < next)
+			next = k->due_ms;
+	if (next < 0)
+		q->promised_ms = 0;
+	else if (q->promised_ms > now && q->promised_ms <= next)
+		next = -1;
+	else
+		q->promised_ms = next;
 	pthread_mutex_unlock(&q->lock);
-	return next;
+	return next < 0 ? -1 : next > now ? next - now : 0;
 }
 
 static int64_t event_backoff_ms(int sends, int64_t retry_after_ms)

@@ -119,9 +119,10 @@ static void test_outcomes(void **state)
 	assert_int_equal(es.pending, 3);
 	/* The first resend is due after 1 s (the 429's 5 s Retry-After only holds it). */
 	assert_true(next > 900 && next <= 1000);
-	/* Nothing is due yet: no batch at all. */
+	/* Nothing is due yet: no batch at all; the first caller comes back, not this one. */
 	assert_int_equal(kmm_event_queue_send(q, NULL, 0, &next, NULL), 0);
 	assert_int_equal(s.calls, 1);
+	assert_int_equal(next, -1);
 	kmm_event_queue_free(q);
 	script_clear(&s);
 }

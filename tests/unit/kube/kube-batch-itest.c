@@ -296,12 +296,14 @@ static void test_events(struct kmm_kube_client *d, struct kmm_kube_client *c,
 	   "events: without client retries, %zu failed Events are kept (next in %lld ms)",
 	   st.pending, (long long)next);
 	deadline = time(NULL) + 120;
-	while (next >= 0 && time(NULL) < deadline) {
-		struct timespec ts = { next / 1000, (next % 1000) * 1000000L };
+	while (st.pending > 0 && time(NULL) < deadline) {
+		int64_t ms = next >= 0 ? next : 100;
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
 		nanosleep(&ts, NULL);
 		if (kmm_event_queue_send(q, NULL, 0, &next, &err) < 0)
 			bail("event queue send", err);
+		kmm_event_queue_stats(q, &st);
 	}
 	kmm_event_queue_stats(q, &st);
 	ok(st.pending == 0 && st.delivered == N_EVENTS && st.dropped_full == 0 &&
