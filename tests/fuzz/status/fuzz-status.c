@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Any HTTP error body -> kmm_error: never crash, always an error with a message. */
+/*
+ * Any HTTP error body -> kmm_error: never crash, always an error with a
+ * message. The same bytes as a Retry-After header value: a delay within a
+ * day, or refused.
+ */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kmm/kube.h"
+#include "lib/kube/kube-internal.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -12,7 +17,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kmm_error *err = NULL;
 	char *body = malloc(size + 1);
 	struct kmm_kube_response resp = { .status = 400 + (size % 200), .retry_after_ms = -1 };
+	int64_t ms = -1;
 
+	if (kube_parse_retry_after((const char *)data, size, 784111777, &ms) == 0 &&
+	    (ms < 0 || ms > 86400000))
+		abort();
 	if (!body)
 		return 0;
 	memcpy(body, data, size);
