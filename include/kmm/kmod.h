@@ -150,10 +150,14 @@ int kmm_kmod_in_tree_present(char *const *names, const char *modules_root, char 
 
 /* Where the kernel's firmware search path lives (firmware_class.path). */
 #define KMM_FIRMWARE_CLASS_PATH "/sys/module/firmware_class/parameters/path"
+/* The same file where the worker pod mounts its directory outside /sys (workerpod.c). */
+#define KMM_FIRMWARE_CLASS_MOUNT "/run/kmm/firmware_class/path"
 
 /*
- * Writes `dir` into firmware_class.path unless it already holds it. Stores
- * whether a write happened in *ret_changed (may be NULL).
+ * Writes `dir` into firmware_class.path unless it already holds it (read from
+ * KMM_FIRMWARE_CLASS_PATH; written through KMM_FIRMWARE_CLASS_MOUNT when that
+ * exists, else KMM_FIRMWARE_CLASS_PATH). Stores whether a write happened in
+ * *ret_changed (may be NULL).
  */
 int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_error **err);
 

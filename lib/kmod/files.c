@@ -139,6 +139,7 @@ int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_e
 {
 	char cur[PATH_MAX + 2] = "";
 	_cleanup_close_ int fd = -1;
+	const char *target;
 	ssize_t n;
 	size_t len = strlen(dir);
 
@@ -157,11 +158,23 @@ int kmm_firmware_set_class_path(const char *dir, bool *ret_changed, struct kmm_e
 		return 0;
 	}
 	kmm_closep(&fd);
-	fd = open(KMM_FIRMWARE_CLASS_PATH, O_WRONLY | O_CLOEXEC);
+	/*
+	 * The worker pod is not privileged: /sys is read-only there and the
+	 * runtimes' default AppArmor profile denies writes below /sys/module,
+	 * so the operator mounts the parameters directory a second time outside
+	 * /sys. Where that mount is absent (a host, a privileged pod), the sysfs
+	 * file itself.
+	 */
+	target = access(KMM_FIRMWARE_CLASS_MOUNT, F_OK) == 0 ? KMM_FIRMWARE_CLASS_MOUNT
+							     : KMM_FIRMWARE_CLASS_PATH;
+	fd = open(target, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 || write(fd, dir, len) != (ssize_t)len)
-		return kmm_error_make_errno(err, errno,
-					    "write '%s' to %s (the worker must be privileged)", dir,
-					    KMM_FIRMWARE_CLASS_PATH);
+		return kmm_error_make_errno(
+		    err, errno,
+		    "write '%s' to %s (needs uid 0 and the firmware_class "
+		    "parameters directory mounted writable, as the worker pod "
+		    "has it)",
+		    dir, target);
 	if (ret_changed)
 		*ret_changed = true;
 	return 0;

@@ -44,6 +44,7 @@ static const char *const redirected[] = {
 	"/lib/modprobe.d",
 	"/usr/lib/modprobe.d",
 	"/etc/modprobe.conf",
+	"/run/kmm/",
 	NULL,
 };
 

@@ -295,6 +295,14 @@ static void test_firmware(void **state)
 			    "/lib/firmware-kmm");
 	assert_int_equal(kmm_firmware_set_class_path("/lib/firmware-kmm", &changed, NULL), 0);
 	assert_false(changed);
+	/* In the worker pod the write goes through the mount outside /sys. */
+	sh("mkdir -p %s/run/kmm/firmware_class && : > %s/run/kmm/firmware_class/path", root, root);
+	assert_int_equal(kmm_firmware_set_class_path("/var/lib/firmware", &changed, NULL), 0);
+	assert_true(changed);
+	assert_string_equal(slurp("/run/kmm/firmware_class/path"), "/var/lib/firmware");
+	assert_string_equal(slurp("/sys/module/firmware_class/parameters/path"),
+			    "/lib/firmware-kmm");
+	sh("rm -r %s/run/kmm", root);
 
 	snprintf(image, sizeof(image), "%s/img", root);
 	snprintf(dst, sizeof(dst), "%s/host/fw", root);
