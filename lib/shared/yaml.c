@@ -345,6 +345,22 @@ static int parse_error(const char *source, struct fy_diag *fyd, struct kmm_buf *
 	return kmm_error_make(err, EINVAL, "%s:%s: invalid YAML: %s", source, pos, text);
 }
 
+/*
+ * libfyaml 0.7.12 frees a simple key twice when it reports an error after an
+ * explicit key ("? ") whose content has a tab after ':', e.g. "? x:\t:"
+ * (tests/fuzz/worker-config/regressions/libfyaml-double-free-explicit-key-tab).
+ * Kubernetes objects never need "? " keys, so such text is refused whole, a
+ * superset of the crashing inputs, rather than handed to the scanner.
+ */
+static bool explicit_key_with_tab(const char *data, size_t len)
+{
+	bool explicit_key = false;
+
+	for (size_t i = 0; i < len && !explicit_key; i++)
+		explicit_key = data[i] == '?' && (i + 1 == len || strchr(" \t\r\n", data[i + 1]));
+	return explicit_key && memmem(data, len, ":\t", 2);
+}
+
 int kmm_yaml_parse(const char *data, size_t len, const char *source, unsigned flags,
 		   json_t **ret_docs, struct kmm_error **err)
 {
@@ -369,6 +385,12 @@ int kmm_yaml_parse(const char *data, size_t len, const char *source, unsigned fl
 	if (!probe)
 		return kmm_error_make(err, EINVAL, "%s: not valid UTF-8 text", source);
 	json_decref(probe);
+	if (explicit_key_with_tab(data, len))
+		return kmm_error_make(
+		    err, EINVAL,
+		    "%s: an explicit key ('? ') together with a tab after ':' is not "
+		    "supported (libfyaml 0.7.12 mishandles it): use spaces",
+		    source);
 	fy_diag_cfg_default(&dcfg);
 	dcfg.fp = NULL;
 	dcfg.output_fn = diag_output;
