@@ -190,6 +190,7 @@ static int do_batch(struct kmm_kube_client *c, const struct kmm_kube_target *t, 
 	for (size_t i = 0; p && items && res && i < n && r == 0; i++) {
 		r = kmm_kube_prepare_create(t, json_array_get(objs, i), NULL, &p[i], err);
 		items[i].req = p[i].req;
+		items[i].req.no_retry = json_is_true(json_object_get(o, "noRetry"));
 	}
 	if (!p || !items || !res)
 		r = -ENOMEM;
