@@ -271,6 +271,12 @@ struct kmm_op_worker_params {
 	const char *version;	   /* or NULL */
 	const struct kmm_module_config *config;
 	const struct kmm_operator_config *op; /* worker image, runAsUser, seLinuxType, firmware */
+	/*
+	 * The Secret (key `cert`) with the certificate of the mapping's `sign`
+	 * key, or NULL: a load pod mounts it and runs the worker with
+	 * --verify-cert, so only modules signed with that key are loaded.
+	 */
+	const char *sign_cert_secret;
 };
 
 /* "kmm-worker-<node>-<module>"; heap. */

@@ -202,6 +202,15 @@ static json_t *pod_metadata(const struct kmm_op_worker_params *p, const char *na
 	return TAKE_PTR(md);
 }
 
+/* Where a load pod mounts the Secret with the Module's signing certificate. */
+#define SIGN_CERT_DIR "/run/kmm/sign-cert"
+
+/* Loads of a signed mapping check every module against its certificate first. */
+static bool verify_cert(const struct kmm_op_worker_params *p)
+{
+	return p->action == KMM_OP_LOAD && p->sign_cert_secret && *p->sign_cert_secret;
+}
+
 static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmware, bool softdep)
 {
 	const char *fw_host =
@@ -218,6 +227,9 @@ static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmw
 	if (firmware && (append_new(args, json_string("--firmware-path")) < 0 ||
 			 append_new(args, json_string(fw_host)) < 0))
 		return NULL;
+	if (verify_cert(p) && (append_new(args, json_string("--verify-cert")) < 0 ||
+			       append_new(args, json_string(SIGN_CERT_DIR "/cert")) < 0))
+		return NULL;
 	mounts = json_array();
 	if (add_new(c, "volumeMounts", mounts) < 0 ||
 	    append_new(mounts, mount("config", "/etc/kmm-worker", true)) < 0 ||
@@ -228,6 +240,8 @@ static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmw
 	if (softdep && append_new(mounts, mount("modules-order", "/etc/modprobe.d", true)) < 0)
 		return NULL;
 	if (firmware && append_new(mounts, mount("lib-firmware", fw_host, false)) < 0)
+		return NULL;
+	if (verify_cert(p) && append_new(mounts, mount("sign-cert", SIGN_CERT_DIR, true)) < 0)
 		return NULL;
 	if (firmware && p->action == KMM_OP_LOAD &&
 	    (append_new(mounts, mount("firmware-class", FIRMWARE_CLASS_DIR, false)) < 0 ||
@@ -286,6 +300,11 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script
 		return NULL;
 	if (firmware && p->action == KMM_OP_LOAD &&
 	    append_new(vols, host_volume("firmware-class", FIRMWARE_CLASS_DIR, "Directory")) < 0)
+		return NULL;
+	if (verify_cert(p) &&
+	    append_new(vols, json_pack("{s:s, s:{s:s, s:[{s:s, s:s}]}}", "name", "sign-cert",
+				       "secret", "secretName", p->sign_cert_secret, "items", "key",
+				       "cert", "path", "cert")) < 0)
 		return NULL;
 	return TAKE_PTR(s);
 }

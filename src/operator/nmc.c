@@ -551,11 +551,37 @@ static void send_events(struct nmc_state *s)
 
 /* ---- 4. worker pods ---- */
 
+/*
+ * The Secret with the signing certificate when the Module's mapping for
+ * `kernel` signs (heap), else NULL: the load pod then refuses modules that
+ * key did not sign, even where the kernel does not enforce signatures.
+ */
+static char *sign_cert_secret(struct op *op, const char *ns, const char *name, const char *kernel)
+{
+	_cleanup_(kmm_module_freep) struct kmm_module *m = NULL;
+	_cleanup_(kmm_resolved_mapping_freep) struct kmm_resolved_mapping *res = NULL;
+	_cleanup_obj_unref_ struct kmm_obj *obj = NULL;
+	char key[512];
+
+	if (!kernel || (size_t)snprintf(key, sizeof(key), "%s/%s", ns, name) >= sizeof(key))
+		return NULL;
+	obj = kmm_informer_get(op->modules, key);
+	if (!obj || kmm_module_from_json(kmm_obj_json(obj), 0, &m, NULL) < 0 ||
+	    kmm_mapper_cache_resolve(op->mappers, m, kernel, &res, NULL) <= 0)
+		return NULL;
+	if (!res->sign || !res->sign->cert_secret || !*res->sign->cert_secret)
+		return NULL;
+	return strdup(res->sign->cert_secret);
+}
+
 static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_worker_action a,
 			 struct kmm_error **err)
 {
 	_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = entry_config(entry);
 	const char *mod = str(entry, "name"), *ns = str(entry, "namespace");
+	_cleanup_free_ char *cert_secret = a == KMM_OP_LOAD && c && mod && ns
+					       ? sign_cert_secret(s->op, ns, mod, c->kernel_version)
+					       : NULL;
 	struct kmm_kube_target t = { &kmm_kube_pods, ns, NULL, NULL };
 	_cleanup_json_ json_t *pod = NULL;
 	struct kmm_op_worker_params wp = {
@@ -570,6 +596,7 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 		.version = str(entry, "version"),
 		.config = c,
 		.op = &s->op->cfg,
+		.sign_cert_secret = cert_secret,
 	};
 	char key[512];
 	int r;
@@ -613,6 +640,8 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 static void replace_stale_loader(struct nmc_state *s, struct wpod *p, const json_t *entry)
 {
 	_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = entry_config(entry);
+	_cleanup_free_ char *cert_secret =
+	    c ? sign_cert_secret(s->op, p->ns, p->module, c->kernel_version) : NULL;
 	_cleanup_json_ json_t *pod = NULL;
 	struct kmm_op_worker_params wp = {
 		.action = KMM_OP_LOAD,
@@ -626,6 +655,7 @@ static void replace_stale_loader(struct nmc_state *s, struct wpod *p, const json
 		.version = str(entry, "version"),
 		.config = c,
 		.op = &s->op->cfg,
+		.sign_cert_secret = cert_secret,
 	};
 	struct kmm_error *e = NULL;
 

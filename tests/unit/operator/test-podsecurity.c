@@ -132,6 +132,7 @@ static void assert_invariants(const json_t *pod)
 struct worker_opts {
 	int64_t run_as_user;
 	const char *selinux;
+	const char *sign_cert_secret;
 };
 
 static json_t *worker_pod(const char *cfg_text, enum kmm_op_worker_action a,
@@ -159,6 +160,7 @@ static json_t *worker_pod(const char *cfg_text, enum kmm_op_worker_action a,
 		op.worker_run_as_user = o->run_as_user;
 		free(op.worker_selinux_type);
 		op.worker_selinux_type = strdup(o->selinux);
+		p.sign_cert_secret = o->sign_cert_secret;
 	}
 	p.config = c;
 	p.op = &op;
@@ -235,6 +237,34 @@ static void test_worker_unloader_keeps_run_as_user(void **state)
 	assert_json(sc_of(nth(fw, "containers", 0)), WORKER_SC("201", "container_kmod_t"));
 	assert_host_paths(fw, "{\"lib-modules\": \"/lib/modules Directory\","
 			      " \"lib-firmware\": \"/lib/firmware DirectoryOrCreate\"}");
+}
+
+/* A signed mapping's loader checks modules against the certificate; nothing else changes. */
+static void test_signed_loader_verifies(void **state)
+{
+	const struct worker_opts o = { .selinux = "spc_t", .sign_cert_secret = "signing-cert" };
+	_cleanup_json_ json_t *load = worker_pod(PLAIN_CONFIG, KMM_OP_LOAD, &o);
+	_cleanup_json_ json_t *unload = worker_pod(PLAIN_CONFIG, KMM_OP_UNLOAD, &o);
+	const json_t *v, *vol = NULL;
+	size_t i;
+
+	assert_json(json_object_get(nth(load, "containers", 0), "args"),
+		    "[\"kmod\", \"load\", \"/etc/kmm-worker/config.yaml\", \"--verify-cert\","
+		    " \"/run/kmm/sign-cert/cert\"]");
+	assert_worker_mounts(load,
+			     "{\"config /etc/kmm-worker\": true, \"lib-modules /lib/modules\":"
+			     " true, \"lib-modules /host/lib/modules\": true,"
+			     " \"tmp /tmp\": true, \"sign-cert /run/kmm/sign-cert\": true}");
+	json_array_foreach (json_object_get(spec_of(load), "volumes"), i, v)
+		if (strcmp(json_string_value(json_object_get(v, "name")), "sign-cert") == 0)
+			vol = v;
+	assert_non_null(vol);
+	assert_json(json_object_get(vol, "secret"),
+		    "{\"secretName\": \"signing-cert\", \"items\": [{\"key\": \"cert\","
+		    " \"path\": \"cert\"}]}");
+	assert_json(sc_of(nth(load, "containers", 0)), WORKER_SC("0", "spc_t"));
+	assert_json(json_object_get(nth(unload, "containers", 0), "args"),
+		    "[\"kmod\", \"unload\", \"/etc/kmm-worker/config.yaml\"]");
 }
 
 static void test_firmware_loader_not_privileged(void **state)
@@ -356,6 +386,7 @@ int main(void)
 		cmocka_unit_test(test_worker_loader),
 		cmocka_unit_test(test_worker_unloader_keeps_run_as_user),
 		cmocka_unit_test(test_firmware_loader_not_privileged),
+		cmocka_unit_test(test_signed_loader_verifies),
 		cmocka_unit_test(test_pull_pod),
 		cmocka_unit_test(test_kaniko_pods),
 		cmocka_unit_test(test_buildah_pods),
