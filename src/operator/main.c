@@ -209,7 +209,6 @@ static void serve_readyz(struct kmm_http_response *resp, void *userdata)
 		  kmm_informer_has_synced(op->nodes) && kmm_informer_has_synced(op->pods) &&
 		  kmm_informer_has_synced(op->namespaces) && kmm_informer_has_synced(op->mics) &&
 		  kmm_informer_has_synced(op->mbscs) && kmm_informer_has_synced(op->bspods) &&
-		  kmm_informer_has_synced(op->secrets) && kmm_informer_has_synced(op->configmaps) &&
 		  (!op->pullpods || kmm_informer_has_synced(op->pullpods));
 
 	if (!ok) {
@@ -231,12 +230,10 @@ static void collect_informers(struct kmm_metrics *m, void *userdata)
 					     "moduleimagesconfigs",
 					     "modulebuildsignconfigs",
 					     "buildsignpods",
-					     "secrets",
-					     "configmaps",
 					     "pullpods" };
-	struct kmm_informer *infs[] = { op->modules,	op->nmcs,	op->nodes,   op->pods,
-					op->namespaces, op->mics,	op->mbscs,   op->bspods,
-					op->secrets,	op->configmaps, op->pullpods };
+	struct kmm_informer *infs[] = { op->modules, op->nmcs,	     op->nodes,
+					op->pods,    op->namespaces, op->mics,
+					op->mbscs,   op->bspods,     op->pullpods };
 	struct kmm_metric *lists = kmm_metrics_find(m, "kmm_informer_lists_total");
 	struct kmm_metric *watches = kmm_metrics_find(m, "kmm_informer_watches_total");
 	struct kmm_metric *objs = kmm_metrics_find(m, "kmm_informer_objects");
@@ -409,10 +406,6 @@ static const char *const bspod_projection[] = {
 	"status.phase",	       "status.containerStatuses",
 	"status.conditions",   NULL,
 };
-
-/* Secrets and ConfigMaps: only that they changed (resourceVersion is always kept). */
-static const char *const secret_projection[] = { "type", NULL };
-static const char *const configmap_projection[] = { "immutable", NULL };
 
 static void on_module(const struct kmm_obj *o, void *ud)
 {
@@ -783,27 +776,6 @@ static void on_pullpod_delete(const struct kmm_obj *o, void *ud)
 	on_pullpod(o, ud);
 }
 
-/*
- * A Secret or ConfigMap changed: the MBSCs of its namespace look at their
- * signing keys and Dockerfiles again (an MBSC whose inputs are the same does
- * nothing).
- */
-static void on_secret_update(const struct kmm_obj *old, const struct kmm_obj *new, void *ud)
-{
-	struct op *op = ud;
-	const char *ns = kmm_obj_str(new, "metadata.namespace");
-	struct kmm_obj **objs = NULL;
-	size_t n = 0;
-
-	if (!ns || strcmp(kmm_obj_resource_version(old), kmm_obj_resource_version(new)) == 0 ||
-	    !op->mbscs || kmm_informer_list(op->mbscs, &objs, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(kmm_obj_str(objs[i], "metadata.namespace") ?: "", ns) == 0)
-			kmm_op_ctl_enqueue(op->mbsc_ctl, kmm_obj_key(objs[i]));
-	kmm_obj_array_free(objs, n);
-}
-
 static int informer(struct op *op, const struct kmm_kube_resource *res, const char *selector,
 		    const char *const *projection, const struct kmm_informer_handlers *h,
 		    struct kmm_informer **ret, struct kmm_error **err)
@@ -835,8 +807,6 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	struct kmm_informer_handlers mich = { on_mic, on_mic_update, on_mic, op };
 	struct kmm_informer_handlers mbh = { on_mbsc, on_mbsc_update, on_mbsc, op };
 	struct kmm_informer_handlers bph = { on_bspod, on_bspod_update, on_bspod_delete, op };
-	struct kmm_informer_handlers sech = { NULL, on_secret_update, NULL, op };
-	struct kmm_informer_handlers cmh = { NULL, on_secret_update, NULL, op };
 	struct kmm_informer_handlers pph = { on_pullpod, on_pullpod_update, on_pullpod_delete, op };
 	int r;
 
@@ -858,12 +828,12 @@ static int make_informers(struct op *op, struct kmm_error **err)
 	if (r >= 0)
 		r = informer(op, &kmm_kube_pods, KMM_LABEL_RESOURCE_TYPE, bspod_projection, &bph,
 			     &op->bspods, err);
-	if (r >= 0)
-		r = informer(op, &kmm_kube_secrets, NULL, secret_projection, &sech, &op->secrets,
-			     err);
-	if (r >= 0)
-		r = informer(op, &kmm_kube_configmaps, NULL, configmap_projection, &cmh,
-			     &op->configmaps, err);
+	/*
+	 * No Secret or ConfigMap informer: listing or watching them would
+	 * transfer every one in the cluster, data included (a metadata-only
+	 * watch still needs RBAC list/watch, which reads data too). The few
+	 * referenced are read by name; mbsc.c re-reads them periodically.
+	 */
 	/* Pull pods only exist when asked for: no extra watch otherwise. */
 	if (r >= 0 && op->cfg.image_check == KMM_IMAGE_CHECK_PULL_POD)
 		r = informer(op, &kmm_kube_pods, KMM_LABEL_PULL_POD_TYPE, pullpod_projection, &pph,
@@ -877,9 +847,9 @@ static int make_informers(struct op *op, struct kmm_error **err)
 
 static int start_informers(struct op *op, struct kmm_error **err)
 {
-	struct kmm_informer *all[] = { op->namespaces, op->nodes,      op->nmcs,    op->pods,
-				       op->secrets,    op->configmaps, op->bspods,  op->mbscs,
-				       op->mics,       op->modules,    op->pullpods };
+	struct kmm_informer *all[] = { op->namespaces, op->nodes,   op->nmcs,
+				       op->pods,       op->bspods,  op->mbscs,
+				       op->mics,       op->modules, op->pullpods };
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(all); i++) {
 		int r = all[i] ? kmm_informer_start(all[i], err) : 0;
@@ -941,9 +911,9 @@ static atomic_bool leading, shutting_down;
 
 static void op_done(struct op *op)
 {
-	struct kmm_informer *all[] = { op->modules,    op->nmcs,       op->nodes,   op->pods,
-				       op->namespaces, op->mics,       op->mbscs,   op->bspods,
-				       op->secrets,    op->configmaps, op->pullpods };
+	struct kmm_informer *all[] = { op->modules, op->nmcs,	    op->nodes,
+				       op->pods,    op->namespaces, op->mics,
+				       op->mbscs,   op->bspods,	    op->pullpods };
 	struct kmm_op_ctl *ctls[] = { op->module_ctl, op->nmc_ctl, op->mic_ctl, op->mbsc_ctl };
 
 	atomic_store(&shutting_down, true);

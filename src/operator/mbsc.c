@@ -5,7 +5,9 @@
  * top to bottom:
  *
  *   1. per entry: a recorded Success stays (a sign entry whose key or cert
- *      Secret changed since is signed again, once); otherwise render the pod
+ *      Secret changed since is signed again, once; those Secrets, like the
+ *      Dockerfile of a build not yet done, are read again every
+ *      KMM_OP_INPUT_RECHECK_MS); otherwise render the pod
  *      and look at the one of that name: none -> create it; another hash
  *      (inputs changed) -> delete it, the next pass creates the new one;
  *      Succeeded -> Success; Failed -> Failure, and the pod is kept, so a
@@ -92,6 +94,7 @@ struct mbsc_run {
 	size_t n_pods;
 	json_t *status;	     /* new status.images */
 	json_t *signed_with; /* new signed-with annotation (object) */
+	json_t *digests;     /* "secret|field" -> digest, read during this reconcile */
 	int64_t retry_ms;
 	struct kmm_error *errs;
 };
@@ -193,30 +196,27 @@ static char *sha256_hex(const char *data)
 
 /*
  * Hex sha256 of a Secret's data[field] (its base64 text: the same content
- * gives the same text), cached per resourceVersion the Secret cache shows.
+ * gives the same text), read by name: the operator keeps no Secret cache
+ * (docs/operator.md, "Secrets and ConfigMaps"). One GET per Secret and
+ * field per reconcile, however many images (kernels) name it.
  */
 static int secret_digest(struct mbsc_run *s, const char *name, const char *field, char **ret,
 			 struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_kube_secrets, s->ns, name, NULL };
-	_cleanup_obj_unref_ struct kmm_obj *o = NULL;
 	_cleanup_json_ json_t *sec = NULL;
-	char key[800];
-	const char *data, *cached;
+	char key[600];
+	const char *data, *seen;
 	char *hex;
 
 	if (!name)
 		return kmm_error_make(err, EINVAL, "sign has no %sSecret", field);
-	snprintf(key, sizeof(key), "%s/%s", s->ns, name);
-	o = kmm_informer_get(s->op->secrets, key);
-	snprintf(key, sizeof(key), "digest|%s/%s|%s|%s", s->ns, name, field,
-		 o ? kmm_obj_resource_version(o) : "");
-	pthread_mutex_lock(&s->op->images_lock);
-	cached = o ? kmm_hashmap_get(s->op->images, key) : NULL;
-	*ret = cached ? strdup(cached) : NULL;
-	pthread_mutex_unlock(&s->op->images_lock);
-	if (*ret)
-		return 0;
+	snprintf(key, sizeof(key), "%s|%s", name, field);
+	seen = str(s->digests, key);
+	if (seen) {
+		*ret = strdup(seen);
+		return *ret ? 0 : kmm_error_make(err, ENOMEM, "out of memory");
+	}
 	if (kmm_op_get(&s->op->api, &t, &sec, err) < 0)
 		return kmm_error_wrap(err, "%s Secret %s/%s", field, s->ns, name);
 	data = str(json_object_get(sec, "data"), field);
@@ -224,20 +224,10 @@ static int secret_digest(struct mbsc_run *s, const char *name, const char *field
 		return kmm_error_make(err, EINVAL, "Secret %s/%s has no key `%s`", s->ns, name,
 				      field);
 	hex = sha256_hex(data);
-	if (!hex)
+	if (!hex || json_object_set_new(s->digests, key, json_string(hex)) < 0) {
+		free(hex);
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	snprintf(key, sizeof(key), "digest|%s/%s|%s|%s", s->ns, name, field,
-		 kmm_kube_meta_str(sec, "resourceVersion") ?: "");
-	pthread_mutex_lock(&s->op->images_lock);
-	{
-		char *copy = strdup(hex);
-		void *old = NULL;
-
-		if (copy && kmm_hashmap_put(s->op->images, key, copy, &old) < 0)
-			free(copy);
-		free(old);
 	}
-	pthread_mutex_unlock(&s->op->images_lock);
 	*ret = hex;
 	return 0;
 }
@@ -390,6 +380,13 @@ static int sync_entry(struct mbsc_run *s, const struct kmm_module_image_spec *im
 	if (!is(action, KMM_ACTION_BUILD) && !sign)
 		return kmm_error_make(err, EINVAL, "image %s: unknown action %s", img->image,
 				      action ?: "(none)");
+	/*
+	 * Nothing tells us that a Secret or ConfigMap changed (no watch: see
+	 * docs/operator.md, "Secrets and ConfigMaps"): look again in a while
+	 * while a change would matter. A succeeded build is final.
+	 */
+	if (sign || !is(was, "Success"))
+		want_retry(s, KMM_OP_INPUT_RECHECK_MS);
 	if (sign) {
 		r = secret_digest(s, img->sign ? img->sign->key_secret : NULL, "key", &kd, err);
 		if (r >= 0)
@@ -716,9 +713,12 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	s.mbsc = mbsc && !json_object_get(mbsc->metadata, "deletionTimestamp") ? mbsc : NULL;
 	s.status = json_array();
 	s.signed_with = json_object();
-	if (!s.status || !s.signed_with || kmm_informer_list(op->bspods, &objs, &n) < 0) {
+	s.digests = json_object();
+	if (!s.status || !s.signed_with || !s.digests ||
+	    kmm_informer_list(op->bspods, &objs, &n) < 0) {
 		json_decref(s.status);
 		json_decref(s.signed_with);
+		json_decref(s.digests);
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	}
 	load_pods(&s, objs, n);
@@ -753,6 +753,7 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	free(s.pods);
 	json_decref(s.status);
 	json_decref(s.signed_with);
+	json_decref(s.digests);
 	if (s.errs) {
 		*err = s.errs;
 		return kmm_error_wrap(err, "reconcile MBSC %s", key);

@@ -28,11 +28,11 @@ struct op {
 	/* Caches: Modules and NMCs whole, Nodes and Pods projected, Namespaces' labels. */
 	struct kmm_informer *modules, *nmcs, *nodes, *pods, *namespaces;
 	/*
-	 * Build and sign: MICs and MBSCs whole, build/sign pods projected,
-	 * Secrets' and ConfigMaps' metadata only (a rotated signing key or an
-	 * edited Dockerfile shows as a new resourceVersion).
+	 * Build and sign: MICs and MBSCs whole, build/sign pods projected. No
+	 * Secret or ConfigMap cache: the referenced ones are read by name
+	 * (mbsc.c re-reads them every KMM_OP_INPUT_RECHECK_MS).
 	 */
-	struct kmm_informer *mics, *mbscs, *bspods, *secrets, *configmaps;
+	struct kmm_informer *mics, *mbscs, *bspods;
 	struct kmm_informer *pullpods;	     /* imageCheck: pullPod only, else NULL */
 	struct kmm_op_keyset *pullpods_done; /* pull pod uids read and deleted, maybe cached */
 	struct kmm_op_overlay *nmc_overlay;
@@ -51,8 +51,7 @@ struct op {
 
 	/*
 	 * mic.c: image existence ("image|tls|secret" -> struct image_state*) and
-	 * why an image is not there ("why|ns|image" -> char*); mbsc.c: digests
-	 * of signing Secrets ("digest|ns/name|rv" -> char*); module.c: the time
+	 * why an image is not there ("why|ns|image" -> char*); module.c: the time
 	 * of each Module's last status write ("status|ns/name" -> int64_t*).
 	 */
 	pthread_mutex_t images_lock;
@@ -100,6 +99,12 @@ void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const
 		      char *buf, size_t size);
 
 /* mbsc.c: ModuleBuildSignConfig reconciler (build and sign pods, their events and GC) */
+/*
+ * How often an MBSC whose result depends on a Secret or ConfigMap (a sign
+ * entry's key and cert; a build not yet succeeded, its Dockerfile) reads
+ * them again: the bound on noticing a rotated key or an edited Dockerfile.
+ */
+#define KMM_OP_INPUT_RECHECK_MS 10000
 int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error **err);
 /* Why a Pending build/sign pod does not start (unschedulable, image pull), or false. */
 bool kmm_op_bspod_trouble(const json_t *pod, char *buf, size_t size);
