@@ -263,8 +263,19 @@ static int convert(struct conv *c, struct fy_node *n, int depth, json_t **ret)
 	if (++c->nodes > KMM_YAML_MAX_NODES)
 		return conv_error(c, n, E2BIG, "document expands to more nodes than the limit", "");
 	if (fy_node_is_alias(n)) {
-		struct fy_node *target = fy_node_resolve_alias(n);
+		size_t len = 0;
+		const char *name = fy_node_get_scalar(n, &len);
+		struct fy_node *target;
 
+		/*
+		 * libfyaml 0.7.12 resolves an alias with a '/' as a path and reads
+		 * past the name's end doing so
+		 * (tests/fuzz/worker-config/regressions/libfyaml-overflow-alias-path).
+		 */
+		if (!name || memchr(name, '/', len))
+			return conv_error(c, n, EINVAL, "alias names with '/' are not supported",
+					  "");
+		target = fy_node_resolve_alias(n);
 		if (!target)
 			return conv_error(c, n, EINVAL, "alias to an unknown anchor", "");
 		return convert(c, target, depth + 1, ret);
