@@ -297,13 +297,19 @@ static void test_hung_renewal_stops_by_deadline(void **state)
 	print_message("# stopped leading %lld ms after it started (renew deadline %d)\n",
 		      (long long)(stopped ? stopped - started : -1), RENEW_MS);
 	assert_true(stopped > 0);
-	/* The deadline runs from when the create was sent, a little before started. */
-	assert_true(stopped - started <= RENEW_MS + 100);
+	/*
+	 * The deadline runs from when the create was sent, a little before
+	 * started; the slack is for thread wake-ups on a loaded machine (ASan,
+	 * 2 cores) and stays far below the lease a standby waits out.
+	 */
+	assert_true(stopped - started <= RENEW_MS + 500);
+	assert_true(stopped - started < LEASE_MS - 500);
 	/* Back to candidate: its attempts end by their own timeouts, so stop is quick. */
 	t0 = now_ms();
 	kmm_leader_stop(l);
 	print_message("# stop took %lld ms\n", (long long)(now_ms() - t0));
-	assert_true(now_ms() - t0 <= RENEW_MS + 500);
+	/* kmm_leader_stop() may take up to two renew deadlines on a hung connection. */
+	assert_true(now_ms() - t0 <= 2 * RENEW_MS + 500);
 	assert_true(atomic_load(&f.requests) >= 3); /* GET, POST, a renewal's GET */
 	fake_stop(&f);
 	kmm_kube_client_free(c);
@@ -321,12 +327,13 @@ static void test_hung_acquire_never_leads(void **state)
 	fake_start(&f, false);
 	c = client_for(&f);
 	l = start(c, &e);
-	assert_int_equal(wait_for(&e, &e.started_ms, RENEW_MS + 2 * RETRY_MS + 500), 0);
+	/* Long enough for the POST to time out and the next attempt's GET, even when loaded. */
+	assert_int_equal(wait_for(&e, &e.started_ms, RENEW_MS + 2 * RETRY_MS + 2000), 0);
 	assert_false(kmm_leader_is_leader(l));
 	t0 = now_ms();
 	kmm_leader_stop(l);
 	print_message("# stop took %lld ms\n", (long long)(now_ms() - t0));
-	assert_true(now_ms() - t0 <= RENEW_MS + 500);
+	assert_true(now_ms() - t0 <= 2 * RENEW_MS + 500);
 	/* GET 404, a POST that hung and timed out, and the next attempt's GET. */
 	assert_true(atomic_load(&f.requests) >= 3);
 	fake_stop(&f);
