@@ -13,6 +13,7 @@
  *  - *err must be NULL on entry; a function fills it at most once.
  *  - The caller owns the error and frees it with kmm_error_free() (NULL-safe).
  *  - Passing err == NULL is allowed: the code is still returned.
+ *  - None of these functions changes errno.
  */
 #ifndef KMM_ERROR_H
 #define KMM_ERROR_H
@@ -68,6 +69,12 @@ bool kmm_error_is_http(const struct kmm_error *err, int http_status);
 
 /* Frees err and everything it owns. NULL-safe. */
 void kmm_error_free(struct kmm_error *err);
+
+/*
+ * Frees *err and sets it to NULL, so the variable can take the next error (a
+ * loop that reports each failure and goes on). NULL-safe, for err and *err.
+ */
+void kmm_error_clear(struct kmm_error **err);
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct kmm_error *, kmm_error_free)
 #define _cleanup_error_ _cleanup_(kmm_error_freep)
 

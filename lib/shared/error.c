@@ -59,8 +59,14 @@ _printf_(1, 0) static char *vformat(const char *fmt, va_list ap)
 	return s;
 }
 
+/*
+ * Every function here keeps errno as its caller left it: an error is often
+ * built between a failed call and the caller's look at errno, and the
+ * allocations and formatting below may change it.
+ */
 int kmm_error_make(struct kmm_error **err, int code, const char *fmt, ...)
 {
+	int saved_errno = errno;
 	va_list ap;
 	char *msg;
 
@@ -70,11 +76,14 @@ int kmm_error_make(struct kmm_error **err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	msg = vformat(fmt, ap);
 	va_end(ap);
-	return store(err, code, 0, NULL, msg);
+	code = store(err, code, 0, NULL, msg);
+	errno = saved_errno;
+	return code;
 }
 
 int kmm_error_make_errno(struct kmm_error **err, int code, const char *fmt, ...)
 {
+	int saved_errno = errno;
 	va_list ap;
 	char *head, *msg = NULL;
 
@@ -87,7 +96,9 @@ int kmm_error_make_errno(struct kmm_error **err, int code, const char *fmt, ...)
 	if (head && asprintf(&msg, "%s: %s", head, strerror(code)) < 0)
 		msg = NULL;
 	free(head);
-	return store(err, code, 0, NULL, msg);
+	code = store(err, code, 0, NULL, msg);
+	errno = saved_errno;
+	return code;
 }
 
 int kmm_errno_from_http_status(int http_status, const char *reason)
@@ -133,7 +144,7 @@ int kmm_errno_from_http_status(int http_status, const char *reason)
 int kmm_error_make_http(struct kmm_error **err, int http_status, const char *reason,
 			const char *fmt, ...)
 {
-	int code = kmm_errno_from_http_status(http_status, reason);
+	int code = kmm_errno_from_http_status(http_status, reason), saved_errno = errno;
 	va_list ap;
 	char *msg;
 
@@ -142,11 +153,14 @@ int kmm_error_make_http(struct kmm_error **err, int http_status, const char *rea
 	va_start(ap, fmt);
 	msg = vformat(fmt, ap);
 	va_end(ap);
-	return store(err, code, http_status, reason, msg);
+	code = store(err, code, http_status, reason, msg);
+	errno = saved_errno;
+	return code;
 }
 
 int kmm_error_wrap(struct kmm_error **err, const char *fmt, ...)
 {
+	int saved_errno = errno;
 	char *ctx, *msg = NULL;
 	va_list ap;
 
@@ -163,6 +177,7 @@ int kmm_error_wrap(struct kmm_error **err, const char *fmt, ...)
 		(*err)->message = msg;
 	}
 	free(ctx);
+	errno = saved_errno;
 	return -(*err)->code;
 }
 
@@ -188,4 +203,12 @@ void kmm_error_free(struct kmm_error *err)
 	free(err->message);
 	free(err->reason);
 	free(err);
+}
+
+void kmm_error_clear(struct kmm_error **err)
+{
+	if (!err)
+		return;
+	kmm_error_free(*err);
+	*err = NULL;
 }

@@ -7,8 +7,27 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dlfcn.h>
+#include <stdio.h>
 
 #include "kmm/error.h"
+
+/*
+ * The errors' messages are formatted with vasprintf(); this one clobbers
+ * errno on every call, as an allocation may, so the tests below see whether
+ * the error functions put the caller's errno back.
+ */
+int vasprintf(char **ret, const char *fmt, va_list ap)
+{
+	static int (*real)(char **, const char *, va_list);
+	int r;
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "vasprintf");
+	r = real(ret, fmt, ap);
+	errno = ENOMEM;
+	return r;
+}
 
 static int fail_open(const char *path, struct kmm_error **err)
 {
@@ -129,6 +148,41 @@ static void test_accessors_and_free_are_null_safe(void **state)
 	kmm_error_free(NULL);
 }
 
+static void test_errno_is_kept(void **state)
+{
+	_cleanup_error_ struct kmm_error *err = NULL;
+
+	errno = EBADF;
+	kmm_error_make(&err, EINVAL, "make %d", 1);
+	assert_int_equal(errno, EBADF);
+	kmm_error_wrap(&err, "wrap %s", "ctx");
+	assert_int_equal(errno, EBADF);
+	assert_string_equal(kmm_error_message(err), "wrap ctx: make 1");
+	kmm_error_clear(&err);
+	kmm_error_make_errno(&err, ENOENT, "open %s", "x");
+	assert_int_equal(errno, EBADF);
+	kmm_error_clear(&err);
+	kmm_error_make_http(&err, 404, "NotFound", "get %s", "x");
+	assert_int_equal(errno, EBADF);
+}
+
+static void test_clear_frees_and_resets(void **state)
+{
+	struct kmm_error *err = NULL;
+
+	kmm_error_clear(NULL);
+	kmm_error_clear(&err);
+	assert_null(err);
+	kmm_error_make(&err, EINVAL, "first");
+	kmm_error_clear(&err);
+	assert_null(err);
+	/* The variable takes the next error, as a loop that reports each one does. */
+	kmm_error_make(&err, EIO, "second");
+	assert_string_equal(kmm_error_message(err), "second");
+	kmm_error_clear(&err);
+	assert_null(err);
+}
+
 static void test_long_message_is_kept_whole(void **state)
 {
 	_cleanup_error_ struct kmm_error *err = NULL;
@@ -155,6 +209,8 @@ int main(void)
 		cmocka_unit_test(test_http_status_mapping),
 		cmocka_unit_test(test_accessors_and_free_are_null_safe),
 		cmocka_unit_test(test_long_message_is_kept_whole),
+		cmocka_unit_test(test_errno_is_kept),
+		cmocka_unit_test(test_clear_frees_and_resets),
 	};
 	return cmocka_run_group_tests_name("shared-error", tests, NULL, NULL);
 }
