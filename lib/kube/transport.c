@@ -1005,8 +1005,7 @@ void kmm_kube_batch_clear(struct kmm_kube_batch_item *items, size_t n)
 {
 	for (size_t i = 0; items && i < n; i++) {
 		kmm_kube_response_clear(&items[i].resp);
-		kmm_error_free(items[i].err);
-		items[i].err = NULL;
+		kmm_error_clear(&items[i].err);
 	}
 }
 
@@ -1038,8 +1037,7 @@ static int batch_start(struct kmm_kube_client *c, struct batch_slot *s,
 	s->item = idx;
 	s->x = (struct xfer){ .retry_after_ms = -1 };
 	kmm_buf_init(&s->x.body, c->opts.max_body);
-	kmm_error_free(it->err); /* a retry's setup error replaces nothing stale */
-	it->err = NULL;
+	kmm_error_clear(&it->err); /* a retry's setup error replaces nothing stale */
 	r = xfer_easy_new(c, &it->req, timeout, &s->x, &s->op.easy, &s->h, &it->err);
 	if (r < 0) {
 		kmm_buf_free(&s->x.body);

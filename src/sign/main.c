@@ -100,7 +100,7 @@ static int sign_files(const struct kmm_signer_options *o, const char *output, ch
 		struct kmm_sign_result res;
 		char replaced[16], bytes[32];
 
-		kmm_error_free(TAKE_PTR(e));
+		kmm_error_clear(&e);
 		r = kmm_signer_sign_file(signer, files[i], output, &res, &e);
 		if (r < 0) {
 			status = fail("signing failed", files[i], e);
@@ -269,7 +269,7 @@ static int cmd_verify(int argc, char **argv)
 		return KMM_EXIT_FAILURE;
 	}
 	for (int i = optind; i < argc; i++) {
-		kmm_error_free(TAKE_PTR(e));
+		kmm_error_clear(&e);
 		r = kmm_sign_verify_file(cert, argv[i], &e);
 		if (r < 0) {
 			status = fail("verification failed", argv[i], e);
@@ -315,7 +315,7 @@ static int cmd_info(int argc, char **argv)
 	for (int i = first; i < argc; i++) {
 		_cleanup_(kmm_sig_info_freep) struct kmm_sig_info *info = NULL;
 
-		kmm_error_free(TAKE_PTR(e));
+		kmm_error_clear(&e);
 		r = kmm_sig_info_from_file(argv[i], &info, &e);
 		if (r < 0) {
 			status = fail("cannot read the signature", argv[i], e);
