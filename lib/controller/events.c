@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "kmm/clock.h"
 #include "kmm/events.h"
 #include "kmm/hashmap.h"
 #include "kmm/log.h"
-#include "lib/kube/kube-internal.h"
 
 #define MAX_SERIES 4096
 
@@ -229,14 +229,6 @@ enum event_outcome {
 	EVENT_RETRY,
 	EVENT_FAILED,
 };
-
-static int64_t mono_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void kept_free(struct kept_event *k)
 {
@@ -485,7 +477,7 @@ int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_reques
 	_cleanup_free_ struct kept_event **ks = NULL;
 	_cleanup_free_ struct kmm_kube_batch_item *items = NULL;
 	size_t m = 0;
-	int64_t now = mono_now_ms();
+	int64_t now = kmm_now_mono_ms();
 
 	if (n > SIZE_MAX / sizeof(*ks) - KMM_EVENT_QUEUE_BATCH_MAX)
 		return kmm_error_make(err, ENOMEM, "events: %zu Events", n);
@@ -510,7 +502,7 @@ int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_reques
 		else
 			(void)kmm_kube_batch(q->c, items, m, 4, NULL);
 	}
-	now = mono_now_ms();
+	now = kmm_now_mono_ms();
 	for (size_t i = 0; i < m; i++)
 		event_settle(q, ks[i], &items[i], now);
 	kmm_kube_batch_clear(items, m);
@@ -544,7 +536,7 @@ static int event_keep(struct kmm_event_queue *q, const struct kmm_kube_target *t
 	if (!k)
 		return -ENOMEM;
 	k->sends = 1;
-	k->due_ms = mono_now_ms() + event_backoff_ms(1, -1);
+	k->due_ms = kmm_now_mono_ms() + event_backoff_ms(1, -1);
 	pthread_mutex_lock(&q->lock);
 	q->stats.requeued++;
 	queue_keep_locked(q, k);

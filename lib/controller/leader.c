@@ -7,10 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "kmm/clock.h"
 #include "kmm/leader.h"
 #include "kmm/log.h"
 #include "kmm/watch.h"
-#include "lib/kube/kube-internal.h"
 
 /* Server-side timeout of one watch stream on the Lease; it is then reopened. */
 #define LEASE_WATCH_TIMEOUT_S 300
@@ -40,37 +40,23 @@ struct kmm_leader {
 	char *last_leader;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void now_micro(char *buf, size_t len)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	kube_format_microtime(buf, len, &ts);
-}
-
-/* A mono_ms() deadline as an absolute time for pthread_cond_timedwait on l->cond. */
-static struct timespec mono_deadline(int64_t at_ms)
-{
-	return (struct timespec){ .tv_sec = at_ms / 1000, .tv_nsec = (at_ms % 1000) * 1000000L };
+	kmm_format_rfc3339_micro(buf, len, &ts);
 }
 
 static int64_t jittered(int64_t ms)
 {
-	return ms + kube_backoff_ms(ms / 5 + 1, ms / 5 + 1, 0) - ms / 10;
+	return ms + kmm_backoff_ms(ms / 5 + 1, ms / 5 + 1, 0) - ms / 10;
 }
 
 /* Waits ms (with up to 20% jitter added); false if stopping. */
 static bool wait_or_stop(struct kmm_leader *l, int64_t ms, bool jitter)
 {
-	struct timespec ts = mono_deadline(mono_ms() + (jitter ? jittered(ms) : ms));
+	struct timespec ts = kmm_timespec_from_ms(kmm_now_mono_ms() + (jitter ? jittered(ms) : ms));
 	bool stop;
 
 	pthread_mutex_lock(&l->lock);
@@ -140,7 +126,7 @@ static void observe(struct kmm_leader *l, char **record, int64_t dur_ms)
 	if (!l->observed_record || strcmp(*record, l->observed_record) != 0) {
 		free(l->observed_record);
 		l->observed_record = TAKE_PTR(*record);
-		l->observed_ms = mono_ms();
+		l->observed_ms = kmm_now_mono_ms();
 		pthread_cond_broadcast(&l->cond);
 	}
 	l->observed_dur_ms = dur_ms;
@@ -174,7 +160,7 @@ KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct attempt *, attempt_free)
 static int bounded_request(struct kmm_leader *l, struct kmm_kube_request *req, int64_t deadline_ms,
 			   json_t **ret_obj, struct kmm_error **err)
 {
-	int64_t left = deadline_ms - mono_ms();
+	int64_t left = deadline_ms - kmm_now_mono_ms();
 
 	if (left <= 0)
 		return kmm_error_make(err, ETIMEDOUT, "%s %s: leader election deadline passed",
@@ -217,12 +203,12 @@ static int try_acquire_or_renew(struct attempt *a)
 		r = kmm_kube_prepare_create(&t, obj, NULL, &post, err);
 		if (r < 0)
 			return r;
-		sent_ms = mono_ms();
+		sent_ms = kmm_now_mono_ms();
 		r = bounded_request(l, &post.req, a->deadline_ms, NULL, err);
 		if (r < 0)
 			return r == -EEXIST ? 0 : r;
 		pthread_mutex_lock(&l->lock);
-		l->observed_ms = mono_ms();
+		l->observed_ms = kmm_now_mono_ms();
 		pthread_mutex_unlock(&l->lock);
 		a->written_ms = sent_ms;
 		return 1;
@@ -242,7 +228,7 @@ static int try_acquire_or_renew(struct attempt *a)
 		return -ENOMEM;
 	pthread_mutex_lock(&l->lock);
 	observe(l, &record, dur_ms);
-	bool expired = mono_ms() >= l->observed_ms + dur_ms;
+	bool expired = kmm_now_mono_ms() >= l->observed_ms + dur_ms;
 	pthread_mutex_unlock(&l->lock);
 	bool mine = holder && strcmp(holder, l->identity) == 0;
 	if (!mine && holder && *holder && !expired)
@@ -259,14 +245,14 @@ static int try_acquire_or_renew(struct attempt *a)
 	 * Timed before it is sent: the server writes the renewal, and a
 	 * follower restarts its expiry, no earlier than this.
 	 */
-	sent_ms = mono_ms();
+	sent_ms = kmm_now_mono_ms();
 	r = bounded_request(l, &put.req, a->deadline_ms, NULL, err);
 	if (r == -ESTALE)
 		return 0;
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&l->lock);
-	l->observed_ms = mono_ms();
+	l->observed_ms = kmm_now_mono_ms();
 	pthread_mutex_unlock(&l->lock);
 	a->written_ms = sent_ms;
 	return 1;
@@ -291,7 +277,7 @@ static void release(struct kmm_leader *l)
 	_cleanup_(json_decrefp) json_t *lease = NULL, *spec = NULL;
 	_cleanup_(kmm_kube_prepared_clear) struct kmm_kube_prepared put = { 0 };
 	_cleanup_free_ char *path = NULL;
-	int64_t deadline_ms = mono_ms() + l->o.renew_deadline_ms;
+	int64_t deadline_ms = kmm_now_mono_ms() + l->o.renew_deadline_ms;
 	const json_t *cur;
 	const char *holder;
 
@@ -324,7 +310,7 @@ static void release(struct kmm_leader *l)
  */
 static bool follow(struct kmm_leader *l, bool held)
 {
-	int64_t poll_at = mono_ms() + jittered(l->o.retry_period_ms);
+	int64_t poll_at = kmm_now_mono_ms() + jittered(l->o.retry_period_ms);
 	bool stop;
 
 	pthread_mutex_lock(&l->lock);
@@ -339,9 +325,9 @@ static bool follow(struct kmm_leader *l, bool held)
 			if (l->watch_synced || expiry < until)
 				until = expiry;
 		}
-		if (mono_ms() >= until)
+		if (kmm_now_mono_ms() >= until)
 			break;
-		struct timespec ts = mono_deadline(until);
+		struct timespec ts = kmm_timespec_from_ms(until);
 		(void)pthread_cond_timedwait(&l->cond, &l->lock, &ts);
 	}
 	stop = l->stopping;
@@ -404,7 +390,7 @@ static void *watcher(void *arg)
 			.field_selector = selector,
 			.timeout_seconds = LEASE_WATCH_TIMEOUT_S,
 		};
-		int64_t opened = mono_ms();
+		int64_t opened = kmm_now_mono_ms();
 		int r;
 
 		r = kmm_kube_watch(l->c, &t, &wo, on_lease_event, NULL, l, l->watch, &err);
@@ -418,9 +404,9 @@ static void *watcher(void *arg)
 			kmm_debug("leader: lease watch failed", "lease", l->name, "error",
 				  kmm_error_message(err));
 		/* A stream that lived a while was healthy: reopen at once. */
-		failures = r == 0 && mono_ms() - opened >= 10000 ? 0 : failures + 1;
+		failures = r == 0 && kmm_now_mono_ms() - opened >= 10000 ? 0 : failures + 1;
 		if (failures > 0 &&
-		    !wait_or_stop(l, kube_backoff_ms(l->o.retry_period_ms, 30000, failures - 1),
+		    !wait_or_stop(l, kmm_backoff_ms(l->o.retry_period_ms, 30000, failures - 1),
 				  false))
 			break;
 	}
@@ -430,11 +416,11 @@ static void *watcher(void *arg)
 /* Waits until at_ms (monotonic); false if stopping. */
 static bool wait_until_or_stop(struct kmm_leader *l, int64_t at_ms)
 {
-	struct timespec ts = mono_deadline(at_ms);
+	struct timespec ts = kmm_timespec_from_ms(at_ms);
 	bool stop;
 
 	pthread_mutex_lock(&l->lock);
-	while (!l->stopping && mono_ms() < at_ms &&
+	while (!l->stopping && kmm_now_mono_ms() < at_ms &&
 	       pthread_cond_timedwait(&l->cond, &l->lock, &ts) == 0)
 		;
 	stop = l->stopping;
@@ -454,7 +440,7 @@ static struct attempt *renew_within(struct kmm_leader *l, int64_t deadline_ms,
 				    pthread_t *ret_thread, struct attempt **ret_late)
 {
 	struct attempt *a = calloc(1, sizeof(*a));
-	struct timespec ts = mono_deadline(deadline_ms);
+	struct timespec ts = kmm_timespec_from_ms(deadline_ms);
 	bool done;
 
 	*ret_late = NULL;
@@ -468,7 +454,7 @@ static struct attempt *renew_within(struct kmm_leader *l, int64_t deadline_ms,
 		return a;
 	}
 	pthread_mutex_lock(&l->lock);
-	while (!a->done && mono_ms() < deadline_ms)
+	while (!a->done && kmm_now_mono_ms() < deadline_ms)
 		(void)pthread_cond_timedwait(&l->cond, &l->lock, &ts);
 	done = a->done;
 	pthread_mutex_unlock(&l->lock);
@@ -502,7 +488,7 @@ static void *elector(void *arg)
 			a = calloc(1, sizeof(*a));
 			if (a) {
 				a->l = l;
-				a->deadline_ms = mono_ms() + l->o.renew_deadline_ms;
+				a->deadline_ms = kmm_now_mono_ms() + l->o.renew_deadline_ms;
 				r = try_acquire_or_renew(a);
 				note_leader(l, a->holder);
 			} else {
@@ -513,7 +499,7 @@ static void *elector(void *arg)
 			 * took a renew deadline to answer (a delay before curl's
 			 * timer started) has left no time to lead.
 			 */
-			if (r == 1 && mono_ms() < a->written_ms + l->o.renew_deadline_ms) {
+			if (r == 1 && kmm_now_mono_ms() < a->written_ms + l->o.renew_deadline_ms) {
 				renewed_ms = a->written_ms;
 				break;
 			}
@@ -535,12 +521,12 @@ static void *elector(void *arg)
 		 */
 		for (;;) {
 			int64_t deadline_ms = renewed_ms + l->o.renew_deadline_ms;
-			int64_t next_ms = mono_ms() + l->o.retry_period_ms;
+			int64_t next_ms = kmm_now_mono_ms() + l->o.retry_period_ms;
 			_cleanup_(attempt_freep) struct attempt *a = NULL;
 
 			if (!wait_until_or_stop(l, next_ms < deadline_ms ? next_ms : deadline_ms))
 				break;
-			if (mono_ms() >= deadline_ms) {
+			if (kmm_now_mono_ms() >= deadline_ms) {
 				kmm_debug("leader: renew deadline passed", "lease", l->name);
 				break;
 			}
@@ -611,14 +597,7 @@ int kmm_leader_start(struct kmm_kube_client *client, const struct kmm_leader_opt
 	l->name = strdup(opts->name);
 	l->identity = strdup(opts->identity);
 	pthread_mutex_init(&l->lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&l->cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	(void)kmm_cond_init_monotonic(&l->cond);
 	atomic_init(&l->leading, false);
 	if (!l->ns || !l->name || !l->identity) {
 		kmm_leader_stop(l);

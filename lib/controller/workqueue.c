@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kmm/clock.h"
 #include "kmm/hashmap.h"
 #include "kmm/workqueue.h"
 
@@ -49,14 +50,6 @@ struct kmm_workqueue {
 	int64_t bucket_last_ms;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void kmm_workqueue_options_init(struct kmm_workqueue_options *o)
 {
 	*o = (struct kmm_workqueue_options){
@@ -70,7 +63,6 @@ void kmm_workqueue_options_init(struct kmm_workqueue_options *o)
 struct kmm_workqueue *kmm_workqueue_new(const struct kmm_workqueue_options *opts)
 {
 	struct kmm_workqueue *q = calloc(1, sizeof(*q));
-	pthread_condattr_t ca;
 
 	if (!q)
 		return NULL;
@@ -89,13 +81,10 @@ struct kmm_workqueue *kmm_workqueue_new(const struct kmm_workqueue_options *opts
 		return NULL;
 	}
 	pthread_mutex_init(&q->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cond, &ca);
-	pthread_cond_init(&q->idle_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	(void)kmm_cond_init_monotonic(&q->cond);
+	(void)kmm_cond_init_monotonic(&q->idle_cond);
 	q->tokens = q->o.burst;
-	q->bucket_last_ms = mono_ms();
+	q->bucket_last_ms = kmm_now_mono_ms();
 	return q;
 }
 
@@ -233,7 +222,7 @@ static int add_after_locked(struct kmm_workqueue *q, const char *key, int64_t de
 	/* One pending delayed entry per key: keep the earlier deadline. */
 	for (p = &q->delayed; *p; p = &(*p)->next) {
 		if (strcmp((*p)->key, key) == 0) {
-			if ((*p)->due_ms <= mono_ms() + delay_ms)
+			if ((*p)->due_ms <= kmm_now_mono_ms() + delay_ms)
 				return 0;
 			d = *p;
 			*p = d->next;
@@ -247,7 +236,7 @@ static int add_after_locked(struct kmm_workqueue *q, const char *key, int64_t de
 		free(d);
 		return -ENOMEM;
 	}
-	d->due_ms = mono_ms() + delay_ms;
+	d->due_ms = kmm_now_mono_ms() + delay_ms;
 	for (p = &q->delayed; *p && (*p)->due_ms <= d->due_ms; p = &(*p)->next)
 		;
 	d->next = *p;
@@ -285,7 +274,7 @@ int kmm_workqueue_add_rate_limited(struct kmm_workqueue *q, const char *key)
 	if (r < 0)
 		goto out;
 	if (q->o.qps > 0) {
-		now = mono_ms();
+		now = kmm_now_mono_ms();
 		q->tokens += (double)(now - q->bucket_last_ms) / 1000.0 * q->o.qps;
 		if (q->tokens > q->o.burst)
 			q->tokens = q->o.burst;
@@ -320,7 +309,7 @@ unsigned kmm_workqueue_num_requeues(struct kmm_workqueue *q, const char *key)
 /* Moves due delayed keys to the FIFO; returns the next deadline or -1. */
 static int64_t promote_due(struct kmm_workqueue *q)
 {
-	int64_t now = mono_ms();
+	int64_t now = kmm_now_mono_ms();
 
 	while (q->delayed && q->delayed->due_ms <= now) {
 		struct delayed *d = q->delayed;
@@ -351,8 +340,7 @@ bool kmm_workqueue_get(struct kmm_workqueue *q, char **ret_key)
 		if (next < 0) {
 			pthread_cond_wait(&q->cond, &q->lock);
 		} else {
-			struct timespec ts = { .tv_sec = next / 1000,
-					       .tv_nsec = (next % 1000) * 1000000L };
+			struct timespec ts = kmm_timespec_from_ms(next);
 
 			pthread_cond_timedwait(&q->cond, &q->lock, &ts);
 		}

@@ -11,13 +11,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "kmm/clock.h"
 #include "kmm/hashmap.h"
 #include "kmm/informer.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
 #include "kmm/watch.h"
 #include "lib/informer/informer-internal.h"
-#include "lib/kube/kube-internal.h"
 
 #define MAX_HANDLERS 8
 #define MAX_INDEXES 8
@@ -106,14 +106,6 @@ struct kmm_informer {
 	int64_t last_resync_ms, last_sweep_ms;
 	atomic_uint_fast64_t n_lists, n_watches, n_events, n_gone, n_errors;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void obj_free_value(void *v)
 {
@@ -610,15 +602,8 @@ static bool stopping(struct kmm_informer *inf)
 /* Sleeps ms unless stopped meanwhile; returns false if stopping. */
 static bool sleep_unless_stopped(struct kmm_informer *inf, long ms)
 {
-	struct timespec ts;
+	struct timespec ts = kmm_deadline_after_ms(CLOCK_REALTIME, ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&inf->state_lock);
 	while (!inf->stopping &&
 	       pthread_cond_timedwait(&inf->state_cond, &inf->state_lock, &ts) == 0)
@@ -698,7 +683,7 @@ static void sweep_doms(struct kmm_informer *inf)
 static int on_tick(void *ud, struct kmm_error **err)
 {
 	struct kmm_informer *inf = ud;
-	int64_t now = mono_ms();
+	int64_t now = kmm_now_mono_ms();
 
 	if (now - inf->last_sweep_ms >= DOM_SWEEP_MS) {
 		inf->last_sweep_ms = now;
@@ -727,7 +712,7 @@ static void *reflector(void *arg)
 	struct kmm_kube_target t = { .res = inf->o.res, .namespace = inf->o.namespace };
 	int failures = 0;
 
-	inf->last_resync_ms = mono_ms();
+	inf->last_resync_ms = kmm_now_mono_ms();
 	while (!stopping(inf)) {
 		_cleanup_(listed_clear) struct listed list = { 0 };
 		_cleanup_error_ struct kmm_error *err = NULL;
@@ -742,7 +727,7 @@ static void *reflector(void *arg)
 			atomic_fetch_add(&inf->n_errors, 1);
 			kmm_debug("informer: list failed", "resource", inf->o.res->resource,
 				  "error", kmm_error_message(err));
-			if (!sleep_unless_stopped(inf, kube_backoff_ms(200, 30000, failures++)))
+			if (!sleep_unless_stopped(inf, kmm_backoff_ms(200, 30000, failures++)))
 				break;
 			continue;
 		}
@@ -762,7 +747,7 @@ static void *reflector(void *arg)
 				.max_frame = inf->o.max_frame,
 			};
 
-			int64_t opened = mono_ms();
+			int64_t opened = kmm_now_mono_ms();
 
 			atomic_fetch_add(&inf->n_watches, 1);
 			r = kmm_kube_watch(inf->client, &t, &wo, on_event, on_tick, inf, inf->watch,
@@ -770,7 +755,8 @@ static void *reflector(void *arg)
 			if (r == 0) {
 				failures = 0;
 				/* A server that closes streams at once must not make us spin. */
-				if (mono_ms() - opened < 1000 && !sleep_unless_stopped(inf, 1000))
+				if (kmm_now_mono_ms() - opened < 1000 &&
+				    !sleep_unless_stopped(inf, 1000))
 					break;
 				continue;
 			}
@@ -785,7 +771,7 @@ static void *reflector(void *arg)
 			atomic_fetch_add(&inf->n_errors, 1);
 			kmm_debug("informer: watch failed", "resource", inf->o.res->resource,
 				  "error", kmm_error_message(werr));
-			if (!sleep_unless_stopped(inf, kube_backoff_ms(200, 30000, failures++)))
+			if (!sleep_unless_stopped(inf, kmm_backoff_ms(200, 30000, failures++)))
 				break;
 		}
 	}
@@ -817,16 +803,9 @@ bool kmm_informer_has_synced(struct kmm_informer *inf)
 
 int kmm_informer_wait_synced(struct kmm_informer *inf, int64_t timeout_ms)
 {
-	struct timespec ts;
+	struct timespec ts = kmm_deadline_after_ms(CLOCK_REALTIME, timeout_ms);
 	bool s;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&inf->state_lock);
 	while (!inf->synced && !inf->stopping &&
 	       pthread_cond_timedwait(&inf->state_cond, &inf->state_lock, &ts) == 0)

@@ -33,9 +33,6 @@ void kube_rate_wait(struct kmm_kube_client *c);
 /* Called after a 401: drops cached exec credentials so the next call re-runs the plugin. */
 void kube_auth_invalidate(struct kmm_kube_client *c);
 
-/* Backoff step n (0-based) with full jitter, capped. */
-long kube_backoff_ms(long base_ms, long max_ms, int n);
-
 /*
  * A Retry-After header value (len bytes, not NUL-terminated, surrounding
  * blanks allowed): delay-seconds or an HTTP-date (now is the epoch time it is
@@ -66,9 +63,6 @@ long kube_retry_delay_ms(const struct kmm_kube_client_options *o, int attempt,
 /* Parses an RFC 3339 timestamp ("2006-01-02T15:04:05Z", fractional seconds and
  * offsets allowed) into seconds since the epoch. */
 int kube_parse_rfc3339(const char *s, time_t *ret);
-
-/* Formats now as RFC 3339 with microseconds ("MicroTime"). buf >= 32 bytes. */
-void kube_format_microtime(char *buf, size_t len, const struct timespec *ts);
 
 /* The client's config and options, for watches and leader election. */
 const struct kmm_kube_client_options *kube_client_options(const struct kmm_kube_client *c);

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "kmm/buf.h"
+#include "kmm/clock.h"
 #include "kmm/kube.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
@@ -65,22 +66,6 @@ static CURLcode global_rc;
 static void global_init(void)
 {
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 void kmm_kube_client_options_init(struct kmm_kube_client_options *o)
@@ -234,7 +219,7 @@ int kmm_kube_client_new(const struct kmm_kube_config *config,
 		c->opts.retry_max_ms = 30000;
 	c->opts.user_agent = NULL; /* the borrowed pointer is not kept */
 	c->tokens = c->opts.burst;
-	c->last_ns = now_ns();
+	c->last_ns = kmm_now_mono_ns();
 	r = config_copy(config, &c->cfg);
 	if (r < 0) {
 		kmm_kube_client_free(c);
@@ -304,7 +289,7 @@ void kube_rate_wait(struct kmm_kube_client *c)
 	if (c->opts.qps <= 0)
 		return;
 	pthread_mutex_lock(&c->rate_lock);
-	t = now_ns();
+	t = kmm_now_mono_ns();
 	c->tokens += (double)(t - c->last_ns) / 1e9 * c->opts.qps;
 	if (c->tokens > c->opts.burst)
 		c->tokens = c->opts.burst;
@@ -315,21 +300,7 @@ void kube_rate_wait(struct kmm_kube_client *c)
 		wait_s = -c->tokens / c->opts.qps;
 	pthread_mutex_unlock(&c->rate_lock);
 	if (wait_s > 0)
-		sleep_ms((long)(wait_s * 1000 + 0.5));
-}
-
-long kube_backoff_ms(long base_ms, long max_ms, int n)
-{
-	long step = base_ms;
-	unsigned int seed;
-
-	for (int i = 0; i < n && step < max_ms; i++)
-		step *= 2;
-	if (step > max_ms)
-		step = max_ms;
-	/* Equal jitter: half fixed, half random, so retries never collapse to 0. */
-	seed = (unsigned int)now_ns() ^ (unsigned int)(uintptr_t)&seed;
-	return step / 2 + (long)(rand_r(&seed) % (step / 2 + 1));
+		kmm_sleep_ms((long)(wait_s * 1000 + 0.5));
 }
 
 /* ---- authentication ---- */
@@ -839,7 +810,7 @@ long kube_retry_delay_ms(const struct kmm_kube_client_options *o, int attempt,
 {
 	if (retry_after_ms >= 0)
 		return retry_after_ms > o->retry_max_ms ? o->retry_max_ms : (long)retry_after_ms;
-	return kube_backoff_ms(o->retry_base_ms, o->retry_max_ms, attempt);
+	return kmm_backoff_ms(o->retry_base_ms, o->retry_max_ms, attempt);
 }
 
 /*
@@ -925,7 +896,7 @@ int kmm_kube_request(struct kmm_kube_client *c, const struct kmm_kube_request *r
 		maybe_applied = maybe_applied || kube_maybe_applied(req->method, cc, status);
 		atomic_fetch_add(&c->n_retries, 1);
 		if (delay > 0)
-			sleep_ms(delay);
+			kmm_sleep_ms(delay);
 	}
 }
 
@@ -1088,7 +1059,7 @@ static void batch_finish(struct batch *b, struct batch_slot *s)
 			t->maybe_applied =
 			    t->maybe_applied || kube_maybe_applied(it->req.method, cc, status);
 			t->due_ns =
-			    now_ns() +
+			    kmm_now_mono_ns() +
 			    (int64_t)kube_retry_delay_ms(&c->opts, t->attempt - 1, after) * 1000000;
 			t->waiting = true;
 			b->waiting++;
@@ -1140,7 +1111,7 @@ static bool batch_refill(struct batch *b, struct batch_slot *s)
 		int64_t due = 0;
 		size_t idx = batch_next_retry(b, &due);
 
-		if (idx != SIZE_MAX && due <= now_ns()) {
+		if (idx != SIZE_MAX && due <= kmm_now_mono_ns()) {
 			b->tries[idx].waiting = false;
 			b->waiting--;
 		} else if (b->next < b->n) {
@@ -1166,7 +1137,6 @@ int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items,
 		   size_t max_in_flight, struct kmm_error **err)
 {
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	pthread_condattr_t ca;
 	pthread_cond_t cond;
 	_cleanup_free_ struct batch_slot *slots = NULL;
 	_cleanup_free_ struct batch_try *tries = NULL;
@@ -1191,11 +1161,9 @@ int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items,
 	if (!slots || !tries)
 		return -ENOMEM;
 	b.tries = tries;
-	/* Retry delays are measured on the monotonic clock, as now_ns() is. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&cond, &ca);
-	pthread_condattr_destroy(&ca);
+	/* Retry delays are measured on the monotonic clock. */
+	if (kmm_cond_init_monotonic(&cond) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < max_in_flight; i++) {
 		slots[i].op.lock = &lock;
 		slots[i].op.cond = &cond;
@@ -1218,9 +1186,8 @@ int kmm_kube_batch(struct kmm_kube_client *c, struct kmm_kube_batch_item *items,
 			if (!slot_free || batch_next_retry(&b, &due) == SIZE_MAX) {
 				pthread_cond_wait(&cond, &lock);
 				continue;
-			} else if (due > now_ns()) {
-				struct timespec ts = { .tv_sec = due / 1000000000,
-						       .tv_nsec = due % 1000000000 };
+			} else if (due > kmm_now_mono_ns()) {
+				struct timespec ts = kmm_timespec_from_ns(due);
 
 				pthread_cond_timedwait(&cond, &lock, &ts);
 			}

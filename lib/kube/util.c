@@ -58,13 +58,3 @@ int kube_parse_rfc3339(const char *s, time_t *ret)
 	*ret = t - off;
 	return 0;
 }
-
-void kube_format_microtime(char *buf, size_t len, const struct timespec *ts)
-{
-	struct tm tm;
-	char base[32];
-
-	gmtime_r(&ts->tv_sec, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06ldZ", base, ts->tv_nsec / 1000);
-}

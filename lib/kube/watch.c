@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "kmm/buf.h"
+#include "kmm/clock.h"
 #include "kmm/jsonl.h"
 #include "kmm/log.h"
 #include "kmm/watch.h"
@@ -89,16 +90,12 @@ int kmm_watch_error_event(const json_t *status, struct kmm_error **err)
 int kmm_watch_new(struct kmm_watch **ret_watch, struct kmm_error **err)
 {
 	struct kmm_watch *w = calloc(1, sizeof(*w));
-	pthread_condattr_t ca;
 
 	(void)err;
 	if (!w)
 		return -ENOMEM;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* stream_wait()'s deadlines */
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	(void)kmm_cond_init_monotonic(&w->cond); /* stream_wait()'s deadlines */
 	atomic_init(&w->cancelled, false);
 	*ret_watch = w;
 	return 0;
@@ -188,26 +185,14 @@ static int stream_feed(struct stream *s, const char *p, size_t len)
 	return r;
 }
 
-static void deadline_in(struct timespec *ts, long ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /*
  * Waits for the stream to deliver, end, or be cancelled (at most a second,
  * for the tick); takes what arrived into *ret_chunk. Called with w->lock held.
  */
 static void stream_wait(struct stream *s, struct kmm_watch *w, char **ret_chunk, size_t *ret_len)
 {
-	struct timespec until;
+	struct timespec until = kmm_deadline_after_ms(CLOCK_MONOTONIC, 1000);
 
-	deadline_in(&until, 1000);
 	while (!s->op.done && s->inbox.len == 0 && !kmm_watch_cancelled(w))
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT)
 			break;

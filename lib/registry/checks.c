@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kmm/clock.h"
 #include "lib/registry/registry-client.h"
 
 struct job {
@@ -48,14 +49,6 @@ static void job_free(struct job *j)
 	free(j->host);
 	kmm_registry_free(j->reg);
 	free(j);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The first queued job whose host has a free slot, unlinked; NULL if none. Hold lock. */
@@ -108,7 +101,7 @@ static void *worker(void *p)
 		pthread_mutex_unlock(&c->lock);
 
 		/* The deadline starts when the check does, not when it was queued. */
-		kmm_registry_set_limits(j->reg, &c->stopping, now_ms() + c->o.deadline_ms);
+		kmm_registry_set_limits(j->reg, &c->stopping, kmm_now_mono_ms() + c->o.deadline_ms);
 		r = kmm_registry_image_exists(j->reg, j->image, NULL, &e);
 		if (!atomic_load(&c->stopping))
 			c->done(c->userdata, j->key, j->tag, r, e);

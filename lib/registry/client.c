@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "kmm/buf.h"
+#include "kmm/clock.h"
 #include "kmm/hashmap.h"
 #include "kmm/log.h"
 #include "lib/registry/registry-client.h"
@@ -59,14 +60,6 @@ struct kmm_registry {
 	int64_t deadline_ms;	 /* > 0: CLOCK_MONOTONIC ms after which requests fail */
 	char errbuf[CURL_ERROR_SIZE];
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void kmm_registry_set_limits(struct kmm_registry *r, const atomic_bool *stop, int64_t deadline_ms)
 {
@@ -352,7 +345,8 @@ static int curl_fail(struct kmm_registry *r, CURLcode c, const struct kmm_respon
 	if (c == CURLE_ABORTED_BY_CALLBACK && r->stop && atomic_load(r->stop))
 		return make_reasoned(err, ECANCELED, "Canceled", "%s: canceled", what);
 	if (c == CURLE_OPERATION_TIMEDOUT ||
-	    (c == CURLE_ABORTED_BY_CALLBACK && r->deadline_ms > 0 && now_ms() >= r->deadline_ms))
+	    (c == CURLE_ABORTED_BY_CALLBACK && r->deadline_ms > 0 &&
+	     kmm_now_mono_ms() >= r->deadline_ms))
 		return make_reasoned(err, ETIMEDOUT, "Timeout", "%s: timed out: %s", what, detail);
 	if (c == CURLE_COULDNT_CONNECT)
 		return make_reasoned(err, ECONNREFUSED, "ConnectFailed", "%s: cannot connect: %s",
@@ -404,7 +398,7 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 
 	if (r->stop && atomic_load(r->stop))
 		return 1;
-	return r->deadline_ms > 0 && now_ms() >= r->deadline_ms;
+	return r->deadline_ms > 0 && kmm_now_mono_ms() >= r->deadline_ms;
 }
 
 /*
@@ -475,7 +469,7 @@ static int perform(struct kmm_registry *r, const char *method, const char *url, 
 	if (rc < 0)
 		return rc;
 	if (r->deadline_ms > 0) {
-		int64_t left = r->deadline_ms - now_ms();
+		int64_t left = r->deadline_ms - kmm_now_mono_ms();
 
 		if (left <= 0)
 			return make_reasoned(err, ETIMEDOUT, "Timeout",

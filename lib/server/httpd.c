@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kmm/clock.h"
 #include "kmm/fileio.h"
 #include "kmm/httpd.h"
 
@@ -486,10 +487,7 @@ static int load_and_serve(struct kmm_httpd *h, struct kmm_error **err)
 	h->loads++;
 	pthread_mutex_unlock(&h->lock);
 	if (old.daemon) {
-		struct timespec grace = { QUIESCE_GRACE_MS / 1000,
-					  (QUIESCE_GRACE_MS % 1000) * 1000000L };
-
-		nanosleep(&grace, NULL);
+		kmm_sleep_ms(QUIESCE_GRACE_MS);
 		generation_stop(&old);
 	}
 	return 0;
@@ -501,16 +499,9 @@ static void *reloader(void *arg)
 
 	pthread_mutex_lock(&h->lock);
 	while (!h->stopping) {
-		struct timespec until;
+		struct timespec until = kmm_deadline_after_ms(CLOCK_REALTIME, h->reload_ms);
 		bool due;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += h->reload_ms / 1000;
-		until.tv_nsec += (long)(h->reload_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
 		pthread_cond_timedwait(&h->cond, &h->lock, &until);
 		if (h->stopping)
 			break;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "kmm/clock.h"
 #include "kmm/hashmap.h"
 #include "kmm/json.h"
 #include "kmm/kube-auth.h"
@@ -120,11 +121,8 @@ static int kube_access(void *userdata, json_t *user, const char *verb, const cha
 
 static uint64_t monotonic_ms(void *userdata)
 {
-	struct timespec ts;
-
 	(void)userdata;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)kmm_now_mono_ms();
 }
 
 /* ---- the cache ---- */

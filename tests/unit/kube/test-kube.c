@@ -276,18 +276,6 @@ static void test_watch_decode(void **state)
 	assert_int_equal(kmm_watch_decode("[", 1, &t, &o, NULL), -EBADMSG);
 }
 
-static void test_backoff_bounds(void **state)
-{
-	for (int n = 0; n < 20; n++) {
-		long d = kube_backoff_ms(100, 5000, n);
-		long step = n >= 6 ? 5000 : 100L << n;
-
-		if (step > 5000)
-			step = 5000;
-		assert_true(d >= step / 2 && d <= step);
-	}
-}
-
 static void test_retry_after_parse(void **state)
 {
 	int64_t ms = -1;
@@ -386,7 +374,6 @@ int main(void)
 		cmocka_unit_test(test_in_cluster),
 		cmocka_unit_test(test_base64_and_time),
 		cmocka_unit_test(test_watch_decode),
-		cmocka_unit_test(test_backoff_bounds),
 		cmocka_unit_test(test_retry_after_parse),
 		cmocka_unit_test(test_retry_decision),
 		cmocka_unit_test(test_retry_delay),
