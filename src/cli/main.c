@@ -2,8 +2,8 @@
 /* kmmctl: offline tools for kmm Modules (validate, plan). One file per command. */
 #include <stddef.h>
 
+#include "kmm/options.h"
 #include "src/cli/kmmctl.h"
-#include "src/common/cli.h"
 
 static const char help[] = "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
 			   "\n"
@@ -14,11 +14,16 @@ static const char help[] = "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
 			   "  plan       show the mapping, image, build/sign steps and modprobe\n"
 			   "             commands for each Module and node or kernel\n"
 			   "\n"
-			   "Run '" PROG " COMMAND --help' for the options of a command.\n"
-			   "\n"
-			   "Options:\n" KMM_COMMON_OPTIONS_HELP;
+			   "Run '" PROG " COMMAND --help' for the options of a command.\n";
 
-static const struct kmm_cli_command commands[] = {
+static const struct kmm_option_group groups[] = {
+	{ .title = "\nOptions:\n", .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options spec = { .prog = PROG, .usage = help, .groups = groups };
+
+static const struct kmm_command commands[] = {
 	{ "validate", "check manifests offline", kmmctl_validate },
 	{ "plan", "show what KMM would do per node or kernel", kmmctl_plan },
 	{ NULL, NULL, NULL },
@@ -26,5 +31,5 @@ static const struct kmm_cli_command commands[] = {
 
 int main(int argc, char **argv)
 {
-	return kmm_cli_dispatch(PROG, help, commands, argc, argv);
+	return kmm_options_dispatch(&spec, commands, argc, argv);
 }

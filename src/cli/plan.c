@@ -5,7 +5,7 @@
  * in-tree removals and the exact modprobe commands of the worker.
  */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,34 +14,68 @@
 #include "kmm/json.h"
 #include "kmm/kernel.h"
 #include "kmm/kube.h"
+#include "kmm/options.h"
 #include "kmm/strv.h"
 #include "src/cli/kmmctl.h"
-#include "src/common/cli.h"
 
-static const char help[] =
-    "Usage: " PROG " plan -f FILE [-f FILE...] (--kernel K... | --nodes FILE) [OPTIONS]\n"
-    "\n"
-    "Shows, for every Module in the files and every target, which kernel mapping is\n"
-    "chosen and why, the kmod image, the build and sign steps, the in-tree modules\n"
-    "removed and the exact modprobe commands the worker runs.\n"
-    "\n"
-    "Options:\n"
-    "  -f, --filename FILE      manifest file with Modules (YAML or JSON, '-' for stdin)\n"
-    "  -k, --kernel K           a node kernel version (uname -r); repeatable\n"
-    "  -l, --node-labels L      labels of the --kernel targets, as k=v,k2=v2; without it\n"
-    "                           the Module selector is assumed to match\n"
-    "      --nodes FILE         Node objects (e.g. kubectl get nodes -o yaml): name, labels,\n"
-    "                           taints and status.nodeInfo.kernelVersion of each\n"
-    "  -n, --namespace NS       namespace for Modules that have none (default \"default\");\n"
-    "                           with --kubeconfig and no -f, where to read Modules from\n"
-    "                           (default: all namespaces)\n"
-    "  -o, --output FORMAT      table (default), json or yaml\n"
-    "      --kubeconfig FILE    plan against the nodes of a live cluster, and its Modules\n"
-    "                           when no -f is given\n" KMM_COMMON_OPTIONS_HELP;
+/* The command line of `kmmctl plan`. */
+struct plan_args {
+	char **files, **kernels;
+	const char *labels, *nodes, *ns, *output, *kubeconfig;
+};
 
-enum {
-	OPT_NODES = 0x200,
-	OPT_KUBECONFIG,
+static int parse_output(const struct kmm_option *o, const char *arg, void *ctx,
+			struct kmm_error **err)
+{
+	struct plan_args *a = ctx;
+
+	(void)o;
+	if (strcmp(arg, "table") != 0 && strcmp(arg, "json") != 0 && strcmp(arg, "yaml") != 0)
+		return kmm_error_make(err, EINVAL, "invalid --output '%s' (table, json or yaml)",
+				      arg);
+	a->output = arg;
+	return 0;
+}
+
+static const struct kmm_option plan_options[] = {
+	{ "filename", 'f', KMM_OPTION_STRV, "FILE", offsetof(struct plan_args, files), NULL,
+	  "manifest file with Modules (YAML or JSON, '-' for stdin)" },
+	{ "kernel", 'k', KMM_OPTION_STRV, "K", offsetof(struct plan_args, kernels), NULL,
+	  "a node kernel version (uname -r); repeatable" },
+	{ "node-labels", 'l', KMM_OPTION_STRING, "L", offsetof(struct plan_args, labels), NULL,
+	  "labels of the --kernel targets, as k=v,k2=v2; without it\n"
+	  "the Module selector is assumed to match" },
+	{ "nodes", 0, KMM_OPTION_STRING, "FILE", offsetof(struct plan_args, nodes), NULL,
+	  "Node objects (e.g. kubectl get nodes -o yaml): name, labels,\n"
+	  "taints and status.nodeInfo.kernelVersion of each" },
+	{ "namespace", 'n', KMM_OPTION_STRING, "NS", offsetof(struct plan_args, ns), NULL,
+	  "namespace for Modules that have none (default \"default\");\n"
+	  "with --kubeconfig and no -f, where to read Modules from\n"
+	  "(default: all namespaces)" },
+	{ "output", 'o', KMM_OPTION_CALL, "FORMAT", 0, parse_output,
+	  "table (default), json or yaml" },
+	{ "kubeconfig", 0, KMM_OPTION_STRING, "FILE", offsetof(struct plan_args, kubeconfig), NULL,
+	  "plan against the nodes of a live cluster, and its Modules\n"
+	  "when no -f is given" },
+	{ 0 },
+};
+
+static const struct kmm_option_group plan_groups[] = {
+	{ .title = "Options:\n", .options = plan_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options plan_spec = {
+	.prog = PROG,
+	.usage =
+	    "Usage: " PROG " plan -f FILE [-f FILE...] (--kernel K... | --nodes FILE) [OPTIONS]\n"
+	    "\n"
+	    "Shows, for every Module in the files and every target, which kernel mapping is\n"
+	    "chosen and why, the kmod image, the build and sign steps, the in-tree modules\n"
+	    "removed and the exact modprobe commands the worker runs.\n"
+	    "\n",
+	.groups = plan_groups,
 };
 
 struct target {
@@ -485,76 +519,35 @@ static int read_cluster(const char *kubeconfig, const char *ns, bool want_module
 
 int kmmctl_plan(int argc, char **argv)
 {
-	static const struct option options[] = {
-		KMM_COMMON_LONG_OPTIONS,
-		{ "filename", required_argument, NULL, 'f' },
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "node-labels", required_argument, NULL, 'l' },
-		{ "nodes", required_argument, NULL, OPT_NODES },
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-		{ 0 },
-	};
 	_cleanup_strv_free_ char **files = NULL, **kernels = NULL;
 	_cleanup_error_ struct kmm_error *err = NULL;
 	_cleanup_json_ json_t *rows = NULL;
+	struct plan_args args = { .output = "table" };
 	struct kmmctl_docs docs = { 0 };
 	struct target *targets = NULL;
 	size_t n_targets = 0, n_modules = 0;
-	const char *labels = NULL, *nodes = NULL, *ns = NULL, *output = "table";
-	const char *kubeconfig = NULL;
-	int opt, r, rc = KMM_EXIT_OK;
+	const char *labels, *nodes, *ns, *output, *kubeconfig;
+	int first, r, rc = KMM_EXIT_OK;
 
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "hf:k:l:n:o:", options, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(help, stdout);
-			return KMM_EXIT_OK;
-		case 'f':
-			if (kmm_strv_push(&files, optarg) < 0)
-				return KMM_EXIT_FAILURE;
-			break;
-		case 'k':
-			if (kmm_strv_push(&kernels, optarg) < 0)
-				return KMM_EXIT_FAILURE;
-			break;
-		case 'l':
-			labels = optarg;
-			break;
-		case OPT_NODES:
-			nodes = optarg;
-			break;
-		case 'n':
-			ns = optarg;
-			break;
-		case 'o':
-			output = optarg;
-			if (strcmp(output, "table") != 0 && strcmp(output, "json") != 0 &&
-			    strcmp(output, "yaml") != 0)
-				return kmm_cli_usage_error(
-				    PROG, "invalid --output '%s' (table, json or yaml)", optarg);
-			break;
-		case OPT_KUBECONFIG:
-			kubeconfig = optarg;
-			break;
-		case '?':
-			return kmm_cli_bad_option(PROG, argc, argv);
-		default:
-			r = kmm_cli_common_option(PROG, opt, optarg);
-			if (r <= 0)
-				return -r;
-		}
-	}
-	if (optind < argc)
-		return kmm_cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+	r = kmm_options_parse(&plan_spec, argc, argv, &args, &first);
+	files = args.files;
+	kernels = args.kernels;
+	if (r >= 0)
+		return r;
+	labels = args.labels;
+	nodes = args.nodes;
+	ns = args.ns;
+	output = args.output;
+	kubeconfig = args.kubeconfig;
+	if (first < argc)
+		return kmm_options_usage_error(PROG, "unexpected argument '%s'", argv[first]);
 	if (!files && !kubeconfig)
-		return kmm_cli_usage_error(PROG, "plan needs -f FILE (or --kubeconfig to use the "
-						 "cluster's Modules)");
+		return kmm_options_usage_error(PROG,
+					       "plan needs -f FILE (or --kubeconfig to use the "
+					       "cluster's Modules)");
 	if (!kernels && !nodes && !kubeconfig)
-		return kmm_cli_usage_error(PROG,
-					   "plan needs --kernel K, --nodes FILE or --kubeconfig");
+		return kmm_options_usage_error(
+		    PROG, "plan needs --kernel K, --nodes FILE or --kubeconfig");
 
 	KMM_STRV_FOREACH (k, kernels) {
 		struct target *nt = reallocarray(targets, n_targets + 1, sizeof(*targets));
@@ -568,8 +561,8 @@ int kmmctl_plan(int argc, char **argv)
 			goto oom;
 		if (labels && parse_labels(labels, &nt->labels) < 0) {
 			targets_free(targets, n_targets);
-			return kmm_cli_usage_error(PROG, "invalid --node-labels '%s' (k=v,k2=v2)",
-						   labels);
+			return kmm_options_usage_error(
+			    PROG, "invalid --node-labels '%s' (k=v,k2=v2)", labels);
 		}
 	}
 	if (nodes && read_nodes(nodes, &targets, &n_targets, &err) < 0) {

@@ -1,36 +1,68 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kmmctl validate: the webhook's rules, offline, on manifest files. */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kmm/api.h"
+#include "kmm/options.h"
 #include "kmm/strv.h"
 #include "src/cli/kmmctl.h"
-#include "src/common/cli.h"
 
-static const char help[] =
-    "Usage: " PROG " validate -f FILE [-f FILE...] [OPTIONS]\n"
-    "\n"
-    "Checks kmm.sigs.x-k8s.io objects (Module, PreflightValidation, NodeModulesConfig,\n"
-    "ModuleImagesConfig, ModuleBuildSignConfig) with the schema and the rules of the\n"
-    "validating webhook, without a cluster. Unknown fields are errors (as with kubectl's\n"
-    "strict field validation). Other kinds in the files are skipped. FILE may be '-'.\n"
-    "Exits 1 if any object is invalid.\n"
-    "\n"
-    "Options:\n"
-    "  -f, --filename FILE      manifest file (YAML or JSON, several documents allowed)\n"
-    "  -n, --namespace NS       namespace for objects that have none (default \"default\")\n"
-    "      --kube-version 1.N   check the DRA version gate against this apiserver version\n"
-    "                           (default: not checked)\n"
-    "      --first              report only the first violation per object, as the webhook\n"
-    "  -q, --quiet              print only invalid objects\n" KMM_COMMON_OPTIONS_HELP;
+/* The command line of `kmmctl validate`. */
+struct validate_args {
+	char **files;
+	const char *ns;
+	int minor; /* --kube-version's, or -1 */
+	bool first;
+	bool quiet;
+};
 
-enum {
-	OPT_KUBE_VERSION = 0x200,
-	OPT_FIRST,
+static int parse_kube_version(const struct kmm_option *o, const char *arg, void *ctx,
+			      struct kmm_error **err)
+{
+	struct validate_args *a = ctx;
+
+	(void)o;
+	(void)err;
+	a->minor = kmm_kube_version_minor(arg);
+	return a->minor < 0 || !strchr(arg, '.') ? -EINVAL : 0;
+}
+
+static const struct kmm_option validate_options[] = {
+	{ "filename", 'f', KMM_OPTION_STRV, "FILE", offsetof(struct validate_args, files), NULL,
+	  "manifest file (YAML or JSON, several documents allowed)" },
+	{ "namespace", 'n', KMM_OPTION_STRING, "NS", offsetof(struct validate_args, ns), NULL,
+	  "namespace for objects that have none (default \"default\")" },
+	{ "kube-version", 0, KMM_OPTION_CALL, "1.N", 0, parse_kube_version,
+	  "check the DRA version gate against this apiserver version\n(default: not checked)" },
+	{ "first", 0, KMM_OPTION_FLAG, NULL, offsetof(struct validate_args, first), NULL,
+	  "report only the first violation per object, as the webhook" },
+	{ "quiet", 'q', KMM_OPTION_FLAG, NULL, offsetof(struct validate_args, quiet), NULL,
+	  "print only invalid objects" },
+	{ 0 },
+};
+
+static const struct kmm_option_group validate_groups[] = {
+	{ .title = "Options:\n", .options = validate_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options validate_spec = {
+	.prog = PROG,
+	.usage =
+	    "Usage: " PROG " validate -f FILE [-f FILE...] [OPTIONS]\n"
+	    "\n"
+	    "Checks kmm.sigs.x-k8s.io objects (Module, PreflightValidation, NodeModulesConfig,\n"
+	    "ModuleImagesConfig, ModuleBuildSignConfig) with the schema and the rules of the\n"
+	    "validating webhook, without a cluster. Unknown fields are errors (as with kubectl's\n"
+	    "strict field validation). Other kinds in the files are skipped. FILE may be '-'.\n"
+	    "Exits 1 if any object is invalid.\n"
+	    "\n",
+	.groups = validate_groups,
 };
 
 static int validate_one(const json_t *j, const char *kind, const char *def_ns, int minor, bool all,
@@ -79,61 +111,28 @@ static int validate_one(const json_t *j, const char *kind, const char *def_ns, i
 
 int kmmctl_validate(int argc, char **argv)
 {
-	static const struct option options[] = {
-		KMM_COMMON_LONG_OPTIONS,
-		{ "filename", required_argument, NULL, 'f' },
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "kube-version", required_argument, NULL, OPT_KUBE_VERSION },
-		{ "first", no_argument, NULL, OPT_FIRST },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ 0 },
-	};
 	_cleanup_strv_free_ char **files = NULL;
+	struct validate_args args = { .ns = "default", .minor = -1 };
 	struct kmmctl_docs docs = { 0 };
 	_cleanup_error_ struct kmm_error *err = NULL;
-	const char *ns = "default";
-	bool all = true, quiet = false;
-	int minor = -1, opt, r;
+	const char *ns;
+	bool all, quiet;
+	int minor, first, r;
 	size_t invalid = 0, checked = 0;
 
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "hf:n:q", options, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(help, stdout);
-			return KMM_EXIT_OK;
-		case 'f':
-			if (kmm_strv_push(&files, optarg) < 0)
-				return KMM_EXIT_FAILURE;
-			break;
-		case 'n':
-			ns = optarg;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case OPT_KUBE_VERSION:
-			minor = kmm_kube_version_minor(optarg);
-			if (minor < 0 || !strchr(optarg, '.'))
-				return kmm_cli_usage_error(PROG, "invalid --kube-version '%s'",
-							   optarg);
-			break;
-		case OPT_FIRST:
-			all = false;
-			break;
-		case '?':
-			return kmm_cli_bad_option(PROG, argc, argv);
-		default:
-			r = kmm_cli_common_option(PROG, opt, optarg);
-			if (r <= 0)
-				return -r;
-		}
-	}
-	if (optind < argc)
-		return kmm_cli_usage_error(PROG, "unexpected argument '%s' (use -f FILE)",
-					   argv[optind]);
+	r = kmm_options_parse(&validate_spec, argc, argv, &args, &first);
+	files = args.files;
+	if (r >= 0)
+		return r;
+	ns = args.ns;
+	minor = args.minor;
+	all = !args.first;
+	quiet = args.quiet;
+	if (first < argc)
+		return kmm_options_usage_error(PROG, "unexpected argument '%s' (use -f FILE)",
+					       argv[first]);
 	if (!files)
-		return kmm_cli_usage_error(PROG, "validate needs at least one -f FILE");
+		return kmm_options_usage_error(PROG, "validate needs at least one -f FILE");
 	r = kmmctl_read_docs(files, kmm_strv_length(files), &docs, &err);
 	if (r < 0) {
 		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
