@@ -3,19 +3,19 @@
  * kmm-sign: signs kernel modules as the kernel's scripts/sign-file does,
  * checks signatures and describes them as modinfo does.
  */
-#include <getopt.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kmm/log.h"
+#include "kmm/options.h"
 #include "kmm/sign.h"
 #include "kmm/strv.h"
-#include "src/common/cli.h"
 
 #define PROG "kmm-sign"
 
-static const char help[] =
+static const char usage[] =
     "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
     "\n"
     "Signs kernel modules with the kernel's appended PKCS#7 signature.\n"
@@ -34,49 +34,127 @@ static const char help[] =
     "  info FILE...          print the signer, key id and hash as modinfo does\n"
     "  sign-file [-k] HASH KEY CERT MODULE [DEST]\n"
     "                        scripts/sign-file's command line (same output, but an\n"
-    "                        existing signature is replaced; no -d, -p or -s)\n"
-    "\n"
-    "Options of sign:\n"
-    "      --key KEY         private key, PEM or DER, unencrypted\n"
-    "      --cert CERT       certificate, PEM or DER (default: read from KEY, as in\n"
-    "                        kbuild's signing_key.pem)\n"
-    "      --hash ALGO       sha256, sha384 or sha512 (default sha256)\n"
-    "      --keyid           name the signer by subjectKeyIdentifier instead of\n"
-    "                        issuer and serial (sign-file -k; modinfo then shows no\n"
-    "                        signer)\n"
-    "      --no-glob         take every FILE literally, even with *, ? or [\n"
-    "  -o, --output OUT      write the signed module to OUT instead of in place\n"
-    "\n"
-    "Options:\n" KMM_COMMON_OPTIONS_HELP "\n"
-    "Exit status: 0 done, 1 a file failed (the reason is logged), 2 usage error.\n";
+    "                        existing signature is replaced; no -d, -p or -s)\n";
 
-enum {
-	OPT_KEY = 0x200,
-	OPT_CERT,
-	OPT_HASH,
-	OPT_KEYID,
-	OPT_NO_GLOB,
+/* The command line of `sign`. */
+struct sign_args {
+	struct kmm_signer_options o;
+	const char *output;
+	bool literal;
 };
 
-/* Handles the options every command shares; returns -1 to go on or an exit code. */
-static int common_option(int opt, int argc, char **argv)
+static int parse_hash(const struct kmm_option *opt, const char *arg, void *ctx,
+		      struct kmm_error **err)
 {
-	int r;
+	struct sign_args *a = ctx;
 
-	if (opt == KMM_OPT_HELP) {
-		fputs(help, stdout);
-		return KMM_EXIT_OK;
-	}
-	if (opt == '?')
-		return kmm_cli_bad_option(PROG, argc, argv);
-	r = kmm_cli_common_option(PROG, opt, optarg);
-	if (r == 0)
-		return kmm_cli_usage_error(PROG, "unexpected option");
-	if (r < 0)
-		return -r;
-	return -1;
+	(void)opt;
+	if (kmm_sign_hash_from_string(arg, &a->o.hash) < 0)
+		return kmm_error_make(err, EINVAL,
+				      "unsupported --hash '%s' (sha256, sha384 or sha512)", arg);
+	return 0;
 }
 
+static const struct kmm_option sign_options[] = {
+	{ "key", 0, KMM_OPTION_STRING, "KEY", offsetof(struct sign_args, o.key_path), NULL,
+	  "private key, PEM or DER, unencrypted" },
+	{ "cert", 0, KMM_OPTION_STRING, "CERT", offsetof(struct sign_args, o.cert_path), NULL,
+	  "certificate, PEM or DER (default: read from KEY, as in\n"
+	  "kbuild's signing_key.pem)" },
+	{ "hash", 0, KMM_OPTION_CALL, "ALGO", 0, parse_hash,
+	  "sha256, sha384 or sha512 (default sha256)" },
+	{ "keyid", 0, KMM_OPTION_FLAG, NULL, offsetof(struct sign_args, o.use_keyid), NULL,
+	  "name the signer by subjectKeyIdentifier instead of\n"
+	  "issuer and serial (sign-file -k; modinfo then shows no\n"
+	  "signer)" },
+	{ "no-glob", 0, KMM_OPTION_FLAG, NULL, offsetof(struct sign_args, literal), NULL,
+	  "take every FILE literally, even with *, ? or [" },
+	{ "output", 'o', KMM_OPTION_STRING, "OUT", offsetof(struct sign_args, output), NULL,
+	  "write the signed module to OUT instead of in place" },
+	{ 0 },
+};
+
+/* The program's --help: every command's options, shown by each command too. */
+static const struct kmm_option_group program_groups[] = {
+	{ .title = "\nOptions of sign:\n",
+	  .options = sign_options,
+	  .column = 24,
+	  .help_only = true },
+	{ .title = "\nOptions:\n", .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options program = {
+	.prog = PROG,
+	.usage = usage,
+	.groups = program_groups,
+	.footer = "\nExit status: 0 done, 1 a file failed (the reason is logged), 2 usage error.\n",
+};
+
+static const struct kmm_option_group sign_groups[] = {
+	{ .options = sign_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options sign_spec = { .prog = PROG,
+					      .groups = sign_groups,
+					      .help = &program };
+
+static int parse_unsupported(const struct kmm_option *opt, const char *arg, void *ctx,
+			     struct kmm_error **err)
+{
+	(void)arg;
+	(void)ctx;
+	return kmm_error_make(
+	    err, EINVAL, "sign-file: -%c is not supported; only the appended signature (and -k) is",
+	    opt->short_name);
+}
+
+/* scripts/sign-file's letters; -d, -p and -s are refused (-s takes its signature file). */
+static const struct kmm_option sign_file_options[] = {
+	{ NULL, 'k', KMM_OPTION_FLAG, NULL, offsetof(struct kmm_signer_options, use_keyid), NULL,
+	  NULL },
+	{ NULL, 'd', KMM_OPTION_CALL, NULL, 0, parse_unsupported, NULL },
+	{ NULL, 'p', KMM_OPTION_CALL, NULL, 0, parse_unsupported, NULL },
+	{ NULL, 's', KMM_OPTION_CALL, "SIG", 0, parse_unsupported, NULL },
+	{ 0 },
+};
+
+static const struct kmm_option_group sign_file_groups[] = {
+	{ .options = sign_file_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options sign_file_spec = { .prog = PROG,
+						   .groups = sign_file_groups,
+						   .help = &program };
+
+static const struct kmm_option verify_options[] = {
+	{ "cert", 0, KMM_OPTION_STRING, "CERT", 0, NULL, NULL },
+	{ 0 },
+};
+
+static const struct kmm_option_group verify_groups[] = {
+	{ .options = verify_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options verify_spec = { .prog = PROG,
+						.groups = verify_groups,
+						.help = &program };
+
+static const struct kmm_option_group info_groups[] = {
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+/* `info FILE...`: what follows the first FILE is a FILE too. */
+static const struct kmm_options info_spec = {
+	.prog = PROG, .groups = info_groups, .stop_at_operand = true, .help = &program
+};
 static int fail(const char *msg, const char *path, const struct kmm_error *e)
 {
 	kmm_log(KMM_LOG_ERROR, msg, "file", path, "error", kmm_error_message(e), NULL);
@@ -117,62 +195,25 @@ static int sign_files(const struct kmm_signer_options *o, const char *output, ch
 
 static int cmd_sign(int argc, char **argv)
 {
-	static const struct option options[] = {
-		KMM_COMMON_LONG_OPTIONS,
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ "hash", required_argument, NULL, OPT_HASH },
-		{ "keyid", no_argument, NULL, OPT_KEYID },
-		{ "no-glob", no_argument, NULL, OPT_NO_GLOB },
-		{ "output", required_argument, NULL, 'o' },
-		{ 0 },
-	};
-	struct kmm_signer_options o = { .hash = KMM_SIGN_HASH_SHA256 };
+	struct sign_args a = { .o = { .hash = KMM_SIGN_HASH_SHA256 } };
 	_cleanup_strv_free_ char **files = NULL, **unmatched = NULL;
 	_cleanup_error_ struct kmm_error *e = NULL;
-	const char *output = NULL;
-	bool literal = false;
-	int opt, r;
+	const struct kmm_signer_options *o = &a.o;
+	const char *output;
+	int first, r;
 
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_KEY:
-			o.key_path = optarg;
-			break;
-		case OPT_CERT:
-			o.cert_path = optarg;
-			break;
-		case OPT_HASH:
-			if (kmm_sign_hash_from_string(optarg, &o.hash) < 0)
-				return kmm_cli_usage_error(
-				    PROG, "unsupported --hash '%s' (sha256, sha384 or sha512)",
-				    optarg);
-			break;
-		case OPT_KEYID:
-			o.use_keyid = true;
-			break;
-		case OPT_NO_GLOB:
-			literal = true;
-			break;
-		case 'o':
-			output = optarg;
-			break;
-		default:
-			r = common_option(opt, argc, argv);
-			if (r >= 0)
-				return r;
-			break;
-		}
-	}
-	if (!o.key_path)
-		return kmm_cli_usage_error(PROG, "sign: --key is required");
-	if (optind >= argc)
-		return kmm_cli_usage_error(PROG, "sign: no module given");
-	if (output && argc - optind != 1)
-		return kmm_cli_usage_error(PROG, "sign: --output takes exactly one module");
+	r = kmm_options_parse(&sign_spec, argc, argv, &a, &first);
+	if (r >= 0)
+		return r;
+	output = a.output;
+	if (!o->key_path)
+		return kmm_options_usage_error(PROG, "sign: --key is required");
+	if (first >= argc)
+		return kmm_options_usage_error(PROG, "sign: no module given");
+	if (output && argc - first != 1)
+		return kmm_options_usage_error(PROG, "sign: --output takes exactly one module");
 
-	r = kmm_sign_expand_files(argv + optind, (size_t)(argc - optind), literal, &files,
+	r = kmm_sign_expand_files(argv + first, (size_t)(argc - first), a.literal, &files,
 				  &unmatched, &e);
 	if (r < 0) {
 		kmm_log(KMM_LOG_ERROR, "cannot expand the file patterns", "error",
@@ -184,83 +225,52 @@ static int cmd_sign(int argc, char **argv)
 		kmm_log(KMM_LOG_WARN, "no file matches the pattern, nothing signed for it",
 			"pattern", *u, NULL);
 	if (output && kmm_strv_length(files) != 1)
-		return kmm_cli_usage_error(PROG,
-					   "sign: --output takes exactly one module, '%s' "
-					   "matched %zu",
-					   argv[optind], kmm_strv_length(files));
+		return kmm_options_usage_error(PROG,
+					       "sign: --output takes exactly one module, '%s' "
+					       "matched %zu",
+					       argv[first], kmm_strv_length(files));
 	if (!files[0])
 		return KMM_EXIT_OK;
-	return sign_files(&o, output, files, (int)kmm_strv_length(files));
+	return sign_files(o, output, files, (int)kmm_strv_length(files));
 }
 
 /* scripts/sign-file's own command line, for scripts and Dockerfiles that call it. */
 static int cmd_sign_file(int argc, char **argv)
 {
-	static const struct option options[] = { KMM_COMMON_LONG_OPTIONS, { 0 } };
 	struct kmm_signer_options o = { 0 };
-	int opt, r, n;
+	int first, r, n;
 
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "hkdps:", options, NULL)) != -1) {
-		switch (opt) {
-		case 'k':
-			o.use_keyid = true;
-			break;
-		case 'd':
-		case 'p':
-		case 's':
-			return kmm_cli_usage_error(
-			    PROG,
-			    "sign-file: -%c is not supported; only the appended "
-			    "signature (and -k) is",
-			    opt);
-		default:
-			r = common_option(opt, argc, argv);
-			if (r >= 0)
-				return r;
-			break;
-		}
-	}
-	n = argc - optind;
+	r = kmm_options_parse(&sign_file_spec, argc, argv, &o, &first);
+	if (r >= 0)
+		return r;
+	n = argc - first;
 	if (n != 4 && n != 5)
-		return kmm_cli_usage_error(PROG,
-					   "usage: sign-file [-k] HASH KEY CERT MODULE [DEST]");
-	if (kmm_sign_hash_from_string(argv[optind], &o.hash) < 0)
-		return kmm_cli_usage_error(PROG,
-					   "sign-file: unsupported hash '%s' (sha256, sha384 "
-					   "or sha512)",
-					   argv[optind]);
-	o.key_path = argv[optind + 1];
-	o.cert_path = argv[optind + 2];
-	return sign_files(&o, n == 5 ? argv[optind + 4] : NULL, argv + optind + 3, 1);
+		return kmm_options_usage_error(PROG,
+					       "usage: sign-file [-k] HASH KEY CERT MODULE [DEST]");
+	if (kmm_sign_hash_from_string(argv[first], &o.hash) < 0)
+		return kmm_options_usage_error(PROG,
+					       "sign-file: unsupported hash '%s' (sha256, sha384 "
+					       "or sha512)",
+					       argv[first]);
+	o.key_path = argv[first + 1];
+	o.cert_path = argv[first + 2];
+	return sign_files(&o, n == 5 ? argv[first + 4] : NULL, argv + first + 3, 1);
 }
 
 static int cmd_verify(int argc, char **argv)
 {
-	static const struct option options[] = {
-		KMM_COMMON_LONG_OPTIONS,
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ 0 },
-	};
 	_cleanup_(kmm_sign_cert_freep) struct kmm_sign_cert *cert = NULL;
 	_cleanup_error_ struct kmm_error *e = NULL;
 	const char *cert_path = NULL;
-	int opt, r, status = KMM_EXIT_OK;
+	int first, r, status = KMM_EXIT_OK;
 
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-		if (opt == OPT_CERT) {
-			cert_path = optarg;
-			continue;
-		}
-		r = common_option(opt, argc, argv);
-		if (r >= 0)
-			return r;
-	}
+	r = kmm_options_parse(&verify_spec, argc, argv, &cert_path, &first);
+	if (r >= 0)
+		return r;
 	if (!cert_path)
-		return kmm_cli_usage_error(PROG, "verify: --cert is required");
-	if (optind >= argc)
-		return kmm_cli_usage_error(PROG, "verify: no module given");
+		return kmm_options_usage_error(PROG, "verify: --cert is required");
+	if (first >= argc)
+		return kmm_options_usage_error(PROG, "verify: no module given");
 
 	r = kmm_sign_cert_load(cert_path, &cert, &e);
 	if (r < 0) {
@@ -268,7 +278,7 @@ static int cmd_verify(int argc, char **argv)
 			NULL);
 		return KMM_EXIT_FAILURE;
 	}
-	for (int i = optind; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		kmm_error_clear(&e);
 		r = kmm_sign_verify_file(cert, argv[i], &e);
 		if (r < 0) {
@@ -307,11 +317,11 @@ static int cmd_info(int argc, char **argv)
 	_cleanup_error_ struct kmm_error *e = NULL;
 	int first, r, status = KMM_EXIT_OK;
 
-	r = kmm_cli_parse_common(PROG, help, argc, argv, &first);
+	r = kmm_options_parse(&info_spec, argc, argv, NULL, &first);
 	if (r >= 0)
 		return r;
 	if (first >= argc)
-		return kmm_cli_usage_error(PROG, "info: no module given");
+		return kmm_options_usage_error(PROG, "info: no module given");
 	for (int i = first; i < argc; i++) {
 		_cleanup_(kmm_sig_info_freep) struct kmm_sig_info *info = NULL;
 
@@ -335,7 +345,7 @@ static int cmd_info(int argc, char **argv)
 	return status;
 }
 
-static const struct kmm_cli_command commands[] = {
+static const struct kmm_command commands[] = {
 	{ "sign", "sign modules", cmd_sign },
 	{ "sign-file", "sign one module with scripts/sign-file's arguments", cmd_sign_file },
 	{ "verify", "check module signatures against a certificate", cmd_verify },
@@ -345,5 +355,5 @@ static const struct kmm_cli_command commands[] = {
 
 int main(int argc, char **argv)
 {
-	return kmm_cli_dispatch(PROG, help, commands, argc, argv);
+	return kmm_options_dispatch(&program, commands, argc, argv);
 }
