@@ -5,7 +5,7 @@
  * Flags follow upstream's webhook-server (--enable-module, ...).
  */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,43 +16,98 @@
 #include "kmm/json.h"
 #include "kmm/kube.h"
 #include "kmm/log.h"
+#include "kmm/options.h"
 #include "kmm/webhook.h"
-#include "src/common/cli.h"
 
 #define PROG "kmm-webhook"
 
-static const char help[] =
-    "Usage: " PROG " [OPTIONS]\n"
-    "\n"
-    "Serves kmm's admission and conversion webhooks over HTTPS until SIGTERM.\n"
-    "\n"
-    "Options:\n"
-    "      --bind-address ADDR        HOST:PORT to listen on (default :9443)\n"
-    "      --cert-dir DIR             directory with tls.crt and tls.key\n"
-    "                                 (default /tmp/k8s-webhook-server/serving-certs)\n"
-    "      --tls-cert-file FILE       certificate chain (overrides --cert-dir)\n"
-    "      --tls-private-key-file F   private key (overrides --cert-dir)\n"
-    "      --cert-reload-interval S   seconds between checks for a rotated certificate\n"
-    "                                 (default 10)\n"
-    "      --enable-module            validate Modules\n"
-    "      --enable-namespace         refuse deleting namespaces that hold Modules\n"
-    "      --enable-preflightvalidation  validate PreflightValidations and convert them\n"
-    "      --kube-version 1.N         apiserver version for the DRA gate (default: not checked)\n"
-    "      --config NAME              accepted for compatibility; unused\n" KMM_COMMON_OPTIONS_HELP;
+/* The command line; o is what the server gets. */
+struct args {
+	struct kmm_webhook_server_options o;
+	const char *cert_dir, *cert, *key, *kubeconfig;
+	const char *config; /* accepted for compatibility; unused */
+	bool version_given;
+};
 
-enum {
-	OPT_BIND = 0x200,
-	OPT_CERT_DIR,
-	OPT_CERT,
-	OPT_KEY,
-	OPT_RELOAD,
-	OPT_MODULE,
-	OPT_NAMESPACE,
-	OPT_PFV,
-	OPT_MCM,
-	OPT_KUBE_VERSION,
-	OPT_CONFIG,
-	OPT_KUBECONFIG,
+static int parse_reload(const struct kmm_option *opt, const char *arg, void *ctx,
+			struct kmm_error **err)
+{
+	struct args *a = ctx;
+	char *end;
+	unsigned long s = strtoul(arg, &end, 10);
+
+	if (*end || s == 0 || s > 86400)
+		return -EINVAL;
+	a->o.reload_interval_ms = (unsigned)s * 1000;
+	return 0;
+}
+
+static int parse_mcm(const struct kmm_option *opt, const char *arg, void *ctx,
+		     struct kmm_error **err)
+{
+	return kmm_error_make(err, ENOTSUP, "ManagedClusterModule (hub) is not supported");
+}
+
+static int parse_kube_version(const struct kmm_option *opt, const char *arg, void *ctx,
+			      struct kmm_error **err)
+{
+	struct args *a = ctx;
+	int minor;
+
+	a->version_given = true;
+	if (strcmp(arg, "none") == 0) {
+		a->o.hooks.k8s_minor = -1;
+		return 0;
+	}
+	minor = kmm_kube_version_minor(arg);
+	if (minor < 0 || !strchr(arg, '.'))
+		return -EINVAL;
+	a->o.hooks.k8s_minor = minor;
+	return 0;
+}
+
+#define ARG(field) offsetof(struct args, field)
+static const struct kmm_option options[] = {
+	{ "bind-address", 0, KMM_OPTION_STRING, "ADDR", ARG(o.bind_address), NULL,
+	  "HOST:PORT to listen on (default :9443)" },
+	{ "cert-dir", 0, KMM_OPTION_STRING, "DIR", ARG(cert_dir), NULL,
+	  "directory with tls.crt and tls.key\n(default /tmp/k8s-webhook-server/serving-certs)" },
+	{ "tls-cert-file", 0, KMM_OPTION_STRING, "FILE", ARG(cert), NULL,
+	  "certificate chain (overrides --cert-dir)" },
+	{ "tls-private-key-file", 0, KMM_OPTION_STRING, "F", ARG(key), NULL,
+	  "private key (overrides --cert-dir)" },
+	{ "cert-reload-interval", 0, KMM_OPTION_CALL, "S", 0, parse_reload,
+	  "seconds between checks for a rotated certificate\n(default 10)" },
+	{ "enable-module", 0, KMM_OPTION_FLAG, NULL, ARG(o.hooks.enable_module), NULL,
+	  "validate Modules" },
+	{ "enable-namespace", 0, KMM_OPTION_FLAG, NULL, ARG(o.hooks.enable_namespace), NULL,
+	  "refuse deleting namespaces that hold Modules" },
+	{ "enable-preflightvalidation", 0, KMM_OPTION_FLAG, NULL,
+	  ARG(o.hooks.enable_preflightvalidation), NULL,
+	  "validate PreflightValidations and convert them" },
+	{ "enable-managedclustermodule", 0, KMM_OPTION_CALL, NULL, 0, parse_mcm, NULL },
+	{ "kube-version", 0, KMM_OPTION_CALL, "1.N", 0, parse_kube_version,
+	  "apiserver version for the DRA gate (default: not checked)" },
+	{ "config", 0, KMM_OPTION_STRING, "NAME", ARG(config), NULL,
+	  "accepted for compatibility; unused" },
+	{ "kubeconfig", 0, KMM_OPTION_STRING, "FILE", ARG(kubeconfig), NULL, NULL },
+	{ 0 },
+};
+#undef ARG
+
+static const struct kmm_option_group groups[] = {
+	{ .title = "Options:\n", .options = options, .column = 33 },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options spec = {
+	.prog = PROG,
+	.usage = "Usage: " PROG " [OPTIONS]\n"
+		 "\n"
+		 "Serves kmm's admission and conversion webhooks over HTTPS until SIGTERM.\n"
+		 "\n",
+	.groups = groups,
 };
 
 /* The apiserver's minor version from GET /version, or -1 when it cannot be asked. */
@@ -83,114 +138,35 @@ static int discover_minor(const char *kubeconfig)
 
 int main(int argc, char **argv)
 {
-	static const struct option options[] = {
-		KMM_COMMON_LONG_OPTIONS,
-		{ "bind-address", required_argument, NULL, OPT_BIND },
-		{ "cert-dir", required_argument, NULL, OPT_CERT_DIR },
-		{ "tls-cert-file", required_argument, NULL, OPT_CERT },
-		{ "tls-private-key-file", required_argument, NULL, OPT_KEY },
-		{ "cert-reload-interval", required_argument, NULL, OPT_RELOAD },
-		{ "enable-module", no_argument, NULL, OPT_MODULE },
-		{ "enable-namespace", no_argument, NULL, OPT_NAMESPACE },
-		{ "enable-preflightvalidation", no_argument, NULL, OPT_PFV },
-		{ "enable-managedclustermodule", no_argument, NULL, OPT_MCM },
-		{ "kube-version", required_argument, NULL, OPT_KUBE_VERSION },
-		{ "config", required_argument, NULL, OPT_CONFIG },
-		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-		{ 0 },
+	struct args a = {
+		.o = { .hooks = { .k8s_minor = -1 }, .bind_address = ":9443" },
+		.cert_dir = "/tmp/k8s-webhook-server/serving-certs",
 	};
-	struct kmm_webhook_server_options o = { .hooks = { .k8s_minor = -1 },
-						.bind_address = ":9443" };
-	const char *cert_dir = "/tmp/k8s-webhook-server/serving-certs", *kubeconfig = NULL;
-	bool version_given = false;
+	struct kmm_webhook_server_options *o = &a.o;
 	_cleanup_free_ char *cert = NULL, *key = NULL;
 	struct kmm_webhook_server *srv = NULL;
 	struct kmm_error *err = NULL;
 	sigset_t set;
 	char port[8], minor_s[16];
-	int opt, r, sig;
+	int first, r, sig;
 
-	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(help, stdout);
-			return KMM_EXIT_OK;
-		case OPT_BIND:
-			o.bind_address = optarg;
-			break;
-		case OPT_CERT_DIR:
-			cert_dir = optarg;
-			break;
-		case OPT_CERT:
-			free(cert);
-			cert = strdup(optarg);
-			break;
-		case OPT_KEY:
-			free(key);
-			key = strdup(optarg);
-			break;
-		case OPT_RELOAD: {
-			char *end;
-			unsigned long s = strtoul(optarg, &end, 10);
-
-			if (*end || s == 0 || s > 86400)
-				return kmm_cli_usage_error(
-				    PROG, "invalid --cert-reload-interval '%s'", optarg);
-			o.reload_interval_ms = (unsigned)s * 1000;
-			break;
-		}
-		case OPT_MODULE:
-			o.hooks.enable_module = true;
-			break;
-		case OPT_NAMESPACE:
-			o.hooks.enable_namespace = true;
-			break;
-		case OPT_PFV:
-			o.hooks.enable_preflightvalidation = true;
-			break;
-		case OPT_MCM:
-			return kmm_cli_usage_error(PROG,
-						   "ManagedClusterModule (hub) is not supported");
-		case OPT_KUBE_VERSION: {
-			int minor;
-
-			version_given = true;
-			if (strcmp(optarg, "none") == 0) {
-				o.hooks.k8s_minor = -1;
-				break;
-			}
-			minor = kmm_kube_version_minor(optarg);
-			if (minor < 0 || !strchr(optarg, '.'))
-				return kmm_cli_usage_error(PROG, "invalid --kube-version '%s'",
-							   optarg);
-			o.hooks.k8s_minor = minor;
-			break;
-		}
-		case OPT_CONFIG:
-			break;
-		case OPT_KUBECONFIG:
-			kubeconfig = optarg;
-			break;
-		case '?':
-			return kmm_cli_bad_option(PROG, argc, argv);
-		default:
-			r = kmm_cli_common_option(PROG, opt, optarg);
-			if (r <= 0)
-				return -r;
-		}
-	}
-	if (optind < argc)
-		return kmm_cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
-	if (!cert && asprintf(&cert, "%s/tls.crt", cert_dir) < 0)
+	r = kmm_options_parse(&spec, argc, argv, &a, &first);
+	if (r >= 0)
+		return r;
+	if (first < argc)
+		return kmm_options_usage_error(PROG, "unexpected argument '%s'", argv[first]);
+	cert = a.cert ? strdup(a.cert) : NULL;
+	key = a.key ? strdup(a.key) : NULL;
+	if (!a.cert && asprintf(&cert, "%s/tls.crt", a.cert_dir) < 0)
 		cert = NULL;
-	if (!key && asprintf(&key, "%s/tls.key", cert_dir) < 0)
+	if (!a.key && asprintf(&key, "%s/tls.key", a.cert_dir) < 0)
 		key = NULL;
 	if (!cert || !key)
 		return KMM_EXIT_FAILURE;
-	o.cert_file = cert;
-	o.key_file = key;
-	if (!version_given && o.hooks.enable_module)
-		o.hooks.k8s_minor = discover_minor(kubeconfig);
+	o->cert_file = cert;
+	o->key_file = key;
+	if (!a.version_given && o->hooks.enable_module)
+		o->hooks.k8s_minor = discover_minor(a.kubeconfig);
 
 	/* Block the signals before any thread starts so they all inherit the mask. */
 	sigemptyset(&set);
@@ -199,7 +175,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	r = kmm_webhook_server_start(&o, &srv, &err);
+	r = kmm_webhook_server_start(o, &srv, &err);
 	if (r < 0) {
 		kmm_log(KMM_LOG_ERROR, "cannot start the webhook server", "error",
 			kmm_error_message(err), NULL);
@@ -207,11 +183,11 @@ int main(int argc, char **argv)
 		return KMM_EXIT_FAILURE;
 	}
 	snprintf(port, sizeof(port), "%u", kmm_webhook_server_port(srv));
-	snprintf(minor_s, sizeof(minor_s), "%d", o.hooks.k8s_minor);
+	snprintf(minor_s, sizeof(minor_s), "%d", o->hooks.k8s_minor);
 	kmm_log(KMM_LOG_INFO, "webhook server listening", "port", port, "kube-minor", minor_s,
-		"module", o.hooks.enable_module ? "true" : "false", "namespace",
-		o.hooks.enable_namespace ? "true" : "false", "preflightvalidation",
-		o.hooks.enable_preflightvalidation ? "true" : "false", NULL);
+		"module", o->hooks.enable_module ? "true" : "false", "namespace",
+		o->hooks.enable_namespace ? "true" : "false", "preflightvalidation",
+		o->hooks.enable_preflightvalidation ? "true" : "false", NULL);
 	sigwait(&set, &sig);
 	kmm_log(KMM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 		NULL);
