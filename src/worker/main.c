@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,68 +7,10 @@
 #include <sys/auxv.h>
 
 #include "kmm/log.h"
-#include "src/common/cli.h"
+#include "kmm/options.h"
 #include "src/worker/worker.h"
 
 #define PROG "kmm-worker"
-
-static const char help[] =
-    "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
-    "\n"
-    "Loads and unloads kernel modules on a node, through libkmod.\n"
-    "\n"
-    "Commands:\n"
-    "  kmod load CONFIG     load the module a worker config (ModuleConfig YAML) names\n"
-    "  kmod unload CONFIG   unload it and remove the firmware files it installed\n"
-    "  run -f MODULE.yaml   standalone mode: resolve the Module's kernelMappings for\n"
-    "                       this host (--kernel K to override uname -r), pull the\n"
-    "                       image and load the module; --unload reverses it\n"
-    "\n"
-    "Options of kmod load/unload:\n"
-    "      --firmware-path DIR  host firmware directory: written to firmware_class.path,\n"
-    "                           firmware is copied there (default /lib/firmware)\n"
-    "      --image-root DIR     where the image's files were copied (default /tmp, as\n"
-    "                           upstream's init container does: /tmp<dirName>)\n"
-    "      --kernel RELEASE     kernel release to load for (default: uname -r)\n"
-    "      --host-modules DIR   host module tree scanned for in-tree modules\n"
-    "                           (default /lib/modules)\n"
-    "      --verify-cert FILE   refuse to load any module file not signed with this\n"
-    "                           certificate (PEM or DER), even where the kernel does\n"
-    "                           not enforce signatures\n"
-#ifdef KMM_HAVE_REGISTRY
-    "\n"
-    "Pulling the kmod image itself (instead of --image-root; only <dirName>/lib/modules/\n"
-    "<kernel> and firmwarePath are extracted, checked against their digests):\n"
-    "      --pull               pull the config's containerImage\n"
-    "      --image REF          pull REF: a registry reference, or oci:DIR[:NAME] for an\n"
-    "                           OCI image layout directory\n"
-    "      --pull-secret FILE   registry credentials (.dockerconfigjson)\n"
-    "      --registry-ca FILE   PEM CA bundle for the registry\n"
-    "      --registry-insecure  plain HTTP\n"
-    "      --registry-skip-verify  HTTPS without certificate verification (also\n"
-    "                           implied by insecurePull: true in the config)\n"
-    "      --pull-dir DIR       where images are extracted, then removed\n"
-    "                           (default /var/lib/kmm-worker)\n"
-#endif
-    "\n"
-    "Options:\n" KMM_COMMON_OPTIONS_HELP "\n"
-    "Exit status: 0 done, 1 failed (the reason is logged), 2 usage error,\n"
-    "128+N stopped by signal N (143 for SIGTERM) between two steps.\n";
-
-enum {
-	OPT_FIRMWARE_PATH = 0x200,
-	OPT_IMAGE_ROOT,
-	OPT_KERNEL,
-	OPT_HOST_MODULES,
-	OPT_PULL,
-	OPT_IMAGE,
-	OPT_PULL_SECRET,
-	OPT_REGISTRY_CA,
-	OPT_REGISTRY_INSECURE,
-	OPT_REGISTRY_SKIP_VERIFY,
-	OPT_PULL_DIR,
-	OPT_VERIFY_CERT,
-};
 
 static int finish(int r, struct kmm_error *e, const char *what)
 {
@@ -83,11 +24,6 @@ static int finish(int r, struct kmm_error *e, const char *what)
 	return KMM_EXIT_FAILURE;
 }
 
-enum mode {
-	MODE_KMOD,
-	MODE_RUN
-};
-
 struct args {
 	struct kmm_worker_opts o;
 	bool pull;
@@ -96,94 +32,136 @@ struct args {
 	bool no_pull;	  /* run with --image-root given */
 };
 
-/* Parses the options of `kmod` and `run`. Returns -1 to go on, or an exit code. */
-static int parse(enum mode mode, int argc, char **argv, struct args *a)
+static int parse_image_root(const struct kmm_option *opt, const char *arg, void *ctx,
+			    struct kmm_error **err)
 {
-	static const struct option options[] = {
-		KMM_COMMON_LONG_OPTIONS,
-		{ "firmware-path", required_argument, NULL, OPT_FIRMWARE_PATH },
-		{ "image-root", required_argument, NULL, OPT_IMAGE_ROOT },
-		{ "kernel", required_argument, NULL, OPT_KERNEL },
-		{ "host-modules", required_argument, NULL, OPT_HOST_MODULES },
-		{ "pull", no_argument, NULL, OPT_PULL },
-		{ "image", required_argument, NULL, OPT_IMAGE },
-		{ "pull-secret", required_argument, NULL, OPT_PULL_SECRET },
-		{ "registry-ca", required_argument, NULL, OPT_REGISTRY_CA },
-		{ "registry-insecure", no_argument, NULL, OPT_REGISTRY_INSECURE },
-		{ "registry-skip-verify", no_argument, NULL, OPT_REGISTRY_SKIP_VERIFY },
-		{ "pull-dir", required_argument, NULL, OPT_PULL_DIR },
-		{ "verify-cert", required_argument, NULL, OPT_VERIFY_CERT },
-		{ "unload", no_argument, NULL, 'u' },
-		{ "file", required_argument, NULL, 'f' },
-		{ 0 },
-	};
-	int opt, r;
+	struct args *a = ctx;
 
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, mode == MODE_RUN ? "hf:u" : "h", options, NULL)) !=
-	       -1) {
-		switch (opt) {
-		case KMM_OPT_HELP:
-			fputs(help, stdout);
-			return KMM_EXIT_OK;
-		case OPT_FIRMWARE_PATH:
-			a->o.firmware_host_path = optarg;
-			break;
-		case OPT_IMAGE_ROOT:
-			a->o.image_root = optarg;
-			a->no_pull = true;
-			break;
-		case OPT_KERNEL:
-			a->o.kernel = optarg;
-			break;
-		case OPT_HOST_MODULES:
-			a->o.host_modules_root = optarg;
-			break;
-		case OPT_VERIFY_CERT:
-			a->o.verify_cert = optarg;
-			break;
-		case OPT_PULL:
-			a->pull = true;
-			break;
-		case OPT_IMAGE:
-			a->o.image = optarg;
-			break;
-		case OPT_PULL_SECRET:
-			a->o.pull_secret_file = optarg;
-			break;
-		case OPT_REGISTRY_CA:
-			a->o.registry_ca_file = optarg;
-			break;
-		case OPT_REGISTRY_INSECURE:
-			a->o.registry_insecure = true;
-			break;
-		case OPT_REGISTRY_SKIP_VERIFY:
-			a->o.registry_skip_verify = true;
-			break;
-		case OPT_PULL_DIR:
-			a->o.pull_dir = optarg;
-			break;
-		case 'u':
-		case 'f':
-			if (mode != MODE_RUN)
-				return kmm_cli_usage_error(PROG, "--%s is an option of 'run'",
-							   opt == 'u' ? "unload" : "file");
-			if (opt == 'u')
-				a->unload = true;
-			else
-				a->file = optarg;
-			break;
-		case '?':
-			return kmm_cli_bad_option(PROG, argc, argv);
-		default:
-			r = kmm_cli_common_option(PROG, opt, optarg);
-			if (r <= 0)
-				return -r;
-			break;
-		}
-	}
-	return -1;
+	a->o.image_root = arg;
+	a->no_pull = true;
+	return 0;
 }
+
+/* kmod refuses run's options, by name. */
+static int parse_run_only(const struct kmm_option *opt, const char *arg, void *ctx,
+			  struct kmm_error **err)
+{
+	return kmm_error_make(err, EINVAL, "--%s is an option of 'run'", opt->name);
+}
+
+#define ARG(field) offsetof(struct args, field)
+static const struct kmm_option kmod_options[] = {
+	{ "firmware-path", 0, KMM_OPTION_STRING, "DIR", ARG(o.firmware_host_path), NULL,
+	  "host firmware directory: written to firmware_class.path,\n"
+	  "firmware is copied there (default /lib/firmware)" },
+	{ "image-root", 0, KMM_OPTION_CALL, "DIR", 0, parse_image_root,
+	  "where the image's files were copied (default /tmp, as\n"
+	  "upstream's init container does: /tmp<dirName>)" },
+	{ "kernel", 0, KMM_OPTION_STRING, "RELEASE", ARG(o.kernel), NULL,
+	  "kernel release to load for (default: uname -r)" },
+	{ "host-modules", 0, KMM_OPTION_STRING, "DIR", ARG(o.host_modules_root), NULL,
+	  "host module tree scanned for in-tree modules\n(default /lib/modules)" },
+	{ "verify-cert", 0, KMM_OPTION_STRING, "FILE", ARG(o.verify_cert), NULL,
+	  "refuse to load any module file not signed with this\n"
+	  "certificate (PEM or DER), even where the kernel does\n"
+	  "not enforce signatures" },
+	{ 0 },
+};
+
+/* Listed in --help only where the worker is built with lib/registry. */
+#ifdef KMM_HAVE_REGISTRY
+#define PULL_HELP(text) text
+#else
+#define PULL_HELP(text) NULL
+#endif
+static const struct kmm_option pull_options[] = {
+	{ "pull", 0, KMM_OPTION_FLAG, NULL, ARG(pull), NULL,
+	  PULL_HELP("pull the config's containerImage") },
+	{ "image", 0, KMM_OPTION_STRING, "REF", ARG(o.image), NULL,
+	  PULL_HELP("pull REF: a registry reference, or oci:DIR[:NAME] for an\n"
+		    "OCI image layout directory") },
+	{ "pull-secret", 0, KMM_OPTION_STRING, "FILE", ARG(o.pull_secret_file), NULL,
+	  PULL_HELP("registry credentials (.dockerconfigjson)") },
+	{ "registry-ca", 0, KMM_OPTION_STRING, "FILE", ARG(o.registry_ca_file), NULL,
+	  PULL_HELP("PEM CA bundle for the registry") },
+	{ "registry-insecure", 0, KMM_OPTION_FLAG, NULL, ARG(o.registry_insecure), NULL,
+	  PULL_HELP("plain HTTP") },
+	{ "registry-skip-verify", 0, KMM_OPTION_FLAG, NULL, ARG(o.registry_skip_verify), NULL,
+	  PULL_HELP("HTTPS without certificate verification (also\n"
+		    "implied by insecurePull: true in the config)") },
+	{ "pull-dir", 0, KMM_OPTION_STRING, "DIR", ARG(o.pull_dir), NULL,
+	  PULL_HELP("where images are extracted, then removed\n(default /var/lib/kmm-worker)") },
+	{ 0 },
+};
+
+/* run's own options, described in the Commands part of --help. */
+static const struct kmm_option run_options[] = {
+	{ "unload", 'u', KMM_OPTION_FLAG, NULL, ARG(unload), NULL, NULL },
+	{ "file", 'f', KMM_OPTION_STRING, "FILE", ARG(file), NULL, NULL },
+	{ 0 },
+};
+
+static const struct kmm_option kmod_refused_options[] = {
+	{ "unload", 0, KMM_OPTION_CALL, NULL, 0, parse_run_only, NULL },
+	{ "file", 0, KMM_OPTION_CALL, "FILE", 0, parse_run_only, NULL },
+	{ 0 },
+};
+#undef ARG
+
+static const char usage[] =
+    "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
+    "\n"
+    "Loads and unloads kernel modules on a node, through libkmod.\n"
+    "\n"
+    "Commands:\n"
+    "  kmod load CONFIG     load the module a worker config (ModuleConfig YAML) names\n"
+    "  kmod unload CONFIG   unload it and remove the firmware files it installed\n"
+    "  run -f MODULE.yaml   standalone mode: resolve the Module's kernelMappings for\n"
+    "                       this host (--kernel K to override uname -r), pull the\n"
+    "                       image and load the module; --unload reverses it\n";
+
+static const struct kmm_option_group program_groups[] = {
+	{ .title = "\nOptions of kmod load/unload:\n", .options = kmod_options, .help_only = true },
+	{ .title = PULL_HELP("\nPulling the kmod image itself (instead of --image-root; only "
+			     "<dirName>/lib/modules/\n"
+			     "<kernel> and firmwarePath are extracted, checked against their "
+			     "digests):\n"),
+	  .options = pull_options,
+	  .help_only = true },
+	{ .title = "\nOptions:\n", .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options program = {
+	.prog = PROG,
+	.usage = usage,
+	.groups = program_groups,
+	.footer = "\n"
+		  "Exit status: 0 done, 1 failed (the reason is logged), 2 usage error,\n"
+		  "128+N stopped by signal N (143 for SIGTERM) between two steps.\n",
+};
+
+static const struct kmm_option_group kmod_groups[] = {
+	{ .options = kmod_options },
+	{ .options = pull_options },
+	{ .options = kmod_refused_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options kmod_spec = { .prog = PROG,
+					      .groups = kmod_groups,
+					      .help = &program };
+
+static const struct kmm_option_group run_groups[] = {
+	{ .options = kmod_options },
+	{ .options = pull_options },
+	{ .options = run_options },
+	{ .options = kmm_options_common },
+	{ 0 },
+};
+
+static const struct kmm_options run_spec = { .prog = PROG, .groups = run_groups, .help = &program };
 
 static int cmd_kmod(int argc, char **argv)
 {
@@ -192,23 +170,23 @@ static int cmd_kmod(int argc, char **argv)
 	_cleanup_error_ struct kmm_error *e = NULL;
 	const char *action, *path;
 	bool load;
-	int r;
+	int first, r;
 
-	r = parse(MODE_KMOD, argc, argv, &a);
+	r = kmm_options_parse(&kmod_spec, argc, argv, &a, &first);
 	if (r >= 0)
 		return r;
-	if (argc - optind != 2)
-		return kmm_cli_usage_error(PROG,
-					   "usage: kmod load|unload CONFIG [--firmware-path DIR]");
-	action = argv[optind];
-	path = argv[optind + 1];
+	if (argc - first != 2)
+		return kmm_options_usage_error(
+		    PROG, "usage: kmod load|unload CONFIG [--firmware-path DIR]");
+	action = argv[first];
+	path = argv[first + 1];
 	if (strcmp(action, "load") == 0)
 		load = true;
 	else if (strcmp(action, "unload") == 0)
 		load = false;
 	else
-		return kmm_cli_usage_error(PROG, "unknown kmod action '%s' (load or unload)",
-					   action);
+		return kmm_options_usage_error(PROG, "unknown kmod action '%s' (load or unload)",
+					       action);
 
 	kmm_worker_install_signal_handlers();
 	r = kmm_worker_config_load(path, &cfg, &e);
@@ -228,14 +206,14 @@ static int cmd_run(int argc, char **argv)
 	struct args a = { .o = { .image_root = "/", .host_modules_root = "/lib/modules" } };
 	_cleanup_(kmm_module_config_freep) struct kmm_module_config *cfg = NULL;
 	_cleanup_error_ struct kmm_error *e = NULL;
-	int r;
+	int first, r;
 
-	r = parse(MODE_RUN, argc, argv, &a);
+	r = kmm_options_parse(&run_spec, argc, argv, &a, &first);
 	if (r >= 0)
 		return r;
-	if (!a.file || argc != optind)
-		return kmm_cli_usage_error(PROG,
-					   "usage: run -f MODULE.yaml [--kernel K] [--unload]");
+	if (!a.file || argc != first)
+		return kmm_options_usage_error(PROG,
+					       "usage: run -f MODULE.yaml [--kernel K] [--unload]");
 	kmm_worker_install_signal_handlers();
 	r = kmm_worker_standalone_config(a.file, a.o.kernel, &cfg, &e);
 	if (r >= 0)
@@ -252,7 +230,7 @@ static int cmd_run(int argc, char **argv)
 	return finish(r, e, a.unload ? "unload failed" : "load failed");
 }
 
-static const struct kmm_cli_command commands[] = {
+static const struct kmm_command commands[] = {
 	{ "kmod", "load or unload a module from a worker config", cmd_kmod },
 	{ "run", "standalone mode", cmd_run },
 	{ NULL, NULL, NULL },
@@ -279,5 +257,5 @@ static void seed_json_hash(void)
 int main(int argc, char **argv)
 {
 	seed_json_hash();
-	return kmm_cli_dispatch(PROG, help, commands, argc, argv);
+	return kmm_options_dispatch(&program, commands, argc, argv);
 }
