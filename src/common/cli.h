@@ -4,6 +4,10 @@
  * usage errors (exit 2), and the --log-level / --log-format options.
  *
  * Exit codes shared by all binaries: 0 success, 1 failure, 2 usage error.
+ *
+ * Only kmm-operator still parses its command line with this; the other binaries
+ * describe their options in tables for kmm/options.h, and this file goes once
+ * the operator does too.
  */
 #ifndef KMM_SRC_COMMON_CLI_H
 #define KMM_SRC_COMMON_CLI_H
