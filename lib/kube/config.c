@@ -508,7 +508,7 @@ int kmm_kube_config_in_cluster(const char *sa_dir, struct kmm_kube_config **ret_
 		return kmm_error_make_errno(err, errno, "in-cluster: %s", c->token_file);
 	if (stat(c->ca_file, &st) < 0)
 		return kmm_error_make_errno(err, errno, "in-cluster: %s", c->ca_file);
-	r = kube_read_small_file(ns_file, 4096, &ns, NULL);
+	r = kmm_read_file(ns_file, 4096, &ns, NULL, NULL);
 	if (r >= 0) {
 		ns[strcspn(ns, " \t\r\n")] = '\0';
 		if (*ns)

@@ -14,9 +14,6 @@
 #include "kmm/error.h"
 #include "kmm/kube.h"
 
-/* Reads a whole file of at most max bytes into a NUL-terminated heap string. */
-int kube_read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err);
-
 /*
  * Resets e and configures it for one request to c: URL, method, body, auth,
  * TLS, timeouts (request_timeout_ms 0 = none, for watches), HTTP version.

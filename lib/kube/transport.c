@@ -24,6 +24,7 @@
 
 #include "kmm/buf.h"
 #include "kmm/clock.h"
+#include "kmm/fileio.h"
 #include "kmm/kube.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
@@ -316,7 +317,7 @@ static int token_file_current(struct kmm_kube_client *c, char **ret, struct kmm_
 	if (!c->file_token || st.st_mtim.tv_sec != c->file_token_st.st_mtim.tv_sec ||
 	    st.st_mtim.tv_nsec != c->file_token_st.st_mtim.tv_nsec ||
 	    st.st_size != c->file_token_st.st_size || st.st_ino != c->file_token_st.st_ino) {
-		r = kube_read_small_file(c->cfg->token_file, TOKEN_MAX, &tok, err);
+		r = kmm_read_file(c->cfg->token_file, TOKEN_MAX, &tok, NULL, err);
 		if (r < 0)
 			return r;
 		tok[strcspn(tok, "\r\n")] = '\0';

@@ -1,18 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* File reading, document parsing and time formats for lib/kube. */
+/* Time formats for lib/kube. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "kmm/fileio.h"
 #include "lib/kube/kube-internal.h"
-
-int kube_read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err)
-{
-	return kmm_read_file(path, max, ret, NULL, err);
-}
 
 int kube_parse_rfc3339(const char *s, time_t *ret)
 {

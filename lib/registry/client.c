@@ -23,6 +23,7 @@
 
 #include "kmm/buf.h"
 #include "kmm/clock.h"
+#include "kmm/fileio.h"
 #include "kmm/hashmap.h"
 #include "kmm/log.h"
 #include "lib/registry/registry-client.h"
@@ -114,33 +115,6 @@ static char *strdup_or_null(const char *s, bool *oom)
 	return c;
 }
 
-static int read_small_file(const char *path, size_t max, char **ret, struct kmm_error **err)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	_cleanup_buf_ struct kmm_buf b;
-	char chunk[8192];
-	ssize_t n;
-
-	kmm_buf_init(&b, max);
-	if (fd < 0)
-		return kmm_error_make_errno(err, errno, "open %s", path);
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		int r;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return kmm_error_make_errno(err, errno, "read %s", path);
-		r = kmm_buf_append(&b, chunk, (size_t)n);
-		if (r == -E2BIG)
-			return kmm_error_make(err, EFBIG, "%s is larger than %zu bytes", path, max);
-		if (r < 0)
-			return r;
-	}
-	*ret = kmm_buf_steal(&b);
-	return *ret ? 0 : -ENOMEM;
-}
-
 void kmm_registry_free(struct kmm_registry *r)
 {
 	if (!r)
@@ -204,8 +178,8 @@ int kmm_registry_new(const struct kmm_registry_options *opts, struct kmm_registr
 	if (opts->username && !opts->password)
 		return kmm_error_make(err, EINVAL, "registry username given without a password");
 	if (opts->docker_config_file) {
-		rc = read_small_file(opts->docker_config_file, DOCKER_CONFIG_MAX,
-				     &r->docker_config_file, err);
+		rc = kmm_read_file(opts->docker_config_file, DOCKER_CONFIG_MAX,
+				   &r->docker_config_file, NULL, err);
 		if (rc < 0)
 			return kmm_error_wrap(err, "registry pull secret");
 	}
