@@ -76,6 +76,18 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 
 void kmm_operator_config_free(struct kmm_operator_config *c);
 
+struct kmm_op_api;
+/*
+ * Reads controller_config.yaml from config_file or else from the ConfigMap
+ * config_map in the operator's namespace (either may be NULL; a ConfigMap
+ * that does not exist leaves the defaults and sets *ret_map_missing).
+ */
+int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_op_api *api,
+			     const char *config_map, const char *config_file, bool *ret_map_missing,
+			     struct kmm_error **err);
+/* The files the configuration names (registryCAFile) can be read and hold what they should. */
+int kmm_operator_config_check_files(const struct kmm_operator_config *c, struct kmm_error **err);
+
 /*
  * Parses a Go duration ("300ms", "1.5h", "2h45m", "0"): a sequence of decimal
  * numbers with units ns, us, µs, ms, s, m, h. Returns nanoseconds.

@@ -8,9 +8,12 @@
 #ifndef KMM_OPERATOR_METRICS_H
 #define KMM_OPERATOR_METRICS_H
 
+#include <stdbool.h>
+
 #include "kmm/error.h"
 #include "kmm/httpd.h"
 #include "kmm/kube.h"
+#include "kmm/metrics.h"
 #include "kmm/operator-config.h"
 
 /*
@@ -24,5 +27,29 @@
 int kmm_op_metrics_server_start(const struct kmm_operator_config *cfg, struct kmm_kube_client *kube,
 				const char *cert_dir, kmm_http_handler_fn metrics_fn,
 				void *userdata, struct kmm_httpd **ret, struct kmm_error **err);
+
+/* The probe server and the metrics server as kmm-operator runs them. */
+struct kmm_op_serving {
+	struct kmm_httpd *health;  /* /healthz, /readyz (and /metrics when shared) */
+	struct kmm_httpd *metrics; /* NULL when shared with health or disabled */
+	unsigned health_port, metrics_port;
+	bool metrics_tls, metrics_auth;
+	/*
+	 * metrics.bindAddress is healthProbeBindAddress although secure serving
+	 * or authn/authz was asked for: /metrics is served plainly (say so).
+	 */
+	bool metrics_downgraded;
+};
+
+/*
+ * Serves /healthz, /readyz (200 while ready_fn(userdata) is true, else 503)
+ * and /metrics (kmm_metrics_render of m, borrowed) on the configured
+ * addresses. On success *ret owns both servers (kmm_op_serving_stop).
+ */
+int kmm_op_serving_start(const struct kmm_operator_config *cfg, struct kmm_kube_client *kube,
+			 struct kmm_metrics *m, const char *metrics_cert_dir,
+			 bool (*ready_fn)(void *userdata), void *userdata,
+			 struct kmm_op_serving *ret, struct kmm_error **err);
+void kmm_op_serving_stop(struct kmm_op_serving *s);
 
 #endif

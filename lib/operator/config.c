@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "kmm/json.h"
+#include "kmm/fileio.h"
 #include "kmm/operator-config.h"
+#include "kmm/operator-runtime.h"
 #include "kmm/registry.h"
 #include "kmm/strv.h"
 #include "kmm/yaml.h"
@@ -389,5 +391,59 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 		if (set_str(field, value) < 0)
 			return kmm_error_make_errno(err, ENOMEM, "read %s", vars[i].var);
 	}
+	return 0;
+}
+
+int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_op_api *api,
+			     const char *config_map, const char *config_file, bool *ret_map_missing,
+			     struct kmm_error **err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	*ret_map_missing = false;
+	if (config_file) {
+		r = kmm_read_file(config_file, 1 << 20, &text, &len, err);
+		if (r < 0 || (r = kmm_operator_config_parse(c, text, len, config_file, err)) < 0)
+			return r;
+	} else if (config_map) {
+		struct kmm_kube_target t = { &kmm_kube_configmaps, c->operator_namespace,
+					     config_map, NULL };
+		_cleanup_json_ json_t *cm = NULL;
+		struct kmm_error *e = NULL;
+		const char *data;
+
+		r = kmm_op_get(api, &t, &cm, &e);
+		if (r == -ENOENT) {
+			kmm_error_free(e);
+			*ret_map_missing = true;
+		} else if (r < 0) {
+			*err = e;
+			return kmm_error_wrap(err, "read ConfigMap %s/%s", c->operator_namespace,
+					      config_map);
+		} else if ((data = json_string_value(json_object_get(json_object_get(cm, "data"),
+								     KMM_OPERATOR_CONFIG_KEY)))) {
+			r = kmm_operator_config_parse(c, data, strlen(data),
+						      "ConfigMap " KMM_OPERATOR_CONFIG_KEY, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int kmm_operator_config_check_files(const struct kmm_operator_config *c, struct kmm_error **err)
+{
+	_cleanup_free_ char *pem = NULL;
+
+	/* A CA bundle that cannot be read would fail every image check: say so at start. */
+	if (!c->registry_ca_file || !*c->registry_ca_file)
+		return 0;
+	if (kmm_read_file(c->registry_ca_file, 4 * 1024 * 1024, &pem, NULL, err) < 0)
+		return kmm_error_wrap(err, "registryCAFile");
+	if (!strstr(pem, "-----BEGIN CERTIFICATE-----"))
+		return kmm_error_make(err, EINVAL, "registryCAFile: %s holds no PEM certificate",
+				      c->registry_ca_file);
 	return 0;
 }

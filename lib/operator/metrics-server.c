@@ -82,3 +82,87 @@ int kmm_op_metrics_server_start(const struct kmm_operator_config *cfg, struct km
 	*ret = TAKE_PTR(h);
 	return 0;
 }
+
+/* ---- probes and metrics, as kmm-operator serves them ---- */
+
+struct serving_ctx {
+	struct kmm_metrics *metrics;
+	bool (*ready_fn)(void *userdata);
+	void *userdata;
+};
+
+static void serve_metrics(struct kmm_http_response *resp, void *userdata)
+{
+	struct serving_ctx *c = userdata;
+
+	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	if (kmm_metrics_render(c->metrics, &resp->body) < 0)
+		resp->status = 500;
+}
+
+static void serve_healthz(struct kmm_http_response *resp, void *userdata)
+{
+	kmm_buf_append(&resp->body, "ok", 2);
+}
+
+static void serve_readyz(struct kmm_http_response *resp, void *userdata)
+{
+	struct serving_ctx *c = userdata;
+
+	if (!c->ready_fn(c->userdata)) {
+		resp->status = 503;
+		kmm_buf_append(&resp->body, "caches not synced", 17);
+		return;
+	}
+	kmm_buf_append(&resp->body, "ok", 2);
+}
+
+/* The handlers' context lives as long as the servers: one per process is all kmm needs. */
+static struct serving_ctx serving;
+
+int kmm_op_serving_start(const struct kmm_operator_config *cfg, struct kmm_kube_client *kube,
+			 struct kmm_metrics *m, const char *metrics_cert_dir,
+			 bool (*ready_fn)(void *userdata), void *userdata,
+			 struct kmm_op_serving *ret, struct kmm_error **err)
+{
+	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
+	struct kmm_httpd_options ho = { cfg->health_probe_bind_address };
+	bool same = strcmp(ho.bind_address, cfg->metrics_bind_address) == 0;
+	int r;
+
+	serving = (struct serving_ctx){ m, ready_fn, userdata };
+	r = kmm_httpd_new(&ho, &health, err);
+	if (r < 0 || (r = kmm_httpd_route(health, "/healthz", serve_healthz, &serving)) < 0 ||
+	    (r = kmm_httpd_route(health, "/readyz", serve_readyz, &serving)) < 0)
+		return r < 0 && err && !*err ? kmm_error_make(err, -r, "health server") : r;
+	if (same && (r = kmm_httpd_route(health, "/metrics", serve_metrics, &serving)) < 0)
+		return kmm_error_make(err, -r, "metrics route");
+	r = kmm_httpd_start(health, err);
+	if (r < 0)
+		return kmm_error_wrap(err, "healthProbeBindAddress");
+	if (!same) {
+		r = kmm_op_metrics_server_start(cfg, kube, metrics_cert_dir, serve_metrics,
+						&serving, &metrics, err);
+		if (r < 0)
+			return r;
+	}
+	*ret = (struct kmm_op_serving){
+		.health_port = kmm_httpd_port(health),
+		.metrics_port = same	  ? kmm_httpd_port(health)
+				: metrics ? kmm_httpd_port(metrics)
+					  : 0,
+		.metrics_tls = !same && kmm_httpd_tls(metrics),
+		.metrics_auth = !same && metrics && cfg->metrics_enable_authn_authz,
+		.metrics_downgraded =
+		    same && (cfg->metrics_secure_serving || cfg->metrics_enable_authn_authz),
+	};
+	ret->health = TAKE_PTR(health);
+	ret->metrics = TAKE_PTR(metrics);
+	return 0;
+}
+
+void kmm_op_serving_stop(struct kmm_op_serving *s)
+{
+	kmm_httpd_free(TAKE_PTR(s->metrics));
+	kmm_httpd_free(TAKE_PTR(s->health));
+}

@@ -20,7 +20,7 @@
 #include "kmm/json.h"
 #include "kmm/kube.h"
 #include "kmm/macro.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 
 struct module_digest {
 	char *key; /* "<namespace>/<name>" */

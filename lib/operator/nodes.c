@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/operator.h"
+#include "kmm/json.h"
+#include "kmm/operator-runtime.h"
 
 static const char *str_at(const json_t *obj, const char *key)
 {
@@ -171,4 +172,51 @@ char *kmm_op_nmc_configured_label(const char *ns, const char *name)
 char *kmm_op_nmc_in_use_label(const char *ns, const char *name)
 {
 	return fmt(KMM_NMC_LABEL_PREFIX, ns, name, "module-in-use");
+}
+
+/* Labels other than the ready labels kmm itself writes. */
+static bool labels_differ(const json_t *a, const json_t *b)
+{
+	const json_t *la = json_object_get(json_object_get(a, "metadata"), "labels");
+	const json_t *lb = json_object_get(json_object_get(b, "metadata"), "labels");
+	const char *k;
+	const json_t *v;
+
+	for (int pass = 0; pass < 2; pass++) {
+		json_object_foreach ((json_t *)(pass ? lb : la), k, v) {
+			size_t n = strlen(k);
+
+			if (strncmp(k, KMM_NODE_LABEL_PREFIX, strlen(KMM_NODE_LABEL_PREFIX)) == 0 &&
+			    n > 6 && strcmp(k + n - 6, ".ready") == 0)
+				continue;
+			if (!kmm_json_same(v, json_object_get(pass ? la : lb, k)))
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool field_differs(const json_t *a, const json_t *b, const char *top, const char *key)
+{
+	return !kmm_json_same(json_object_get(json_object_get(a, top), key),
+			      json_object_get(json_object_get(b, top), key));
+}
+
+int kmm_op_node_change(const struct kmm_obj *old, const struct kmm_obj *new)
+{
+	/* DOMs of our own, freed on return: none stays attached to the cached nodes. */
+	_cleanup_json_ json_t *a = kmm_obj_to_json(old), *b = kmm_obj_to_json(new);
+	int change = 0;
+
+	if (!a || !b) /* out of memory: rather a reconcile too many than a change missed */
+		return KMM_OP_NODE_TARGETING | KMM_OP_NODE_READY | KMM_OP_NODE_LABELS;
+	if (labels_differ(a, b) || field_differs(a, b, "spec", "taints") ||
+	    field_differs(a, b, "spec", "unschedulable") ||
+	    field_differs(a, b, "status", "nodeInfo"))
+		change |= KMM_OP_NODE_TARGETING;
+	if (kmm_op_node_ready(a) != kmm_op_node_ready(b))
+		change |= KMM_OP_NODE_READY;
+	if (field_differs(a, b, "metadata", "labels"))
+		change |= KMM_OP_NODE_LABELS;
+	return change;
 }

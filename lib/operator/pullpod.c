@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 #include "kmm/json.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 
 /*
  * nobody: the kmod image's USER is often root, which runAsNonRoot alone

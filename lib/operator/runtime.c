@@ -14,7 +14,7 @@
 
 #include "kmm/hashmap.h"
 #include "kmm/json.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 #include "kmm/workqueue.h"
 
 const struct kmm_kube_resource kmm_op_modules = { KMM_API_GROUP, "v1beta1", "modules", true };

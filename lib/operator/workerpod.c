@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "kmm/json.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 #include "kmm/strv.h"
 
 char *kmm_op_worker_pod_name(const char *node, const char *module)

@@ -14,7 +14,7 @@
 
 #include "kmm/buildsign.h"
 #include "kmm/json.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 
 static const char module_config[] =
     "{\"kernelVersion\":\"6.1.0\",\"containerImage\":\"registry.example/kmod:6.1.0\","

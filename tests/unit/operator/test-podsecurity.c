@@ -20,7 +20,7 @@
 
 #include "kmm/buildsign.h"
 #include "kmm/json.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 
 #define LOCKED                                                                                     \
 	"\"allowPrivilegeEscalation\": false, \"capabilities\": {\"drop\": [\"ALL\"]%s},"          \

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "kmm/json.h"
-#include "kmm/operator.h"
+#include "kmm/operator-runtime.h"
 
 static json_t *parse(const char *text)
 {

@@ -29,17 +29,32 @@
 #include "kmm/json.h"
 #include "kmm/log.h"
 #include "kmm/strv.h"
-#include "operator.h"
+#include "engine-internal.h"
 
-void kmm_op_enqueue_all_modules(struct op *op)
+/* What the Module reconciler keeps between reconciles. */
+struct module_state {
+	struct kmm_op_nmc_digests *nmc_digests; /* each NMC's entries, as digests per version */
+	pthread_mutex_t nmc_create_locks[32];	/* one NMC POST per node at a time */
+	pthread_mutex_t status_lock;
+	struct kmm_hashmap *status_times; /* "ns/name" -> int64_t*: last status write, mono ms */
+	struct kmm_metric *g_modules, *g_build, *g_sign, *g_device_plugin, *g_modprobe_args;
+};
+
+static struct module_state *module_state(struct kmm_op_engine *op)
+{
+	return op->state[KMM_OP_MODULE];
+}
+
+static void enqueue_all_modules(struct kmm_op_engine *op)
 {
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
 
-	if (!op->modules || kmm_informer_list(op->modules, &objs, &n) < 0)
+	if (!op->cache[KMM_OP_CACHE_MODULES] ||
+	    kmm_informer_list(op->cache[KMM_OP_CACHE_MODULES], &objs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
-		kmm_op_ctl_enqueue(op->module_ctl, kmm_obj_key(objs[i]));
+		kmm_op_ctl_enqueue(op->ctl[KMM_OP_MODULE], kmm_obj_key(objs[i]));
 	kmm_obj_array_free(objs, n);
 }
 
@@ -170,8 +185,8 @@ static int label_ops(json_t *ops, const json_t *nmc, const char *const *keys, bo
 	return 0;
 }
 
-static int create_nmc(struct op *op, const struct kmm_obj *node, const struct kmm_module *m,
-		      json_t *entry, struct kmm_error **err)
+static int create_nmc(struct kmm_op_engine *op, const struct kmm_obj *node,
+		      const struct kmm_module *m, json_t *entry, struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, NULL, NULL };
 	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
@@ -196,12 +211,13 @@ static int create_nmc(struct op *op, const struct kmm_obj *node, const struct km
 		*err = NULL;
 		r = kmm_op_get(&op->api, &g, &out, err);
 		if (r >= 0)
-			kmm_op_overlay_put(op->nmc_overlay, op->nmcs, out);
+			kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS],
+					   op->cache[KMM_OP_CACHE_NMCS], out);
 		return r < 0 ? kmm_error_wrap(err, "read NMC %s", name) : -EAGAIN;
 	}
 	if (r < 0)
 		return kmm_error_wrap(err, "create NMC %s", name);
-	kmm_op_overlay_put(op->nmc_overlay, op->nmcs, out);
+	kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], out);
 	return 0;
 }
 
@@ -210,13 +226,14 @@ static int create_nmc(struct op *op, const struct kmm_obj *node, const struct km
  * kmm_op_nmc_entry_digest()) wants, judged from the NMC's digest: no DOM of
  * the NMC is built. False when unsure.
  */
-static bool nmc_up_to_date(struct op *op, const char *name, const struct kmm_module *m,
+static bool nmc_up_to_date(struct kmm_op_engine *op, const char *name, const struct kmm_module *m,
 			   const json_t *entry, const unsigned char *digest)
 {
 	struct kmm_op_nmc_module st;
 
-	if (kmm_op_nmc_module_get(op->nmc_digests, op->nmc_overlay, op->nmcs, name, m->namespace,
-				  m->name, &st) < 0)
+	if (kmm_op_nmc_module_get(module_state(op)->nmc_digests, op->overlay[KMM_OP_CACHE_NMCS],
+				  op->cache[KMM_OP_CACHE_NMCS], name, m->namespace, m->name,
+				  &st) < 0)
 		return false;
 	if (!entry)
 		return !st.in_spec && !st.configured_label;
@@ -229,8 +246,9 @@ static bool nmc_up_to_date(struct op *op, const char *name, const struct kmm_mod
  * kmm_op_nmc_entry_digest()) into the node's NMC. Returns 1 when something
  * was written.
  */
-static int set_entry(struct op *op, const struct kmm_obj *node, const struct kmm_module *m,
-		     json_t *entry, const unsigned char *digest, struct kmm_error **err)
+static int set_entry(struct kmm_op_engine *op, const struct kmm_obj *node,
+		     const struct kmm_module *m, json_t *entry, const unsigned char *digest,
+		     struct kmm_error **err)
 {
 	const char *name = kmm_obj_key(node);
 	_cleanup_json_ json_t *nmc = NULL, *ops = NULL, *out = NULL;
@@ -251,22 +269,27 @@ static int set_entry(struct op *op, const struct kmm_obj *node, const struct kmm
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	const char *add_keys[] = { cl, ul, NULL }, *rm_keys[] = { cl, NULL };
 
-	nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+	nmc =
+	    kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], name);
 	if (!nmc) {
 		pthread_mutex_t *lock =
-		    &op->nmc_create_locks[name_hash(name) % KMM_ARRAY_SIZE(op->nmc_create_locks)];
+		    &module_state(op)
+			 ->nmc_create_locks[name_hash(name) %
+					    KMM_ARRAY_SIZE(module_state(op)->nmc_create_locks)];
 
 		if (!entry)
 			return 0;
 		/* Modules reconciled at once must not all POST the same new NMC. */
 		pthread_mutex_lock(lock);
-		nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+		nmc = kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS],
+					 op->cache[KMM_OP_CACHE_NMCS], name);
 		r = nmc ? 0 : create_nmc(op, node, m, entry, err);
 		pthread_mutex_unlock(lock);
 		if (!nmc && r != -EAGAIN)
 			return r < 0 ? r : 1;
 		if (!nmc)
-			nmc = kmm_op_overlay_get(op->nmc_overlay, op->nmcs, name);
+			nmc = kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS],
+						 op->cache[KMM_OP_CACHE_NMCS], name);
 		if (!nmc)
 			return kmm_error_make(err, EAGAIN, "NMC %s: created concurrently", name);
 	}
@@ -298,7 +321,7 @@ static int set_entry(struct op *op, const struct kmm_obj *node, const struct kmm
 	r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_JSON, ops, &out, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "%s NMC %s", entry ? "update" : "clear", name);
-	kmm_op_overlay_put(op->nmc_overlay, op->nmcs, out);
+	kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], out);
 	return 1;
 }
 
@@ -316,7 +339,8 @@ static bool has_finalizer(const struct kmm_module *m)
 	return false;
 }
 
-static int set_finalizer(struct op *op, const struct kmm_module *m, bool on, struct kmm_error **err)
+static int set_finalizer(struct kmm_op_engine *op, const struct kmm_module *m, bool on,
+			 struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_op_modules, m->namespace, m->name, NULL };
 	const json_t *cur = json_object_get(m->metadata, "finalizers");
@@ -346,9 +370,11 @@ static int set_finalizer(struct op *op, const struct kmm_module *m, bool on, str
 	return 0;
 }
 
-static int namespace_label(struct op *op, const char *ns, bool on, struct kmm_error **err)
+static int namespace_label(struct kmm_op_engine *op, const char *ns, bool on,
+			   struct kmm_error **err)
 {
-	_cleanup_obj_unref_ struct kmm_obj *o = kmm_informer_get(op->namespaces, ns);
+	_cleanup_obj_unref_ struct kmm_obj *o =
+	    kmm_informer_get(op->cache[KMM_OP_CACHE_NAMESPACES], ns);
 	struct kmm_kube_target t = { &kmm_kube_namespaces, NULL, ns, NULL };
 	_cleanup_json_ json_t *patch = NULL;
 	bool has = o && kmm_op_label(kmm_obj_json(o), KMM_LABEL_NAMESPACE_CONTAINS_MODULES);
@@ -364,13 +390,13 @@ static int namespace_label(struct op *op, const char *ns, bool on, struct kmm_er
 	return 0;
 }
 
-static bool last_in_namespace(struct op *op, const struct kmm_module *m)
+static bool last_in_namespace(struct kmm_op_engine *op, const struct kmm_module *m)
 {
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
 	bool last = true;
 
-	if (kmm_informer_list(op->modules, &objs, &n) < 0)
+	if (kmm_informer_list(op->cache[KMM_OP_CACHE_MODULES], &objs, &n) < 0)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *j = kmm_obj_json(objs[i]);
@@ -451,14 +477,14 @@ int kmm_op_pod_trouble_index(const struct kmm_obj *pod, char ***ret_values, void
  * "trouble" index holds only those, worked out once per pod version: a
  * rollout keeps thousands of healthy worker pods in the cache.
  */
-static void pod_reasons(struct op *op, const struct kmm_module *m, struct counts *c)
+static void pod_reasons(struct kmm_op_engine *op, const struct kmm_module *m, struct counts *c)
 {
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
 	char key[512];
 
 	snprintf(key, sizeof(key), "%s/%s", m->namespace, m->name);
-	if (kmm_informer_by_index(op->pods, "trouble", key, &objs, &n) < 0)
+	if (kmm_informer_by_index(op->cache[KMM_OP_CACHE_PODS], "trouble", key, &objs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		char why[256];
@@ -517,28 +543,29 @@ static bool conditions_same(const json_t *a, const json_t *b)
 #define STATUS_MIN_INTERVAL_MS 1000
 
 /* 0 to write the status now (and note the time), else ms to wait. */
-static int64_t status_wait_ms(struct op *op, const struct kmm_module *m)
+static int64_t status_wait_ms(struct kmm_op_engine *op, const struct kmm_module *m)
 {
+	struct module_state *ms = module_state(op);
 	char key[512];
 	int64_t now = mono_ms(), *last, r = 0;
 
-	snprintf(key, sizeof(key), "status|%s/%s", m->namespace, m->name);
-	pthread_mutex_lock(&op->images_lock);
-	last = kmm_hashmap_get(op->images, key);
+	snprintf(key, sizeof(key), "%s/%s", m->namespace, m->name);
+	pthread_mutex_lock(&ms->status_lock);
+	last = kmm_hashmap_get(ms->status_times, key);
 	if (last && now - *last < STATUS_MIN_INTERVAL_MS) {
 		r = STATUS_MIN_INTERVAL_MS - (now - *last);
 	} else if (last) {
 		*last = now;
 	} else if ((last = malloc(sizeof(*last)))) {
 		*last = now;
-		if (kmm_hashmap_put(op->images, key, last, NULL) < 0)
+		if (kmm_hashmap_put(ms->status_times, key, last, NULL) < 0)
 			free(last);
 	}
-	pthread_mutex_unlock(&op->images_lock);
+	pthread_mutex_unlock(&ms->status_lock);
 	return r;
 }
 
-static int patch_status(struct op *op, const struct kmm_module *m,
+static int patch_status(struct kmm_op_engine *op, const struct kmm_module *m,
 			const struct kmm_image_config *mic, struct counts *c,
 			struct kmm_error **err)
 {
@@ -595,7 +622,8 @@ static void keep_first(struct kmm_error **first, struct kmm_error *e)
 		kmm_error_free(e);
 }
 
-static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_error **err)
+static int64_t finalize(struct kmm_op_engine *op, const struct kmm_module *m,
+			struct kmm_error **err)
 {
 	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
 	struct kmm_obj **nodes = NULL, **nmcs = NULL;
@@ -605,7 +633,7 @@ static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_er
 
 	if (!has_finalizer(m))
 		return 0;
-	kmm_informer_list(op->nodes, &nodes, &n_nodes);
+	kmm_informer_list(op->cache[KMM_OP_CACHE_NODES], &nodes, &n_nodes);
 	for (size_t i = 0; i < n_nodes; i++) {
 		struct kmm_error *e = NULL;
 
@@ -613,10 +641,11 @@ static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_er
 			keep_first(&first, e);
 	}
 	kmm_obj_array_free(nodes, n_nodes);
-	kmm_informer_list(op->nmcs, &nmcs, &n_nmcs);
+	kmm_informer_list(op->cache[KMM_OP_CACHE_NMCS], &nmcs, &n_nmcs);
 	for (size_t i = 0; i < n_nmcs; i++) {
 		_cleanup_json_ json_t *nmc =
-		    kmm_op_overlay_get(op->nmc_overlay, op->nmcs, kmm_obj_key(nmcs[i]));
+		    kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS],
+				       kmm_obj_key(nmcs[i]));
 
 		if (nmc && kmm_op_label(nmc, ul))
 			in_use = true;
@@ -633,8 +662,8 @@ static int64_t finalize(struct op *op, const struct kmm_module *m, struct kmm_er
 	if (set_finalizer(op, m, false, err) < 0)
 		return -kmm_error_code(*err);
 	kmm_mapper_cache_forget(op->mappers, m->namespace, m->name);
-	kmm_log(KMM_LOG_INFO, "module unloaded everywhere, finalizer released", "controller",
-		"module", "key", m->name, "namespace", m->namespace, NULL);
+	kmm_op_log(op, KMM_LOG_INFO, "module unloaded everywhere, finalizer released", "controller",
+		   "module", "key", m->name, "namespace", m->namespace, NULL);
 	return 0;
 }
 
@@ -694,7 +723,7 @@ static const char *mic_state(const struct mic_images *mc, const char *image)
 }
 
 /* Why the Module's build or sign pod for kernel does not start ("" when it does). */
-static void pod_trouble(struct op *op, const struct kmm_module *m, const char *action,
+static void pod_trouble(struct kmm_op_engine *op, const struct kmm_module *m, const char *action,
 			const char *kernel, char *buf, size_t size)
 {
 	_cleanup_free_ char *name = kmm_buildsign_pod_name(m->name, action, kernel);
@@ -704,14 +733,15 @@ static void pod_trouble(struct op *op, const struct kmm_module *m, const char *a
 	if (!name)
 		return;
 	snprintf(key, sizeof(key), "%s/%s", m->namespace, name);
-	pod = kmm_informer_get(op->bspods, key);
+	pod = kmm_informer_get(op->cache[KMM_OP_CACHE_BSPODS], key);
 	if (pod && !kmm_op_bspod_trouble(kmm_obj_json(pod), buf, size))
 		*buf = 0;
 }
 
 /* True when the MIC says the image Exists; else why not, in why. */
-static bool image_ready(struct op *op, const struct kmm_module *m, const struct mic_images *mc,
-			const struct kmm_resolved_mapping *res, char *why, size_t size)
+static bool image_ready(struct kmm_op_engine *op, const struct kmm_module *m,
+			const struct mic_images *mc, const struct kmm_resolved_mapping *res,
+			char *why, size_t size)
 {
 	const char *st = mic_state(mc, res->container_image);
 	const char *img = res->container_image;
@@ -801,8 +831,8 @@ static json_t *mic_spec(const struct kmm_module *m, const json_t *images)
 }
 
 /* Creates or updates the Module's MIC (owned by the Module) when its spec differs. */
-static int sync_mic(struct op *op, const struct kmm_module *m, const struct mic_images *mc,
-		    struct kmm_error **err)
+static int sync_mic(struct kmm_op_engine *op, const struct kmm_module *m,
+		    const struct mic_images *mc, struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_op_mics, m->namespace, NULL, NULL };
 	_cleanup_json_ json_t *spec = mic_spec(m, mc->images), *want = NULL, *obj = NULL;
@@ -878,7 +908,7 @@ static void kernel_plans_done(struct kernel_plans *p)
 	free(p->v);
 }
 
-static int kernel_plan(struct op *op, const struct kmm_module *m, struct mic_images *mc,
+static int kernel_plan(struct kmm_op_engine *op, const struct kmm_module *m, struct mic_images *mc,
 		       struct kernel_plans *plans, const char *kernel,
 		       const struct kernel_plan **ret, struct kmm_error **err)
 {
@@ -929,7 +959,7 @@ static int kernel_plan(struct op *op, const struct kmm_module *m, struct mic_ima
  * One node: the entry it should carry (NULL: none; a reference to the
  * kernel's plan) and its digest, and whether it counts as targeted.
  */
-static int node_entry(struct op *op, const struct kmm_module *m, struct mic_images *mc,
+static int node_entry(struct kmm_op_engine *op, const struct kmm_module *m, struct mic_images *mc,
 		      struct kernel_plans *plans, const struct kmm_obj *node, const json_t *tols,
 		      struct counts *c, const struct kernel_plan **ret_plan, struct kmm_error **err)
 {
@@ -992,13 +1022,13 @@ static bool any_section(const json_t *container, const char *key)
 }
 
 /* Upstream's gauges, recomputed from the cache (cheap: one pass over the Modules). */
-static void update_gauges(struct op *op)
+static void update_gauges(struct kmm_op_engine *op)
 {
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
 	int mods = 0, dp = 0, build = 0, sign = 0;
 
-	if (kmm_informer_list(op->modules, &objs, &n) < 0)
+	if (kmm_informer_list(op->cache[KMM_OP_CACHE_MODULES], &objs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *j = kmm_obj_json(objs[i]);
@@ -1025,20 +1055,21 @@ static void update_gauges(struct op *op)
 			}
 			const char *lv[] = { kmm_kube_meta_str(j, "name"),
 					     kmm_kube_meta_str(j, "namespace"), joined };
-			kmm_metric_set(op->g_modprobe_args, lv, 1);
+			kmm_metric_set(module_state(op)->g_modprobe_args, lv, 1);
 		}
 	}
 	kmm_obj_array_free(objs, n);
-	kmm_metric_set(op->g_modules, NULL, mods);
-	kmm_metric_set(op->g_device_plugin, NULL, dp);
-	kmm_metric_set(op->g_build, NULL, build);
-	kmm_metric_set(op->g_sign, NULL, sign);
+	kmm_metric_set(module_state(op)->g_modules, NULL, mods);
+	kmm_metric_set(module_state(op)->g_device_plugin, NULL, dp);
+	kmm_metric_set(module_state(op)->g_build, NULL, build);
+	kmm_metric_set(module_state(op)->g_sign, NULL, sign);
 }
 
-int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_error **err)
+static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const char *key,
+				struct kmm_error **err)
 {
-	struct op *op = userdata;
-	_cleanup_obj_unref_ struct kmm_obj *obj = kmm_informer_get(op->modules, key);
+	_cleanup_obj_unref_ struct kmm_obj *obj =
+	    kmm_informer_get(op->cache[KMM_OP_CACHE_MODULES], key);
 	_cleanup_(kmm_module_freep) struct kmm_module *m = NULL;
 	struct kmm_obj **nodes = NULL;
 	size_t n_nodes = 0;
@@ -1071,10 +1102,10 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 		return 0;
 
 	mc.images = json_object();
-	mic_obj = kmm_informer_get(op->mics, key);
+	mic_obj = kmm_informer_get(op->cache[KMM_OP_CACHE_MICS], key);
 	if (mic_obj && kmm_image_config_from_json(kmm_obj_json(mic_obj), 0, &mc.mic, err) < 0)
 		return kmm_error_wrap(err, "reconcile %s: MIC", key);
-	if (!mc.images || kmm_informer_list(op->nodes, &nodes, &n_nodes) < 0)
+	if (!mc.images || kmm_informer_list(op->cache[KMM_OP_CACHE_NODES], &nodes, &n_nodes) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	tols = kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations);
 	for (size_t i = 0; i < n_nodes; i++) {
@@ -1105,13 +1136,14 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 		struct kmm_obj **nmcs = NULL;
 		size_t n = 0;
 
-		kmm_informer_list(op->nmcs, &nmcs, &n);
+		kmm_informer_list(op->cache[KMM_OP_CACHE_NMCS], &nmcs, &n);
 		for (size_t i = 0; i < n; i++) {
 			struct kmm_op_nmc_module st;
 
-			if (kmm_op_nmc_module_get(op->nmc_digests, op->nmc_overlay, op->nmcs,
-						  kmm_obj_key(nmcs[i]), m->namespace, m->name,
-						  &st) < 0 ||
+			if (kmm_op_nmc_module_get(
+				module_state(op)->nmc_digests, op->overlay[KMM_OP_CACHE_NMCS],
+				op->cache[KMM_OP_CACHE_NMCS], kmm_obj_key(nmcs[i]), m->namespace,
+				m->name, &st) < 0 ||
 			    !st.configured_label)
 				continue;
 			c.desired++;
@@ -1137,3 +1169,273 @@ int64_t kmm_op_module_reconcile(const char *key, void *userdata, struct kmm_erro
 	}
 	return retry_ms > 0 ? retry_ms : 0;
 }
+
+/* ---- watches: what queues a Module ---- */
+
+/* NMC progress and worker pod trouble are batched into one Module reconcile per this many ms. */
+#define MODULE_STATUS_BATCH_MS 2000
+
+static void enqueue_module(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			   const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	kmm_op_ctl_enqueue(op->ctl[KMM_OP_MODULE], kmm_obj_key(obj));
+}
+
+/* Did anything but the status change? Our own status writes must not trigger reconciles. */
+static bool module_changed(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			   const struct kmm_obj *obj)
+{
+	static const char *const paths[] = { "metadata.generation", "metadata.deletionTimestamp",
+					     "metadata.finalizers", "metadata.labels",
+					     "metadata.annotations" };
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(paths); i++) {
+		_cleanup_json_ json_t *a = kmm_obj_get_json(old, paths[i]);
+		_cleanup_json_ json_t *b = kmm_obj_get_json(obj, paths[i]);
+
+		if (!kmm_json_same(a, b))
+			return true;
+	}
+	return false;
+}
+
+static const json_t *nmc_entry_of(const json_t *nmc, const char *part, const char *ns,
+				  const char *name)
+{
+	const json_t *arr = json_object_get(json_object_get(nmc, part), "modules"), *e;
+	size_t i;
+
+	json_array_foreach (arr, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "namespace")) ?: "", ns) == 0 &&
+		    strcmp(json_string_value(json_object_get(e, "name")) ?: "", name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Did anything the Module ns/name cares about change between a and b? */
+static bool module_part_changed(const json_t *a, const json_t *b, const char *ns, const char *name)
+{
+	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(ns, name);
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(ns, name);
+
+	if (!a || !b || !cl || !ul)
+		return true;
+	return !kmm_json_same(nmc_entry_of(a, "spec", ns, name),
+			      nmc_entry_of(b, "spec", ns, name)) ||
+	       !kmm_json_same(nmc_entry_of(a, "status", ns, name),
+			      nmc_entry_of(b, "status", ns, name)) ||
+	       !kmm_op_label(a, cl) != !kmm_op_label(b, cl) ||
+	       !kmm_op_label(a, ul) != !kmm_op_label(b, ul);
+}
+
+/*
+ * Modules named by an NMC's configured/in-use labels, those whose part
+ * changed between old and new (old NULL: all of them).
+ */
+static void enqueue_nmc_modules(struct kmm_op_engine *op, const json_t *nmc, const json_t *old)
+{
+	const json_t *labels = json_object_get(json_object_get(nmc, "metadata"), "labels");
+	const char *k;
+	const json_t *v;
+	size_t plen = strlen(KMM_NMC_LABEL_PREFIX);
+
+	json_object_foreach ((json_t *)labels, k, v) {
+		const char *rest, *dot, *suffix;
+		char ns[256], name[256], key[512];
+
+		if (strncmp(k, KMM_NMC_LABEL_PREFIX, plen) != 0)
+			continue;
+		rest = k + plen;
+		suffix = strstr(rest, ".module-");
+		dot = strchr(rest, '.');
+		if (!suffix || !dot || dot >= suffix)
+			continue;
+		snprintf(ns, sizeof(ns), "%.*s", (int)(dot - rest), rest);
+		snprintf(name, sizeof(name), "%.*s", (int)(suffix - dot - 1), dot + 1);
+		if (old && !module_part_changed(old, nmc, ns, name))
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", ns, name);
+		/*
+		 * NMC progress only moves the Module's status counts (and, once
+		 * unloaded everywhere, its finalizer): batch it. Node and Module
+		 * changes, which move entries, are not delayed.
+		 */
+		kmm_op_ctl_enqueue_coalesced(op->ctl[KMM_OP_MODULE], key, MODULE_STATUS_BATCH_MS);
+	}
+}
+
+static void enqueue_from_nmc(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			     const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	struct module_state *ms = state;
+
+	if (ev == KMM_OP_DELETED)
+		kmm_op_nmc_digests_forget(ms->nmc_digests, kmm_obj_key(obj));
+	if (!old) {
+		enqueue_nmc_modules(op, kmm_obj_json(obj), NULL);
+		return;
+	}
+	enqueue_nmc_modules(op, kmm_obj_json(obj), kmm_obj_json(old));
+	enqueue_nmc_modules(op, kmm_obj_json(old), kmm_obj_json(obj));
+}
+
+/* A node's targeting facts (labels, taints, kernel) moved: any Module may select it now. */
+static bool node_targeting_changed(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+				   const struct kmm_obj *obj)
+{
+	return kmm_op_node_change(old, obj) & KMM_OP_NODE_TARGETING;
+}
+
+static void enqueue_all(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	enqueue_all_modules(op);
+}
+
+/* What the Module's Ready condition reports of a worker pod: restarts and waiting reasons. */
+static json_t *pod_trouble_facts(const json_t *pod)
+{
+	const json_t *st = json_object_get(pod, "status");
+	const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
+	const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+
+	return json_pack("{s:O*, s:O*, s:O*}", "restarts", json_object_get(cs, "restartCount"),
+			 "init", json_object_get(json_object_get(ics, "state"), "waiting"), "main",
+			 json_object_get(json_object_get(cs, "state"), "waiting"));
+}
+
+/*
+ * The Module only reports on troubled pods: tell it when that changes,
+ * batched like NMC progress (every worker pod's start changes its waiting
+ * reason; 10,000 starts must not mean 10,000 Module reconciles).
+ */
+static void enqueue_from_worker_pod(struct kmm_op_engine *op, void *state,
+				    const struct kmm_obj *old, const struct kmm_obj *obj,
+				    enum kmm_op_event ev)
+{
+	const json_t *j = kmm_obj_json(obj);
+	const char *mod = kmm_op_label(j, KMM_LABEL_MODULE_NAME);
+	const char *ns = kmm_kube_meta_str(j, "namespace");
+	_cleanup_json_ json_t *now = NULL, *before = NULL;
+	char key[512];
+
+	if (!mod || !ns)
+		return;
+	now = pod_trouble_facts(j);
+	before = old ? pod_trouble_facts(kmm_obj_json(old)) : json_object();
+	if (now && before &&
+	    (ev == KMM_OP_DELETED ? json_object_size(now) > 0 : !json_equal(now, before))) {
+		snprintf(key, sizeof(key), "%s/%s", ns, mod);
+		kmm_op_ctl_enqueue_coalesced(op->ctl[KMM_OP_MODULE], key, MODULE_STATUS_BATCH_MS);
+	}
+}
+
+/* A MIC has its Module's name: a new one, or a status that moved, is the Module's news. */
+static bool status_changed(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			   const struct kmm_obj *obj)
+{
+	return kmm_op_status_differs(old, obj);
+}
+
+/* The Module's Ready message tells why a build or sign pod does not start. */
+static void enqueue_from_bspod(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			       const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	const char *ns = kmm_obj_str(obj, "metadata.namespace");
+	const char *owner = kmm_obj_label(obj, KMM_LABEL_MODULE_NAME);
+	char key[512];
+
+	if (!ns || !owner || ev == KMM_OP_DELETED)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", ns, owner);
+	kmm_op_ctl_enqueue_coalesced(op->ctl[KMM_OP_MODULE], key, 1000);
+}
+
+static const struct kmm_op_watch module_watches[] = {
+	{ KMM_OP_CACHE_MODULES, module_changed, enqueue_module },
+	{ KMM_OP_CACHE_NMCS, NULL, enqueue_from_nmc },
+	{ KMM_OP_CACHE_NODES, node_targeting_changed, enqueue_all },
+	{ KMM_OP_CACHE_PODS, NULL, enqueue_from_worker_pod },
+	{ KMM_OP_CACHE_MICS, status_changed, enqueue_module },
+	{ KMM_OP_CACHE_BSPODS, NULL, enqueue_from_bspod },
+};
+
+/* ---- state ---- */
+
+static void module_state_free(void *state)
+{
+	struct module_state *ms = state;
+
+	if (!ms)
+		return;
+	kmm_op_nmc_digests_free(ms->nmc_digests);
+	kmm_hashmap_free(ms->status_times);
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(ms->nmc_create_locks); i++)
+		pthread_mutex_destroy(&ms->nmc_create_locks[i]);
+	pthread_mutex_destroy(&ms->status_lock);
+	free(ms);
+}
+
+static int module_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_error **err)
+{
+	static const char *const args[] = { "name", "namespace", "modprobeArgs", NULL };
+	struct module_state *ms = calloc(1, sizeof(*ms));
+	struct kmm_metric *unused;
+	int r;
+
+	if (!ms)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(ms->nmc_create_locks); i++)
+		pthread_mutex_init(&ms->nmc_create_locks[i], NULL);
+	pthread_mutex_init(&ms->status_lock, NULL);
+	ms->nmc_digests = kmm_op_nmc_digests_new();
+	ms->status_times = kmm_hashmap_new(free);
+	if (!ms->nmc_digests || !ms->status_times) {
+		module_state_free(ms);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	/* Upstream's gauges (reference §3.15), refreshed by every Module reconcile. */
+	r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_module_num",
+				 "Number of existing KMM modules", NULL, NULL, 0, &ms->g_modules,
+				 err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_in_cluster_build_num",
+					 "Number of existing KMM modules with in-cluster build "
+					 "defined",
+					 NULL, NULL, 0, &ms->g_build, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_in_cluster_sign_num",
+					 "Number of existing KMM modules with in-cluster sign "
+					 "defined",
+					 NULL, NULL, 0, &ms->g_sign, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_device_plugin_num",
+					 "Number of existing KMM modules with device plugin "
+					 "defined",
+					 NULL, NULL, 0, &ms->g_device_plugin, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_preflight_num",
+					 "Number of existing preflight validations", NULL, NULL, 0,
+					 &unused, err);
+	if (r >= 0)
+		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_modprobe_args",
+					 "for a given module, the modprobe arguments used", args,
+					 NULL, 0, &ms->g_modprobe_args, err);
+	if (r < 0) {
+		module_state_free(ms);
+		return r;
+	}
+	*ret_state = ms;
+	return 0;
+}
+
+const struct kmm_op_reconciler kmm_op_module_reconciler = {
+	.name = "module",
+	.log_name = "module",
+	.watches = module_watches,
+	.n_watches = KMM_ARRAY_SIZE(module_watches),
+	.state_new = module_state_new,
+	.state_free = module_state_free,
+	.reconcile = module_reconcile,
+};

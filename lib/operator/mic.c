@@ -36,7 +36,7 @@
 #include "kmm/json.h"
 #include "kmm/log.h"
 #include "kmm/registry.h"
-#include "operator.h"
+#include "engine-internal.h"
 
 const struct kmm_kube_resource kmm_op_mics = { KMM_API_GROUP, "v1beta1", "moduleimagesconfigs",
 					       true };
@@ -59,9 +59,30 @@ struct image_state {
 	char why[224]; /* the registry's verdict, summarized (kmm_registry_error_summary) */
 };
 
+struct kmm_op_image_checks;
+
+/* What the MIC reconciler keeps between reconciles; every member under lock. */
+struct mic_state {
+	pthread_mutex_t lock;
+	struct kmm_hashmap *images;  /* cache_key() -> struct image_state */
+	struct kmm_hashmap *waiters; /* cache_key() -> "ns/mic\n"... waiting for its check */
+	struct kmm_hashmap *whys;    /* why_key() -> char *: why the image is not there */
+	struct kmm_hashmap *pulls;   /* pull_key() -> struct pull_state (imageCheck pullPod) */
+	struct kmm_op_image_checks *checks;  /* the registry checks, started on first use */
+	uint64_t check_tag;		     /* tells a verdict from a superseded one */
+	struct kmm_op_keyset *pullpods_done; /* pull pod uids read and deleted, maybe cached */
+	struct kmm_op_keyset *mbscs_deleted; /* MBSC uids deleted, maybe still cached */
+};
+
+static struct mic_state *mic_reconciler_state(struct kmm_op_engine *op)
+{
+	return op->state[KMM_OP_MIC];
+}
+
 static int64_t backoff_ms(int failures);
 
-static char *pull_secret(struct op *op, const char *ns, const char *name, struct kmm_error **err)
+static char *pull_secret(struct kmm_op_engine *op, const char *ns, const char *name,
+			 struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_kube_secrets, ns, name, NULL };
 	_cleanup_json_ json_t *sec = NULL;
@@ -97,15 +118,15 @@ static void cache_key(char *key, size_t size, const struct kmm_image_config *mic
 		 secret ? secret : "");
 }
 
-/* op->images[key], created zeroed (size bytes) when absent; NULL on ENOMEM. Hold images_lock. */
-static void *images_entry(struct op *op, const char *key, size_t size)
+/* map[key], created zeroed (size bytes) when absent; NULL on ENOMEM. Hold the state's lock. */
+static void *images_entry(struct kmm_hashmap *map, const char *key, size_t size)
 {
-	void *v = kmm_hashmap_get(op->images, key);
+	void *v = kmm_hashmap_get(map, key);
 
 	if (v)
 		return v;
 	v = calloc(1, size);
-	if (v && kmm_hashmap_put(op->images, key, v, NULL) < 0) {
+	if (v && kmm_hashmap_put(map, key, v, NULL) < 0) {
 		free(v);
 		v = NULL;
 	}
@@ -118,10 +139,10 @@ static void *images_entry(struct op *op, const char *key, size_t size)
  */
 static void why_key(char *key, size_t size, const char *ns, const char *mic_name, const char *image)
 {
-	snprintf(key, size, "why|%s|%s|%s", ns, mic_name, image);
+	snprintf(key, size, "%s|%s|%s", ns, mic_name, image);
 }
 
-static bool set_why(struct op *op, const struct kmm_image_config *mic, const char *image,
+static bool set_why(struct kmm_op_engine *op, const struct kmm_image_config *mic, const char *image,
 		    const char *why)
 {
 	char key[1024];
@@ -131,8 +152,8 @@ static bool set_why(struct op *op, const struct kmm_image_config *mic, const cha
 
 	why_key(key, sizeof(key), mic->namespace, mic->name, image);
 	if (!copy)
-		old = kmm_hashmap_remove(op->images, key);
-	else if (kmm_hashmap_put(op->images, key, copy, &old) < 0)
+		old = kmm_hashmap_remove(mic_reconciler_state(op)->whys, key);
+	else if (kmm_hashmap_put(mic_reconciler_state(op)->whys, key, copy, &old) < 0)
 		free(copy);
 	if (old && why)
 		changed = strcmp(old, why) != 0;
@@ -142,17 +163,17 @@ static bool set_why(struct op *op, const struct kmm_image_config *mic, const cha
 	return changed;
 }
 
-void kmm_op_image_why(struct op *op, const char *ns, const char *mic_name, const char *image,
-		      char *buf, size_t size)
+void kmm_op_image_why(struct kmm_op_engine *op, const char *ns, const char *mic_name,
+		      const char *image, char *buf, size_t size)
 {
 	char key[1024];
 	const char *why;
 
 	why_key(key, sizeof(key), ns, mic_name, image);
-	pthread_mutex_lock(&op->images_lock);
-	why = kmm_hashmap_get(op->images, key);
+	pthread_mutex_lock(&mic_reconciler_state(op)->lock);
+	why = kmm_hashmap_get(mic_reconciler_state(op)->whys, key);
 	snprintf(buf, size, "%s", why ? why : "");
-	pthread_mutex_unlock(&op->images_lock);
+	pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 }
 
 /* ---- registry checks, off the reconcile workers ---- */
@@ -179,18 +200,17 @@ struct kmm_op_image_checks {
 	struct kmm_registry_policy *policy;
 };
 
-static uint64_t check_tag; /* under images_lock: tells a verdict from a superseded one */
+/* The pool, started on first use with the configured policy. Hold the state's lock. */
+static struct kmm_op_image_checks *checks_locked(struct kmm_op_engine *op, struct kmm_error **err);
 
-/* The pool, started on first use with the configured policy. Hold images_lock. */
-static struct kmm_op_image_checks *checks_locked(struct op *op, struct kmm_error **err);
-
-void kmm_op_mic_checks_stop(struct op *op)
+/* Stops the registry checks (joins their threads): no callback requeues a MIC after this. */
+static void mic_state_stop(struct kmm_op_engine *op, void *state)
 {
 	struct kmm_op_image_checks *c;
 
-	pthread_mutex_lock(&op->images_lock);
-	c = TAKE_PTR(op->image_checks);
-	pthread_mutex_unlock(&op->images_lock);
+	pthread_mutex_lock(&mic_reconciler_state(op)->lock);
+	c = TAKE_PTR(mic_reconciler_state(op)->checks);
+	pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 	if (!c)
 		return;
 	kmm_image_checks_free(c->pool); /* joins: no callback runs after this */
@@ -198,21 +218,16 @@ void kmm_op_mic_checks_stop(struct op *op)
 	free(c);
 }
 
-static void waiters_key(char *key, size_t size, const char *cache_key)
+/* Remembers that MIC ns/name waits for the check of cache_key. Hold the state's lock. */
+static void add_waiter(struct kmm_op_engine *op, const char *cache_key,
+		       const struct kmm_image_config *mic)
 {
-	snprintf(key, size, "wait|%s", cache_key);
-}
-
-/* Remembers that MIC ns/name waits for the check of cache_key. Hold images_lock. */
-static void add_waiter(struct op *op, const char *cache_key, const struct kmm_image_config *mic)
-{
-	char key[1100], who[512];
+	char who[512];
 	const char *old;
 	char *joined = NULL;
 
-	waiters_key(key, sizeof(key), cache_key);
 	snprintf(who, sizeof(who), "%s/%s\n", mic->namespace, mic->name);
-	old = kmm_hashmap_get(op->images, key);
+	old = kmm_hashmap_get(mic_reconciler_state(op)->waiters, cache_key);
 	for (const char *p = old; p && (p = strstr(p, who)); p++)
 		if (p == old || p[-1] == '\n')
 			return; /* listed already */
@@ -220,7 +235,7 @@ static void add_waiter(struct op *op, const char *cache_key, const struct kmm_im
 		return; /* too many: the retry after CHECK_STALE_MS covers the rest */
 	if (asprintf(&joined, "%s%s", old ? old : "", who) < 0)
 		return;
-	if (kmm_hashmap_put(op->images, key, joined, NULL) < 0)
+	if (kmm_hashmap_put(mic_reconciler_state(op)->waiters, cache_key, joined, NULL) < 0)
 		free(joined);
 }
 
@@ -229,18 +244,17 @@ static void add_waiter(struct op *op, const char *cache_key, const struct kmm_im
  * the MICs that wait for it. local_why (may be NULL) replaces the summary of e
  * for errors found before any registry was asked.
  */
-static void record_verdict(struct op *op, const char *cache_key, uint64_t tag, int r,
+static void record_verdict(struct kmm_op_engine *op, const char *cache_key, uint64_t tag, int r,
 			   const struct kmm_error *e, const char *local_why)
 {
 	struct image_state *st;
-	char key[1100];
 	_cleanup_free_ char *waiters = NULL;
 
-	pthread_mutex_lock(&op->images_lock);
-	st = kmm_hashmap_get(op->images, cache_key);
+	pthread_mutex_lock(&mic_reconciler_state(op)->lock);
+	st = kmm_hashmap_get(mic_reconciler_state(op)->images, cache_key);
 	/* Forgotten meanwhile (a rebuild trigger), or superseded: not ours to answer. */
 	if (!st || !st->pending || st->tag != tag) {
-		pthread_mutex_unlock(&op->images_lock);
+		pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 		return;
 	}
 	st->pending = false;
@@ -259,12 +273,11 @@ static void record_verdict(struct op *op, const char *cache_key, uint64_t tag, i
 		else
 			kmm_registry_error_summary(e, st->why, sizeof(st->why));
 	}
-	waiters_key(key, sizeof(key), cache_key);
-	waiters = kmm_hashmap_remove(op->images, key);
-	pthread_mutex_unlock(&op->images_lock);
+	waiters = kmm_hashmap_remove(mic_reconciler_state(op)->waiters, cache_key);
+	pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 	for (char *w = waiters, *nl; w && (nl = strchr(w, '\n')); w = nl + 1) {
 		*nl = '\0';
-		kmm_op_ctl_enqueue(op->mic_ctl, w);
+		kmm_op_ctl_enqueue(op->ctl[KMM_OP_MIC], w);
 	}
 }
 
@@ -279,7 +292,7 @@ static void check_done(void *userdata, const char *cache_key, uint64_t tag, int 
 	record_verdict(userdata, cache_key, tag, r, e, NULL);
 }
 
-static struct kmm_op_image_checks *checks_locked(struct op *op, struct kmm_error **err)
+static struct kmm_op_image_checks *checks_locked(struct kmm_op_engine *op, struct kmm_error **err)
 {
 	const struct kmm_image_checks_options o = {
 		.threads = CHECK_THREADS,
@@ -289,8 +302,8 @@ static struct kmm_op_image_checks *checks_locked(struct op *op, struct kmm_error
 	};
 	_cleanup_free_ struct kmm_op_image_checks *c = NULL;
 
-	if (op->image_checks)
-		return op->image_checks;
+	if (mic_reconciler_state(op)->checks)
+		return mic_reconciler_state(op)->checks;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		kmm_error_make(err, ENOMEM, "out of memory");
@@ -304,8 +317,8 @@ static struct kmm_op_image_checks *checks_locked(struct op *op, struct kmm_error
 		kmm_registry_policy_free(c->policy);
 		return NULL;
 	}
-	op->image_checks = TAKE_PTR(c);
-	return op->image_checks;
+	mic_reconciler_state(op)->checks = TAKE_PTR(c);
+	return mic_reconciler_state(op)->checks;
 }
 
 /* Printable ASCII, capped: an image name from a Module spec goes into a status. */
@@ -328,7 +341,7 @@ static void status_text(char *buf, size_t size, const char *fmt, ...)
  * when the pull secret is to blame), or -EAGAIN when the queue is full
  * (nothing to record).
  */
-static int submit_check(struct op *op, const struct kmm_image_config *mic,
+static int submit_check(struct kmm_op_engine *op, const struct kmm_image_config *mic,
 			const struct kmm_module_image_spec *img, const char *key, uint64_t tag,
 			char *why, size_t why_size, struct kmm_error **ret_e)
 {
@@ -338,9 +351,9 @@ static int submit_check(struct op *op, const struct kmm_image_config *mic,
 	struct kmm_op_image_checks *c;
 	int r;
 
-	pthread_mutex_lock(&op->images_lock);
+	pthread_mutex_lock(&mic_reconciler_state(op)->lock);
 	c = checks_locked(op, ret_e);
-	pthread_mutex_unlock(&op->images_lock);
+	pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 	if (!c)
 		return -EIO;
 	/* The apiserver, not the registry: fine on a reconcile worker. */
@@ -374,7 +387,7 @@ static int submit_check(struct op *op, const struct kmm_image_config *mic,
  * 1 when the image exists, 0 when not or when nobody can tell yet
  * (*ret_unknown set); *ret_retry_ms says when to look again.
  */
-static int image_exists(struct op *op, const struct kmm_image_config *mic,
+static int image_exists(struct kmm_op_engine *op, const struct kmm_image_config *mic,
 			const struct kmm_module_image_spec *img, bool *ret_unknown,
 			int64_t *ret_retry_ms)
 {
@@ -391,17 +404,17 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 		uint64_t tag;
 		int r;
 
-		pthread_mutex_lock(&op->images_lock);
-		st = images_entry(op, key, sizeof(*st));
+		pthread_mutex_lock(&mic_reconciler_state(op)->lock);
+		st = images_entry(mic_reconciler_state(op)->images, key, sizeof(*st));
 		if (!st) {
-			pthread_mutex_unlock(&op->images_lock);
+			pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 			*ret_retry_ms = CHECK_QUEUE_FULL_RETRY_MS;
 			*ret_unknown = true;
 			return 0;
 		}
 		if (st->pending && now - st->pending_since_ms < CHECK_STALE_MS) {
 			add_waiter(op, key, mic);
-			pthread_mutex_unlock(&op->images_lock);
+			pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 			*ret_retry_ms = CHECK_STALE_MS - (now - st->pending_since_ms);
 			*ret_unknown = true;
 			return 0;
@@ -420,22 +433,22 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 				why_changed = set_why(op, mic, img->image, why);
 				*ret_retry_ms = st->next_check_ms - now;
 			}
-			pthread_mutex_unlock(&op->images_lock);
+			pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 			break;
 		}
 		if (pass == 1) { /* a local verdict was just recorded; cannot happen twice */
-			pthread_mutex_unlock(&op->images_lock);
+			pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 			*ret_retry_ms = CHECK_QUEUE_FULL_RETRY_MS;
 			*ret_unknown = true;
 			return 0;
 		}
 		/* Ours to ask: claim it so other MICs with this image wait for this check. */
-		tag = ++check_tag;
+		tag = ++mic_reconciler_state(op)->check_tag;
 		st->pending = true;
 		st->tag = tag;
 		st->pending_since_ms = now;
 		add_waiter(op, key, mic);
-		pthread_mutex_unlock(&op->images_lock);
+		pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 
 		r = submit_check(op, mic, img, key, tag, local_why, sizeof(local_why), &e);
 		if (r == 0) {
@@ -444,19 +457,21 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 			return 0;
 		}
 		if (r == -EAGAIN) {
-			pthread_mutex_lock(&op->images_lock);
-			if (st == kmm_hashmap_get(op->images, key) && st->tag == tag)
+			pthread_mutex_lock(&mic_reconciler_state(op)->lock);
+			if (st == kmm_hashmap_get(mic_reconciler_state(op)->images, key) &&
+			    st->tag == tag)
 				st->pending = false;
-			pthread_mutex_unlock(&op->images_lock);
-			kmm_log(KMM_LOG_WARN, "too many image checks waiting, retrying later",
-				"controller", "mic", "image", img->image, NULL);
+			pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
+			kmm_op_log(op, KMM_LOG_WARN,
+				   "too many image checks waiting, retrying later", "controller",
+				   "mic", "image", img->image, NULL);
 			*ret_retry_ms = CHECK_QUEUE_FULL_RETRY_MS;
 			*ret_unknown = true;
 			return 0;
 		}
 		if (e)
-			kmm_log(KMM_LOG_DEBUG, "image check failed", "controller", "mic", "image",
-				img->image, "error", kmm_error_message(e), NULL);
+			kmm_op_log(op, KMM_LOG_DEBUG, "image check failed", "controller", "mic",
+				   "image", img->image, "error", kmm_error_message(e), NULL);
 		record_verdict(op, key, tag, r, e, local_why[0] ? local_why : NULL);
 		kmm_error_free(e);
 	}
@@ -468,9 +483,9 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 		char mkey[512];
 
 		snprintf(mkey, sizeof(mkey), "%s/%s", mic->namespace, mic->name);
-		kmm_op_ctl_enqueue(op->module_ctl, mkey);
-		kmm_log(KMM_LOG_WARN, "cannot check image", "controller", "mic", "key", mkey,
-			"reason", why, NULL);
+		kmm_op_ctl_enqueue(op->ctl[KMM_OP_MODULE], mkey);
+		kmm_op_log(op, KMM_LOG_WARN, "cannot check image", "controller", "mic", "key", mkey,
+			   "reason", why, NULL);
 	}
 	*ret_unknown = exists < 0;
 	return exists > 0;
@@ -479,25 +494,20 @@ static int image_exists(struct op *op, const struct kmm_image_config *mic,
 static void pull_key(char *key, size_t size, const struct kmm_image_config *mic, const char *image);
 
 /* A new imageRebuildTriggerGeneration: every image is asked about afresh. */
-static void forget_images(struct op *op, const struct kmm_image_config *mic)
+static void forget_images(struct kmm_op_engine *op, const struct kmm_image_config *mic)
 {
 	char key[1024];
 
-	pthread_mutex_lock(&op->images_lock);
+	pthread_mutex_lock(&mic_reconciler_state(op)->lock);
 	for (size_t i = 0; i < mic->n_images; i++) {
 		cache_key(key, sizeof(key), mic, &mic->images[i]);
-		free(kmm_hashmap_remove(op->images, key));
-		{
-			char wkey[1100];
-
-			waiters_key(wkey, sizeof(wkey), key);
-			free(kmm_hashmap_remove(op->images, wkey));
-		}
+		free(kmm_hashmap_remove(mic_reconciler_state(op)->images, key));
+		free(kmm_hashmap_remove(mic_reconciler_state(op)->waiters, key));
 		pull_key(key, sizeof(key), mic, mic->images[i].image);
-		free(kmm_hashmap_remove(op->images, key));
+		free(kmm_hashmap_remove(mic_reconciler_state(op)->pulls, key));
 		set_why(op, mic, mic->images[i].image, NULL);
 	}
-	pthread_mutex_unlock(&op->images_lock);
+	pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 }
 
 /* ---- states ---- */
@@ -541,7 +551,7 @@ static bool is(const char *a, const char *b)
 }
 
 struct mic_run {
-	struct op *op;
+	struct kmm_op_engine *op;
 	const struct kmm_image_config *mic;
 	const struct kmm_image_config *mbsc; /* NULL when none (or deleted) */
 	int64_t retry_ms;
@@ -594,19 +604,19 @@ static int64_t backoff_ms(int failures)
 
 static void pull_key(char *key, size_t size, const struct kmm_image_config *mic, const char *image)
 {
-	snprintf(key, size, "pull|%s/%s|%s", mic->namespace, mic->name, image);
+	snprintf(key, size, "%s/%s|%s", mic->namespace, mic->name, image);
 }
 
-static struct pull_state *pull_state(struct op *op, const struct kmm_image_config *mic,
+static struct pull_state *pull_state(struct kmm_op_engine *op, const struct kmm_image_config *mic,
 				     const char *image)
 {
 	char key[1024];
 	struct pull_state *st;
 
 	pull_key(key, sizeof(key), mic, image);
-	pthread_mutex_lock(&op->images_lock);
-	st = images_entry(op, key, sizeof(*st));
-	pthread_mutex_unlock(&op->images_lock);
+	pthread_mutex_lock(&mic_reconciler_state(op)->lock);
+	st = images_entry(mic_reconciler_state(op)->pulls, key, sizeof(*st));
+	pthread_mutex_unlock(&mic_reconciler_state(op)->lock);
 	return st;
 }
 
@@ -623,7 +633,7 @@ static json_t *owned_pull_pods(struct mic_run *s)
 	size_t n = 0;
 	json_t *out = json_array();
 
-	if (!out || kmm_informer_list(s->op->pullpods, &objs, &n) < 0)
+	if (!out || kmm_informer_list(s->op->cache[KMM_OP_CACHE_PULLPODS], &objs, &n) < 0)
 		return out;
 	for (size_t i = 0; i < n; i++) {
 		const struct kmm_obj *o = objs[i];
@@ -631,7 +641,7 @@ static json_t *owned_pull_pods(struct mic_run *s)
 		if (is(kmm_obj_str(o, "metadata.namespace"), s->mic->namespace) &&
 		    is(kmm_obj_label(o, KMM_LABEL_IMAGE_OWNER), s->mic->name) &&
 		    !kmm_obj_str(o, "metadata.deletionTimestamp") &&
-		    !kmm_op_keyset_contains(s->op->pullpods_done,
+		    !kmm_op_keyset_contains(mic_reconciler_state(s->op)->pullpods_done,
 					    kmm_obj_str(o, "metadata.uid") ?: ""))
 			json_array_append_new(out, kmm_obj_to_json(o));
 	}
@@ -718,8 +728,8 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 		struct kmm_error *e = NULL;
 
 		if (create_pull_pod(s, img, &e) < 0) {
-			kmm_log(KMM_LOG_WARN, "cannot create pull pod", "controller", "mic",
-				"image", img->image, "error", kmm_error_message(e), NULL);
+			kmm_op_log(s->op, KMM_LOG_WARN, "cannot create pull pod", "controller",
+				   "mic", "image", img->image, "error", kmm_error_message(e), NULL);
 			kmm_error_free(e);
 			*ret_retry_ms = d;
 			return PULL_WAITING;
@@ -776,9 +786,9 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 	json_array_append_new(s->pull_done, json_pack("{s:s, s:s}", "name", name, "uid", uid));
 	st->last = v;
 	st->uid[0] = 0;
-	pthread_mutex_lock(&s->op->images_lock);
+	pthread_mutex_lock(&mic_reconciler_state(s->op)->lock);
 	set_why(s->op, s->mic, img->image, v == PULL_EXISTS ? NULL : why);
-	pthread_mutex_unlock(&s->op->images_lock);
+	pthread_mutex_unlock(&mic_reconciler_state(s->op)->lock);
 	if (v == PULL_EXISTS) {
 		st->exists = true;
 		st->failures = 0;
@@ -813,11 +823,12 @@ static void delete_pull_pods(struct mic_run *s)
 		if (!t.name)
 			continue;
 		/* Before the DELETE: its watch event may come back before the call does. */
-		kmm_op_keyset_add(s->op->pullpods_done, str(p, "uid") ?: "");
+		kmm_op_keyset_add(mic_reconciler_state(s->op)->pullpods_done, str(p, "uid") ?: "");
 		if (kmm_op_delete(&s->op->api, &t, &e) < 0) {
-			kmm_log(KMM_LOG_WARN, "cannot delete pull pod", "controller", "mic", "pod",
-				t.name, "error", kmm_error_message(e), NULL);
-			kmm_op_keyset_remove(s->op->pullpods_done, str(p, "uid") ?: "");
+			kmm_op_log(s->op, KMM_LOG_WARN, "cannot delete pull pod", "controller",
+				   "mic", "pod", t.name, "error", kmm_error_message(e), NULL);
+			kmm_op_keyset_remove(mic_reconciler_state(s->op)->pullpods_done,
+					     str(p, "uid") ?: "");
 			kmm_error_free(e);
 		}
 	}
@@ -881,7 +892,7 @@ static void missing_event(struct mic_run *s, const struct kmm_module_image_spec 
 	struct kmm_error *e = NULL;
 
 	snprintf(key, sizeof(key), "%s/%s", s->mic->namespace, s->mic->name);
-	mod = kmm_informer_get(s->op->modules, key);
+	mod = kmm_informer_get(s->op->cache[KMM_OP_CACHE_MODULES], key);
 	if (!mod)
 		return;
 	snprintf(msg, sizeof(msg),
@@ -891,8 +902,8 @@ static void missing_event(struct mic_run *s, const struct kmm_module_image_spec 
 	if (kmm_op_ns_event(s->op, KMM_API_VERSION, "Module", s->mic->namespace, s->mic->name,
 			    kmm_obj_str(mod, "metadata.uid"), "Warning", "ImageDoesNotExist", msg,
 			    NULL, &e) < 0)
-		kmm_log(KMM_LOG_WARN, "cannot record event", "controller", "mic", "key", key,
-			"error", kmm_error_message(e), NULL);
+		kmm_op_log(s->op, KMM_LOG_WARN, "cannot record event", "controller", "mic", "key",
+			   key, "error", kmm_error_message(e), NULL);
 	kmm_error_free(e);
 }
 
@@ -1064,7 +1075,7 @@ static int rebuild_trigger(struct mic_run *s, const struct kmm_obj *mbsc_obj,
 	if (mbsc_obj) {
 		if (kmm_op_delete(&s->op->api, &t, err) < 0)
 			return kmm_error_wrap(err, "delete MBSC for a rebuild");
-		kmm_op_keyset_add(s->op->mbscs_deleted,
+		kmm_op_keyset_add(mic_reconciler_state(s->op)->mbscs_deleted,
 				  kmm_obj_str(mbsc_obj, "metadata.uid") ?: "");
 	}
 	forget_images(s->op, mic);
@@ -1075,17 +1086,19 @@ static int rebuild_trigger(struct mic_run *s, const struct kmm_obj *mbsc_obj,
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (kmm_op_patch(&s->op->api, &st, KMM_KUBE_PATCH_MERGE, patch, NULL, err) < 0)
 		return kmm_error_wrap(err, "reset status");
-	kmm_log(KMM_LOG_INFO, "imageRebuildTriggerGeneration changed: images checked afresh",
-		"controller", "mic", "key", mic->name, "namespace", mic->namespace, NULL);
+	kmm_op_log(s->op, KMM_LOG_INFO,
+		   "imageRebuildTriggerGeneration changed: images checked afresh", "controller",
+		   "mic", "key", mic->name, "namespace", mic->namespace, NULL);
 	return 0;
 }
 
 /* ---- the reconcile ---- */
 
-int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error **err)
+static int64_t mic_reconcile(struct kmm_op_engine *op, void *state, const char *key,
+			     struct kmm_error **err)
 {
-	struct op *op = userdata;
-	_cleanup_obj_unref_ struct kmm_obj *obj = kmm_informer_get(op->mics, key);
+	_cleanup_obj_unref_ struct kmm_obj *obj =
+	    kmm_informer_get(op->cache[KMM_OP_CACHE_MICS], key);
 	_cleanup_obj_unref_ struct kmm_obj *mobj = NULL;
 	_cleanup_(kmm_image_config_freep) struct kmm_image_config *mic = NULL, *mbsc = NULL;
 	_cleanup_free_ const char **states = NULL;
@@ -1102,9 +1115,9 @@ int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error *
 	if (!mic->namespace || json_object_get(mic->metadata, "deletionTimestamp"))
 		return 0;
 	s.mic = mic;
-	mobj = kmm_informer_get(op->mbscs, key);
-	if (mobj &&
-	    kmm_op_keyset_contains(op->mbscs_deleted, kmm_obj_str(mobj, "metadata.uid") ?: ""))
+	mobj = kmm_informer_get(op->cache[KMM_OP_CACHE_MBSCS], key);
+	if (mobj && kmm_op_keyset_contains(mic_reconciler_state(op)->mbscs_deleted,
+					   kmm_obj_str(mobj, "metadata.uid") ?: ""))
 		kmm_obj_unref(TAKE_PTR(mobj)); /* deleted by us, the cache lags */
 	if (mic->has_image_rebuild_trigger_generation &&
 	    (!mic->has_status_trigger_generation ||
@@ -1116,7 +1129,7 @@ int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error *
 	if (mobj && kmm_image_config_from_json(kmm_obj_json(mobj), 0, &mbsc, err) < 0)
 		return kmm_error_wrap(err, "reconcile MIC %s: MBSC", key);
 	s.mbsc = mbsc;
-	if (op->pullpods) {
+	if (op->cache[KMM_OP_CACHE_PULLPODS]) {
 		s.pull_pods = pull_pods = owned_pull_pods(&s);
 		s.pull_done = pull_done = json_array();
 		if (!pull_pods || !pull_done)
@@ -1145,3 +1158,91 @@ int64_t kmm_op_mic_reconcile(const char *key, void *userdata, struct kmm_error *
 		delete_pull_pods(&s);
 	return s.retry_ms;
 }
+
+/* ---- watches: what queues a MIC ---- */
+
+static void enqueue_mic(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	kmm_op_ctl_enqueue(op->ctl[KMM_OP_MIC], kmm_obj_key(obj));
+}
+
+/* An MBSC has its MIC's name: a new one, or a status that moved, is the MIC's news. */
+static bool status_changed(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			   const struct kmm_obj *obj)
+{
+	return kmm_op_status_differs(old, obj);
+}
+
+/* A pull pod changed: its MIC (named by the image-owner label) reads it. */
+static void enqueue_from_pull_pod(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+				  const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	struct mic_state *ms = state;
+	const char *owner = kmm_obj_label(obj, KMM_LABEL_IMAGE_OWNER);
+	char key[512];
+
+	if (ev == KMM_OP_DELETED)
+		kmm_op_keyset_remove(ms->pullpods_done, kmm_obj_str(obj, "metadata.uid") ?: "");
+	if (!owner)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", kmm_obj_str(obj, "metadata.namespace") ?: "", owner);
+	kmm_op_ctl_enqueue(op->ctl[KMM_OP_MIC], key);
+}
+
+static const struct kmm_op_watch mic_watches[] = {
+	{ KMM_OP_CACHE_MICS, NULL, enqueue_mic },
+	{ KMM_OP_CACHE_MBSCS, status_changed, enqueue_mic },
+	{ KMM_OP_CACHE_PULLPODS, NULL, enqueue_from_pull_pod },
+};
+
+/* ---- state ---- */
+
+static void mic_state_free(void *state)
+{
+	struct mic_state *ms = state;
+
+	if (!ms)
+		return;
+	kmm_hashmap_free(ms->images);
+	kmm_hashmap_free(ms->waiters);
+	kmm_hashmap_free(ms->whys);
+	kmm_hashmap_free(ms->pulls);
+	kmm_op_keyset_free(ms->pullpods_done);
+	kmm_op_keyset_free(ms->mbscs_deleted);
+	pthread_mutex_destroy(&ms->lock);
+	free(ms);
+}
+
+static int mic_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_error **err)
+{
+	struct mic_state *ms = calloc(1, sizeof(*ms));
+
+	if (!ms)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	pthread_mutex_init(&ms->lock, NULL);
+	ms->images = kmm_hashmap_new(free);
+	ms->waiters = kmm_hashmap_new(free);
+	ms->whys = kmm_hashmap_new(free);
+	ms->pulls = kmm_hashmap_new(free);
+	ms->pullpods_done = kmm_op_keyset_new();
+	ms->mbscs_deleted = kmm_op_keyset_new();
+	if (!ms->images || !ms->waiters || !ms->whys || !ms->pulls || !ms->pullpods_done ||
+	    !ms->mbscs_deleted) {
+		mic_state_free(ms);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	*ret_state = ms;
+	return 0;
+}
+
+const struct kmm_op_reconciler kmm_op_mic_reconciler = {
+	.name = "moduleimagesconfig",
+	.log_name = "mic",
+	.watches = mic_watches,
+	.n_watches = KMM_ARRAY_SIZE(mic_watches),
+	.state_new = mic_state_new,
+	.state_stop = mic_state_stop,
+	.state_free = mic_state_free,
+	.reconcile = mic_reconcile,
+};

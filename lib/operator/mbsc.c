@@ -33,7 +33,17 @@
 
 #include "kmm/json.h"
 #include "kmm/log.h"
-#include "operator.h"
+#include "engine-internal.h"
+
+/* What the MBSC reconciler keeps between reconciles. */
+struct mbsc_state {
+	struct kmm_op_keyset *bspods_created; /* "ns/name" created, not yet in the cache */
+};
+
+static struct mbsc_state *mbsc_state(struct kmm_op_engine *op)
+{
+	return op->state[KMM_OP_MBSC];
+}
 
 /* Annotation on the MBSC: image -> "<key digest>:<cert digest>" of its last good sign. */
 #define KMM_ANN_SIGNED_WITH "kmm.node.kubernetes.io/signed-with"
@@ -47,9 +57,10 @@ static bool is(const char *a, const char *b)
 
 /* ---- events ---- */
 
-int kmm_op_ns_event(struct op *op, const char *api_version, const char *kind, const char *ns,
-		    const char *name, const char *uid, const char *type, const char *reason,
-		    const char *message, const json_t *annotations, struct kmm_error **err)
+int kmm_op_ns_event(struct kmm_op_engine *op, const char *api_version, const char *kind,
+		    const char *ns, const char *name, const char *uid, const char *type,
+		    const char *reason, const char *message, const json_t *annotations,
+		    struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_kube_events, ns, NULL, NULL };
 	_cleanup_json_ json_t *ev = NULL;
@@ -87,7 +98,7 @@ struct bspod {
 };
 
 struct mbsc_run {
-	struct op *op;
+	struct kmm_op_engine *op;
 	char ns[256], name[256];
 	const struct kmm_image_config *mbsc; /* NULL when gone */
 	struct bspod *pods;
@@ -135,22 +146,22 @@ static void pod_event(struct mbsc_run *s, const char *action, const char *pod, c
 	struct kmm_error *e = NULL;
 
 	snprintf(key, sizeof(key), "%s/%s", s->ns, s->name);
-	mbsc = kmm_informer_get(s->op->mbscs, key);
-	mod = kmm_informer_get(s->op->modules, key);
+	mbsc = kmm_informer_get(s->op->cache[KMM_OP_CACHE_MBSCS], key);
+	mod = kmm_informer_get(s->op->cache[KMM_OP_CACHE_MODULES], key);
 	snprintf(reason, sizeof(reason), "%s%s", upstream_word(action), what);
 	if (mbsc && kmm_op_ns_event(s->op, KMM_API_VERSION, "ModuleBuildSignConfig", s->ns, s->name,
 				    kmm_obj_str(mbsc, "metadata.uid"), type, reason, message, ann,
 				    &e) < 0) {
-		kmm_log(KMM_LOG_WARN, "cannot record event", "controller", "mbsc", "key", key,
-			"error", kmm_error_message(e), NULL);
+		kmm_op_log(s->op, KMM_LOG_WARN, "cannot record event", "controller", "mbsc", "key",
+			   key, "error", kmm_error_message(e), NULL);
 		kmm_error_free(TAKE_PTR(e));
 	}
 	snprintf(reason, sizeof(reason), "%s%s", module_word(action), what);
 	if (mod &&
 	    kmm_op_ns_event(s->op, KMM_API_VERSION, "Module", s->ns, s->name,
 			    kmm_obj_str(mod, "metadata.uid"), type, reason, message, ann, &e) < 0) {
-		kmm_log(KMM_LOG_WARN, "cannot record event", "controller", "mbsc", "key", key,
-			"error", kmm_error_message(e), NULL);
+		kmm_op_log(s->op, KMM_LOG_WARN, "cannot record event", "controller", "mbsc", "key",
+			   key, "error", kmm_error_message(e), NULL);
 		kmm_error_free(e);
 	}
 }
@@ -355,13 +366,13 @@ static int create_pod(struct mbsc_run *s, const struct kmm_module_image_spec *im
 	if (r < 0)
 		return kmm_error_wrap(err, "create pod %s", name);
 	snprintf(key, sizeof(key), "%s/%s", s->ns, name);
-	kmm_op_keyset_add(s->op->bspods_created, key);
+	kmm_op_keyset_add(mbsc_state(s->op)->bspods_created, key);
 	snprintf(msg, sizeof(msg), "%s pod %s created for image %s (kernel %s)",
 		 is(img->action, KMM_ACTION_SIGN) ? "sign" : "build", name, img->image,
 		 img->kernel_version ?: "?");
 	pod_event(s, img->action, name, img->kernel_version, "Normal", "Created", msg);
-	kmm_log(KMM_LOG_INFO, "pod created", "controller", "mbsc", "key", s->name, "namespace",
-		s->ns, "pod", name, NULL);
+	kmm_op_log(s->op, KMM_LOG_INFO, "pod created", "controller", "mbsc", "key", s->name,
+		   "namespace", s->ns, "pod", name, NULL);
 	return 0;
 }
 
@@ -405,9 +416,9 @@ static int sync_entry(struct mbsc_run *s, const struct kmm_module_image_spec *im
 			set_status(s, img->image, action, "Success");
 			return 0;
 		}
-		kmm_log(KMM_LOG_INFO, "signing key or certificate changed: signing again",
-			"controller", "mbsc", "key", s->name, "namespace", s->ns, "image",
-			img->image, NULL);
+		kmm_op_log(s->op, KMM_LOG_INFO, "signing key or certificate changed: signing again",
+			   "controller", "mbsc", "key", s->name, "namespace", s->ns, "image",
+			   img->image, NULL);
 	}
 	r = render(s, img, kd, cd, &pod, err);
 	if (r < 0)
@@ -419,7 +430,7 @@ static int sync_entry(struct mbsc_run *s, const struct kmm_module_image_spec *im
 		char key[600];
 
 		snprintf(key, sizeof(key), "%s/%s", s->ns, name ?: "");
-		if (kmm_op_keyset_contains(s->op->bspods_created, key))
+		if (kmm_op_keyset_contains(mbsc_state(s->op)->bspods_created, key))
 			return 0; /* created a moment ago; the cache has not shown it yet */
 		return create_pod(s, img, pod, err);
 	}
@@ -431,8 +442,8 @@ static int sync_entry(struct mbsc_run *s, const struct kmm_module_image_spec *im
 	if (!is(kmm_op_annotation(p->j, KMM_ANN_LAST_HASH), hash)) {
 		struct kmm_kube_target t = { &kmm_kube_pods, s->ns, p->name, NULL };
 
-		kmm_log(KMM_LOG_INFO, "inputs changed: replacing pod", "controller", "mbsc", "key",
-			s->name, "namespace", s->ns, "pod", p->name, NULL);
+		kmm_op_log(s->op, KMM_LOG_INFO, "inputs changed: replacing pod", "controller",
+			   "mbsc", "key", s->name, "namespace", s->ns, "pod", p->name, NULL);
 		if (kmm_op_delete(&s->op->api, &t, err) < 0)
 			return kmm_error_wrap(err, "delete pod %s", p->name);
 		p->deleting = true;
@@ -692,10 +703,11 @@ static void sync_entries(struct mbsc_run *s, const json_t *mbsc_json)
 	}
 }
 
-int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error **err)
+static int64_t mbsc_reconcile(struct kmm_op_engine *op, void *state, const char *key,
+			      struct kmm_error **err)
 {
-	struct op *op = userdata;
-	_cleanup_obj_unref_ struct kmm_obj *obj = kmm_informer_get(op->mbscs, key);
+	_cleanup_obj_unref_ struct kmm_obj *obj =
+	    kmm_informer_get(op->cache[KMM_OP_CACHE_MBSCS], key);
 	_cleanup_(kmm_image_config_freep) struct kmm_image_config *mbsc = NULL;
 	struct kmm_obj **objs = NULL;
 	size_t n = 0;
@@ -715,7 +727,7 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	s.signed_with = json_object();
 	s.digests = json_object();
 	if (!s.status || !s.signed_with || !s.digests ||
-	    kmm_informer_list(op->bspods, &objs, &n) < 0) {
+	    kmm_informer_list(op->cache[KMM_OP_CACHE_BSPODS], &objs, &n) < 0) {
 		json_decref(s.status);
 		json_decref(s.signed_with);
 		json_decref(s.digests);
@@ -760,3 +772,67 @@ int64_t kmm_op_mbsc_reconcile(const char *key, void *userdata, struct kmm_error 
 	}
 	return s.retry_ms;
 }
+
+/* ---- watches: what queues an MBSC ---- */
+
+static void enqueue_mbsc(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			 const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	kmm_op_ctl_enqueue(op->ctl[KMM_OP_MBSC], kmm_obj_key(obj));
+}
+
+/* A build or sign pod changed: its MBSC (named by the module-name label) reads it. */
+static void enqueue_from_bspod(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			       const struct kmm_obj *obj, enum kmm_op_event ev)
+{
+	struct mbsc_state *ms = state;
+	const char *ns = kmm_obj_str(obj, "metadata.namespace");
+	const char *owner = kmm_obj_label(obj, KMM_LABEL_MODULE_NAME);
+	char key[512];
+
+	if (!ns || !owner)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", ns, kmm_obj_str(obj, "metadata.name") ?: "");
+	kmm_op_keyset_remove(ms->bspods_created, key); /* the cache has it now */
+	snprintf(key, sizeof(key), "%s/%s", ns, owner);
+	kmm_op_ctl_enqueue(op->ctl[KMM_OP_MBSC], key);
+}
+
+static const struct kmm_op_watch mbsc_watches[] = {
+	{ KMM_OP_CACHE_MBSCS, NULL, enqueue_mbsc },
+	{ KMM_OP_CACHE_BSPODS, NULL, enqueue_from_bspod },
+};
+
+/* ---- state ---- */
+
+static void mbsc_state_free(void *state)
+{
+	struct mbsc_state *ms = state;
+
+	if (!ms)
+		return;
+	kmm_op_keyset_free(ms->bspods_created);
+	free(ms);
+}
+
+static int mbsc_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_error **err)
+{
+	struct mbsc_state *ms = calloc(1, sizeof(*ms));
+
+	if (!ms || !(ms->bspods_created = kmm_op_keyset_new())) {
+		free(ms);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	*ret_state = ms;
+	return 0;
+}
+
+const struct kmm_op_reconciler kmm_op_mbsc_reconciler = {
+	.name = "modulebuildsignconfig",
+	.log_name = "mbsc",
+	.watches = mbsc_watches,
+	.n_watches = KMM_ARRAY_SIZE(mbsc_watches),
+	.state_new = mbsc_state_new,
+	.state_free = mbsc_state_free,
+	.reconcile = mbsc_reconcile,
+};
