@@ -76,7 +76,7 @@ int dec_fail(struct dec *d, const char *path, const char *key, const char *fmt, 
 	return kmm_error_make(d->err, EINVAL, "%s: %s", where, msg);
 }
 
-static const char *type_name(const json_t *v)
+const char *dec_type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
@@ -97,8 +97,7 @@ static const char *type_name(const json_t *v)
 	return "value";
 }
 
-/* The value of key in obj, NULL when absent or JSON null. */
-static const json_t *get(const json_t *obj, const char *key)
+const json_t *dec_get(const json_t *obj, const char *key)
 {
 	const json_t *v = json_object_get(obj, key);
 
@@ -107,12 +106,12 @@ static const json_t *get(const json_t *obj, const char *key)
 
 int dec_object(struct dec *d, const json_t *obj, const char *path, const char *key)
 {
-	const json_t *v = key ? get(obj, key) : obj;
+	const json_t *v = key ? dec_get(obj, key) : obj;
 
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_object(v))
-		return dec_fail(d, path, key, "expected an object, got %s", type_name(v));
+		return dec_fail(d, path, key, "expected an object, got %s", dec_type_name(v));
 	return 1;
 }
 
@@ -150,13 +149,13 @@ int dec_unknown(struct dec *d, const json_t *obj, const char *path, const char *
 
 int dec_string(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 	char *s;
 
 	if (!v)
 		return 0;
 	if (!json_is_string(v))
-		return dec_fail(d, path, key, "expected a string, got %s", type_name(v));
+		return dec_fail(d, path, key, "expected a string, got %s", dec_type_name(v));
 	if (memchr(json_string_value(v), '\0', json_string_length(v)))
 		return dec_fail(d, path, key, "string contains a NUL character");
 	s = strdup(json_string_value(v));
@@ -197,7 +196,7 @@ static int yaml11_bool(const char *s, bool *ret)
 
 int dec_bool(struct dec *d, const json_t *obj, const char *path, const char *key, bool *ret)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 	bool b;
 
 	if (!v)
@@ -211,13 +210,13 @@ int dec_bool(struct dec *d, const json_t *obj, const char *path, const char *key
 		*ret = b;
 		return 0;
 	}
-	return dec_fail(d, path, key, "expected a boolean, got %s", type_name(v));
+	return dec_fail(d, path, key, "expected a boolean, got %s", dec_type_name(v));
 }
 
 int dec_int(struct dec *d, const json_t *obj, const char *path, const char *key, int64_t min,
 	    int64_t max, bool *ret_has, int64_t *ret)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 	json_int_t i;
 
 	if (!v)
@@ -231,7 +230,7 @@ int dec_int(struct dec *d, const json_t *obj, const char *path, const char *key,
 	} else if (json_is_integer(v)) {
 		i = json_integer_value(v);
 	} else {
-		return dec_fail(d, path, key, "expected an integer, got %s", type_name(v));
+		return dec_fail(d, path, key, "expected an integer, got %s", dec_type_name(v));
 	}
 	if (i < min || i > max)
 		return dec_fail(d, path, key, "%lld is out of range [%lld, %lld]", (long long)i,
@@ -245,7 +244,7 @@ int dec_int(struct dec *d, const json_t *obj, const char *path, const char *key,
 int dec_strv(struct dec *d, const json_t *obj, const char *path, const char *key, bool *ret_has,
 	     char ***ret)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 	_cleanup_strv_free_ char **out = NULL;
 	size_t i;
 	json_t *e;
@@ -253,7 +252,8 @@ int dec_strv(struct dec *d, const json_t *obj, const char *path, const char *key
 	if (!v)
 		return 0;
 	if (!json_is_array(v))
-		return dec_fail(d, path, key, "expected an array of strings, got %s", type_name(v));
+		return dec_fail(d, path, key, "expected an array of strings, got %s",
+				dec_type_name(v));
 	out = calloc(1, sizeof(char *));
 	if (!out)
 		return dec_oom(d);
@@ -266,7 +266,7 @@ int dec_strv(struct dec *d, const json_t *obj, const char *path, const char *key
 			snprintf(idx, sizeof(idx), "[%zu]", i);
 			if (asprintf(&k, "%s%s", key, idx) < 0)
 				return dec_oom(d);
-			return dec_fail(d, path, k, "expected a string, got %s", type_name(e));
+			return dec_fail(d, path, k, "expected a string, got %s", dec_type_name(e));
 		}
 		if (kmm_strv_push(&out, json_string_value(e)) < 0)
 			return dec_oom(d);
@@ -338,7 +338,7 @@ int kmm_strmap_set(struct kmm_strmap *m, const char *key, const char *value)
 int dec_strmap(struct dec *d, const json_t *obj, const char *path, const char *key,
 	       struct kmm_strmap *ret)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 	struct kmm_strmap m = { 0 };
 	const char *k;
 	json_t *e;
@@ -346,7 +346,8 @@ int dec_strmap(struct dec *d, const json_t *obj, const char *path, const char *k
 	if (!v)
 		return 0;
 	if (!json_is_object(v))
-		return dec_fail(d, path, key, "expected a map of strings, got %s", type_name(v));
+		return dec_fail(d, path, key, "expected a map of strings, got %s",
+				dec_type_name(v));
 	json_object_foreach ((json_t *)v, k, e) {
 		if (!json_is_string(e)) {
 			_cleanup_free_ char *p = path_key(path, key);
@@ -354,7 +355,7 @@ int dec_strmap(struct dec *d, const json_t *obj, const char *path, const char *k
 			kmm_strmap_done(&m);
 			if (!p)
 				return dec_oom(d);
-			return dec_fail(d, p, k, "expected a string, got %s", type_name(e));
+			return dec_fail(d, p, k, "expected a string, got %s", dec_type_name(e));
 		}
 		if (kmm_strmap_set(&m, k, json_string_value(e)) < 0) {
 			kmm_strmap_done(&m);
@@ -374,7 +375,7 @@ int dec_local_ref_at(struct dec *d, const json_t *v, const char *p, char **ret)
 	int r;
 
 	if (!json_is_object(v))
-		return dec_fail(d, p, NULL, "expected an object, got %s", type_name(v));
+		return dec_fail(d, p, NULL, "expected an object, got %s", dec_type_name(v));
 	/* LocalObjectReference only ever has `name`; extra keys are dropped in lenient mode. */
 	r = dec_unknown(d, v, p, known, &unknown);
 	json_decref(unknown);
@@ -407,13 +408,13 @@ int dec_local_ref(struct dec *d, const json_t *obj, const char *path, const char
 int dec_json(struct dec *d, const json_t *obj, const char *path, const char *key, json_type type,
 	     json_t **ret)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 
 	if (!v)
 		return 0;
 	if (json_typeof(v) != type)
 		return dec_fail(d, path, key, "expected %s, got %s",
-				type == JSON_ARRAY ? "an array" : "an object", type_name(v));
+				type == JSON_ARRAY ? "an array" : "an object", dec_type_name(v));
 	json_decref(*ret);
 	*ret = json_deep_copy(v);
 	if (!*ret)
@@ -520,7 +521,7 @@ int dec_tls(struct dec *d, const json_t *obj, const char *path, const char *key,
 	r = dec_object(d, obj, path, key);
 	if (r <= 0)
 		return r;
-	v = get(obj, key);
+	v = dec_get(obj, key);
 	p = path_key(path, key);
 	if (!p)
 		return dec_oom(d);
@@ -597,7 +598,7 @@ static int dec_toleration(struct dec *d, const json_t *v, const char *p, struct 
 int dec_tolerations(struct dec *d, const json_t *obj, const char *path, const char *key,
 		    struct kmm_toleration **ret, size_t *ret_n)
 {
-	const json_t *v = get(obj, key);
+	const json_t *v = dec_get(obj, key);
 	struct kmm_toleration *t;
 	_cleanup_free_ char *p = NULL;
 	size_t n, i;
@@ -606,7 +607,7 @@ int dec_tolerations(struct dec *d, const json_t *obj, const char *path, const ch
 	if (!v)
 		return 0;
 	if (!json_is_array(v))
-		return dec_fail(d, path, key, "expected an array, got %s", type_name(v));
+		return dec_fail(d, path, key, "expected an array, got %s", dec_type_name(v));
 	p = path_key(path, key);
 	if (!p)
 		return dec_oom(d);
@@ -658,7 +659,7 @@ json_t *kmm_tolerations_to_json(const struct kmm_toleration *t, size_t n)
 int dec_metadata(struct dec *d, const json_t *root, bool namespaced, char **ret_name,
 		 char **ret_namespace, int64_t *ret_generation, json_t **ret_metadata)
 {
-	const json_t *md = get(root, "metadata");
+	const json_t *md = dec_get(root, "metadata");
 	_cleanup_free_ char *name = NULL, *ns = NULL;
 	int64_t gen = 0;
 	int r;
@@ -666,7 +667,7 @@ int dec_metadata(struct dec *d, const json_t *root, bool namespaced, char **ret_
 	if (!md)
 		return dec_fail(d, "", "metadata", "required field is missing");
 	if (!json_is_object(md))
-		return dec_fail(d, "", "metadata", "expected an object, got %s", type_name(md));
+		return dec_fail(d, "", "metadata", "expected an object, got %s", dec_type_name(md));
 	r = dec_string(d, md, "metadata", "name", &name);
 	if (r >= 0 && namespaced)
 		r = dec_string(d, md, "metadata", "namespace", &ns);
@@ -674,10 +675,10 @@ int dec_metadata(struct dec *d, const json_t *root, bool namespaced, char **ret_
 		r = dec_int(d, md, "metadata", "generation", INT64_MIN, INT64_MAX, NULL, &gen);
 	if (r < 0)
 		return r;
-	if (str_empty(name) && !get(md, "generateName"))
+	if (str_empty(name) && !dec_get(md, "generateName"))
 		return dec_fail(d, "metadata", "name", "required field is missing");
-	if (!namespaced && get(md, "namespace") &&
-	    !str_empty(json_string_value(get(md, "namespace"))))
+	if (!namespaced && dec_get(md, "namespace") &&
+	    !str_empty(json_string_value(dec_get(md, "namespace"))))
 		return dec_fail(d, "metadata", "namespace",
 				"must not be set on a cluster-scoped object");
 	json_decref(*ret_metadata);
@@ -703,8 +704,8 @@ int dec_type_meta(struct dec *d, const json_t *root, const char *kind, const cha
 
 	if (!json_is_object(root))
 		return dec_fail(d, "", NULL, "expected an object");
-	av = get(root, "apiVersion");
-	k = get(root, "kind");
+	av = dec_get(root, "apiVersion");
+	k = dec_get(root, "kind");
 	if (av && !json_is_string(av))
 		return dec_fail(d, "", "apiVersion", "expected a string");
 	if (k && !json_is_string(k))

@@ -20,6 +20,7 @@
 struct dec {
 	unsigned flags;
 	struct kmm_error **err;
+	unsigned variant; /* the codec variant being decoded (codec-internal.h) */
 };
 
 /* True when obj has no `key` or it is JSON null (the apiserver treats both alike). */
@@ -38,6 +39,10 @@ char *path_index(const char *parent, size_t i);
 /* Fails with "<path>.<key>: <message>". Returns -EINVAL. */
 int dec_fail(struct dec *d, const char *path, const char *key, const char *fmt, ...) _printf_(4, 5);
 int dec_oom(struct dec *d);
+/* "object", "string"... for messages. */
+const char *dec_type_name(const json_t *v);
+/* The value of key in obj, NULL when absent or JSON null (the apiserver treats both alike). */
+const json_t *dec_get(const json_t *obj, const char *key);
 
 /*
  * Checks that `obj` is an object. NULL/null is accepted when `optional`.

@@ -7,15 +7,58 @@
 #include "kmm/api.h"
 #include "kmm/strv.h"
 #include "kmm/yaml.h"
-#include "lib/api/decode.h"
+#include "lib/api/codec-internal.h"
+
+/* The CRD requires both lists, with at least one item each. */
+static int modprobe_args_finish(struct dec *d, void *base, const char *path)
+{
+	const struct kmm_modprobe_args *a = base;
+
+	if (kmm_strv_length(a->load) == 0)
+		return dec_fail(d, path, "load", "required field must have at least 1 item");
+	if (kmm_strv_length(a->unload) == 0)
+		return dec_fail(d, path, "unload", "required field must have at least 1 item");
+	return 0;
+}
+
+static const struct codec_field modprobe_args_fields[] = {
+	FIELD("load", CODEC_STRV, OF(modprobe_args, load), .flags = CODEC_ALWAYS),
+	FIELD("unload", CODEC_STRV, OF(modprobe_args, unload), .flags = CODEC_ALWAYS),
+};
+static const struct codec modprobe_args_codec = {
+	.fields = modprobe_args_fields,
+	.n_fields = KMM_ARRAY_SIZE(modprobe_args_fields),
+	.size = sizeof(struct kmm_modprobe_args),
+	.unknown = OF(modprobe_args, unknown),
+	.finish = modprobe_args_finish,
+};
+
+static const struct codec_field modprobe_fields[] = {
+	FIELD("moduleName", CODEC_STRING, OF(modprobe_spec, module_name)),
+	FIELD("parameters", CODEC_STRV, OF(modprobe_spec, parameters)),
+	/* CRD default: dirName /opt (an explicit "" stays as the apiserver keeps it). */
+	FIELD("dirName", CODEC_STRING, OF(modprobe_spec, dir_name), .def = KMM_DEFAULT_DIR_NAME),
+	FIELD("args", CODEC_OBJECT_PTR, OF(modprobe_spec, args), .nested = &modprobe_args_codec),
+	FIELD("rawArgs", CODEC_OBJECT_PTR, OF(modprobe_spec, raw_args),
+	      .nested = &modprobe_args_codec),
+	FIELD("firmwarePath", CODEC_STRING, OF(modprobe_spec, firmware_path)),
+	FIELD("modulesLoadingOrder", CODEC_STRV, OF(modprobe_spec, modules_loading_order)),
+};
+static const char *const modprobe_decode_order[] = {
+	"moduleName", "dirName",      "parameters",	     "args",
+	"rawArgs",    "firmwarePath", "modulesLoadingOrder", NULL,
+};
+const struct codec codec_modprobe = {
+	.fields = modprobe_fields,
+	.n_fields = KMM_ARRAY_SIZE(modprobe_fields),
+	.size = sizeof(struct kmm_modprobe_spec),
+	.unknown = OF(modprobe_spec, unknown),
+	.decode_order = modprobe_decode_order,
+};
 
 static void modprobe_args_free(struct kmm_modprobe_args *a)
 {
-	if (!a)
-		return;
-	kmm_strv_free(a->load);
-	kmm_strv_free(a->unload);
-	json_decref(a->unknown);
+	codec_free(&modprobe_args_codec, a, 0);
 	free(a);
 }
 
@@ -23,130 +66,30 @@ void kmm_modprobe_spec_done(struct kmm_modprobe_spec *m)
 {
 	if (!m)
 		return;
-	free(m->module_name);
-	free(m->dir_name);
-	kmm_strv_free(m->parameters);
-	modprobe_args_free(m->args);
-	modprobe_args_free(m->raw_args);
-	free(m->firmware_path);
-	kmm_strv_free(m->modules_loading_order);
-	json_decref(m->unknown);
+	codec_free(&codec_modprobe, m, 0);
 	*m = (struct kmm_modprobe_spec){ 0 };
 }
 
-static int dec_modprobe_args(struct dec *d, const json_t *obj, const char *path, const char *key,
-			     struct kmm_modprobe_args **ret)
-{
-	static const char *const known[] = { "load", "unload", NULL };
-	struct kmm_modprobe_args *a;
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r;
-
-	r = dec_object(d, obj, path, key);
-	if (r <= 0)
-		return r;
-	v = json_object_get(obj, key);
-	p = path_key(path, key);
-	a = calloc(1, sizeof(*a));
-	if (!p || !a) {
-		free(a);
-		return dec_oom(d);
-	}
-	r = dec_unknown(d, v, p, known, &a->unknown);
-	if (r >= 0)
-		r = dec_strv(d, v, p, "load", NULL, &a->load);
-	if (r >= 0)
-		r = dec_strv(d, v, p, "unload", NULL, &a->unload);
-	/* The CRD requires both lists with at least one item. */
-	if (r >= 0 && kmm_strv_length(a->load) == 0)
-		r = dec_fail(d, p, "load", "required field must have at least 1 item");
-	if (r >= 0 && kmm_strv_length(a->unload) == 0)
-		r = dec_fail(d, p, "unload", "required field must have at least 1 item");
-	if (r < 0) {
-		modprobe_args_free(a);
-		return r;
-	}
-	modprobe_args_free(*ret);
-	*ret = a;
-	return 0;
-}
-
+/* Module's container.modprobe, until Module is on the tables too. */
 int dec_modprobe(struct dec *d, const json_t *obj, const char *path, const char *key,
 		 struct kmm_modprobe_spec *ret)
 {
-	static const char *const known[] = {
-		"moduleName", "dirName",      "parameters",	     "args",
-		"rawArgs",    "firmwarePath", "modulesLoadingOrder", NULL
-	};
-	struct kmm_modprobe_spec m = { 0 };
 	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r;
+	const json_t *v = dec_get(obj, key);
 
-	r = dec_object(d, obj, path, key);
-	if (r < 0)
-		return r;
-	if (r == 0)
+	if (!v)
 		return dec_fail(d, path, key, "required field is missing");
-	v = json_object_get(obj, key);
+	if (!json_is_object(v))
+		return dec_fail(d, path, key, "expected an object, got %s", dec_type_name(v));
 	p = path_key(path, key);
 	if (!p)
 		return dec_oom(d);
-	r = dec_unknown(d, v, p, known, &m.unknown);
-	if (r >= 0)
-		r = dec_string(d, v, p, "moduleName", &m.module_name);
-	if (r >= 0)
-		r = dec_string(d, v, p, "dirName", &m.dir_name);
-	if (r >= 0)
-		r = dec_strv(d, v, p, "parameters", NULL, &m.parameters);
-	if (r >= 0)
-		r = dec_modprobe_args(d, v, p, "args", &m.args);
-	if (r >= 0)
-		r = dec_modprobe_args(d, v, p, "rawArgs", &m.raw_args);
-	if (r >= 0)
-		r = dec_string(d, v, p, "firmwarePath", &m.firmware_path);
-	if (r >= 0)
-		r = dec_strv(d, v, p, "modulesLoadingOrder", NULL, &m.modules_loading_order);
-	/* CRD default: dirName /opt (an explicit "" stays as the apiserver keeps it). */
-	if (r >= 0 && !m.dir_name && !(m.dir_name = strdup(KMM_DEFAULT_DIR_NAME)))
-		r = dec_oom(d);
-	if (r < 0) {
-		kmm_modprobe_spec_done(&m);
-		return r;
-	}
-	kmm_modprobe_spec_done(ret);
-	*ret = m;
-	return 0;
-}
-
-static json_t *enc_modprobe_args(const struct kmm_modprobe_args *a)
-{
-	json_t *o = enc_begin(a->unknown);
-
-	if (!o || enc_strv_always(o, "load", a->load) < 0 ||
-	    enc_strv_always(o, "unload", a->unload) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+	return codec_decode(d, &codec_modprobe, v, p, ret);
 }
 
 json_t *kmm_modprobe_spec_to_json(const struct kmm_modprobe_spec *m)
 {
-	json_t *o = enc_begin(m->unknown);
-
-	if (!o || enc_str(o, "moduleName", m->module_name) < 0 ||
-	    enc_strv(o, "parameters", m->parameters) < 0 ||
-	    enc_str(o, "dirName", m->dir_name) < 0 ||
-	    (m->args && enc_new(o, "args", enc_modprobe_args(m->args)) < 0) ||
-	    (m->raw_args && enc_new(o, "rawArgs", enc_modprobe_args(m->raw_args)) < 0) ||
-	    enc_str(o, "firmwarePath", m->firmware_path) < 0 ||
-	    enc_strv(o, "modulesLoadingOrder", m->modules_loading_order) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+	return codec_encode(&codec_modprobe, m, 0);
 }
 
 static struct kmm_modprobe_args *modprobe_args_copy(const struct kmm_modprobe_args *a)
@@ -204,86 +147,55 @@ int kmm_modprobe_spec_copy(struct kmm_modprobe_spec *dst, const struct kmm_modpr
 
 /* ------------------------------------------------------------------------- */
 
+const char *const codec_pull_policies[] = { "Always", "IfNotPresent", "Never", NULL };
+
+#define M(member) OF(module_config, member)
+static const struct codec_field module_config_fields[] = {
+	FIELD("kernelVersion", CODEC_STRING, M(kernel_version),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("containerImage", CODEC_STRING, M(container_image),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("imagePullPolicy", CODEC_STRING, M(image_pull_policy),
+	      .flags = CODEC_DEFAULT_EMPTY | CODEC_LATE, .def = KMM_DEFAULT_PULL_POLICY,
+	      .one_of = codec_pull_policies),
+	FIELD("insecurePull", CODEC_BOOL, M(insecure_pull), .flags = CODEC_ALWAYS),
+	FIELD("inTreeModulesToRemove", CODEC_STRV, M(in_tree_modules_to_remove)),
+	FIELD("inTreeModuleToRemove", CODEC_STRING, M(in_tree_module_to_remove)),
+	FIELD("modprobe", CODEC_OBJECT, M(modprobe), .flags = CODEC_REQUIRED,
+	      .nested = &codec_modprobe),
+};
+#undef M
+const struct codec codec_module_config = {
+	.fields = module_config_fields,
+	.n_fields = KMM_ARRAY_SIZE(module_config_fields),
+	.size = sizeof(struct kmm_module_config),
+	.unknown = OF(module_config, unknown),
+	.terse = true,
+};
+
 void kmm_module_config_free(struct kmm_module_config *c)
 {
-	if (!c)
-		return;
-	free(c->kernel_version);
-	free(c->container_image);
-	free(c->image_pull_policy);
-	kmm_strv_free(c->in_tree_modules_to_remove);
-	free(c->in_tree_module_to_remove);
-	kmm_modprobe_spec_done(&c->modprobe);
-	json_decref(c->unknown);
+	codec_free(&codec_module_config, c, 0);
 	free(c);
 }
 
 int kmm_module_config_from_json(const json_t *j, const char *path, unsigned flags,
 				struct kmm_module_config **ret, struct kmm_error **err)
 {
-	static const char *const known[] = {
-		"kernelVersion",	 "containerImage",	 "imagePullPolicy", "insecurePull",
-		"inTreeModulesToRemove", "inTreeModuleToRemove", "modprobe",	    NULL
-	};
-	_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = NULL;
 	struct dec d = { .flags = flags, .err = err };
-	const char *p = path ? path : "";
+	void *c = NULL;
 	int r;
 
-	if (!json_is_object(j))
-		return dec_fail(&d, p, NULL, "expected an object");
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return dec_oom(&d);
-	r = dec_unknown(&d, j, p, known, &c->unknown);
-	if (r >= 0)
-		r = dec_string_req(&d, j, p, "kernelVersion", &c->kernel_version);
-	if (r >= 0)
-		r = dec_string_req(&d, j, p, "containerImage", &c->container_image);
-	if (r >= 0)
-		r = dec_string(&d, j, p, "imagePullPolicy", &c->image_pull_policy);
-	if (r >= 0)
-		r = dec_bool(&d, j, p, "insecurePull", &c->insecure_pull);
-	if (r >= 0)
-		r = dec_strv(&d, j, p, "inTreeModulesToRemove", NULL,
-			     &c->in_tree_modules_to_remove);
-	if (r >= 0)
-		r = dec_string(&d, j, p, "inTreeModuleToRemove", &c->in_tree_module_to_remove);
-	if (r >= 0)
-		r = dec_modprobe(&d, j, p, "modprobe", &c->modprobe);
+	r = codec_decode_new(&d, &codec_module_config, j, path ? path : "", &c);
 	if (r < 0)
 		return r;
-	if (str_empty(c->image_pull_policy)) {
-		free(c->image_pull_policy);
-		c->image_pull_policy = strdup(KMM_DEFAULT_PULL_POLICY);
-		if (!c->image_pull_policy)
-			return dec_oom(&d);
-	} else if (strcmp(c->image_pull_policy, "Always") != 0 &&
-		   strcmp(c->image_pull_policy, "IfNotPresent") != 0 &&
-		   strcmp(c->image_pull_policy, "Never") != 0) {
-		return dec_fail(&d, p, "imagePullPolicy",
-				"unsupported value \"%s\": must be Always, IfNotPresent or Never",
-				c->image_pull_policy);
-	}
-	*ret = TAKE_PTR(c);
+	*ret = c;
 	return 0;
 }
 
 json_t *kmm_module_config_to_json(const struct kmm_module_config *c)
 {
-	json_t *o = enc_begin(c->unknown);
-
-	if (!o || enc_str_always(o, "kernelVersion", c->kernel_version) < 0 ||
-	    enc_str_always(o, "containerImage", c->container_image) < 0 ||
-	    enc_str(o, "imagePullPolicy", c->image_pull_policy) < 0 ||
-	    enc_new(o, "insecurePull", json_boolean(c->insecure_pull)) < 0 ||
-	    enc_strv(o, "inTreeModulesToRemove", c->in_tree_modules_to_remove) < 0 ||
-	    enc_str(o, "inTreeModuleToRemove", c->in_tree_module_to_remove) < 0 ||
-	    enc_new(o, "modprobe", kmm_modprobe_spec_to_json(&c->modprobe)) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+	return codec_encode(&codec_module_config, c, 0);
 }
 
 bool kmm_module_config_equal(const struct kmm_module_config *a, const struct kmm_module_config *b)
