@@ -76,15 +76,17 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 
 void kmm_operator_config_free(struct kmm_operator_config *c);
 
-struct kmm_op_api;
+struct kmm_kube_client;
+struct kmm_metrics;
 /*
  * Reads controller_config.yaml from config_file or else from the ConfigMap
- * config_map in the operator's namespace (either may be NULL; a ConfigMap
- * that does not exist leaves the defaults and sets *ret_map_missing).
+ * config_map in the operator's namespace through kube (the GET counted in
+ * m's rest_client_requests_total); either may be NULL. A ConfigMap that does
+ * not exist leaves the defaults and sets *ret_map_missing.
  */
-int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_op_api *api,
-			     const char *config_map, const char *config_file, bool *ret_map_missing,
-			     struct kmm_error **err);
+int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_kube_client *kube,
+			     struct kmm_metrics *m, const char *config_map, const char *config_file,
+			     bool *ret_map_missing, struct kmm_error **err);
 /* The files the configuration names (registryCAFile) can be read and hold what they should. */
 int kmm_operator_config_check_files(const struct kmm_operator_config *c, struct kmm_error **err);
 

@@ -41,15 +41,16 @@ struct kmm_op_serving {
 	bool metrics_downgraded;
 };
 
+struct kmm_op_engine;
 /*
- * Serves /healthz, /readyz (200 while ready_fn(userdata) is true, else 503)
- * and /metrics (kmm_metrics_render of m, borrowed) on the configured
- * addresses. On success *ret owns both servers (kmm_op_serving_stop).
+ * Serves /healthz, /readyz (200 once *engine exists and its caches have
+ * synced, else 503) and /metrics (kmm_metrics_render of m, borrowed) on the
+ * configured addresses. On success *ret owns both servers (kmm_op_serving_stop).
  */
 int kmm_op_serving_start(const struct kmm_operator_config *cfg, struct kmm_kube_client *kube,
 			 struct kmm_metrics *m, const char *metrics_cert_dir,
-			 bool (*ready_fn)(void *userdata), void *userdata,
-			 struct kmm_op_serving *ret, struct kmm_error **err);
+			 struct kmm_op_engine *const *engine, struct kmm_op_serving *ret,
+			 struct kmm_error **err);
 void kmm_op_serving_stop(struct kmm_op_serving *s);
 
 #endif

@@ -305,4 +305,28 @@ int kmm_op_pull_pod(const struct kmm_image_config *mic, const struct kmm_module_
 /* FNV-1a 64 of the sorted compact JSON of obj, as decimal text (heap). */
 char *kmm_op_hash_json(const json_t *obj);
 
+/* ---- process ---- */
+
+/* "hostname_xxxxxxxx" (random hex): a Lease holder identity unique per process. */
+void kmm_op_leader_identity(char *buf, size_t size);
+
+/*
+ * glibc hands freed memory back only from the top of the heap, so what a
+ * rollout freed in the middle (finished pods, their DOMs, response bodies)
+ * would stay resident: measured at 1,000 nodes x 10 Modules, 3-5 MiB of
+ * free heap in RSS. kmm_op_trim_heap() returns whole free pages when at
+ * least 1 MiB is free; kmm-operator calls it every KMM_OP_HEAP_TRIM_EVERY_S.
+ */
+#define KMM_OP_HEAP_TRIM_EVERY_S 5
+/*
+ * A few dozen threads (informers, workers, HTTP) each allocating a little
+ * would get a malloc arena apiece, each holding on to its freed pages; one
+ * arena (the work is I/O-bound), and large blocks (LIST pages, response
+ * bodies) mapped and unmapped on their own, keep the peak RSS near what is
+ * live (measured at 1,000 nodes: docs/benchmarks.md). Unless
+ * MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ say otherwise.
+ */
+void kmm_op_tune_malloc(void);
+void kmm_op_trim_heap(void);
+
 #endif

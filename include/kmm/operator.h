@@ -116,8 +116,7 @@ extern const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILE
  * Where the engine's log lines go (the library itself never prints): level,
  * message, then NULL-terminated key/value string pairs as in kmm/log.h.
  */
-typedef void (*kmm_op_log_fn)(void *userdata, enum kmm_log_level level, const char *msg,
-			      va_list fields);
+typedef void (*kmm_op_log_fn)(enum kmm_log_level level, const char *msg, va_list fields);
 
 struct kmm_op_engine_options {
 	/* Taken: the engine owns and frees it, even when kmm_op_engine_new fails. */
@@ -130,8 +129,7 @@ struct kmm_op_engine_options {
 	 * (upstream #1004); 0: the default, 300.
 	 */
 	int64_t unload_pull_timeout_s;
-	kmm_op_log_fn log; /* NULL: silent */
-	void *log_userdata;
+	kmm_op_log_fn log; /* NULL: silent; kmm_logv: kmm/log.h's lines */
 };
 
 /* Creates the caches (not started), the reconcilers' states and controllers, the metrics. */

@@ -394,9 +394,9 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 	return 0;
 }
 
-int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_op_api *api,
-			     const char *config_map, const char *config_file, bool *ret_map_missing,
-			     struct kmm_error **err)
+int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_kube_client *kube,
+			     struct kmm_metrics *m, const char *config_map, const char *config_file,
+			     bool *ret_map_missing, struct kmm_error **err)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
@@ -411,10 +411,14 @@ int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_op_api *a
 		struct kmm_kube_target t = { &kmm_kube_configmaps, c->operator_namespace,
 					     config_map, NULL };
 		_cleanup_json_ json_t *cm = NULL;
+		struct kmm_op_api api;
 		struct kmm_error *e = NULL;
 		const char *data;
 
-		r = kmm_op_get(api, &t, &cm, &e);
+		r = kmm_op_api_init(&api, kube, m, err);
+		if (r < 0)
+			return r;
+		r = kmm_op_get(&api, &t, &cm, &e);
 		if (r == -ENOENT) {
 			kmm_error_free(e);
 			*ret_map_missing = true;

@@ -49,7 +49,6 @@ struct kmm_op_engine {
 	int64_t unload_pull_timeout_s;
 
 	kmm_op_log_fn log; /* NULL: silent */
-	void *log_userdata;
 };
 
 /* A log line through the engine's log function (kmm/log.h's fields, NULL-terminated). */

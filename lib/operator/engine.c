@@ -277,7 +277,7 @@ void kmm_op_log(struct kmm_op_engine *eng, enum kmm_log_level level, const char 
 	if (!eng->log)
 		return;
 	va_start(ap, msg);
-	eng->log(eng->log_userdata, level, msg, ap);
+	eng->log(level, msg, ap);
 	va_end(ap);
 }
 
@@ -324,7 +324,6 @@ int kmm_op_engine_new(const struct kmm_op_engine_options *o, struct kmm_op_engin
 	eng->workers = o->workers > 0 ? o->workers : 1;
 	eng->unload_pull_timeout_s = o->unload_pull_timeout_s > 0 ? o->unload_pull_timeout_s : 300;
 	eng->log = o->log;
-	eng->log_userdata = o->log_userdata;
 	eng->mappers = kmm_mapper_cache_new();
 	if (!eng->mappers) {
 		r = kmm_error_make(err, ENOMEM, "out of memory");

@@ -8,6 +8,7 @@
 
 #include "kmm/kube-auth.h"
 #include "kmm/operator-metrics.h"
+#include "kmm/operator.h"
 
 static int self_signed(char **ret_cert, char **ret_key, struct kmm_error **err)
 {
@@ -87,8 +88,7 @@ int kmm_op_metrics_server_start(const struct kmm_operator_config *cfg, struct km
 
 struct serving_ctx {
 	struct kmm_metrics *metrics;
-	bool (*ready_fn)(void *userdata);
-	void *userdata;
+	struct kmm_op_engine *const *engine;
 };
 
 static void serve_metrics(struct kmm_http_response *resp, void *userdata)
@@ -109,7 +109,7 @@ static void serve_readyz(struct kmm_http_response *resp, void *userdata)
 {
 	struct serving_ctx *c = userdata;
 
-	if (!c->ready_fn(c->userdata)) {
+	if (!*c->engine || !kmm_op_engine_synced(*c->engine)) {
 		resp->status = 503;
 		kmm_buf_append(&resp->body, "caches not synced", 17);
 		return;
@@ -122,15 +122,15 @@ static struct serving_ctx serving;
 
 int kmm_op_serving_start(const struct kmm_operator_config *cfg, struct kmm_kube_client *kube,
 			 struct kmm_metrics *m, const char *metrics_cert_dir,
-			 bool (*ready_fn)(void *userdata), void *userdata,
-			 struct kmm_op_serving *ret, struct kmm_error **err)
+			 struct kmm_op_engine *const *engine, struct kmm_op_serving *ret,
+			 struct kmm_error **err)
 {
 	_cleanup_(kmm_httpd_freep) struct kmm_httpd *health = NULL, *metrics = NULL;
 	struct kmm_httpd_options ho = { cfg->health_probe_bind_address };
 	bool same = strcmp(ho.bind_address, cfg->metrics_bind_address) == 0;
 	int r;
 
-	serving = (struct serving_ctx){ m, ready_fn, userdata };
+	serving = (struct serving_ctx){ m, engine };
 	r = kmm_httpd_new(&ho, &health, err);
 	if (r < 0 || (r = kmm_httpd_route(health, "/healthz", serve_healthz, &serving)) < 0 ||
 	    (r = kmm_httpd_route(health, "/readyz", serve_readyz, &serving)) < 0)

@@ -5,12 +5,15 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kmm/hashmap.h"
 #include "kmm/json.h"
@@ -688,4 +691,31 @@ bool kmm_op_keyset_contains(struct kmm_op_keyset *k, const char *key)
 		r = true;
 	pthread_mutex_unlock(&k->lock);
 	return r;
+}
+
+void kmm_op_leader_identity(char *buf, size_t size)
+{
+	char host[128] = "kmm";
+	unsigned char rnd[4] = { 0 };
+
+	gethostname(host, sizeof(host) - 1);
+	if (getrandom(rnd, sizeof(rnd), 0) < 0)
+		memset(rnd, 0, sizeof(rnd));
+	snprintf(buf, size, "%s_%02x%02x%02x%02x", host, rnd[0], rnd[1], rnd[2], rnd[3]);
+}
+
+void kmm_op_trim_heap(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	if (mi.fordblks >= 1024 * 1024)
+		malloc_trim(0);
+}
+
+void kmm_op_tune_malloc(void)
+{
+	if (!secure_getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, 1);
+	if (!secure_getenv("MALLOC_MMAP_THRESHOLD_"))
+		mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 }
