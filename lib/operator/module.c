@@ -1065,6 +1065,22 @@ static void update_gauges(struct kmm_op_engine *op)
 	kmm_metric_set(module_state(op)->g_sign, NULL, sign);
 }
 
+/* Counts NMC name (overlay first, then cache) for Module m's status. */
+static void count_nmc(struct kmm_op_engine *op, const struct kmm_module *m, const char *name,
+		      struct counts *c)
+{
+	struct kmm_op_nmc_module st;
+
+	if (kmm_op_nmc_module_get(module_state(op)->nmc_digests, op->overlay[KMM_OP_CACHE_NMCS],
+				  op->cache[KMM_OP_CACHE_NMCS], name, m->namespace, m->name,
+				  &st) < 0 ||
+	    !st.configured_label)
+		return;
+	c->desired++;
+	if (st.in_spec && st.loaded)
+		c->available++;
+}
+
 static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const char *key,
 				struct kmm_error **err)
 {
@@ -1123,7 +1139,6 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 			      plan ? plan->digest : NULL, &e) < 0)
 			keep_first(&first, e);
 	}
-	kmm_obj_array_free(nodes, n_nodes);
 	{
 		struct kmm_error *e = NULL;
 
@@ -1131,27 +1146,28 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 			keep_first(&first, e);
 	}
 
-	/* Counts from the NMCs as they are now (our writes included). */
+	/*
+	 * Counts from the NMCs as they are now, our writes included: those the
+	 * cache holds, and those this reconcile created that it does not show
+	 * yet (without them a first rollout reported Ready on 0 of 0 nodes).
+	 */
 	{
 		struct kmm_obj **nmcs = NULL;
 		size_t n = 0;
 
 		kmm_informer_list(op->cache[KMM_OP_CACHE_NMCS], &nmcs, &n);
-		for (size_t i = 0; i < n; i++) {
-			struct kmm_op_nmc_module st;
-
-			if (kmm_op_nmc_module_get(
-				module_state(op)->nmc_digests, op->overlay[KMM_OP_CACHE_NMCS],
-				op->cache[KMM_OP_CACHE_NMCS], kmm_obj_key(nmcs[i]), m->namespace,
-				m->name, &st) < 0 ||
-			    !st.configured_label)
-				continue;
-			c.desired++;
-			if (st.in_spec && st.loaded)
-				c.available++;
-		}
+		for (size_t i = 0; i < n; i++)
+			count_nmc(op, m, kmm_obj_key(nmcs[i]), &c);
 		kmm_obj_array_free(nmcs, n);
+		for (size_t i = 0; i < n_nodes; i++) {
+			_cleanup_obj_unref_ struct kmm_obj *cached =
+			    kmm_informer_get(op->cache[KMM_OP_CACHE_NMCS], kmm_obj_key(nodes[i]));
+
+			if (!cached)
+				count_nmc(op, m, kmm_obj_key(nodes[i]), &c);
+		}
 	}
+	kmm_obj_array_free(nodes, n_nodes);
 	pod_reasons(op, m, &c);
 	if (!first) {
 		struct kmm_error *e = NULL;
