@@ -34,6 +34,8 @@
 struct nmc_reconciler_state {
 	struct kmm_op_keyset *pods_created;  /* "ns/name" created, not yet in the cache */
 	struct kmm_op_keyset *pods_released; /* uids released, not yet gone from the cache */
+	/* Events that failed retryably, kept for a later reconcile (kmm/events.h has the bounds). */
+	struct kmm_event_queue *events;
 };
 
 static struct nmc_reconciler_state *nmc_reconciler_state(struct kmm_op_engine *op)
@@ -481,29 +483,14 @@ static void release_handled(struct nmc_state *s)
 		note_error(s, e);
 }
 
-/* The Event queue's batches go through the operator's API helpers, which count them. */
 static void event_batch(void *userdata, struct kmm_kube_batch_item *items, size_t n)
 {
 	(void)kmm_op_batch(userdata, items, n, NULL); /* every item has its outcome */
 }
 
-/*
- * Events that failed retryably, kept for a later reconcile (kmm/events.h
- * has the bounds). One for the process, made on first use: it outlives
- * every reconcile, as op does.
- */
 static struct kmm_event_queue *event_queue(struct kmm_op_engine *op)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static struct kmm_event_queue *q;
-	struct kmm_event_queue *r;
-
-	pthread_mutex_lock(&lock);
-	if (!q && kmm_event_queue_new(op->kube, 0, event_batch, &op->api, &q) < 0)
-		q = NULL;
-	r = q;
-	pthread_mutex_unlock(&lock);
-	return r;
+	return nmc_reconciler_state(op)->events;
 }
 
 /*
@@ -1021,6 +1008,7 @@ static void nmc_state_free(void *state)
 		return;
 	kmm_op_keyset_free(ns->pods_created);
 	kmm_op_keyset_free(ns->pods_released);
+	kmm_event_queue_free(ns->events);
 	free(ns);
 }
 
@@ -1031,8 +1019,11 @@ static int nmc_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_
 	if (ns) {
 		ns->pods_created = kmm_op_keyset_new();
 		ns->pods_released = kmm_op_keyset_new();
+		/* Its batches go through the engine's API helpers, which count them. */
+		if (kmm_event_queue_new(op->kube, 0, event_batch, &op->api, &ns->events) < 0)
+			ns->events = NULL;
 	}
-	if (!ns || !ns->pods_created || !ns->pods_released) {
+	if (!ns || !ns->pods_created || !ns->pods_released || !ns->events) {
 		nmc_state_free(ns);
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	}
