@@ -131,8 +131,9 @@ static int decode_local_refs(struct dec *d, const json_t *obj, const char *path,
 		r = dec_local_ref_at(d, e, pi, &name);
 		if (r < 0)
 			return r;
-		if (kmm_strv_consume(&names, TAKE_PTR(name)) < 0)
+		if (kmm_strv_consume(&names, name) < 0)
 			return dec_oom(d);
+		name = NULL; /* owned by names now */
 	}
 	kmm_strv_free(*ret);
 	*ret = TAKE_PTR(names);

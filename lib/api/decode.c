@@ -42,18 +42,6 @@ bool str_equal(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-bool strv_equal(char *const *a, char *const *b)
-{
-	size_t n = kmm_strv_length(a);
-
-	if (n != kmm_strv_length(b))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(a[i], b[i]) != 0)
-			return false;
-	return true;
-}
-
 int dec_oom(struct dec *d)
 {
 	return kmm_error_make(d->err, ENOMEM, "out of memory");
@@ -104,49 +92,6 @@ const json_t *dec_get(const json_t *obj, const char *key)
 	return v && !json_is_null(v) ? v : NULL;
 }
 
-int dec_object(struct dec *d, const json_t *obj, const char *path, const char *key)
-{
-	const json_t *v = key ? dec_get(obj, key) : obj;
-
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_object(v))
-		return dec_fail(d, path, key, "expected an object, got %s", dec_type_name(v));
-	return 1;
-}
-
-int dec_unknown(struct dec *d, const json_t *obj, const char *path, const char *const *known,
-		json_t **ret_unknown)
-{
-	json_t *unknown = NULL;
-	const char *k;
-	json_t *v;
-
-	json_object_foreach ((json_t *)obj, k, v) {
-		bool found = false;
-
-		for (const char *const *p = known; *p; p++)
-			if (strcmp(*p, k) == 0) {
-				found = true;
-				break;
-			}
-		if (found)
-			continue;
-		if (d->flags & KMM_API_STRICT) {
-			json_decref(unknown);
-			return dec_fail(d, path, k, "unknown field");
-		}
-		if (!unknown && !(unknown = json_object()))
-			return dec_oom(d);
-		if (json_object_set_new(unknown, k, json_deep_copy(v)) < 0) {
-			json_decref(unknown);
-			return dec_oom(d);
-		}
-	}
-	*ret_unknown = unknown;
-	return 0;
-}
-
 int dec_string(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
 {
 	const json_t *v = dec_get(obj, key);
@@ -164,13 +109,6 @@ int dec_string(struct dec *d, const json_t *obj, const char *path, const char *k
 	free(*ret);
 	*ret = s;
 	return 0;
-}
-
-int dec_string_req(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
-{
-	if (dec_missing(obj, key))
-		return dec_fail(d, path, key, "required field is missing");
-	return dec_string(d, obj, path, key, ret);
 }
 
 /* The spellings sigs.k8s.io/yaml (go-yaml v2, YAML 1.1) reads as booleans. */
@@ -369,18 +307,17 @@ int dec_strmap(struct dec *d, const json_t *obj, const char *path, const char *k
 
 int dec_local_ref_at(struct dec *d, const json_t *v, const char *p, char **ret)
 {
-	static const char *const known[] = { "name", NULL };
 	_cleanup_free_ char *name = NULL;
-	json_t *unknown = NULL;
+	const char *k;
+	json_t *e;
 	int r;
 
 	if (!json_is_object(v))
 		return dec_fail(d, p, NULL, "expected an object, got %s", dec_type_name(v));
 	/* LocalObjectReference only ever has `name`; extra keys are dropped in lenient mode. */
-	r = dec_unknown(d, v, p, known, &unknown);
-	json_decref(unknown);
-	if (r < 0)
-		return r;
+	json_object_foreach ((json_t *)v, k, e)
+		if (strcmp(k, "name") != 0 && (d->flags & KMM_API_STRICT))
+			return dec_fail(d, p, k, "unknown field");
 	r = dec_string(d, v, p, "name", &name);
 	if (r < 0)
 		return r;
@@ -394,15 +331,14 @@ int dec_local_ref_at(struct dec *d, const json_t *v, const char *p, char **ret)
 int dec_local_ref(struct dec *d, const json_t *obj, const char *path, const char *key, char **ret)
 {
 	_cleanup_free_ char *p = NULL;
-	int r;
+	const json_t *v = dec_get(obj, key);
 
-	r = dec_object(d, obj, path, key);
-	if (r <= 0)
-		return r;
+	if (!v)
+		return 0;
 	p = path_key(path, key);
 	if (!p)
 		return dec_oom(d);
-	return dec_local_ref_at(d, json_object_get(obj, key), p, ret);
+	return dec_local_ref_at(d, v, p, ret);
 }
 
 int dec_json(struct dec *d, const json_t *obj, const char *path, const char *key, json_type type,
@@ -463,195 +399,9 @@ int enc_strv_always(json_t *obj, const char *key, char *const *v)
 	return enc_new(obj, key, a);
 }
 
-int enc_strv(json_t *obj, const char *key, char *const *v)
-{
-	if (kmm_strv_length(v) == 0)
-		return 0;
-	return enc_strv_always(obj, key, v);
-}
-
-int enc_strmap(json_t *obj, const char *key, const struct kmm_strmap *m)
-{
-	json_t *o;
-
-	if (m->n == 0)
-		return 0;
-	o = json_object();
-	if (!o)
-		return -ENOMEM;
-	for (size_t i = 0; i < m->n; i++)
-		if (json_object_set_new(o, m->keys[i], json_string(m->values[i])) < 0) {
-			json_decref(o);
-			return -ENOMEM;
-		}
-	return enc_new(obj, key, o);
-}
-
-int enc_local_ref(json_t *obj, const char *key, const char *name)
-{
-	if (!name)
-		return 0;
-	return enc_new(obj, key, json_pack("{s:s}", "name", name));
-}
-
 json_t *enc_begin(const json_t *unknown)
 {
 	return unknown ? json_deep_copy(unknown) : json_object();
-}
-
-/* ------------------------------------------------------------------------- */
-
-void tls_done(struct kmm_tls_options *t)
-{
-	if (!t)
-		return;
-	json_decref(t->unknown);
-	*t = (struct kmm_tls_options){ 0 };
-}
-
-int dec_tls(struct dec *d, const json_t *obj, const char *path, const char *key,
-	    struct kmm_tls_options *ret, bool *ret_has)
-{
-	static const char *const known[] = { "insecure", "insecureSkipTLSVerify", NULL };
-	struct kmm_tls_options t = { 0 };
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r;
-
-	r = dec_object(d, obj, path, key);
-	if (r <= 0)
-		return r;
-	v = dec_get(obj, key);
-	p = path_key(path, key);
-	if (!p)
-		return dec_oom(d);
-	r = dec_unknown(d, v, p, known, &t.unknown);
-	if (r >= 0)
-		r = dec_bool(d, v, p, "insecure", &t.insecure);
-	if (r >= 0)
-		r = dec_bool(d, v, p, "insecureSkipTLSVerify", &t.insecure_skip_tls_verify);
-	if (r < 0) {
-		tls_done(&t);
-		return r;
-	}
-	tls_done(ret);
-	*ret = t;
-	if (ret_has)
-		*ret_has = true;
-	return 0;
-}
-
-json_t *enc_tls(const struct kmm_tls_options *t)
-{
-	json_t *o = enc_begin(t->unknown);
-
-	if (!o)
-		return NULL;
-	if ((t->insecure && enc_new(o, "insecure", json_true()) < 0) ||
-	    (t->insecure_skip_tls_verify && enc_new(o, "insecureSkipTLSVerify", json_true()) < 0)) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-/* ------------------------------------------------------------------------- */
-
-void kmm_toleration_done(struct kmm_toleration *t)
-{
-	if (!t)
-		return;
-	free(t->key);
-	free(t->operator);
-	free(t->value);
-	free(t->effect);
-	json_decref(t->unknown);
-	*t = (struct kmm_toleration){ 0 };
-}
-
-static int dec_toleration(struct dec *d, const json_t *v, const char *p, struct kmm_toleration *t)
-{
-	static const char *const known[] = { "key",    "operator",	    "value",
-					     "effect", "tolerationSeconds", NULL };
-	int r;
-
-	r = dec_object(d, v, p, NULL);
-	if (r < 0)
-		return r;
-	if (r == 0)
-		return dec_fail(d, p, NULL, "expected an object, got null");
-	r = dec_unknown(d, v, p, known, &t->unknown);
-	if (r >= 0)
-		r = dec_string(d, v, p, "key", &t->key);
-	if (r >= 0)
-		r = dec_string(d, v, p, "operator", &t->operator);
-	if (r >= 0)
-		r = dec_string(d, v, p, "value", &t->value);
-	if (r >= 0)
-		r = dec_string(d, v, p, "effect", &t->effect);
-	if (r >= 0)
-		r = dec_int(d, v, p, "tolerationSeconds", INT64_MIN, INT64_MAX,
-			    &t->has_toleration_seconds, &t->toleration_seconds);
-	return r;
-}
-
-int dec_tolerations(struct dec *d, const json_t *obj, const char *path, const char *key,
-		    struct kmm_toleration **ret, size_t *ret_n)
-{
-	const json_t *v = dec_get(obj, key);
-	struct kmm_toleration *t;
-	_cleanup_free_ char *p = NULL;
-	size_t n, i;
-	int r = 0;
-
-	if (!v)
-		return 0;
-	if (!json_is_array(v))
-		return dec_fail(d, path, key, "expected an array, got %s", dec_type_name(v));
-	p = path_key(path, key);
-	if (!p)
-		return dec_oom(d);
-	n = json_array_size(v);
-	t = calloc(n ? n : 1, sizeof(*t));
-	if (!t)
-		return dec_oom(d);
-	for (i = 0; i < n && r >= 0; i++) {
-		_cleanup_free_ char *pi = path_index(p, i);
-
-		r = pi ? dec_toleration(d, json_array_get(v, i), pi, &t[i]) : dec_oom(d);
-	}
-	if (r < 0) {
-		for (i = 0; i < n; i++)
-			kmm_toleration_done(&t[i]);
-		free(t);
-		return r;
-	}
-	*ret = t;
-	*ret_n = n;
-	return 0;
-}
-
-json_t *kmm_tolerations_to_json(const struct kmm_toleration *t, size_t n)
-{
-	json_t *a = json_array();
-
-	if (!a)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = enc_begin(t[i].unknown);
-
-		if (!o || enc_str(o, "key", t[i].key) < 0 ||
-		    enc_str(o, "operator", t[i].operator) < 0 ||
-		    enc_str(o, "value", t[i].value) < 0 || enc_str(o, "effect", t[i].effect) < 0 ||
-		    (t[i].has_toleration_seconds &&
-		     enc_new(o, "tolerationSeconds", json_integer(t[i].toleration_seconds)) < 0) ||
-		    json_array_append_new(a, o) < 0) {
-			json_decref(o);
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The internal kinds: NodeModulesConfig, ModuleImagesConfig,
+ * The internal kinds as field tables: NodeModulesConfig, ModuleImagesConfig,
  * ModuleBuildSignConfig, and PreflightValidation (v1beta1 and v1beta2).
  */
 #include <errno.h>
@@ -8,376 +8,230 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/strv.h"
-#include "lib/api/decode.h"
-
-#define STEP(expr)                                                                                 \
-	do {                                                                                       \
-		if (r >= 0)                                                                        \
-			r = (expr);                                                                \
-	} while (0)
-
-/* Iterates obj[key] (an array of objects); calls fn(d, item, item_path, i, ctx). */
-typedef int (*item_fn)(struct dec *d, const json_t *item, const char *path, size_t i, void *ctx);
-
-static int dec_items(struct dec *d, const json_t *obj, const char *path, const char *key,
-		     size_t *ret_n, item_fn fn, void *ctx)
-{
-	const json_t *v = json_object_get(obj, key);
-	_cleanup_free_ char *p = NULL;
-	size_t i;
-	json_t *e;
-
-	*ret_n = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_array(v))
-		return dec_fail(d, path, key, "expected an array");
-	p = path_key(path, key);
-	if (!p)
-		return dec_oom(d);
-	json_array_foreach (v, i, e) {
-		_cleanup_free_ char *pi = path_index(p, i);
-		int r;
-
-		if (!pi)
-			return dec_oom(d);
-		if (!json_is_object(e))
-			return dec_fail(d, pi, NULL, "expected an object");
-		*ret_n = i + 1;
-		r = fn(d, e, pi, i, ctx);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Reserves n zeroed elements of size sz for an array decoded by dec_items. */
-static void *alloc_items(const json_t *obj, const char *key, size_t sz)
-{
-	size_t n = json_array_size(json_object_get(obj, key));
-
-	return calloc(n ? n : 1, sz);
-}
-
-static int dec_section(struct dec *d, const json_t *root, const char *key, bool required,
-		       const char *const *known, json_t **ret_unknown, const json_t **ret)
-{
-	int r = dec_object(d, root, "", key);
-
-	if (r < 0)
-		return r;
-	*ret = NULL;
-	if (r == 0)
-		return required ? dec_fail(d, "", key, "required field is missing") : 0;
-	*ret = json_object_get(root, key);
-	return dec_unknown(d, *ret, key, known, ret_unknown);
-}
-
-static json_t *enc_meta(const json_t *metadata, const char *name, const char *ns)
-{
-	json_t *md = metadata ? json_deep_copy(metadata) : json_object();
-
-	if (md && ((!str_empty(name) && enc_str(md, "name", name) < 0) ||
-		   (!str_empty(ns) && enc_str(md, "namespace", ns) < 0))) {
-		json_decref(md);
-		return NULL;
-	}
-	return md;
-}
+#include "lib/api/codec-internal.h"
 
 /* ------------------------------------------------------------------------- */
 /* NodeModulesConfig                                                         */
 
-static void nmc_module_done(struct kmm_nmc_module *m)
-{
-	free(m->name);
-	free(m->namespace);
-	free(m->service_account_name);
-	free(m->image_repo_secret);
-	for (size_t i = 0; i < m->n_tolerations; i++)
-		kmm_toleration_done(&m->tolerations[i]);
-	free(m->tolerations);
-	free(m->version);
-	kmm_module_config_free(m->config);
-	free(m->boot_id);
-	free(m->last_transition_time);
-	json_decref(m->unknown);
-}
-
-struct nmc_ctx {
-	struct kmm_nmc_module *items;
-	bool status;
+enum {
+	NMC_SPEC = 1 << 0,
+	NMC_STATUS = 1 << 1
 };
 
-static int dec_nmc_module(struct dec *d, const json_t *e, const char *p, size_t i, void *ctx)
-{
-	static const char *const spec_known[] = { "name",
-						  "namespace",
-						  "serviceAccountName",
-						  "imageRepoSecret",
-						  "tolerations",
-						  "version",
-						  "config",
-						  NULL };
-	static const char *const status_known[] = { "name",
-						    "namespace",
-						    "serviceAccountName",
-						    "imageRepoSecret",
-						    "tolerations",
-						    "version",
-						    "config",
-						    "bootId",
-						    "lastTransitionTime",
-						    NULL };
-	struct nmc_ctx *c = ctx;
-	struct kmm_nmc_module *m = &c->items[i];
-	_cleanup_free_ char *pc = NULL;
-	int r = 0;
+#define E(member) OF(nmc_module, member)
+static const struct codec_field nmc_module_fields[] = {
+	FIELD("name", CODEC_STRING, E(name), .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("namespace", CODEC_STRING, E(namespace), .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("serviceAccountName", CODEC_STRING, E(service_account_name)),
+	FIELD("imageRepoSecret", CODEC_LOCAL_REF, E(image_repo_secret)),
+	FIELD("tolerations", CODEC_ARRAY, E(tolerations), .flags = CODEC_SAY_TYPE,
+	      .count = E(n_tolerations), .nested = &codec_toleration),
+	FIELD("version", CODEC_STRING, E(version)),
+	FIELD("config", CODEC_OBJECT_PTR, E(config), .flags = CODEC_REQUIRED,
+	      .nested = &codec_module_config),
+	FIELD("bootId", CODEC_STRING, E(boot_id), .variants = NMC_STATUS),
+	FIELD("lastTransitionTime", CODEC_STRING, E(last_transition_time), .variants = NMC_STATUS),
+};
+#undef E
+static const char *const nmc_module_decode_order[] = {
+	"name",	   "namespace", "serviceAccountName", "imageRepoSecret", "tolerations",
+	"version", "bootId",	"lastTransitionTime", "config",		 NULL,
+};
+static const struct codec nmc_module_codec = {
+	.fields = nmc_module_fields,
+	.n_fields = KMM_ARRAY_SIZE(nmc_module_fields),
+	.size = sizeof(struct kmm_nmc_module),
+	.unknown = OF(nmc_module, unknown),
+	.terse = true,
+	.decode_order = nmc_module_decode_order,
+};
 
-	STEP(dec_unknown(d, e, p, c->status ? status_known : spec_known, &m->unknown));
-	STEP(dec_string_req(d, e, p, "name", &m->name));
-	STEP(dec_string_req(d, e, p, "namespace", &m->namespace));
-	STEP(dec_string(d, e, p, "serviceAccountName", &m->service_account_name));
-	STEP(dec_local_ref(d, e, p, "imageRepoSecret", &m->image_repo_secret));
-	STEP(dec_tolerations(d, e, p, "tolerations", &m->tolerations, &m->n_tolerations));
-	STEP(dec_string(d, e, p, "version", &m->version));
-	if (r >= 0 && c->status)
-		r = dec_string(d, e, p, "bootId", &m->boot_id);
-	if (r >= 0 && c->status)
-		r = dec_string(d, e, p, "lastTransitionTime", &m->last_transition_time);
-	if (r >= 0 && dec_missing(e, "config"))
-		r = dec_fail(d, p, "config", "required field is missing");
-	if (r >= 0) {
-		pc = path_key(p, "config");
-		r = pc ? kmm_module_config_from_json(json_object_get(e, "config"), pc, d->flags,
-						     &m->config, d->err)
-		       : dec_oom(d);
-	}
-	return r;
-}
+/* spec and status are sections of struct kmm_nmc itself. */
+static const struct codec_field nmc_spec_fields[] = {
+	FIELD("modules", CODEC_ARRAY, OF(nmc, spec_modules), .flags = CODEC_ALWAYS,
+	      .count = OF(nmc, n_spec_modules), .nested = &nmc_module_codec,
+	      .nested_variant = NMC_SPEC),
+};
+static const struct codec nmc_spec_codec = {
+	.fields = nmc_spec_fields,
+	.n_fields = KMM_ARRAY_SIZE(nmc_spec_fields),
+	.unknown = OF(nmc, spec_unknown),
+};
+
+static const struct codec_field nmc_status_fields[] = {
+	FIELD("modules", CODEC_ARRAY, OF(nmc, status_modules), .count = OF(nmc, n_status_modules),
+	      .nested = &nmc_module_codec, .nested_variant = NMC_STATUS),
+};
+static const struct codec nmc_status_codec = {
+	.fields = nmc_status_fields,
+	.n_fields = KMM_ARRAY_SIZE(nmc_status_fields),
+	.unknown = OF(nmc, status_unknown),
+};
+
+static const struct codec_meta nmc_meta = { .name = OF(nmc, name) };
+
+static const struct codec_field nmc_fields[] = {
+	FIELD("apiVersion", CODEC_CONST, 0, .text = KMM_API_VERSION),
+	FIELD("kind", CODEC_CONST, 0, .text = "NodeModulesConfig"),
+	FIELD("metadata", CODEC_METADATA, OF(nmc, metadata), .meta = &nmc_meta),
+	FIELD("spec", CODEC_OBJECT, 0, .nested = &nmc_spec_codec),
+	FIELD("status", CODEC_OBJECT, 0, .nested = &nmc_status_codec),
+};
+static const struct codec nmc_codec = {
+	.fields = nmc_fields,
+	.n_fields = KMM_ARRAY_SIZE(nmc_fields),
+	.size = sizeof(struct kmm_nmc),
+	.unknown = OF(nmc, unknown),
+};
 
 void kmm_nmc_free(struct kmm_nmc *n)
 {
-	if (!n)
-		return;
-	free(n->name);
-	json_decref(n->metadata);
-	for (size_t i = 0; i < n->n_spec_modules; i++)
-		nmc_module_done(&n->spec_modules[i]);
-	free(n->spec_modules);
-	for (size_t i = 0; i < n->n_status_modules; i++)
-		nmc_module_done(&n->status_modules[i]);
-	free(n->status_modules);
-	json_decref(n->spec_unknown);
-	json_decref(n->status_unknown);
-	json_decref(n->unknown);
+	codec_free(&nmc_codec, n, 0);
 	free(n);
 }
 
 int kmm_nmc_from_json(const json_t *j, unsigned flags, struct kmm_nmc **ret, struct kmm_error **err)
 {
 	static const char *const versions[] = { KMM_API_VERSION, NULL };
-	static const char *const known[] = { "apiVersion", "kind",   "metadata",
-					     "spec",	   "status", NULL };
-	static const char *const modules_known[] = { "modules", NULL };
-	_cleanup_(kmm_nmc_freep) struct kmm_nmc *n = NULL;
 	struct dec d = { .flags = flags, .err = err };
-	const json_t *spec = NULL, *status = NULL;
-	struct nmc_ctx ctx;
+	void *n = NULL;
 	int r;
 
 	r = dec_type_meta(&d, j, "NodeModulesConfig", versions);
+	if (r >= 0)
+		r = codec_decode_new(&d, &nmc_codec, j, "", &n);
 	if (r < 0)
 		return r;
-	n = calloc(1, sizeof(*n));
-	if (!n)
-		return dec_oom(&d);
-	STEP(dec_unknown(&d, j, "", known, &n->unknown));
-	STEP(dec_metadata(&d, j, false, &n->name, NULL, NULL, &n->metadata));
-	STEP(dec_section(&d, j, "spec", false, modules_known, &n->spec_unknown, &spec));
-	if (r >= 0 && spec) {
-		n->spec_modules = alloc_items(spec, "modules", sizeof(*n->spec_modules));
-		ctx = (struct nmc_ctx){ n->spec_modules, false };
-		r = n->spec_modules ? dec_items(&d, spec, "spec", "modules", &n->n_spec_modules,
-						dec_nmc_module, &ctx)
-				    : dec_oom(&d);
-	}
-	STEP(dec_section(&d, j, "status", false, modules_known, &n->status_unknown, &status));
-	if (r >= 0 && status) {
-		n->status_modules = alloc_items(status, "modules", sizeof(*n->status_modules));
-		ctx = (struct nmc_ctx){ n->status_modules, true };
-		r = n->status_modules ? dec_items(&d, status, "status", "modules",
-						  &n->n_status_modules, dec_nmc_module, &ctx)
-				      : dec_oom(&d);
-	}
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(n);
+	*ret = n;
 	return 0;
-}
-
-static json_t *enc_nmc_modules(const struct kmm_nmc_module *ms, size_t n, bool status)
-{
-	json_t *a = json_array();
-
-	for (size_t i = 0; a && i < n; i++) {
-		const struct kmm_nmc_module *m = &ms[i];
-		json_t *o = enc_begin(m->unknown);
-
-		if (!o || enc_str_always(o, "name", m->name) < 0 ||
-		    enc_str_always(o, "namespace", m->namespace) < 0 ||
-		    enc_str(o, "serviceAccountName", m->service_account_name) < 0 ||
-		    enc_local_ref(o, "imageRepoSecret", m->image_repo_secret) < 0 ||
-		    (m->n_tolerations &&
-		     enc_new(o, "tolerations",
-			     kmm_tolerations_to_json(m->tolerations, m->n_tolerations)) < 0) ||
-		    enc_str(o, "version", m->version) < 0 ||
-		    (m->config && enc_new(o, "config", kmm_module_config_to_json(m->config)) < 0) ||
-		    (status && enc_str(o, "bootId", m->boot_id) < 0) ||
-		    (status && enc_str(o, "lastTransitionTime", m->last_transition_time) < 0) ||
-		    json_array_append_new(a, o) < 0) {
-			json_decref(o);
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
 }
 
 json_t *kmm_nmc_to_json(const struct kmm_nmc *n)
 {
-	json_t *o = enc_begin(n->unknown), *spec = enc_begin(n->spec_unknown),
-	       *status = enc_begin(n->status_unknown);
-
-	if (!o || !spec || !status ||
-	    enc_new(spec, "modules", enc_nmc_modules(n->spec_modules, n->n_spec_modules, false)) <
-		0 ||
-	    (n->n_status_modules &&
-	     enc_new(status, "modules",
-		     enc_nmc_modules(n->status_modules, n->n_status_modules, true)) < 0) ||
-	    enc_str(o, "apiVersion", KMM_API_VERSION) < 0 ||
-	    enc_str(o, "kind", "NodeModulesConfig") < 0 ||
-	    enc_new(o, "metadata", enc_meta(n->metadata, n->name, NULL)) < 0 ||
-	    enc_new(o, "spec", TAKE_PTR(spec)) < 0 || enc_new(o, "status", TAKE_PTR(status)) < 0) {
-		json_decref(spec);
-		json_decref(status);
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+	return codec_encode(&nmc_codec, n, 0);
 }
 
 /* ------------------------------------------------------------------------- */
 /* ModuleImagesConfig / ModuleBuildSignConfig                                 */
 
-static void image_spec_done(struct kmm_module_image_spec *s)
-{
-	free(s->image);
-	free(s->kernel_version);
-	kmm_build_free(s->build);
-	kmm_sign_free(s->sign);
-	if (s->registry_tls) {
-		tls_done(s->registry_tls);
-		free(s->registry_tls);
-	}
-	free(s->dir_name);
-	free(s->action);
-	json_decref(s->unknown);
-}
-
-struct img_ctx {
-	struct kmm_image_config *c;
-	bool mbsc;
+enum {
+	MIC = 1 << 0,
+	MBSC = 1 << 1
 };
 
-static int dec_image_spec(struct dec *d, const json_t *e, const char *p, size_t i, void *ctx)
+static const char *const image_actions[] = { "BuildImage", "SignImage", NULL };
+
+#define I(member) OF(module_image_spec, member)
+static const struct codec_field image_spec_fields[] = {
+	FIELD("image", CODEC_STRING, I(image), .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("kernelVersion", CODEC_STRING, I(kernel_version),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("build", CODEC_OBJECT_PTR, I(build), .nested = &codec_build),
+	FIELD("sign", CODEC_OBJECT_PTR, I(sign), .nested = &codec_sign),
+	FIELD("skipWaitMissingImage", CODEC_BOOL, I(skip_wait_missing_image)),
+	FIELD("registryTLS", CODEC_OBJECT_PTR, I(registry_tls), .nested = &codec_tls),
+	FIELD("dirName", CODEC_STRING, I(dir_name), .def = KMM_DEFAULT_DIR_NAME),
+	FIELD("action", CODEC_STRING, I(action), .flags = CODEC_REQUIRED | CODEC_ALWAYS,
+	      .variants = MBSC, .one_of = image_actions),
+};
+#undef I
+static const struct codec image_spec_codec = {
+	.fields = image_spec_fields,
+	.n_fields = KMM_ARRAY_SIZE(image_spec_fields),
+	.size = sizeof(struct kmm_module_image_spec),
+	.unknown = OF(module_image_spec, unknown),
+	.terse = true,
+};
+
+static const struct codec_field image_state_fields[] = {
+	FIELD("image", CODEC_STRING, OF(image_state, image),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("action", CODEC_STRING, OF(image_state, action), .variants = MBSC),
+	FIELD("status", CODEC_STRING, OF(image_state, status)),
+};
+static const char *const image_state_decode_order[] = { "image", "status", "action", NULL };
+static const struct codec image_state_codec = {
+	.fields = image_state_fields,
+	.n_fields = KMM_ARRAY_SIZE(image_state_fields),
+	.size = sizeof(struct kmm_image_state),
+	.unknown = OF(image_state, unknown),
+	.terse = true,
+	.decode_order = image_state_decode_order,
+};
+
+#define C(member) OF(image_config, member)
+static const struct codec_field image_config_spec_fields[] = {
+	FIELD("images", CODEC_ARRAY, C(images), .flags = CODEC_ALWAYS, .count = C(n_images),
+	      .nested = &image_spec_codec),
+	FIELD("imageRepoSecret", CODEC_LOCAL_REF, C(image_repo_secret)),
+	FIELD("imagePullPolicy", CODEC_STRING, C(image_pull_policy), .flags = CODEC_DEFAULT_EMPTY,
+	      .variants = MIC, .def = KMM_DEFAULT_PULL_POLICY),
+	FIELD("pushBuiltImage", CODEC_BOOL, C(push_built_image)),
+	FIELD("imageRebuildTriggerGeneration", CODEC_INT64, C(image_rebuild_trigger_generation),
+	      .flags = CODEC_HAS, .variants = MIC, .has = C(has_image_rebuild_trigger_generation)),
+	FIELD("tolerations", CODEC_ARRAY, C(tolerations), .flags = CODEC_SAY_TYPE,
+	      .count = C(n_tolerations), .nested = &codec_toleration),
+};
+static const char *const image_config_spec_decode_order[] = {
+	"images",      "imageRepoSecret", "pushBuiltImage",
+	"tolerations", "imagePullPolicy", "imageRebuildTriggerGeneration",
+	NULL,
+};
+static const struct codec image_config_spec_codec = {
+	.fields = image_config_spec_fields,
+	.n_fields = KMM_ARRAY_SIZE(image_config_spec_fields),
+	.unknown = C(spec_unknown),
+	.decode_order = image_config_spec_decode_order,
+};
+
+static const struct codec_field image_config_status_fields[] = {
+	FIELD("imagesStates", CODEC_ARRAY, C(states), .variants = MIC, .count = C(n_states),
+	      .nested = &image_state_codec),
+	FIELD("images", CODEC_ARRAY, C(states), .variants = MBSC, .count = C(n_states),
+	      .nested = &image_state_codec),
+	FIELD("imageRebuildTriggerGeneration", CODEC_INT64, C(status_trigger_generation),
+	      .flags = CODEC_HAS, .variants = MIC, .has = C(has_status_trigger_generation)),
+};
+static const struct codec image_config_status_codec = {
+	.fields = image_config_status_fields,
+	.n_fields = KMM_ARRAY_SIZE(image_config_status_fields),
+	.unknown = C(status_unknown),
+};
+
+static const struct codec_meta image_config_meta = {
+	.namespaced = true,
+	.name = C(name),
+	.has_namespace = true,
+	.namespace = C(namespace),
+};
+
+static const struct codec_field image_config_fields[] = {
+	FIELD("apiVersion", CODEC_CONST, 0, .text = KMM_API_VERSION),
+	FIELD("kind", CODEC_CONST, 0, .variants = MIC, .text = "ModuleImagesConfig"),
+	FIELD("kind", CODEC_CONST, 0, .variants = MBSC, .text = "ModuleBuildSignConfig"),
+	FIELD("metadata", CODEC_METADATA, C(metadata), .meta = &image_config_meta),
+	FIELD("spec", CODEC_OBJECT, 0, .flags = CODEC_REQUIRED, .nested = &image_config_spec_codec),
+	FIELD("status", CODEC_OBJECT, 0, .nested = &image_config_status_codec),
+};
+#undef C
+static const struct codec image_config_codec = {
+	.fields = image_config_fields,
+	.n_fields = KMM_ARRAY_SIZE(image_config_fields),
+	.size = sizeof(struct kmm_image_config),
+	.unknown = OF(image_config, unknown),
+};
+
+static unsigned image_config_variant(const char *kind)
 {
-	static const char *const mic_known[] = {
-		"image",       "kernelVersion", "build", "sign", "skipWaitMissingImage",
-		"registryTLS", "dirName",	NULL
-	};
-	static const char *const mbsc_known[] = {
-		"image",       "kernelVersion", "build",  "sign", "skipWaitMissingImage",
-		"registryTLS", "dirName",	"action", NULL
-	};
-	struct img_ctx *c = ctx;
-	struct kmm_module_image_spec *s = &c->c->images[i];
-	struct kmm_tls_options tls = { 0 };
-	bool has_tls = false;
-	int r = 0;
-
-	STEP(dec_unknown(d, e, p, c->mbsc ? mbsc_known : mic_known, &s->unknown));
-	STEP(dec_string_req(d, e, p, "image", &s->image));
-	STEP(dec_string_req(d, e, p, "kernelVersion", &s->kernel_version));
-	STEP(dec_build(d, e, p, "build", &s->build));
-	STEP(dec_sign(d, e, p, "sign", &s->sign));
-	STEP(dec_bool(d, e, p, "skipWaitMissingImage", &s->skip_wait_missing_image));
-	STEP(dec_tls(d, e, p, "registryTLS", &tls, &has_tls));
-	if (r >= 0 && has_tls) {
-		s->registry_tls = malloc(sizeof(tls));
-		if (!s->registry_tls) {
-			tls_done(&tls);
-			return dec_oom(d);
-		}
-		*s->registry_tls = tls;
-	}
-	STEP(dec_string(d, e, p, "dirName", &s->dir_name));
-	if (r >= 0 && !s->dir_name && !(s->dir_name = strdup(KMM_DEFAULT_DIR_NAME)))
-		r = dec_oom(d);
-	if (r >= 0 && c->mbsc) {
-		r = dec_string_req(d, e, p, "action", &s->action);
-		if (r >= 0 && strcmp(s->action, "BuildImage") != 0 &&
-		    strcmp(s->action, "SignImage") != 0)
-			r = dec_fail(d, p, "action",
-				     "unsupported value \"%s\": must be BuildImage or SignImage",
-				     s->action);
-	}
-	return r;
-}
-
-static int dec_image_state(struct dec *d, const json_t *e, const char *p, size_t i, void *ctx)
-{
-	static const char *const mic_known[] = { "image", "status", NULL };
-	static const char *const mbsc_known[] = { "image", "action", "status", NULL };
-	struct img_ctx *c = ctx;
-	struct kmm_image_state *s = &c->c->states[i];
-	int r = 0;
-
-	STEP(dec_unknown(d, e, p, c->mbsc ? mbsc_known : mic_known, &s->unknown));
-	STEP(dec_string_req(d, e, p, "image", &s->image));
-	STEP(dec_string(d, e, p, "status", &s->status));
-	if (c->mbsc)
-		STEP(dec_string(d, e, p, "action", &s->action));
-	return r;
+	return kind && strcmp(kind, "ModuleBuildSignConfig") == 0 ? MBSC : MIC;
 }
 
 void kmm_image_config_free(struct kmm_image_config *c)
 {
 	if (!c)
 		return;
+	codec_free(&image_config_codec, c, image_config_variant(c->kind));
 	free(c->kind);
-	free(c->name);
-	free(c->namespace);
-	json_decref(c->metadata);
-	for (size_t i = 0; i < c->n_images; i++)
-		image_spec_done(&c->images[i]);
-	free(c->images);
-	free(c->image_repo_secret);
-	free(c->image_pull_policy);
-	for (size_t i = 0; i < c->n_tolerations; i++)
-		kmm_toleration_done(&c->tolerations[i]);
-	free(c->tolerations);
-	for (size_t i = 0; i < c->n_states; i++) {
-		free(c->states[i].image);
-		free(c->states[i].status);
-		free(c->states[i].action);
-		json_decref(c->states[i].unknown);
-	}
-	free(c->states);
-	json_decref(c->spec_unknown);
-	json_decref(c->status_unknown);
-	json_decref(c->unknown);
 	free(c);
 }
 
@@ -385,371 +239,227 @@ int kmm_image_config_from_json(const json_t *j, unsigned flags, struct kmm_image
 			       struct kmm_error **err)
 {
 	static const char *const versions[] = { KMM_API_VERSION, NULL };
-	static const char *const known[] = { "apiVersion", "kind",   "metadata",
-					     "spec",	   "status", NULL };
-	static const char *const mic_spec[] = { "images",
-						"imageRepoSecret",
-						"imagePullPolicy",
-						"pushBuiltImage",
-						"imageRebuildTriggerGeneration",
-						"tolerations",
-						NULL };
-	static const char *const mbsc_spec[] = { "images", "imageRepoSecret", "pushBuiltImage",
-						 "tolerations", NULL };
-	static const char *const mic_status[] = { "imagesStates", "imageRebuildTriggerGeneration",
-						  NULL };
-	static const char *const mbsc_status[] = { "images", NULL };
-	_cleanup_(kmm_image_config_freep) struct kmm_image_config *c = NULL;
-	struct dec d = { .flags = flags, .err = err };
 	const char *kind = json_string_value(json_object_get(j, "kind"));
-	const json_t *spec = NULL, *status = NULL;
-	struct img_ctx ctx;
-	bool mbsc;
+	struct dec d = { .flags = flags, .err = err, .variant = image_config_variant(kind) };
+	struct kmm_image_config *c;
+	void *p = NULL;
 	int r;
 
-	mbsc = kind && strcmp(kind, "ModuleBuildSignConfig") == 0;
-	r = dec_type_meta(&d, j, mbsc ? "ModuleBuildSignConfig" : "ModuleImagesConfig", versions);
+	kind = d.variant == MBSC ? "ModuleBuildSignConfig" : "ModuleImagesConfig";
+	r = dec_type_meta(&d, j, kind, versions);
+	if (r >= 0)
+		r = codec_decode_new(&d, &image_config_codec, j, "", &p);
 	if (r < 0)
 		return r;
-	c = calloc(1, sizeof(*c));
-	if (!c || !(c->kind = strdup(mbsc ? "ModuleBuildSignConfig" : "ModuleImagesConfig")))
+	c = p;
+	c->kind = strdup(kind);
+	if (!c->kind) {
+		kmm_image_config_free(c);
 		return dec_oom(&d);
-	ctx = (struct img_ctx){ c, mbsc };
-	STEP(dec_unknown(&d, j, "", known, &c->unknown));
-	STEP(dec_metadata(&d, j, true, &c->name, &c->namespace, NULL, &c->metadata));
-	STEP(
-	    dec_section(&d, j, "spec", true, mbsc ? mbsc_spec : mic_spec, &c->spec_unknown, &spec));
-	if (r >= 0) {
-		c->images = alloc_items(spec, "images", sizeof(*c->images));
-		r = c->images
-			? dec_items(&d, spec, "spec", "images", &c->n_images, dec_image_spec, &ctx)
-			: dec_oom(&d);
 	}
-	STEP(dec_local_ref(&d, spec, "spec", "imageRepoSecret", &c->image_repo_secret));
-	STEP(dec_bool(&d, spec, "spec", "pushBuiltImage", &c->push_built_image));
-	STEP(dec_tolerations(&d, spec, "spec", "tolerations", &c->tolerations, &c->n_tolerations));
-	if (!mbsc) {
-		STEP(dec_string(&d, spec, "spec", "imagePullPolicy", &c->image_pull_policy));
-		if (r >= 0 && str_empty(c->image_pull_policy)) {
-			free(c->image_pull_policy);
-			if (!(c->image_pull_policy = strdup(KMM_DEFAULT_PULL_POLICY)))
-				r = dec_oom(&d);
-		}
-		STEP(dec_int(&d, spec, "spec", "imageRebuildTriggerGeneration", INT64_MIN,
-			     INT64_MAX, &c->has_image_rebuild_trigger_generation,
-			     &c->image_rebuild_trigger_generation));
-	}
-	STEP(dec_section(&d, j, "status", false, mbsc ? mbsc_status : mic_status,
-			 &c->status_unknown, &status));
-	if (r >= 0 && status) {
-		const char *key = mbsc ? "images" : "imagesStates";
-
-		c->states = alloc_items(status, key, sizeof(*c->states));
-		r = c->states
-			? dec_items(&d, status, "status", key, &c->n_states, dec_image_state, &ctx)
-			: dec_oom(&d);
-		if (!mbsc)
-			STEP(dec_int(&d, status, "status", "imageRebuildTriggerGeneration",
-				     INT64_MIN, INT64_MAX, &c->has_status_trigger_generation,
-				     &c->status_trigger_generation));
-	}
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(c);
+	*ret = c;
 	return 0;
 }
 
 json_t *kmm_image_config_to_json(const struct kmm_image_config *c)
 {
-	bool mbsc = strcmp(c->kind, "ModuleBuildSignConfig") == 0;
-	json_t *o = enc_begin(c->unknown), *spec = enc_begin(c->spec_unknown),
-	       *status = enc_begin(c->status_unknown), *images = json_array(),
-	       *states = json_array();
-
-	if (!o || !spec || !status || !images || !states)
-		goto fail;
-	for (size_t i = 0; i < c->n_images; i++) {
-		const struct kmm_module_image_spec *s = &c->images[i];
-		json_t *e = enc_begin(s->unknown);
-
-		if (!e || enc_str_always(e, "image", s->image) < 0 ||
-		    enc_str_always(e, "kernelVersion", s->kernel_version) < 0 ||
-		    (s->build && enc_new(e, "build", kmm_build_to_json(s->build)) < 0) ||
-		    (s->sign && enc_new(e, "sign", kmm_sign_to_json(s->sign)) < 0) ||
-		    (s->skip_wait_missing_image &&
-		     enc_new(e, "skipWaitMissingImage", json_true()) < 0) ||
-		    (s->registry_tls && enc_new(e, "registryTLS", enc_tls(s->registry_tls)) < 0) ||
-		    enc_str(e, "dirName", s->dir_name) < 0 ||
-		    (mbsc && enc_str_always(e, "action", s->action) < 0) ||
-		    json_array_append_new(images, e) < 0) {
-			json_decref(e);
-			goto fail;
-		}
-	}
-	for (size_t i = 0; i < c->n_states; i++) {
-		const struct kmm_image_state *s = &c->states[i];
-		json_t *e = enc_begin(s->unknown);
-
-		if (!e || enc_str_always(e, "image", s->image) < 0 ||
-		    (mbsc && enc_str(e, "action", s->action) < 0) ||
-		    enc_str(e, "status", s->status) < 0 || json_array_append_new(states, e) < 0) {
-			json_decref(e);
-			goto fail;
-		}
-	}
-	if (enc_new(spec, "images", TAKE_PTR(images)) < 0 ||
-	    enc_local_ref(spec, "imageRepoSecret", c->image_repo_secret) < 0 ||
-	    (!mbsc && enc_str(spec, "imagePullPolicy", c->image_pull_policy) < 0) ||
-	    (c->push_built_image && enc_new(spec, "pushBuiltImage", json_true()) < 0) ||
-	    (!mbsc && c->has_image_rebuild_trigger_generation &&
-	     enc_new(spec, "imageRebuildTriggerGeneration",
-		     json_integer(c->image_rebuild_trigger_generation)) < 0) ||
-	    (c->n_tolerations &&
-	     enc_new(spec, "tolerations",
-		     kmm_tolerations_to_json(c->tolerations, c->n_tolerations)) < 0) ||
-	    (c->n_states &&
-	     enc_new(status, mbsc ? "images" : "imagesStates", TAKE_PTR(states)) < 0) ||
-	    (!mbsc && c->has_status_trigger_generation &&
-	     enc_new(status, "imageRebuildTriggerGeneration",
-		     json_integer(c->status_trigger_generation)) < 0) ||
-	    enc_str(o, "apiVersion", KMM_API_VERSION) < 0 || enc_str(o, "kind", c->kind) < 0 ||
-	    enc_new(o, "metadata", enc_meta(c->metadata, c->name, c->namespace)) < 0 ||
-	    enc_new(o, "spec", TAKE_PTR(spec)) < 0 || enc_new(o, "status", TAKE_PTR(status)) < 0)
-		goto fail;
-	json_decref(states);
-	return o;
-fail:
-	json_decref(images);
-	json_decref(states);
-	json_decref(spec);
-	json_decref(status);
-	json_decref(o);
-	return NULL;
+	return codec_encode(&image_config_codec, c, image_config_variant(c->kind));
 }
 
 /* ------------------------------------------------------------------------- */
 /* PreflightValidation                                                       */
 
-static void pfv_status_done(struct kmm_pfv_module_status *s)
+enum {
+	PFV_V1BETA1 = 1 << 0,
+	PFV_V1BETA2 = 1 << 1
+};
+
+#define S(member) OF(pfv_module_status, member)
+static const struct codec_field pfv_status_fields[] = {
+	FIELD("name", CODEC_STRING, S(name), .flags = CODEC_REQUIRED | CODEC_ALWAYS,
+	      .variants = PFV_V1BETA2),
+	FIELD("namespace", CODEC_STRING, S(namespace), .flags = CODEC_REQUIRED | CODEC_ALWAYS,
+	      .variants = PFV_V1BETA2),
+	FIELD("verificationStatus", CODEC_STRING, S(verification_status)),
+	FIELD("verificationStage", CODEC_STRING, S(verification_stage)),
+	FIELD("statusReason", CODEC_STRING, S(status_reason)),
+	FIELD("lastTransitionTime", CODEC_STRING, S(last_transition_time)),
+};
+#undef S
+static const struct codec pfv_status_codec = {
+	.fields = pfv_status_fields,
+	.n_fields = KMM_ARRAY_SIZE(pfv_status_fields),
+	.size = sizeof(struct kmm_pfv_module_status),
+	.unknown = OF(pfv_module_status, unknown),
+	.terse = true,
+};
+
+/* The plain "<name>" key duplicates a "<ns>/<name>" one when both exist. */
+static bool v1_duplicate_key(const json_t *m, const char *key)
 {
-	free(s->name);
-	free(s->namespace);
-	free(s->verification_status);
-	free(s->verification_stage);
-	free(s->status_reason);
-	free(s->last_transition_time);
-	json_decref(s->unknown);
+	const char *k;
+	json_t *e;
+
+	if (strchr(key, '/'))
+		return false;
+	json_object_foreach ((json_t *)m, k, e) {
+		const char *slash = strchr(k, '/');
+
+		if (slash && strcmp(slash + 1, key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* v1beta1 status.crStatuses: {"<ns>/<name>": {...}} (plus compatibility "<name>" keys). */
+static int decode_v1_statuses(struct dec *d, const json_t *status, const char *path,
+			      const char *key, void *base)
+{
+	const json_t *m = dec_get(status, key);
+	struct kmm_pfv *p = base;
+	const char *k;
+	json_t *e;
+
+	if (!m)
+		return 0;
+	if (!json_is_object(m))
+		return dec_fail(d, path, key, "expected an object");
+	p->modules = calloc(json_object_size(m) + 1, sizeof(*p->modules));
+	if (!p->modules)
+		return dec_oom(d);
+	json_object_foreach ((json_t *)m, k, e) {
+		_cleanup_free_ char *at = NULL;
+		const char *slash = strchr(k, '/');
+		struct kmm_pfv_module_status *s = &p->modules[p->n_modules];
+		int r;
+
+		if (v1_duplicate_key(m, k))
+			continue;
+		if (asprintf(&at, "%s.%s[%s]", path, key, k) < 0)
+			return dec_oom(d);
+		if (!json_is_object(e))
+			return dec_fail(d, at, NULL, "expected an object");
+		p->n_modules++;
+		r = codec_decode(d, &pfv_status_codec, e, at, s);
+		if (r < 0)
+			return r;
+		s->namespace = slash ? strndup(k, (size_t)(slash - k)) : strdup("");
+		s->name = strdup(slash ? slash + 1 : k);
+		if (!s->namespace || !s->name)
+			return dec_oom(d);
+	}
+	return 0;
+}
+
+static int encode_v1_statuses(json_t *o, const char *key, const void *base, unsigned variant)
+{
+	const struct kmm_pfv *p = base;
+	json_t *mods;
+
+	if (!p->n_modules)
+		return 0;
+	mods = json_object();
+	for (size_t i = 0; mods && i < p->n_modules; i++) {
+		const struct kmm_pfv_module_status *s = &p->modules[i];
+		_cleanup_free_ char *k = NULL;
+
+		if (asprintf(&k, "%s/%s", s->namespace ? s->namespace : "",
+			     s->name ? s->name : "") < 0 ||
+		    json_object_set_new(mods, k, codec_encode(&pfv_status_codec, s, variant)) < 0 ||
+		    /* Compatibility key with the bare name, as upstream's conversion. */
+		    json_object_set_new(mods, s->name ? s->name : "",
+					codec_encode(&pfv_status_codec, s, variant)) < 0) {
+			json_decref(mods);
+			return -ENOMEM;
+		}
+	}
+	return enc_new(o, key, mods);
+}
+
+static const struct codec_custom v1_statuses = {
+	.decode = decode_v1_statuses,
+	.encode = encode_v1_statuses,
+};
+
+static const struct codec_field pfv_spec_fields[] = {
+	FIELD("kernelVersion", CODEC_STRING, OF(pfv, kernel_version),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("pushBuiltImage", CODEC_BOOL, OF(pfv, push_built_image)),
+};
+static const struct codec pfv_spec_codec = {
+	.fields = pfv_spec_fields,
+	.n_fields = KMM_ARRAY_SIZE(pfv_spec_fields),
+	.unknown = OF(pfv, spec_unknown),
+};
+
+/* v1beta2 holds the list; v1beta1's map is read into (and written from) the same. */
+static const struct codec_field pfv_status_section_fields[] = {
+	FIELD("modules", CODEC_ARRAY, OF(pfv, modules), .variants = PFV_V1BETA2,
+	      .count = OF(pfv, n_modules), .nested = &pfv_status_codec),
+	FIELD("crStatuses", CODEC_CUSTOM, 0, .variants = PFV_V1BETA1, .custom = &v1_statuses),
+};
+static const struct codec pfv_status_section_codec = {
+	.fields = pfv_status_section_fields,
+	.n_fields = KMM_ARRAY_SIZE(pfv_status_section_fields),
+	.unknown = OF(pfv, status_unknown),
+};
+
+static const struct codec_meta pfv_meta = { .name = OF(pfv, name) };
+
+static const struct codec_field pfv_fields[] = {
+	FIELD("apiVersion", CODEC_CONST, 0, .variants = PFV_V1BETA1, .text = KMM_API_VERSION),
+	FIELD("apiVersion", CODEC_CONST, 0, .variants = PFV_V1BETA2,
+	      .text = KMM_API_VERSION_V1BETA2),
+	FIELD("kind", CODEC_CONST, 0, .text = "PreflightValidation"),
+	FIELD("metadata", CODEC_METADATA, OF(pfv, metadata), .meta = &pfv_meta),
+	FIELD("spec", CODEC_OBJECT, 0, .flags = CODEC_REQUIRED, .nested = &pfv_spec_codec),
+	FIELD("status", CODEC_OBJECT, 0, .nested = &pfv_status_section_codec),
+};
+static const struct codec pfv_codec = {
+	.fields = pfv_fields,
+	.n_fields = KMM_ARRAY_SIZE(pfv_fields),
+	.size = sizeof(struct kmm_pfv),
+	.unknown = OF(pfv, unknown),
+};
+
+static unsigned pfv_variant(const char *api_version)
+{
+	return !api_version || strcmp(api_version, KMM_API_VERSION_V1BETA2) == 0 ? PFV_V1BETA2
+										 : PFV_V1BETA1;
 }
 
 void kmm_pfv_free(struct kmm_pfv *p)
 {
-	if (!p)
-		return;
-	free(p->name);
-	json_decref(p->metadata);
-	free(p->kernel_version);
-	for (size_t i = 0; i < p->n_modules; i++)
-		pfv_status_done(&p->modules[i]);
-	free(p->modules);
-	json_decref(p->spec_unknown);
-	json_decref(p->status_unknown);
-	json_decref(p->unknown);
+	/* Always held in the v1beta2 shape. */
+	codec_free(&pfv_codec, p, PFV_V1BETA2);
 	free(p);
-}
-
-static int dec_pfv_fields(struct dec *d, const json_t *e, const char *p,
-			  struct kmm_pfv_module_status *s, bool v1beta2)
-{
-	static const char *const v2_known[] = { "name",
-						"namespace",
-						"verificationStatus",
-						"verificationStage",
-						"statusReason",
-						"lastTransitionTime",
-						NULL };
-	static const char *const v1_known[] = { "verificationStatus", "verificationStage",
-						"statusReason", "lastTransitionTime", NULL };
-	int r = 0;
-
-	STEP(dec_unknown(d, e, p, v1beta2 ? v2_known : v1_known, &s->unknown));
-	if (v1beta2) {
-		STEP(dec_string_req(d, e, p, "name", &s->name));
-		STEP(dec_string_req(d, e, p, "namespace", &s->namespace));
-	}
-	STEP(dec_string(d, e, p, "verificationStatus", &s->verification_status));
-	STEP(dec_string(d, e, p, "verificationStage", &s->verification_stage));
-	STEP(dec_string(d, e, p, "statusReason", &s->status_reason));
-	STEP(dec_string(d, e, p, "lastTransitionTime", &s->last_transition_time));
-	return r;
-}
-
-static int dec_pfv_v2_item(struct dec *d, const json_t *e, const char *p, size_t i, void *ctx)
-{
-	struct kmm_pfv *pfv = ctx;
-
-	return dec_pfv_fields(d, e, p, &pfv->modules[i], true);
-}
-
-/* v1beta1 status.crStatuses: {"<ns>/<name>": {...}} (plus compatibility "<name>" keys). */
-static int dec_pfv_v1_statuses(struct dec *d, const json_t *status, struct kmm_pfv *p)
-{
-	const json_t *m = json_object_get(status, "crStatuses");
-	const char *key;
-	json_t *e;
-	size_t n = 0;
-
-	if (!m || json_is_null(m))
-		return 0;
-	if (!json_is_object(m))
-		return dec_fail(d, "status", "crStatuses", "expected an object");
-	p->modules = calloc(json_object_size(m) + 1, sizeof(*p->modules));
-	if (!p->modules)
-		return dec_oom(d);
-	json_object_foreach ((json_t *)m, key, e) {
-		_cleanup_free_ char *path = NULL;
-		const char *slash = strchr(key, '/');
-		struct kmm_pfv_module_status *s = &p->modules[n];
-		int r;
-
-		if (!slash) {
-			/* The plain "<name>" key duplicates a "<ns>/<name>" one when both exist. */
-			bool dup = false;
-			const char *k2;
-			json_t *e2;
-
-			json_object_foreach ((json_t *)m, k2, e2) {
-				const char *s2 = strchr(k2, '/');
-
-				if (s2 && strcmp(s2 + 1, key) == 0)
-					dup = true;
-			}
-			if (dup)
-				continue;
-		}
-		if (asprintf(&path, "status.crStatuses[%s]", key) < 0)
-			return dec_oom(d);
-		if (!json_is_object(e))
-			return dec_fail(d, path, NULL, "expected an object");
-		p->n_modules = n + 1;
-		r = dec_pfv_fields(d, e, path, s, false);
-		if (r < 0)
-			return r;
-		s->namespace = slash ? strndup(key, (size_t)(slash - key)) : strdup("");
-		s->name = strdup(slash ? slash + 1 : key);
-		if (!s->namespace || !s->name)
-			return dec_oom(d);
-		n++;
-	}
-	return 0;
 }
 
 int kmm_pfv_from_json(const json_t *j, unsigned flags, struct kmm_pfv **ret, struct kmm_error **err)
 {
 	static const char *const versions[] = { KMM_API_VERSION, KMM_API_VERSION_V1BETA2, NULL };
-	static const char *const known[] = { "apiVersion", "kind",   "metadata",
-					     "spec",	   "status", NULL };
-	static const char *const spec_known[] = { "kernelVersion", "pushBuiltImage", NULL };
-	static const char *const v2_status[] = { "modules", NULL };
-	static const char *const v1_status[] = { "crStatuses", NULL };
-	_cleanup_(kmm_pfv_freep) struct kmm_pfv *p = NULL;
-	struct dec d = { .flags = flags, .err = err };
 	const char *av = json_string_value(json_object_get(j, "apiVersion"));
-	bool v1beta2 = !av || strcmp(av, KMM_API_VERSION_V1BETA2) == 0;
-	const json_t *spec = NULL, *status = NULL;
+	struct dec d = { .flags = flags, .err = err, .variant = pfv_variant(av) };
+	_cleanup_(kmm_pfv_freep) struct kmm_pfv *p = NULL;
 	int r;
 
 	r = dec_type_meta(&d, j, "PreflightValidation", versions);
 	if (r < 0)
 		return r;
+	/* Not codec_decode_new(): whatever the version read, kmm_pfv_free() releases it. */
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return dec_oom(&d);
-	STEP(dec_unknown(&d, j, "", known, &p->unknown));
-	STEP(dec_metadata(&d, j, false, &p->name, NULL, NULL, &p->metadata));
-	STEP(dec_section(&d, j, "spec", true, spec_known, &p->spec_unknown, &spec));
-	STEP(dec_string_req(&d, spec, "spec", "kernelVersion", &p->kernel_version));
-	STEP(dec_bool(&d, spec, "spec", "pushBuiltImage", &p->push_built_image));
-	STEP(dec_section(&d, j, "status", false, v1beta2 ? v2_status : v1_status,
-			 &p->status_unknown, &status));
-	if (r >= 0 && status) {
-		if (v1beta2) {
-			p->modules = alloc_items(status, "modules", sizeof(*p->modules));
-			r = p->modules ? dec_items(&d, status, "status", "modules", &p->n_modules,
-						   dec_pfv_v2_item, p)
-				       : dec_oom(&d);
-		} else {
-			r = dec_pfv_v1_statuses(&d, status, p);
-		}
-	}
+	r = codec_decode(&d, &pfv_codec, j, "", p);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(p);
 	return 0;
 }
 
-static json_t *enc_pfv_fields(const struct kmm_pfv_module_status *s, bool v1beta2)
-{
-	json_t *o = enc_begin(s->unknown);
-
-	if (!o ||
-	    (v1beta2 && (enc_str_always(o, "name", s->name) < 0 ||
-			 enc_str_always(o, "namespace", s->namespace) < 0)) ||
-	    enc_str(o, "verificationStatus", s->verification_status) < 0 ||
-	    enc_str(o, "verificationStage", s->verification_stage) < 0 ||
-	    enc_str(o, "statusReason", s->status_reason) < 0 ||
-	    enc_str(o, "lastTransitionTime", s->last_transition_time) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
 json_t *kmm_pfv_to_json(const struct kmm_pfv *p, const char *api_version)
 {
-	bool v1beta2 = !api_version || strcmp(api_version, KMM_API_VERSION_V1BETA2) == 0;
-	json_t *o = enc_begin(p->unknown), *spec = enc_begin(p->spec_unknown),
-	       *status = enc_begin(p->status_unknown), *mods = NULL;
-
-	if (!o || !spec || !status)
-		goto fail;
-	mods = v1beta2 ? json_array() : json_object();
-	if (!mods)
-		goto fail;
-	for (size_t i = 0; i < p->n_modules; i++) {
-		const struct kmm_pfv_module_status *s = &p->modules[i];
-
-		if (v1beta2) {
-			if (json_array_append_new(mods, enc_pfv_fields(s, true)) < 0)
-				goto fail;
-		} else {
-			_cleanup_free_ char *key = NULL;
-
-			if (asprintf(&key, "%s/%s", s->namespace ? s->namespace : "",
-				     s->name ? s->name : "") < 0 ||
-			    json_object_set_new(mods, key, enc_pfv_fields(s, false)) < 0 ||
-			    /* Compatibility key with the bare name, as upstream's conversion. */
-			    json_object_set_new(mods, s->name ? s->name : "",
-						enc_pfv_fields(s, false)) < 0)
-				goto fail;
-		}
-	}
-	if (enc_str_always(spec, "kernelVersion", p->kernel_version) < 0 ||
-	    (p->push_built_image && enc_new(spec, "pushBuiltImage", json_true()) < 0) ||
-	    (p->n_modules &&
-	     enc_new(status, v1beta2 ? "modules" : "crStatuses", TAKE_PTR(mods)) < 0) ||
-	    enc_str(o, "apiVersion", v1beta2 ? KMM_API_VERSION_V1BETA2 : KMM_API_VERSION) < 0 ||
-	    enc_str(o, "kind", "PreflightValidation") < 0 ||
-	    enc_new(o, "metadata", enc_meta(p->metadata, p->name, NULL)) < 0 ||
-	    enc_new(o, "spec", TAKE_PTR(spec)) < 0 || enc_new(o, "status", TAKE_PTR(status)) < 0)
-		goto fail;
-	json_decref(mods);
-	return o;
-fail:
-	json_decref(mods);
-	json_decref(spec);
-	json_decref(status);
-	json_decref(o);
-	return NULL;
+	return codec_encode(&pfv_codec, p, pfv_variant(api_version));
 }
 
 int kmm_pfv_validate(const struct kmm_pfv *p, struct kmm_error **err)

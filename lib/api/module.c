@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Module (kmm.sigs.x-k8s.io/v1beta1): parse with defaults, serialize back. */
+/* Module (kmm.sigs.x-k8s.io/v1beta1) and the types it shares with other kinds, as field tables. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/strv.h"
-#include "lib/api/decode.h"
+#include "lib/api/codec-internal.h"
 
 const char *const kmm_internal_toleration_keys[3] = {
 	"node.kubernetes.io/disk-pressure",
@@ -14,974 +13,394 @@ const char *const kmm_internal_toleration_keys[3] = {
 	"node.kubernetes.io/pid-pressure",
 };
 
-/* Runs `expr` only while r >= 0. */
-#define STEP(expr)                                                                                 \
-	do {                                                                                       \
-		if (r >= 0)                                                                        \
-			r = (expr);                                                                \
-	} while (0)
+/* ------------------------------------------------------------------------- */
+/* Toleration, TLSOptions                                                    */
 
-/* Fetches obj[key] as an object and its path, or returns (absent/error). */
-#define ENTER(d, obj, path, key, v, p)                                                             \
-	do {                                                                                       \
-		int _r = dec_object((d), (obj), (path), (key));                                    \
-		if (_r <= 0)                                                                       \
-			return _r;                                                                 \
-		(v) = json_object_get((obj), (key));                                               \
-		(p) = path_key((path), (key));                                                     \
-		if (!(p))                                                                          \
-			return dec_oom(d);                                                         \
-	} while (0)
+static const struct codec_field toleration_fields[] = {
+	FIELD("key", CODEC_STRING, OF(toleration, key)),
+	FIELD("operator", CODEC_STRING, OF(toleration, operator)),
+	FIELD("value", CODEC_STRING, OF(toleration, value)),
+	FIELD("effect", CODEC_STRING, OF(toleration, effect)),
+	FIELD("tolerationSeconds", CODEC_INT64, OF(toleration, toleration_seconds),
+	      .flags = CODEC_HAS, .has = OF(toleration, has_toleration_seconds)),
+};
+const struct codec codec_toleration = {
+	.fields = toleration_fields,
+	.n_fields = KMM_ARRAY_SIZE(toleration_fields),
+	.size = sizeof(struct kmm_toleration),
+	.unknown = OF(toleration, unknown),
+};
+
+static const struct codec_field tls_fields[] = {
+	FIELD("insecure", CODEC_BOOL, OF(tls_options, insecure)),
+	FIELD("insecureSkipTLSVerify", CODEC_BOOL, OF(tls_options, insecure_skip_tls_verify)),
+};
+const struct codec codec_tls = {
+	.fields = tls_fields,
+	.n_fields = KMM_ARRAY_SIZE(tls_fields),
+	.size = sizeof(struct kmm_tls_options),
+	.unknown = OF(tls_options, unknown),
+};
+
+void kmm_toleration_done(struct kmm_toleration *t)
+{
+	if (!t)
+		return;
+	codec_free(&codec_toleration, t, 0);
+	*t = (struct kmm_toleration){ 0 };
+}
+
+json_t *kmm_tolerations_to_json(const struct kmm_toleration *t, size_t n)
+{
+	return codec_encode_array(&codec_toleration, t, n, 0);
+}
 
 /* ------------------------------------------------------------------------- */
 /* Build / Sign                                                              */
 
+static const struct codec_field build_arg_fields[] = {
+	FIELD("name", CODEC_STRING, OF(build_arg, name), .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("value", CODEC_STRING, OF(build_arg, value), .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+};
+static const struct codec build_arg_codec = {
+	.fields = build_arg_fields,
+	.n_fields = KMM_ARRAY_SIZE(build_arg_fields),
+	.size = sizeof(struct kmm_build_arg),
+	.unknown = OF(build_arg, unknown),
+	.terse = true,
+};
+
+/* kanikoParams lives in struct kmm_build itself; only its tag is kept. */
+static const struct codec_field kaniko_fields[] = {
+	FIELD("tag", CODEC_STRING, OF(build, kaniko_tag)),
+};
+static const struct codec kaniko_codec = {
+	.fields = kaniko_fields,
+	.n_fields = KMM_ARRAY_SIZE(kaniko_fields),
+	.drop_unknown = true,
+};
+
+static const struct codec_field build_fields[] = {
+	FIELD("dockerfileConfigMap", CODEC_LOCAL_REF, OF(build, dockerfile_config_map),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("buildArgs", CODEC_ARRAY, OF(build, build_args), .count = OF(build, n_build_args),
+	      .nested = &build_arg_codec),
+	FIELD("secrets", CODEC_LOCAL_REFS, OF(build, secrets)),
+	FIELD("baseImageRegistryTLS", CODEC_OBJECT, OF(build, base_image_registry_tls),
+	      .nested = &codec_tls),
+	FIELD("kanikoParams", CODEC_OBJECT, 0, .flags = CODEC_HAS,
+	      .has = OF(build, has_kaniko_params), .nested = &kaniko_codec),
+	FIELD("selector", CODEC_STRMAP, OF(build, selector)),
+};
+const struct codec codec_build = {
+	.fields = build_fields,
+	.n_fields = KMM_ARRAY_SIZE(build_fields),
+	.size = sizeof(struct kmm_build),
+	.unknown = OF(build, unknown),
+};
+
+static const struct codec_field sign_fields[] = {
+	FIELD("unsignedImage", CODEC_STRING, OF(sign, unsigned_image)),
+	FIELD("unsignedImageRegistryTLS", CODEC_OBJECT, OF(sign, unsigned_image_registry_tls),
+	      .nested = &codec_tls),
+	FIELD("keySecret", CODEC_LOCAL_REF, OF(sign, key_secret), .flags = CODEC_REQUIRED),
+	FIELD("certSecret", CODEC_LOCAL_REF, OF(sign, cert_secret), .flags = CODEC_REQUIRED),
+	FIELD("filesToSign", CODEC_STRV, OF(sign, files_to_sign)),
+};
+const struct codec codec_sign = {
+	.fields = sign_fields,
+	.n_fields = KMM_ARRAY_SIZE(sign_fields),
+	.size = sizeof(struct kmm_sign),
+	.unknown = OF(sign, unknown),
+};
+
 void kmm_build_free(struct kmm_build *b)
 {
-	if (!b)
-		return;
-	free(b->dockerfile_config_map);
-	for (size_t i = 0; i < b->n_build_args; i++) {
-		free(b->build_args[i].name);
-		free(b->build_args[i].value);
-		json_decref(b->build_args[i].unknown);
-	}
-	free(b->build_args);
-	kmm_strv_free(b->secrets);
-	tls_done(&b->base_image_registry_tls);
-	free(b->kaniko_tag);
-	kmm_strmap_done(&b->selector);
-	json_decref(b->unknown);
+	codec_free(&codec_build, b, 0);
 	free(b);
-}
-
-static int dec_build_args(struct dec *d, const json_t *obj, const char *path, struct kmm_build *b)
-{
-	static const char *const known[] = { "name", "value", NULL };
-	const json_t *v = json_object_get(obj, "buildArgs");
-	_cleanup_free_ char *p = NULL;
-	size_t n;
-	int r = 0;
-
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_array(v))
-		return dec_fail(d, path, "buildArgs", "expected an array");
-	p = path_key(path, "buildArgs");
-	n = json_array_size(v);
-	b->build_args = calloc(n ? n : 1, sizeof(*b->build_args));
-	if (!p || !b->build_args)
-		return dec_oom(d);
-	for (size_t i = 0; i < n && r >= 0; i++) {
-		_cleanup_free_ char *pi = path_index(p, i);
-		const json_t *e = json_array_get(v, i);
-		struct kmm_build_arg *a = &b->build_args[i];
-
-		b->n_build_args = i + 1;
-		if (!pi)
-			return dec_oom(d);
-		if (!json_is_object(e))
-			return dec_fail(d, pi, NULL, "expected an object");
-		STEP(dec_unknown(d, e, pi, known, &a->unknown));
-		STEP(dec_string_req(d, e, pi, "name", &a->name));
-		STEP(dec_string_req(d, e, pi, "value", &a->value));
-	}
-	return r;
-}
-
-int dec_build(struct dec *d, const json_t *obj, const char *path, const char *key,
-	      struct kmm_build **ret)
-{
-	static const char *const known[] = {
-		"dockerfileConfigMap", "buildArgs", "secrets", "baseImageRegistryTLS",
-		"kanikoParams",	       "selector",  NULL
-	};
-	static const char *const kaniko_known[] = { "tag", NULL };
-	struct kmm_build *b = NULL;
-	_cleanup_free_ char *p = NULL;
-	const json_t *v, *sec;
-	int r = 0;
-
-	ENTER(d, obj, path, key, v, p);
-	b = calloc(1, sizeof(*b));
-	if (!b)
-		return dec_oom(d);
-	STEP(dec_unknown(d, v, p, known, &b->unknown));
-	if (r >= 0 && dec_missing(v, "dockerfileConfigMap"))
-		r = dec_fail(d, p, "dockerfileConfigMap", "required field is missing");
-	STEP(dec_local_ref(d, v, p, "dockerfileConfigMap", &b->dockerfile_config_map));
-	STEP(dec_build_args(d, v, p, b));
-	sec = json_object_get(v, "secrets");
-	if (r >= 0 && sec && !json_is_null(sec)) {
-		if (!json_is_array(sec)) {
-			r = dec_fail(d, p, "secrets", "expected an array");
-		} else {
-			_cleanup_free_ char *ps = path_key(p, "secrets");
-			size_t i;
-			json_t *e;
-
-			b->secrets = calloc(1, sizeof(char *));
-			if (!ps || !b->secrets)
-				r = dec_oom(d);
-			json_array_foreach (sec, i, e) {
-				_cleanup_free_ char *pi = NULL;
-				char *name = NULL;
-
-				if (r < 0)
-					break;
-				pi = path_index(ps, i);
-				if (!pi) {
-					r = dec_oom(d);
-					break;
-				}
-				r = dec_local_ref_at(d, e, pi, &name);
-				if (r < 0)
-					break;
-				if (kmm_strv_consume(&b->secrets, name) < 0) {
-					free(name);
-					r = dec_oom(d);
-				}
-			}
-		}
-	}
-	STEP(dec_tls(d, v, p, "baseImageRegistryTLS", &b->base_image_registry_tls, NULL));
-	if (r >= 0)
-		r = dec_object(d, v, p, "kanikoParams");
-	if (r > 0) {
-		_cleanup_free_ char *pk = path_key(p, "kanikoParams");
-		json_t *unknown = NULL;
-
-		b->has_kaniko_params = true;
-		r = pk ? dec_unknown(d, json_object_get(v, "kanikoParams"), pk, kaniko_known,
-				     &unknown)
-		       : dec_oom(d);
-		json_decref(unknown);
-		STEP(dec_string(d, json_object_get(v, "kanikoParams"), pk, "tag", &b->kaniko_tag));
-	}
-	STEP(dec_strmap(d, v, p, "selector", &b->selector));
-	if (r < 0) {
-		kmm_build_free(b);
-		return r;
-	}
-	kmm_build_free(*ret);
-	*ret = b;
-	return 0;
 }
 
 json_t *kmm_build_to_json(const struct kmm_build *b)
 {
-	json_t *o = enc_begin(b->unknown), *args = NULL, *secs = NULL;
-
-	if (!o)
-		return NULL;
-	if (enc_local_ref(o, "dockerfileConfigMap",
-			  b->dockerfile_config_map ? b->dockerfile_config_map : "") < 0)
-		goto fail;
-	if (b->n_build_args) {
-		args = json_array();
-		if (!args)
-			goto fail;
-		for (size_t i = 0; i < b->n_build_args; i++) {
-			json_t *a = enc_begin(b->build_args[i].unknown);
-
-			if (!a || enc_str_always(a, "name", b->build_args[i].name) < 0 ||
-			    enc_str_always(a, "value", b->build_args[i].value) < 0 ||
-			    json_array_append_new(args, a) < 0) {
-				json_decref(a);
-				goto fail;
-			}
-		}
-		if (enc_new(o, "buildArgs", TAKE_PTR(args)) < 0)
-			goto fail;
-	}
-	if (kmm_strv_length(b->secrets)) {
-		secs = json_array();
-		if (!secs)
-			goto fail;
-		KMM_STRV_FOREACH (s, b->secrets) {
-			if (json_array_append_new(secs, json_pack("{s:s}", "name", s)) < 0)
-				goto fail;
-		}
-		if (enc_new(o, "secrets", TAKE_PTR(secs)) < 0)
-			goto fail;
-	}
-	if (enc_new(o, "baseImageRegistryTLS", enc_tls(&b->base_image_registry_tls)) < 0)
-		goto fail;
-	if (b->has_kaniko_params || b->kaniko_tag) {
-		json_t *k = json_object();
-
-		if (!k || enc_str(k, "tag", b->kaniko_tag) < 0 ||
-		    enc_new(o, "kanikoParams", k) < 0) {
-			json_decref(k);
-			goto fail;
-		}
-	}
-	if (enc_strmap(o, "selector", &b->selector) < 0)
-		goto fail;
-	return o;
-fail:
-	json_decref(args);
-	json_decref(secs);
-	json_decref(o);
-	return NULL;
-}
-
-struct kmm_build *kmm_build_copy(const struct kmm_build *b)
-{
-	_cleanup_error_ struct kmm_error *err = NULL;
-	struct kmm_build *c = NULL;
-	struct dec d = { .flags = 0, .err = &err };
-	json_t *j, *wrap;
-
-	if (!b)
-		return NULL;
-	j = kmm_build_to_json(b);
-	wrap = j ? json_pack("{s:o}", "b", j) : NULL;
-	if (!wrap)
-		return NULL;
-	if (dec_build(&d, wrap, "", "b", &c) < 0)
-		c = NULL;
-	json_decref(wrap);
-	return c;
+	return codec_encode(&codec_build, b, 0);
 }
 
 void kmm_sign_free(struct kmm_sign *s)
 {
-	if (!s)
-		return;
-	free(s->unsigned_image);
-	tls_done(&s->unsigned_image_registry_tls);
-	free(s->key_secret);
-	free(s->cert_secret);
-	kmm_strv_free(s->files_to_sign);
-	json_decref(s->unknown);
+	codec_free(&codec_sign, s, 0);
 	free(s);
-}
-
-int dec_sign(struct dec *d, const json_t *obj, const char *path, const char *key,
-	     struct kmm_sign **ret)
-{
-	static const char *const known[] = { "unsignedImage", "unsignedImageRegistryTLS",
-					     "keySecret",     "certSecret",
-					     "filesToSign",   NULL };
-	struct kmm_sign *s;
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r = 0;
-
-	ENTER(d, obj, path, key, v, p);
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return dec_oom(d);
-	STEP(dec_unknown(d, v, p, known, &s->unknown));
-	STEP(dec_string(d, v, p, "unsignedImage", &s->unsigned_image));
-	STEP(dec_tls(d, v, p, "unsignedImageRegistryTLS", &s->unsigned_image_registry_tls, NULL));
-	if (r >= 0 && dec_missing(v, "keySecret"))
-		r = dec_fail(d, p, "keySecret", "required field is missing");
-	STEP(dec_local_ref(d, v, p, "keySecret", &s->key_secret));
-	if (r >= 0 && dec_missing(v, "certSecret"))
-		r = dec_fail(d, p, "certSecret", "required field is missing");
-	STEP(dec_local_ref(d, v, p, "certSecret", &s->cert_secret));
-	STEP(dec_strv(d, v, p, "filesToSign", NULL, &s->files_to_sign));
-	if (r < 0) {
-		kmm_sign_free(s);
-		return r;
-	}
-	kmm_sign_free(*ret);
-	*ret = s;
-	return 0;
 }
 
 json_t *kmm_sign_to_json(const struct kmm_sign *s)
 {
-	json_t *o = enc_begin(s->unknown);
+	return codec_encode(&codec_sign, s, 0);
+}
 
-	if (!o || enc_str(o, "unsignedImage", s->unsigned_image) < 0 ||
-	    enc_new(o, "unsignedImageRegistryTLS", enc_tls(&s->unsigned_image_registry_tls)) < 0 ||
-	    enc_local_ref(o, "keySecret", s->key_secret) < 0 ||
-	    enc_local_ref(o, "certSecret", s->cert_secret) < 0 ||
-	    enc_strv(o, "filesToSign", s->files_to_sign) < 0) {
-		json_decref(o);
+/* Through JSON, so that the copy is what a reader of the original's JSON would get. */
+static void *copy_through_json(const struct codec *c, const void *src)
+{
+	_cleanup_error_ struct kmm_error *err = NULL;
+	struct dec d = { .flags = 0, .err = &err };
+	json_t *j;
+	void *copy = NULL;
+
+	if (!src)
 		return NULL;
-	}
-	return o;
+	j = codec_encode(c, src, 0);
+	if (!j)
+		return NULL;
+	if (codec_decode_new(&d, c, j, "", &copy) < 0)
+		copy = NULL;
+	json_decref(j);
+	return copy;
+}
+
+struct kmm_build *kmm_build_copy(const struct kmm_build *b)
+{
+	return copy_through_json(&codec_build, b);
 }
 
 struct kmm_sign *kmm_sign_copy(const struct kmm_sign *s)
 {
-	_cleanup_error_ struct kmm_error *err = NULL;
-	struct kmm_sign *c = NULL;
-	struct dec d = { .flags = 0, .err = &err };
-	json_t *j, *wrap;
-
-	if (!s)
-		return NULL;
-	j = kmm_sign_to_json(s);
-	wrap = j ? json_pack("{s:o}", "s", j) : NULL;
-	if (!wrap)
-		return NULL;
-	if (dec_sign(&d, wrap, "", "s", &c) < 0)
-		c = NULL;
-	json_decref(wrap);
-	return c;
+	return copy_through_json(&codec_sign, s);
 }
 
 /* ------------------------------------------------------------------------- */
 /* moduleLoader                                                              */
 
-static void mapping_done(struct kmm_kernel_mapping *m)
-{
-	free(m->literal);
-	free(m->regexp);
-	free(m->container_image);
-	kmm_build_free(m->build);
-	kmm_sign_free(m->sign);
-	if (m->registry_tls) {
-		tls_done(m->registry_tls);
-		free(m->registry_tls);
-	}
-	kmm_strv_free(m->in_tree_modules_to_remove);
-	free(m->in_tree_module_to_remove);
-	json_decref(m->unknown);
-}
-
-static int dec_mapping(struct dec *d, const json_t *v, const char *p, struct kmm_kernel_mapping *m)
-{
-	static const char *const known[] = {
-		"literal", "regexp",	  "containerImage",	   "build",
-		"sign",	   "registryTLS", "inTreeModulesToRemove", "inTreeModuleToRemove",
-		NULL
-	};
-	struct kmm_tls_options tls = { 0 };
-	bool has_tls = false;
-	int r = 0;
-
-	if (!json_is_object(v))
-		return dec_fail(d, p, NULL, "expected an object");
-	STEP(dec_unknown(d, v, p, known, &m->unknown));
-	STEP(dec_string(d, v, p, "literal", &m->literal));
-	STEP(dec_string(d, v, p, "regexp", &m->regexp));
+static const struct codec_field mapping_fields[] = {
+	FIELD("literal", CODEC_STRING, OF(kernel_mapping, literal)),
+	FIELD("regexp", CODEC_STRING, OF(kernel_mapping, regexp)),
 	/* The key is required by the CRD; "" defers to the container-level image. */
-	if (r >= 0 && dec_missing(v, "containerImage"))
-		r = dec_fail(d, p, "containerImage", "required field is missing");
-	STEP(dec_string(d, v, p, "containerImage", &m->container_image));
-	STEP(dec_build(d, v, p, "build", &m->build));
-	STEP(dec_sign(d, v, p, "sign", &m->sign));
-	STEP(dec_tls(d, v, p, "registryTLS", &tls, &has_tls));
-	if (r >= 0 && has_tls) {
-		m->registry_tls = malloc(sizeof(tls));
-		if (!m->registry_tls) {
-			tls_done(&tls);
-			r = dec_oom(d);
-		} else {
-			*m->registry_tls = tls;
-		}
-	}
-	STEP(dec_strv(d, v, p, "inTreeModulesToRemove", &m->has_in_tree_modules_to_remove,
-		      &m->in_tree_modules_to_remove));
-	STEP(dec_string(d, v, p, "inTreeModuleToRemove", &m->in_tree_module_to_remove));
-	return r;
-}
+	FIELD("containerImage", CODEC_STRING, OF(kernel_mapping, container_image),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("build", CODEC_OBJECT_PTR, OF(kernel_mapping, build), .nested = &codec_build),
+	FIELD("sign", CODEC_OBJECT_PTR, OF(kernel_mapping, sign), .nested = &codec_sign),
+	FIELD("registryTLS", CODEC_OBJECT_PTR, OF(kernel_mapping, registry_tls),
+	      .nested = &codec_tls),
+	FIELD("inTreeModulesToRemove", CODEC_STRV, OF(kernel_mapping, in_tree_modules_to_remove),
+	      .flags = CODEC_HAS, .has = OF(kernel_mapping, has_in_tree_modules_to_remove)),
+	FIELD("inTreeModuleToRemove", CODEC_STRING, OF(kernel_mapping, in_tree_module_to_remove)),
+};
+static const struct codec mapping_codec = {
+	.fields = mapping_fields,
+	.n_fields = KMM_ARRAY_SIZE(mapping_fields),
+	.size = sizeof(struct kmm_kernel_mapping),
+	.unknown = OF(kernel_mapping, unknown),
+	.terse = true,
+};
 
-static json_t *enc_mapping(const struct kmm_kernel_mapping *m)
-{
-	json_t *o = enc_begin(m->unknown);
+#define C(member) OF(module_loader_container, member)
+static const struct codec_field container_fields[] = {
+	FIELD("modprobe", CODEC_OBJECT, C(modprobe), .flags = CODEC_REQUIRED,
+	      .nested = &codec_modprobe),
+	FIELD("kernelMappings", CODEC_ARRAY, C(kernel_mappings),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS, .count = C(n_kernel_mappings), .min_items = 1,
+	      .nested = &mapping_codec),
+	FIELD("containerImage", CODEC_STRING, C(container_image)),
+	FIELD("imagePullPolicy", CODEC_STRING, C(image_pull_policy), .flags = CODEC_EMPTY_OK,
+	      .one_of = codec_pull_policies),
+	FIELD("build", CODEC_OBJECT_PTR, C(build), .nested = &codec_build),
+	FIELD("sign", CODEC_OBJECT_PTR, C(sign), .nested = &codec_sign),
+	FIELD("registryTLS", CODEC_OBJECT, C(registry_tls), .nested = &codec_tls),
+	FIELD("version", CODEC_STRING, C(version)),
+	FIELD("inTreeModulesToRemove", CODEC_STRV, C(in_tree_modules_to_remove), .flags = CODEC_HAS,
+	      .has = C(has_in_tree_modules_to_remove)),
+	FIELD("inTreeModuleToRemove", CODEC_STRING, C(in_tree_module_to_remove)),
+};
+#undef C
+static const struct codec container_codec = {
+	.fields = container_fields,
+	.n_fields = KMM_ARRAY_SIZE(container_fields),
+	.size = sizeof(struct kmm_module_loader_container),
+	.unknown = OF(module_loader_container, unknown),
+};
 
-	if (!o || enc_str(o, "literal", m->literal) < 0 || enc_str(o, "regexp", m->regexp) < 0 ||
-	    enc_str_always(o, "containerImage", m->container_image) < 0 ||
-	    (m->build && enc_new(o, "build", kmm_build_to_json(m->build)) < 0) ||
-	    (m->sign && enc_new(o, "sign", kmm_sign_to_json(m->sign)) < 0) ||
-	    (m->registry_tls && enc_new(o, "registryTLS", enc_tls(m->registry_tls)) < 0) ||
-	    (m->has_in_tree_modules_to_remove &&
-	     enc_strv_always(o, "inTreeModulesToRemove", m->in_tree_modules_to_remove) < 0) ||
-	    enc_str(o, "inTreeModuleToRemove", m->in_tree_module_to_remove) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-static void container_done(struct kmm_module_loader_container *c)
-{
-	kmm_modprobe_spec_done(&c->modprobe);
-	for (size_t i = 0; i < c->n_kernel_mappings; i++)
-		mapping_done(&c->kernel_mappings[i]);
-	free(c->kernel_mappings);
-	free(c->container_image);
-	free(c->image_pull_policy);
-	kmm_build_free(c->build);
-	kmm_sign_free(c->sign);
-	tls_done(&c->registry_tls);
-	free(c->version);
-	kmm_strv_free(c->in_tree_modules_to_remove);
-	free(c->in_tree_module_to_remove);
-	json_decref(c->unknown);
-}
-
-static int dec_mappings(struct dec *d, const json_t *obj, const char *path,
-			struct kmm_module_loader_container *c)
-{
-	const json_t *v = json_object_get(obj, "kernelMappings");
-	_cleanup_free_ char *p = NULL;
-	size_t n;
-	int r = 0;
-
-	if (!v || json_is_null(v))
-		return dec_fail(d, path, "kernelMappings", "required field is missing");
-	if (!json_is_array(v))
-		return dec_fail(d, path, "kernelMappings", "expected an array");
-	n = json_array_size(v);
-	if (n == 0)
-		return dec_fail(d, path, "kernelMappings", "must have at least 1 item");
-	p = path_key(path, "kernelMappings");
-	c->kernel_mappings = calloc(n, sizeof(*c->kernel_mappings));
-	if (!p || !c->kernel_mappings)
-		return dec_oom(d);
-	for (size_t i = 0; i < n && r >= 0; i++) {
-		_cleanup_free_ char *pi = path_index(p, i);
-
-		c->n_kernel_mappings = i + 1;
-		r = pi ? dec_mapping(d, json_array_get(v, i), pi, &c->kernel_mappings[i])
-		       : dec_oom(d);
-	}
-	return r;
-}
-
-static int dec_container(struct dec *d, const json_t *obj, const char *path,
-			 struct kmm_module_loader_container *c)
-{
-	static const char *const known[] = { "modprobe",
-					     "kernelMappings",
-					     "containerImage",
-					     "imagePullPolicy",
-					     "build",
-					     "sign",
-					     "registryTLS",
-					     "version",
-					     "inTreeModulesToRemove",
-					     "inTreeModuleToRemove",
-					     NULL };
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r = 0;
-
-	r = dec_object(d, obj, path, "container");
-	if (r < 0)
-		return r;
-	if (r == 0)
-		return dec_fail(d, path, "container", "required field is missing");
-	v = json_object_get(obj, "container");
-	p = path_key(path, "container");
-	if (!p)
-		return dec_oom(d);
-	r = 0;
-	STEP(dec_unknown(d, v, p, known, &c->unknown));
-	STEP(dec_modprobe(d, v, p, "modprobe", &c->modprobe));
-	STEP(dec_mappings(d, v, p, c));
-	STEP(dec_string(d, v, p, "containerImage", &c->container_image));
-	STEP(dec_string(d, v, p, "imagePullPolicy", &c->image_pull_policy));
-	if (r >= 0 && !str_empty(c->image_pull_policy) &&
-	    strcmp(c->image_pull_policy, "Always") != 0 &&
-	    strcmp(c->image_pull_policy, "IfNotPresent") != 0 &&
-	    strcmp(c->image_pull_policy, "Never") != 0)
-		r = dec_fail(d, p, "imagePullPolicy",
-			     "unsupported value \"%s\": must be Always, IfNotPresent or Never",
-			     c->image_pull_policy);
-	STEP(dec_build(d, v, p, "build", &c->build));
-	STEP(dec_sign(d, v, p, "sign", &c->sign));
-	STEP(dec_tls(d, v, p, "registryTLS", &c->registry_tls, NULL));
-	STEP(dec_string(d, v, p, "version", &c->version));
-	STEP(dec_strv(d, v, p, "inTreeModulesToRemove", &c->has_in_tree_modules_to_remove,
-		      &c->in_tree_modules_to_remove));
-	STEP(dec_string(d, v, p, "inTreeModuleToRemove", &c->in_tree_module_to_remove));
-	return r;
-}
-
-static json_t *enc_container(const struct kmm_module_loader_container *c)
-{
-	json_t *o = enc_begin(c->unknown), *maps = json_array();
-
-	if (!o || !maps)
-		goto fail;
-	for (size_t i = 0; i < c->n_kernel_mappings; i++)
-		if (json_array_append_new(maps, enc_mapping(&c->kernel_mappings[i])) < 0)
-			goto fail;
-	if (enc_new(o, "modprobe", kmm_modprobe_spec_to_json(&c->modprobe)) < 0 ||
-	    enc_new(o, "kernelMappings", TAKE_PTR(maps)) < 0 ||
-	    enc_str(o, "containerImage", c->container_image) < 0 ||
-	    enc_str(o, "imagePullPolicy", c->image_pull_policy) < 0 ||
-	    (c->build && enc_new(o, "build", kmm_build_to_json(c->build)) < 0) ||
-	    (c->sign && enc_new(o, "sign", kmm_sign_to_json(c->sign)) < 0) ||
-	    enc_new(o, "registryTLS", enc_tls(&c->registry_tls)) < 0 ||
-	    enc_str(o, "version", c->version) < 0 ||
-	    (c->has_in_tree_modules_to_remove &&
-	     enc_strv_always(o, "inTreeModulesToRemove", c->in_tree_modules_to_remove) < 0) ||
-	    enc_str(o, "inTreeModuleToRemove", c->in_tree_module_to_remove) < 0)
-		goto fail;
-	return o;
-fail:
-	json_decref(maps);
-	json_decref(o);
-	return NULL;
-}
-
-static void loader_free(struct kmm_module_loader *l)
-{
-	if (!l)
-		return;
-	container_done(&l->container);
-	free(l->service_account_name);
-	json_decref(l->unknown);
-	free(l);
-}
-
-static int dec_loader(struct dec *d, const json_t *obj, const char *path,
-		      struct kmm_module_loader **ret)
-{
-	static const char *const known[] = { "container", "serviceAccountName", NULL };
-	struct kmm_module_loader *l;
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r = 0;
-
-	ENTER(d, obj, path, "moduleLoader", v, p);
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return dec_oom(d);
-	STEP(dec_unknown(d, v, p, known, &l->unknown));
-	STEP(dec_container(d, v, p, &l->container));
-	STEP(dec_string(d, v, p, "serviceAccountName", &l->service_account_name));
-	if (r < 0) {
-		loader_free(l);
-		return r;
-	}
-	*ret = l;
-	return 0;
-}
+static const struct codec_field loader_fields[] = {
+	FIELD("container", CODEC_OBJECT, OF(module_loader, container), .flags = CODEC_REQUIRED,
+	      .nested = &container_codec),
+	FIELD("serviceAccountName", CODEC_STRING, OF(module_loader, service_account_name)),
+};
+static const struct codec loader_codec = {
+	.fields = loader_fields,
+	.n_fields = KMM_ARRAY_SIZE(loader_fields),
+	.size = sizeof(struct kmm_module_loader),
+	.unknown = OF(module_loader, unknown),
+};
 
 /* ------------------------------------------------------------------------- */
 /* devicePlugin / dra                                                        */
 
-static void container_spec_done(struct kmm_container_spec *c)
+static const struct codec_field container_spec_fields[] = {
+	FIELD("image", CODEC_STRING, OF(container_spec, image),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("command", CODEC_JSON_ARRAY, OF(container_spec, command)),
+	FIELD("args", CODEC_JSON_ARRAY, OF(container_spec, args)),
+	FIELD("env", CODEC_JSON_ARRAY, OF(container_spec, env)),
+	FIELD("imagePullPolicy", CODEC_STRING, OF(container_spec, image_pull_policy)),
+	FIELD("resources", CODEC_JSON_OBJECT, OF(container_spec, resources)),
+	FIELD("volumeMounts", CODEC_JSON_ARRAY, OF(container_spec, volume_mounts)),
+};
+static const char *const container_spec_decode_order[] = {
+	"image", "imagePullPolicy", "command", "args", "env", "resources", "volumeMounts", NULL
+};
+static const struct codec container_spec_codec = {
+	.fields = container_spec_fields,
+	.n_fields = KMM_ARRAY_SIZE(container_spec_fields),
+	.size = sizeof(struct kmm_container_spec),
+	.unknown = OF(container_spec, unknown),
+	.decode_order = container_spec_decode_order,
+};
+
+/* The CRD caps both lists at 32 items. */
+static int device_class_finish(struct dec *d, void *base, const char *path)
 {
-	free(c->image);
-	free(c->image_pull_policy);
-	json_decref(c->command);
-	json_decref(c->args);
-	json_decref(c->env);
-	json_decref(c->resources);
-	json_decref(c->volume_mounts);
-	json_decref(c->unknown);
-	*c = (struct kmm_container_spec){ 0 };
-}
+	const struct kmm_device_class *c = base;
 
-static int dec_container_spec(struct dec *d, const json_t *obj, const char *path, const char *key,
-			      struct kmm_container_spec *c, bool *ret_has)
-{
-	static const char *const known[] = { "image",		"command",   "args",	     "env",
-					     "imagePullPolicy", "resources", "volumeMounts", NULL };
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int r = 0;
-
-	ENTER(d, obj, path, key, v, p);
-	*ret_has = true;
-	STEP(dec_unknown(d, v, p, known, &c->unknown));
-	STEP(dec_string_req(d, v, p, "image", &c->image));
-	STEP(dec_string(d, v, p, "imagePullPolicy", &c->image_pull_policy));
-	STEP(dec_json(d, v, p, "command", JSON_ARRAY, &c->command));
-	STEP(dec_json(d, v, p, "args", JSON_ARRAY, &c->args));
-	STEP(dec_json(d, v, p, "env", JSON_ARRAY, &c->env));
-	STEP(dec_json(d, v, p, "resources", JSON_OBJECT, &c->resources));
-	STEP(dec_json(d, v, p, "volumeMounts", JSON_ARRAY, &c->volume_mounts));
-	return r;
-}
-
-static json_t *enc_container_spec(const struct kmm_container_spec *c)
-{
-	json_t *o = enc_begin(c->unknown);
-
-	if (!o || enc_str_always(o, "image", c->image) < 0 ||
-	    enc_json(o, "command", c->command) < 0 || enc_json(o, "args", c->args) < 0 ||
-	    enc_json(o, "env", c->env) < 0 ||
-	    enc_str(o, "imagePullPolicy", c->image_pull_policy) < 0 ||
-	    enc_json(o, "resources", c->resources) < 0 ||
-	    enc_json(o, "volumeMounts", c->volume_mounts) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-static void plugin_free(struct kmm_plugin_spec *s)
-{
-	if (!s)
-		return;
-	container_spec_done(&s->container);
-	if (s->init_container) {
-		container_spec_done(s->init_container);
-		free(s->init_container);
-	}
-	free(s->service_account_name);
-	json_decref(s->volumes);
-	free(s->driver_name);
-	for (size_t i = 0; i < s->n_device_classes; i++) {
-		free(s->device_classes[i].name);
-		json_decref(s->device_classes[i].selectors);
-		json_decref(s->device_classes[i].config);
-		json_decref(s->device_classes[i].unknown);
-	}
-	free(s->device_classes);
-	json_decref(s->unknown);
-	free(s);
-}
-
-static int dec_device_classes(struct dec *d, const json_t *obj, const char *path,
-			      struct kmm_plugin_spec *s)
-{
-	static const char *const known[] = { "name", "selectors", "config", NULL };
-	const json_t *v = json_object_get(obj, "deviceClasses");
-	_cleanup_free_ char *p = NULL;
-	size_t n;
-	int r = 0;
-
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_array(v))
-		return dec_fail(d, path, "deviceClasses", "expected an array");
-	n = json_array_size(v);
-	p = path_key(path, "deviceClasses");
-	s->device_classes = calloc(n ? n : 1, sizeof(*s->device_classes));
-	if (!p || !s->device_classes)
-		return dec_oom(d);
-	for (size_t i = 0; i < n && r >= 0; i++) {
-		_cleanup_free_ char *pi = path_index(p, i);
-		const json_t *e = json_array_get(v, i);
-		struct kmm_device_class *c = &s->device_classes[i];
-
-		s->n_device_classes = i + 1;
-		if (!pi)
-			return dec_oom(d);
-		if (!json_is_object(e))
-			return dec_fail(d, pi, NULL, "expected an object");
-		STEP(dec_unknown(d, e, pi, known, &c->unknown));
-		STEP(dec_string_req(d, e, pi, "name", &c->name));
-		STEP(dec_json(d, e, pi, "selectors", JSON_ARRAY, &c->selectors));
-		STEP(dec_json(d, e, pi, "config", JSON_ARRAY, &c->config));
-		if (r >= 0 && json_array_size(c->selectors) > 32)
-			r = dec_fail(d, pi, "selectors", "must have at most 32 items");
-		if (r >= 0 && json_array_size(c->config) > 32)
-			r = dec_fail(d, pi, "config", "must have at most 32 items");
-	}
-	return r;
-}
-
-static int dec_plugin(struct dec *d, const json_t *obj, const char *path, const char *key, bool dra,
-		      struct kmm_plugin_spec **ret)
-{
-	static const char *const dp_known[] = { "container",
-						"initContainer",
-						"serviceAccountName",
-						"volumes",
-						"automountServiceAccountToken",
-						NULL };
-	static const char *const dra_known[] = { "container",
-						 "initContainer",
-						 "serviceAccountName",
-						 "volumes",
-						 "automountServiceAccountToken",
-						 "driverName",
-						 "deviceClasses",
-						 NULL };
-	struct kmm_plugin_spec *s;
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	bool has = false;
-	int r = 0;
-
-	ENTER(d, obj, path, key, v, p);
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return dec_oom(d);
-	STEP(dec_unknown(d, v, p, dra ? dra_known : dp_known, &s->unknown));
-	STEP(dec_container_spec(d, v, p, "container", &s->container, &has));
-	if (r >= 0 && !has)
-		r = dec_fail(d, p, "container", "required field is missing");
-	if (r >= 0)
-		r = dec_object(d, v, p, "initContainer");
-	if (r > 0) {
-		s->init_container = calloc(1, sizeof(*s->init_container));
-		r = s->init_container
-			? dec_container_spec(d, v, p, "initContainer", s->init_container, &has)
-			: dec_oom(d);
-	}
-	STEP(dec_string(d, v, p, "serviceAccountName", &s->service_account_name));
-	STEP(dec_json(d, v, p, "volumes", JSON_ARRAY, &s->volumes));
-	if (r >= 0 && json_object_get(v, "automountServiceAccountToken") &&
-	    !json_is_null(json_object_get(v, "automountServiceAccountToken"))) {
-		s->has_automount_sa_token = true;
-		r = dec_bool(d, v, p, "automountServiceAccountToken", &s->automount_sa_token);
-	}
-	if (dra) {
-		if (r >= 0 && dec_missing(v, "driverName"))
-			r = dec_fail(d, p, "driverName", "required field is missing");
-		STEP(dec_string(d, v, p, "driverName", &s->driver_name));
-		STEP(dec_device_classes(d, v, p, s));
-	}
-	if (r < 0) {
-		plugin_free(s);
-		return r;
-	}
-	*ret = s;
+	if (json_array_size(c->selectors) > 32)
+		return dec_fail(d, path, "selectors", "must have at most 32 items");
+	if (json_array_size(c->config) > 32)
+		return dec_fail(d, path, "config", "must have at most 32 items");
 	return 0;
 }
 
-static json_t *enc_plugin(const struct kmm_plugin_spec *s, bool dra)
-{
-	json_t *o = enc_begin(s->unknown);
+static const struct codec_field device_class_fields[] = {
+	FIELD("name", CODEC_STRING, OF(device_class, name), .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("selectors", CODEC_JSON_ARRAY, OF(device_class, selectors)),
+	FIELD("config", CODEC_JSON_ARRAY, OF(device_class, config)),
+};
+static const struct codec device_class_codec = {
+	.fields = device_class_fields,
+	.n_fields = KMM_ARRAY_SIZE(device_class_fields),
+	.size = sizeof(struct kmm_device_class),
+	.unknown = OF(device_class, unknown),
+	.terse = true,
+	.finish = device_class_finish,
+};
 
-	if (!o || enc_new(o, "container", enc_container_spec(&s->container)) < 0 ||
-	    (s->init_container &&
-	     enc_new(o, "initContainer", enc_container_spec(s->init_container)) < 0) ||
-	    enc_str(o, "serviceAccountName", s->service_account_name) < 0 ||
-	    enc_json(o, "volumes", s->volumes) < 0 ||
-	    (s->has_automount_sa_token &&
-	     enc_new(o, "automountServiceAccountToken", json_boolean(s->automount_sa_token)) < 0))
-		goto fail;
-	if (dra) {
-		json_t *classes = json_array();
+enum {
+	DEVICE_PLUGIN = 1 << 0,
+	DRA = 1 << 1
+};
 
-		if (enc_str_always(o, "driverName", s->driver_name) < 0 || !classes)
-			goto fail_classes;
-		for (size_t i = 0; i < s->n_device_classes; i++) {
-			const struct kmm_device_class *c = &s->device_classes[i];
-			json_t *e = enc_begin(c->unknown);
-
-			if (!e || enc_str_always(e, "name", c->name) < 0 ||
-			    enc_json(e, "selectors", c->selectors) < 0 ||
-			    enc_json(e, "config", c->config) < 0 ||
-			    json_array_append_new(classes, e) < 0) {
-				json_decref(e);
-				goto fail_classes;
-			}
-		}
-		if (s->n_device_classes) {
-			if (enc_new(o, "deviceClasses", classes) < 0)
-				goto fail;
-		} else {
-			json_decref(classes);
-		}
-		return o;
-	fail_classes:
-		json_decref(classes);
-		goto fail;
-	}
-	return o;
-fail:
-	json_decref(o);
-	return NULL;
-}
+static const struct codec_field plugin_fields[] = {
+	FIELD("container", CODEC_OBJECT, OF(plugin_spec, container), .flags = CODEC_REQUIRED,
+	      .nested = &container_spec_codec),
+	FIELD("initContainer", CODEC_OBJECT_PTR, OF(plugin_spec, init_container),
+	      .nested = &container_spec_codec),
+	FIELD("serviceAccountName", CODEC_STRING, OF(plugin_spec, service_account_name)),
+	FIELD("volumes", CODEC_JSON_ARRAY, OF(plugin_spec, volumes)),
+	FIELD("automountServiceAccountToken", CODEC_BOOL, OF(plugin_spec, automount_sa_token),
+	      .flags = CODEC_HAS, .has = OF(plugin_spec, has_automount_sa_token)),
+	FIELD("driverName", CODEC_STRING, OF(plugin_spec, driver_name),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS, .variants = DRA),
+	FIELD("deviceClasses", CODEC_ARRAY, OF(plugin_spec, device_classes), .variants = DRA,
+	      .count = OF(plugin_spec, n_device_classes), .nested = &device_class_codec),
+};
+static const struct codec plugin_codec = {
+	.fields = plugin_fields,
+	.n_fields = KMM_ARRAY_SIZE(plugin_fields),
+	.size = sizeof(struct kmm_plugin_spec),
+	.unknown = OF(plugin_spec, unknown),
+};
 
 /* ------------------------------------------------------------------------- */
 /* spec / status / Module                                                    */
 
-static void spec_done(struct kmm_module_spec *s)
+/* The CRD's CEL rule on spec. */
+static int one_plugin_kind(struct dec *d, void *base, const char *path)
 {
-	kmm_strmap_done(&s->selector);
-	for (size_t i = 0; i < s->n_tolerations; i++)
-		kmm_toleration_done(&s->tolerations[i]);
-	free(s->tolerations);
-	loader_free(s->module_loader);
-	plugin_free(s->device_plugin);
-	plugin_free(s->dra);
-	free(s->image_repo_secret);
-	json_decref(s->unknown);
+	const struct kmm_module_spec *s = base;
+
+	if (s->device_plugin && s->dra)
+		return dec_fail(d, path, NULL,
+				"spec.dra and spec.devicePlugin are mutually exclusive");
+	return 0;
 }
 
-static int dec_spec(struct dec *d, const json_t *root, struct kmm_module_spec *s)
-{
-	static const char *const known[] = { "selector",
-					     "tolerations",
-					     "moduleLoader",
-					     "devicePlugin",
-					     "dra",
-					     "imageRepoSecret",
-					     "imageRebuildTriggerGeneration",
-					     NULL };
-	const json_t *v;
-	int r;
-
-	r = dec_object(d, root, "", "spec");
-	if (r < 0)
-		return r;
-	if (r == 0)
-		return dec_fail(d, "", "spec", "required field is missing");
-	v = json_object_get(root, "spec");
-	r = 0;
-	STEP(dec_unknown(d, v, "spec", known, &s->unknown));
-	if (r >= 0 && dec_missing(v, "selector"))
-		r = dec_fail(d, "spec", "selector", "required field is missing");
-	STEP(dec_strmap(d, v, "spec", "selector", &s->selector));
-	STEP(dec_tolerations(d, v, "spec", "tolerations", &s->tolerations, &s->n_tolerations));
-	STEP(dec_loader(d, v, "spec", &s->module_loader));
-	STEP(dec_plugin(d, v, "spec", "devicePlugin", false, &s->device_plugin));
-	STEP(dec_plugin(d, v, "spec", "dra", true, &s->dra));
-	/* The CRD's CEL rule on spec. */
-	if (r >= 0 && s->device_plugin && s->dra)
-		r = dec_fail(d, "spec", NULL,
-			     "spec.dra and spec.devicePlugin are mutually exclusive");
-	STEP(dec_local_ref(d, v, "spec", "imageRepoSecret", &s->image_repo_secret));
-	STEP(dec_int(d, v, "spec", "imageRebuildTriggerGeneration", INT64_MIN, INT64_MAX,
-		     &s->has_image_rebuild_trigger_generation,
-		     &s->image_rebuild_trigger_generation));
-	return r;
-}
-
-static json_t *enc_loader(const struct kmm_module_loader *ml)
-{
-	json_t *l = enc_begin(ml->unknown);
-
-	if (!l || enc_new(l, "container", enc_container(&ml->container)) < 0 ||
-	    enc_str(l, "serviceAccountName", ml->service_account_name) < 0) {
-		json_decref(l);
-		return NULL;
-	}
-	return l;
-}
-
-static json_t *enc_spec(const struct kmm_module_spec *s)
-{
-	json_t *o = enc_begin(s->unknown), *sel = NULL;
-
-	if (!o)
-		return NULL;
+static const struct codec_field spec_fields[] = {
 	/* selector is required, so an empty one is written as {}. */
-	if (s->selector.n == 0) {
-		sel = json_object();
-		if (enc_new(o, "selector", sel) < 0)
-			goto fail;
-	} else if (enc_strmap(o, "selector", &s->selector) < 0) {
-		goto fail;
-	}
-	if ((s->n_tolerations &&
-	     enc_new(o, "tolerations", kmm_tolerations_to_json(s->tolerations, s->n_tolerations)) <
-		 0) ||
-	    (s->module_loader && enc_new(o, "moduleLoader", enc_loader(s->module_loader)) < 0) ||
-	    (s->device_plugin &&
-	     enc_new(o, "devicePlugin", enc_plugin(s->device_plugin, false)) < 0) ||
-	    (s->dra && enc_new(o, "dra", enc_plugin(s->dra, true)) < 0) ||
-	    enc_local_ref(o, "imageRepoSecret", s->image_repo_secret) < 0 ||
-	    (s->has_image_rebuild_trigger_generation &&
-	     enc_new(o, "imageRebuildTriggerGeneration",
-		     json_integer(s->image_rebuild_trigger_generation)) < 0))
-		goto fail;
-	return o;
-fail:
-	json_decref(o);
-	return NULL;
-}
+	FIELD("selector", CODEC_STRMAP, OF(module_spec, selector),
+	      .flags = CODEC_REQUIRED | CODEC_ALWAYS),
+	FIELD("tolerations", CODEC_ARRAY, OF(module_spec, tolerations), .flags = CODEC_SAY_TYPE,
+	      .count = OF(module_spec, n_tolerations), .nested = &codec_toleration),
+	FIELD("moduleLoader", CODEC_OBJECT_PTR, OF(module_spec, module_loader),
+	      .nested = &loader_codec),
+	FIELD("devicePlugin", CODEC_OBJECT_PTR, OF(module_spec, device_plugin),
+	      .nested = &plugin_codec, .nested_variant = DEVICE_PLUGIN),
+	FIELD("dra", CODEC_OBJECT_PTR, OF(module_spec, dra), .nested = &plugin_codec,
+	      .nested_variant = DRA, .check = one_plugin_kind),
+	FIELD("imageRepoSecret", CODEC_LOCAL_REF, OF(module_spec, image_repo_secret)),
+	FIELD("imageRebuildTriggerGeneration", CODEC_INT64,
+	      OF(module_spec, image_rebuild_trigger_generation), .flags = CODEC_HAS,
+	      .has = OF(module_spec, has_image_rebuild_trigger_generation)),
+};
+static const struct codec spec_codec = {
+	.fields = spec_fields,
+	.n_fields = KMM_ARRAY_SIZE(spec_fields),
+	.size = sizeof(struct kmm_module_spec),
+	.unknown = OF(module_spec, unknown),
+};
 
-static int dec_ds_status(struct dec *d, const json_t *obj, const char *path, const char *key,
-			 struct kmm_daemonset_status *s)
-{
-	static const char *const known[] = { "nodesMatchingSelectorNumber", "desiredNumber",
-					     "availableNumber", NULL };
-	_cleanup_free_ char *p = NULL;
-	const json_t *v;
-	int64_t a = 0, b = 0, c = 0;
-	int r = 0;
+static const struct codec_field ds_status_fields[] = {
+	FIELD("nodesMatchingSelectorNumber", CODEC_INT32,
+	      OF(daemonset_status, nodes_matching_selector_number)),
+	FIELD("desiredNumber", CODEC_INT32, OF(daemonset_status, desired_number)),
+	FIELD("availableNumber", CODEC_INT32, OF(daemonset_status, available_number)),
+};
+static const struct codec ds_status_codec = {
+	.fields = ds_status_fields,
+	.n_fields = KMM_ARRAY_SIZE(ds_status_fields),
+	.size = sizeof(struct kmm_daemonset_status),
+	.unknown = OF(daemonset_status, unknown),
+};
 
-	ENTER(d, obj, path, key, v, p);
-	STEP(dec_unknown(d, v, p, known, &s->unknown));
-	STEP(dec_int(d, v, p, "nodesMatchingSelectorNumber", INT32_MIN, INT32_MAX, NULL, &a));
-	STEP(dec_int(d, v, p, "desiredNumber", INT32_MIN, INT32_MAX, NULL, &b));
-	STEP(dec_int(d, v, p, "availableNumber", INT32_MIN, INT32_MAX, NULL, &c));
-	s->nodes_matching_selector_number = (int32_t)a;
-	s->desired_number = (int32_t)b;
-	s->available_number = (int32_t)c;
-	return r;
-}
+static const struct codec_field status_fields[] = {
+	FIELD("moduleLoader", CODEC_OBJECT, OF(module_status, module_loader),
+	      .nested = &ds_status_codec),
+	FIELD("devicePlugin", CODEC_OBJECT, OF(module_status, device_plugin),
+	      .nested = &ds_status_codec),
+	FIELD("dra", CODEC_OBJECT, OF(module_status, dra), .nested = &ds_status_codec),
+	FIELD("imageRebuildTriggerGeneration", CODEC_INT64,
+	      OF(module_status, image_rebuild_trigger_generation), .flags = CODEC_HAS,
+	      .has = OF(module_status, has_image_rebuild_trigger_generation)),
+	FIELD("conditions", CODEC_JSON_ARRAY, OF(module_status, conditions)),
+};
+static const struct codec status_codec = {
+	.fields = status_fields,
+	.n_fields = KMM_ARRAY_SIZE(status_fields),
+	.size = sizeof(struct kmm_module_status),
+	.unknown = OF(module_status, unknown),
+};
 
-static json_t *enc_ds_status(const struct kmm_daemonset_status *s)
-{
-	json_t *o = enc_begin(s->unknown);
+static const struct codec_meta module_meta = {
+	.namespaced = true,
+	.name = OF(module, name),
+	.has_namespace = true,
+	.namespace = OF(module, namespace),
+	.has_generation = true,
+	.generation = OF(module, generation),
+};
 
-	if (!o ||
-	    (s->nodes_matching_selector_number &&
-	     enc_new(o, "nodesMatchingSelectorNumber",
-		     json_integer(s->nodes_matching_selector_number)) < 0) ||
-	    (s->desired_number &&
-	     enc_new(o, "desiredNumber", json_integer(s->desired_number)) < 0) ||
-	    (s->available_number &&
-	     enc_new(o, "availableNumber", json_integer(s->available_number)) < 0)) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-static void status_done(struct kmm_module_status *s)
-{
-	json_decref(s->module_loader.unknown);
-	json_decref(s->device_plugin.unknown);
-	json_decref(s->dra.unknown);
-	json_decref(s->conditions);
-	json_decref(s->unknown);
-}
-
-static int dec_status(struct dec *d, const json_t *root, struct kmm_module *m)
-{
-	static const char *const known[] = { "moduleLoader", "devicePlugin",
-					     "dra",	     "imageRebuildTriggerGeneration",
-					     "conditions",   NULL };
-	struct kmm_module_status *s = &m->status;
-	const json_t *v;
-	int r;
-
-	r = dec_object(d, root, "", "status");
-	if (r <= 0)
-		return r;
-	m->has_status = true;
-	v = json_object_get(root, "status");
-	r = 0;
-	STEP(dec_unknown(d, v, "status", known, &s->unknown));
-	STEP(dec_ds_status(d, v, "status", "moduleLoader", &s->module_loader));
-	STEP(dec_ds_status(d, v, "status", "devicePlugin", &s->device_plugin));
-	STEP(dec_ds_status(d, v, "status", "dra", &s->dra));
-	STEP(dec_int(d, v, "status", "imageRebuildTriggerGeneration", INT64_MIN, INT64_MAX,
-		     &s->has_image_rebuild_trigger_generation,
-		     &s->image_rebuild_trigger_generation));
-	STEP(dec_json(d, v, "status", "conditions", JSON_ARRAY, &s->conditions));
-	return r;
-}
-
-static json_t *enc_status(const struct kmm_module_status *s)
-{
-	json_t *o = enc_begin(s->unknown);
-
-	if (!o || enc_new(o, "moduleLoader", enc_ds_status(&s->module_loader)) < 0 ||
-	    enc_new(o, "devicePlugin", enc_ds_status(&s->device_plugin)) < 0 ||
-	    enc_new(o, "dra", enc_ds_status(&s->dra)) < 0 ||
-	    (s->has_image_rebuild_trigger_generation &&
-	     enc_new(o, "imageRebuildTriggerGeneration",
-		     json_integer(s->image_rebuild_trigger_generation)) < 0) ||
-	    enc_json(o, "conditions", s->conditions) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
+static const struct codec_field module_fields[] = {
+	FIELD("apiVersion", CODEC_CONST, 0, .text = KMM_API_VERSION),
+	FIELD("kind", CODEC_CONST, 0, .text = "Module"),
+	FIELD("metadata", CODEC_METADATA, OF(module, metadata), .meta = &module_meta),
+	FIELD("spec", CODEC_OBJECT, OF(module, spec), .flags = CODEC_REQUIRED,
+	      .nested = &spec_codec),
+	FIELD("status", CODEC_OBJECT, OF(module, status), .flags = CODEC_HAS,
+	      .has = OF(module, has_status), .nested = &status_codec),
+};
+static const struct codec module_codec = {
+	.fields = module_fields,
+	.n_fields = KMM_ARRAY_SIZE(module_fields),
+	.size = sizeof(struct kmm_module),
+	.unknown = OF(module, unknown),
+};
 
 void kmm_module_free(struct kmm_module *m)
 {
-	if (!m)
-		return;
-	free(m->name);
-	free(m->namespace);
-	json_decref(m->metadata);
-	spec_done(&m->spec);
-	status_done(&m->status);
-	json_decref(m->unknown);
+	codec_free(&module_codec, m, 0);
 	free(m);
 }
 
@@ -989,48 +408,20 @@ int kmm_module_from_json(const json_t *j, unsigned flags, struct kmm_module **re
 			 struct kmm_error **err)
 {
 	static const char *const versions[] = { KMM_API_VERSION, NULL };
-	static const char *const known[] = { "apiVersion", "kind",   "metadata",
-					     "spec",	   "status", NULL };
-	_cleanup_(kmm_module_freep) struct kmm_module *m = NULL;
 	struct dec d = { .flags = flags, .err = err };
-	int r = 0;
+	void *m = NULL;
+	int r;
 
 	r = dec_type_meta(&d, j, "Module", versions);
+	if (r >= 0)
+		r = codec_decode_new(&d, &module_codec, j, "", &m);
 	if (r < 0)
 		return r;
-	m = calloc(1, sizeof(*m));
-	if (!m)
-		return dec_oom(&d);
-	STEP(dec_unknown(&d, j, "", known, &m->unknown));
-	STEP(dec_metadata(&d, j, true, &m->name, &m->namespace, &m->generation, &m->metadata));
-	STEP(dec_spec(&d, j, &m->spec));
-	STEP(dec_status(&d, j, m));
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(m);
+	*ret = m;
 	return 0;
 }
 
 json_t *kmm_module_to_json(const struct kmm_module *m)
 {
-	json_t *o = enc_begin(m->unknown), *md;
-
-	if (!o)
-		return NULL;
-	md = m->metadata ? json_deep_copy(m->metadata) : json_object();
-	if (md && !str_empty(m->name) && enc_str(md, "name", m->name) < 0)
-		goto fail_md;
-	if (md && !str_empty(m->namespace) && enc_str(md, "namespace", m->namespace) < 0)
-		goto fail_md;
-	if (enc_str(o, "apiVersion", KMM_API_VERSION) < 0 || enc_str(o, "kind", "Module") < 0 ||
-	    enc_new(o, "metadata", md) < 0 || enc_new(o, "spec", enc_spec(&m->spec)) < 0 ||
-	    (m->has_status && enc_new(o, "status", enc_status(&m->status)) < 0)) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-fail_md:
-	json_decref(md);
-	json_decref(o);
-	return NULL;
+	return codec_encode(&module_codec, m, 0);
 }

@@ -70,23 +70,6 @@ void kmm_modprobe_spec_done(struct kmm_modprobe_spec *m)
 	*m = (struct kmm_modprobe_spec){ 0 };
 }
 
-/* Module's container.modprobe, until Module is on the tables too. */
-int dec_modprobe(struct dec *d, const json_t *obj, const char *path, const char *key,
-		 struct kmm_modprobe_spec *ret)
-{
-	_cleanup_free_ char *p = NULL;
-	const json_t *v = dec_get(obj, key);
-
-	if (!v)
-		return dec_fail(d, path, key, "required field is missing");
-	if (!json_is_object(v))
-		return dec_fail(d, path, key, "expected an object, got %s", dec_type_name(v));
-	p = path_key(path, key);
-	if (!p)
-		return dec_oom(d);
-	return codec_decode(d, &codec_modprobe, v, p, ret);
-}
-
 json_t *kmm_modprobe_spec_to_json(const struct kmm_modprobe_spec *m)
 {
 	return codec_encode(&codec_modprobe, m, 0);
