@@ -205,9 +205,16 @@ static int apply(const struct kmm_options *spec, const struct kmm_option *o, con
 		 void *ctx)
 {
 	_cleanup_error_ struct kmm_error *err = NULL;
-	void *field = (char *)ctx + o->offset;
+	void *field = ctx ? (char *)ctx + o->offset : NULL;
 	int r;
 
+	if (!field && (o->type == KMM_OPTION_FLAG || o->type == KMM_OPTION_STRING ||
+		       o->type == KMM_OPTION_STRV)) {
+		/* A table that stores values is parsed with somewhere to store them. */
+		fprintf(stderr, "%s: --%s: no context to store it in\n", spec->prog,
+			o->name ? o->name : "?");
+		return KMM_EXIT_FAILURE;
+	}
 	switch (o->type) {
 	case KMM_OPTION_FLAG:
 		*(bool *)field = true;
