@@ -517,6 +517,29 @@ static int read_cluster(const char *kubeconfig, const char *ns, bool want_module
 	return 0;
 }
 
+/*
+ * Appends a target per --kernel, with the --node-labels when given. Returns 0,
+ * -ENOMEM, or -EINVAL for labels that do not parse.
+ */
+static int add_kernel_targets(char **kernels, const char *labels, struct target **targets,
+			      size_t *n_targets)
+{
+	KMM_STRV_FOREACH (k, kernels) {
+		struct target *nt = reallocarray(*targets, *n_targets + 1, sizeof(**targets));
+
+		if (!nt)
+			return -ENOMEM;
+		*targets = nt;
+		nt = &nt[(*n_targets)++];
+		*nt = (struct target){ NULL, strdup(k), labels != NULL, { 0 }, NULL };
+		if (!nt->kernel)
+			return -ENOMEM;
+		if (labels && parse_labels(labels, &nt->labels) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 int kmmctl_plan(int argc, char **argv)
 {
 	_cleanup_strv_free_ char **files = NULL, **kernels = NULL;
@@ -549,34 +572,18 @@ int kmmctl_plan(int argc, char **argv)
 		return kmm_options_usage_error(
 		    PROG, "plan needs --kernel K, --nodes FILE or --kubeconfig");
 
-	KMM_STRV_FOREACH (k, kernels) {
-		struct target *nt = reallocarray(targets, n_targets + 1, sizeof(*targets));
-
-		if (!nt)
-			goto oom;
-		targets = nt;
-		nt = &targets[n_targets++];
-		*nt = (struct target){ NULL, strdup(k), labels != NULL, { 0 }, NULL };
-		if (!nt->kernel)
-			goto oom;
-		if (labels && parse_labels(labels, &nt->labels) < 0) {
-			targets_free(targets, n_targets);
-			return kmm_options_usage_error(
-			    PROG, "invalid --node-labels '%s' (k=v,k2=v2)", labels);
-		}
+	r = add_kernel_targets(kernels, labels, &targets, &n_targets);
+	if (r == -EINVAL) {
+		targets_free(targets, n_targets);
+		return kmm_options_usage_error(PROG, "invalid --node-labels '%s' (k=v,k2=v2)",
+					       labels);
 	}
-	if (nodes && read_nodes(nodes, &targets, &n_targets, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
-		rc = KMM_EXIT_FAILURE;
-		goto out;
-	}
-	if (kubeconfig &&
-	    read_cluster(kubeconfig, ns, !files, &targets, &n_targets, &docs, &err) < 0) {
-		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
-		rc = KMM_EXIT_FAILURE;
-		goto out;
-	}
-	if (files && kmmctl_read_docs(files, kmm_strv_length(files), &docs, &err) < 0) {
+	if (r < 0)
+		goto oom;
+	if ((nodes && read_nodes(nodes, &targets, &n_targets, &err) < 0) ||
+	    (kubeconfig &&
+	     read_cluster(kubeconfig, ns, !files, &targets, &n_targets, &docs, &err) < 0) ||
+	    (files && kmmctl_read_docs(files, kmm_strv_length(files), &docs, &err) < 0)) {
 		fprintf(stderr, "%s: %s\n", PROG, kmm_error_message(err));
 		rc = KMM_EXIT_FAILURE;
 		goto out;
