@@ -31,7 +31,7 @@ static char *format_digest(const unsigned char *md, unsigned int n)
 
 	if (!s)
 		return NULL;
-	strcpy(s, "sha256:");
+	memcpy(s, "sha256:", sizeof("sha256:"));
 	for (unsigned int i = 0; i < n; i++)
 		snprintf(s + 7 + 2 * i, 3, "%02x", md[i]);
 	return s;

@@ -137,7 +137,7 @@ static char *printable(const char *s)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		out[i] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\'') ? s[i] : '?';
-	strcpy(out + n, s[n] ? "..." : "");
+	memcpy(out + n, s[n] ? "..." : "", s[n] ? 4 : 1);
 	return out;
 }
 

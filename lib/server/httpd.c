@@ -117,7 +117,7 @@ int kmm_parse_bind_address(const char *addr, char *host, size_t host_size, uint1
 		struct in_addr a4;
 
 		if (strcmp(host, "localhost") == 0)
-			strcpy(host, "127.0.0.1");
+			snprintf(host, host_size, "%s", "127.0.0.1");
 		else if (inet_pton(AF_INET, host, &a4) != 1 && inet_pton(AF_INET6, host, &a6) != 1)
 			return kmm_error_make(
 			    err, EINVAL, "bind address '%s': host must be an IP address", addr);
