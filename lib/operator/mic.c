@@ -688,6 +688,38 @@ static int create_pull_pod(struct mic_run *s, const struct kmm_module_image_spec
 	return 0;
 }
 
+/* pull_check() when img has no pull pod: the last answer, or a new pod. */
+static enum pull_verdict no_pull_pod(struct mic_run *s, const struct kmm_module_image_spec *img,
+				     struct pull_state *st, int64_t now, int64_t *ret_retry_ms)
+{
+	struct kmm_error *e = NULL;
+
+	/*
+	 * The MIC status saying Exists may still be on its way to our
+	 * cache, and the pod already deleted: the answer stands.
+	 */
+	if (st->exists)
+		return PULL_EXISTS;
+	if (now < st->next_pod_ms) {
+		*ret_retry_ms = st->next_pod_ms - now;
+		return st->last;
+	}
+	if (st->created_ms && now - st->created_ms < PULL_POD_CACHE_WAIT_MS) {
+		*ret_retry_ms = 1000;
+		return PULL_WAITING;
+	}
+	if (create_pull_pod(s, img, &e) < 0) {
+		kmm_op_log(s->op, KMM_LOG_WARN, "cannot create pull pod", "controller", "mic",
+			   "image", img->image, "error", kmm_error_message(e), NULL);
+		kmm_error_free(e);
+		*ret_retry_ms = backoff_ms(st->failures);
+		return PULL_WAITING;
+	}
+	st->created_ms = now;
+	*ret_retry_ms = PULL_POD_CACHE_WAIT_MS;
+	return PULL_WAITING;
+}
+
 /* Reads what the pull pod of img says, creating one when there is none. */
 static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_image_spec *img,
 				    int64_t *ret_retry_ms)
@@ -710,34 +742,8 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 		}
 	}
 	d = backoff_ms(st->failures);
-	if (!pod) {
-		/*
-		 * The MIC status saying Exists may still be on its way to our
-		 * cache, and the pod already deleted: the answer stands.
-		 */
-		if (st->exists)
-			return PULL_EXISTS;
-		if (now < st->next_pod_ms) {
-			*ret_retry_ms = st->next_pod_ms - now;
-			return st->last;
-		}
-		if (st->created_ms && now - st->created_ms < PULL_POD_CACHE_WAIT_MS) {
-			*ret_retry_ms = 1000;
-			return PULL_WAITING;
-		}
-		struct kmm_error *e = NULL;
-
-		if (create_pull_pod(s, img, &e) < 0) {
-			kmm_op_log(s->op, KMM_LOG_WARN, "cannot create pull pod", "controller",
-				   "mic", "image", img->image, "error", kmm_error_message(e), NULL);
-			kmm_error_free(e);
-			*ret_retry_ms = d;
-			return PULL_WAITING;
-		}
-		st->created_ms = now;
-		*ret_retry_ms = PULL_POD_CACHE_WAIT_MS;
-		return PULL_WAITING;
-	}
+	if (!pod)
+		return no_pull_pod(s, img, st, now, ret_retry_ms);
 
 	const char *uid = str(json_object_get(pod, "metadata"), "uid") ?: "";
 	const char *name = str(json_object_get(pod, "metadata"), "name") ?: "";

@@ -1081,6 +1081,30 @@ static void count_nmc(struct kmm_op_engine *op, const struct kmm_module *m, cons
 		c->available++;
 }
 
+/*
+ * Counts from the NMCs as they are now, our writes included: those the cache
+ * holds, and those this reconcile created that it does not show yet (without
+ * them a first rollout reported Ready on 0 of 0 nodes).
+ */
+static void count_nmcs(struct kmm_op_engine *op, const struct kmm_module *m,
+		       struct kmm_obj *const *nodes, size_t n_nodes, struct counts *c)
+{
+	struct kmm_obj **nmcs = NULL;
+	size_t n = 0;
+
+	kmm_informer_list(op->cache[KMM_OP_CACHE_NMCS], &nmcs, &n);
+	for (size_t i = 0; i < n; i++)
+		count_nmc(op, m, kmm_obj_key(nmcs[i]), c);
+	kmm_obj_array_free(nmcs, n);
+	for (size_t i = 0; i < n_nodes; i++) {
+		_cleanup_obj_unref_ struct kmm_obj *cached =
+		    kmm_informer_get(op->cache[KMM_OP_CACHE_NMCS], kmm_obj_key(nodes[i]));
+
+		if (!cached)
+			count_nmc(op, m, kmm_obj_key(nodes[i]), c);
+	}
+}
+
 static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const char *key,
 				struct kmm_error **err)
 {
@@ -1146,27 +1170,7 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 			keep_first(&first, e);
 	}
 
-	/*
-	 * Counts from the NMCs as they are now, our writes included: those the
-	 * cache holds, and those this reconcile created that it does not show
-	 * yet (without them a first rollout reported Ready on 0 of 0 nodes).
-	 */
-	{
-		struct kmm_obj **nmcs = NULL;
-		size_t n = 0;
-
-		kmm_informer_list(op->cache[KMM_OP_CACHE_NMCS], &nmcs, &n);
-		for (size_t i = 0; i < n; i++)
-			count_nmc(op, m, kmm_obj_key(nmcs[i]), &c);
-		kmm_obj_array_free(nmcs, n);
-		for (size_t i = 0; i < n_nodes; i++) {
-			_cleanup_obj_unref_ struct kmm_obj *cached =
-			    kmm_informer_get(op->cache[KMM_OP_CACHE_NMCS], kmm_obj_key(nodes[i]));
-
-			if (!cached)
-				count_nmc(op, m, kmm_obj_key(nodes[i]), &c);
-		}
-	}
+	count_nmcs(op, m, nodes, n_nodes, &c);
 	kmm_obj_array_free(nodes, n_nodes);
 	pod_reasons(op, m, &c);
 	if (!first) {
