@@ -99,6 +99,7 @@ typedef int64_t (*kmm_op_reconciler_fn)(struct kmm_op_engine *eng, void *state, 
 struct kmm_op_reconciler {
 	const char *name;     /* controller name in metrics ("nodemodulesconfig") */
 	const char *log_name; /* in log lines ("nmc") */
+	int workers;	      /* concurrent reconciles; 0: the engine's workers option */
 	const struct kmm_op_watch *watches;
 	size_t n_watches;
 	/* Its state, created before any watch runs; NULL state_new: none. */

@@ -387,8 +387,9 @@ int kmm_op_engine_start(struct kmm_op_engine *eng, struct kmm_error **err)
 	struct kmm_op_engine_private *p = (struct kmm_op_engine_private *)eng;
 
 	for (size_t i = 0; i < KMM_OP_RECONCILER_COUNT; i++) {
-		int r = kmm_op_ctl_start(eng->ctl[i], eng->workers, run_reconcile,
-					 &p->reconcilers[i], err);
+		int workers = kmm_op_reconcilers[i]->workers ?: eng->workers;
+		int r =
+		    kmm_op_ctl_start(eng->ctl[i], workers, run_reconcile, &p->reconcilers[i], err);
 
 		if (r < 0)
 			return r;
