@@ -19,6 +19,8 @@
  *     ▼  │ status             │ nodes, worker pods
  *   ModuleImagesConfig ──▶ ModuleBuildSignConfig ──▶ build / sign pods
  *     (image exists?)        (build and sign)
+ *     ▲
+ *   PreflightValidation: a MIC "<module>-preflight" per Module, for its kernel
  *
  * A reconcile reads caches only and writes through the API (kmm/operator-runtime.h);
  * it never waits for its own write to come back: watches bring it in again.
@@ -52,6 +54,7 @@ enum kmm_op_cache_id {
 	KMM_OP_CACHE_MICS,	 /* whole */
 	KMM_OP_CACHE_MODULES,	 /* whole */
 	KMM_OP_CACHE_PULLPODS,	 /* image pull pods; only with imageCheck pullPod */
+	KMM_OP_CACHE_PFVS,	 /* PreflightValidations (v1beta2), whole */
 	KMM_OP_CACHE_COUNT,
 };
 
@@ -61,6 +64,8 @@ enum kmm_op_reconciler_id {
 	KMM_OP_NMC,    /* NodeModulesConfig -> worker pods, node labels, NMC status */
 	KMM_OP_MIC,    /* ModuleImagesConfig -> image existence, MBSC */
 	KMM_OP_MBSC,   /* ModuleBuildSignConfig -> build and sign pods */
+	/* PreflightValidation -> a preflight MIC per Module, a verdict per Module */
+	KMM_OP_PREFLIGHT,
 	KMM_OP_RECONCILER_COUNT,
 };
 

@@ -80,6 +80,7 @@ static inline bool kmm_op_status_differs(const struct kmm_obj *a, const struct k
 /* The reconcilers' table entries (the public table is kmm_op_reconcilers[]). */
 extern const struct kmm_op_reconciler kmm_op_module_reconciler, kmm_op_nmc_reconciler,
     kmm_op_mic_reconciler, kmm_op_mbsc_reconciler;
+extern const struct kmm_op_reconciler kmm_op_preflight_reconciler;
 
 /* mic.c: ModuleImagesConfig reconciler (image existence, build/sign requests) */
 extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;
@@ -110,6 +111,9 @@ int kmm_op_ns_event(struct kmm_op_engine *op, const char *api_version, const cha
 		    const char *ns, const char *name, const char *uid, const char *type,
 		    const char *reason, const char *message, const json_t *annotations,
 		    struct kmm_error **err);
+
+/* preflight.c: PreflightValidation reconciler */
+extern const struct kmm_kube_resource kmm_op_pfvs;
 
 /* module.c */
 /* Why a worker pod failed or cannot start, in why; false when it is fine. */

@@ -19,6 +19,7 @@ const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT
 	[KMM_OP_NMC] = &kmm_op_nmc_reconciler,
 	[KMM_OP_MIC] = &kmm_op_mic_reconciler,
 	[KMM_OP_MBSC] = &kmm_op_mbsc_reconciler,
+	[KMM_OP_PREFLIGHT] = &kmm_op_preflight_reconciler,
 };
 
 /* ---- the caches ---- */
@@ -121,6 +122,7 @@ static const struct cache_spec cache_specs[KMM_OP_CACHE_COUNT] = {
 	[KMM_OP_CACHE_MBSCS] = { .name = "modulebuildsignconfigs", .res = &kmm_op_mbscs },
 	[KMM_OP_CACHE_MICS] = { .name = "moduleimagesconfigs", .res = &kmm_op_mics },
 	[KMM_OP_CACHE_MODULES] = { .name = "modules", .res = &kmm_op_modules },
+	[KMM_OP_CACHE_PFVS] = { .name = "preflightvalidations", .res = &kmm_op_pfvs },
 	[KMM_OP_CACHE_PULLPODS] = { .name = "pullpods",
 				    .res = &kmm_kube_pods,
 				    .label_selector = KMM_LABEL_PULL_POD_TYPE,

@@ -1401,7 +1401,6 @@ static int module_state_new(struct kmm_op_engine *op, void **ret_state, struct k
 {
 	static const char *const args[] = { "name", "namespace", "modprobeArgs", NULL };
 	struct module_state *ms = calloc(1, sizeof(*ms));
-	struct kmm_metric *unused;
 	int r;
 
 	if (!ms)
@@ -1434,10 +1433,6 @@ static int module_state_new(struct kmm_op_engine *op, void **ret_state, struct k
 					 "Number of existing KMM modules with device plugin "
 					 "defined",
 					 NULL, NULL, 0, &ms->g_device_plugin, err);
-	if (r >= 0)
-		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_preflight_num",
-					 "Number of existing preflight validations", NULL, NULL, 0,
-					 &unused, err);
 	if (r >= 0)
 		r = kmm_metrics_register(op->metrics, KMM_METRIC_GAUGE, "kmm_modprobe_args",
 					 "for a given module, the modprobe arguments used", args,

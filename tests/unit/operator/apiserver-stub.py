@@ -46,7 +46,7 @@ import urllib.parse
 
 lock = threading.Lock()
 
-CLUSTER_SCOPED = {"Node", "Namespace", "NodeModulesConfig"}
+CLUSTER_SCOPED = {"Node", "Namespace", "NodeModulesConfig", "PreflightValidation"}
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
            410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
            503: "ServiceUnavailable", 504: "Timeout"}
