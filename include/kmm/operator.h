@@ -14,6 +14,8 @@
  *                 state and controller, registers every watch on its cache,
  *                 syncs every cache, then starts the workers.
  *
+ *   Module ──▶ device plugin DaemonSet ──▶ plugin pods (node labels, status)
+ *
  *   Module ──────────▶ NodeModulesConfig ──▶ worker pods (load / unload)
  *     │  ▲                    ▲
  *     ▼  │ status             │ nodes, worker pods
@@ -55,6 +57,9 @@ enum kmm_op_cache_id {
 	KMM_OP_CACHE_MODULES,	 /* whole */
 	KMM_OP_CACHE_PULLPODS,	 /* image pull pods; only with imageCheck pullPod */
 	KMM_OP_CACHE_PFVS,	 /* PreflightValidations (v1beta2), whole */
+	/* device plugin DaemonSets and their pods (role=device-plugin), projected */
+	KMM_OP_CACHE_DAEMONSETS,
+	KMM_OP_CACHE_DPPODS,
 	KMM_OP_CACHE_COUNT,
 };
 
@@ -66,6 +71,8 @@ enum kmm_op_reconciler_id {
 	KMM_OP_MBSC,   /* ModuleBuildSignConfig -> build and sign pods */
 	/* PreflightValidation -> a preflight MIC per Module, a verdict per Module */
 	KMM_OP_PREFLIGHT,
+	/* Module -> device plugin DaemonSet, device plugin node labels, status */
+	KMM_OP_DEVICE_PLUGIN,
 	KMM_OP_RECONCILER_COUNT,
 };
 

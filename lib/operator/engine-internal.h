@@ -80,6 +80,7 @@ static inline bool kmm_op_status_differs(const struct kmm_obj *a, const struct k
 /* The reconcilers' table entries (the public table is kmm_op_reconcilers[]). */
 extern const struct kmm_op_reconciler kmm_op_module_reconciler, kmm_op_nmc_reconciler,
     kmm_op_mic_reconciler, kmm_op_mbsc_reconciler;
+extern const struct kmm_op_reconciler kmm_op_device_plugin_reconciler;
 extern const struct kmm_op_reconciler kmm_op_preflight_reconciler;
 
 /* mic.c: ModuleImagesConfig reconciler (image existence, build/sign requests) */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deviceplugin.h"
 #include "engine-internal.h"
 
 const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT] = {
@@ -19,6 +20,7 @@ const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT
 	[KMM_OP_NMC] = &kmm_op_nmc_reconciler,
 	[KMM_OP_MIC] = &kmm_op_mic_reconciler,
 	[KMM_OP_MBSC] = &kmm_op_mbsc_reconciler,
+	[KMM_OP_DEVICE_PLUGIN] = &kmm_op_device_plugin_reconciler,
 	[KMM_OP_PREFLIGHT] = &kmm_op_preflight_reconciler,
 };
 
@@ -67,6 +69,20 @@ static const char *const bspod_projection[] = {
 	"metadata.finalizers", "metadata.creationTimestamp",
 	"status.phase",	       "status.containerStatuses",
 	"status.conditions",   NULL,
+};
+
+/* What the device plugin reconciler reads of its DaemonSets and their pods. */
+static const char *const dp_ds_projection[] = {
+	"metadata.labels",
+	"metadata.annotations",
+	"metadata.deletionTimestamp",
+	"status.desiredNumberScheduled",
+	"status.numberAvailable",
+	NULL,
+};
+
+static const char *const dp_pod_projection[] = {
+	"metadata.labels", "metadata.deletionTimestamp", "spec.nodeName", "status.conditions", NULL,
 };
 
 static int worker_pod_indexes(struct kmm_informer *inf)
@@ -123,6 +139,14 @@ static const struct cache_spec cache_specs[KMM_OP_CACHE_COUNT] = {
 	[KMM_OP_CACHE_MICS] = { .name = "moduleimagesconfigs", .res = &kmm_op_mics },
 	[KMM_OP_CACHE_MODULES] = { .name = "modules", .res = &kmm_op_modules },
 	[KMM_OP_CACHE_PFVS] = { .name = "preflightvalidations", .res = &kmm_op_pfvs },
+	[KMM_OP_CACHE_DAEMONSETS] = { .name = "daemonsets",
+				      .res = &kmm_kube_daemonsets,
+				      .label_selector = KMM_DP_SELECTOR,
+				      .projection = dp_ds_projection },
+	[KMM_OP_CACHE_DPPODS] = { .name = "devicepluginpods",
+				  .res = &kmm_kube_pods,
+				  .label_selector = KMM_DP_SELECTOR,
+				  .projection = dp_pod_projection },
 	[KMM_OP_CACHE_PULLPODS] = { .name = "pullpods",
 				    .res = &kmm_kube_pods,
 				    .label_selector = KMM_LABEL_PULL_POD_TYPE,

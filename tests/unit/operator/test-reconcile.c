@@ -58,6 +58,7 @@ static const char *const reconcilers[KMM_OP_RECONCILER_COUNT] = {
 	[KMM_OP_NMC] = "nmc",
 	[KMM_OP_MIC] = "mic",
 	[KMM_OP_MBSC] = "mbsc",
+	[KMM_OP_DEVICE_PLUGIN] = "deviceplugin",
 	[KMM_OP_PREFLIGHT] = "preflight",
 };
 
