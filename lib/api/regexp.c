@@ -440,7 +440,8 @@ int kmm_regexp_compile(const char *pattern, struct kmm_regexp **ret, struct kmm_
 		PCRE2_UCHAR msg[256];
 
 		if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)
-			strcpy((char *)msg, "invalid pattern");
+			return kmm_error_make(err, EINVAL, "invalid pattern at offset %zu",
+					      (size_t)erroff);
 		return kmm_error_make(err, EINVAL, "%s at offset %zu", (char *)msg, (size_t)erroff);
 	}
 	/* Belt and braces: the gate should have refused any back-reference already. */

@@ -15,7 +15,7 @@
 #include "kmm/strv.h"
 #include "lib/api/decode.h"
 #include "lib/api/validate-internal.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 #define MAX_NAME_NAMESPACE 41
 #define ML "spec.moduleLoader.container"

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "kmm/buf.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 /* Where the kernel log is read from while a module is inserted. */
 #define KMM_KMSG_PATH "/dev/kmsg"

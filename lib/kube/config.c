@@ -17,7 +17,7 @@
 #include "kmm/yaml.h"
 #include "kmm/strv.h"
 #include "lib/kube/kube-internal.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 #define SA_DIR_DEFAULT "/var/run/secrets/kubernetes.io/serviceaccount"
 #define KUBECONFIG_MAX ((size_t)4 * 1024 * 1024)

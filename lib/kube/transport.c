@@ -30,7 +30,7 @@
 #include "kmm/strv.h"
 #include "version.h"
 #include "lib/kube/kube-internal.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 #define EXEC_OUTPUT_MAX ((size_t)1024 * 1024)
 #define TOKEN_MAX ((size_t)64 * 1024)

@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "kmm/kube-auth.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 struct kmm_kube_auth_backend {
 	/*

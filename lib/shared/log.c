@@ -11,7 +11,7 @@
 
 #include "kmm/buf.h"
 #include "kmm/log.h"
-#include "internal.h"
+#include "lib/testable.h"
 #include "log-internal.h"
 
 /* One event never grows past this; longer values are cut and marked. */

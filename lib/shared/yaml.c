@@ -10,7 +10,7 @@
 #include "kmm/buf.h"
 #include "kmm/fileio.h"
 #include "kmm/yaml.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 struct conv {
 	const char *source;

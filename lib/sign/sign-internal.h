@@ -10,7 +10,7 @@
 #include <openssl/x509.h>
 
 #include "kmm/error.h"
-#include "lib/shared/internal.h"
+#include "lib/testable.h"
 
 #ifdef KMM_TESTING
 /* Static in the product library; extern for unit tests. */

@@ -69,8 +69,10 @@ static char *slurp(const char *rel)
 
 	snprintf(p, sizeof(p), "%s%s", root, rel);
 	f = fopen(p, "r");
-	if (!f)
-		return strcpy(buf, "");
+	if (!f) {
+		buf[0] = '\0';
+		return buf;
+	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	buf[n] = '\0';
 	fclose(f);

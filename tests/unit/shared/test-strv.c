@@ -76,7 +76,9 @@ static void test_foreach_visits_in_order(void **state)
 	kmm_strv_push(&v, "b");
 	kmm_strv_push(&v, "c");
 	KMM_STRV_FOREACH (s, v) {
-		strcat(seen, s);
+		size_t len = strlen(seen);
+
+		snprintf(seen + len, sizeof(seen) - len, "%s", s);
 	}
 	assert_string_equal(seen, "abc");
 	KMM_STRV_FOREACH (s, (char **)NULL) {

@@ -112,7 +112,7 @@ static void write_bytes(const char *name, const void *p, size_t n)
 
 static int setup(void **state)
 {
-	strcpy(fx.dir, "/tmp/kmm-sign-unit.XXXXXX");
+	snprintf(fx.dir, sizeof(fx.dir), "%s", "/tmp/kmm-sign-unit.XXXXXX");
 	if (!mkdtemp(fx.dir))
 		return -1;
 	fx.rsa = EVP_RSA_gen(2048);

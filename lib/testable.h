@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Private to lib/: KMM_TESTABLE marks a function that is static in the product
+ * Private to lib/ (every area, no area owns it): KMM_TESTABLE marks a function that is static in the product
  * library but extern in the test variant (built with KMM_TESTING), where unit
  * tests reach it through the area's *-internal.h header.
  *
@@ -13,8 +13,8 @@
  *                               #endif
  *     lib/foo/foo.c:            KMM_TESTABLE int kmm_foo_parse_line(const char *line) { ... }
  */
-#ifndef KMM_LIB_INTERNAL_H
-#define KMM_LIB_INTERNAL_H
+#ifndef KMM_LIB_TESTABLE_H
+#define KMM_LIB_TESTABLE_H
 
 #ifdef KMM_TESTING
 #define KMM_TESTABLE
