@@ -8,8 +8,15 @@
 
 #include <stdbool.h>
 
+#include "kmm/buf.h"
 #include "kmm/error.h"
 
+/*
+ * The one reader of whole inputs. kmm_read_fd() reads fd to its end into
+ * *ret (initialized here; the caller frees it, also on failure) and returns
+ * 0 or a negative errno: -EFBIG past `max` bytes.
+ */
+int kmm_read_fd(int fd, size_t max, struct kmm_buf *ret);
 /*
  * Reads the file at `path` (a regular file, FIFO or /proc entry) into a
  * NUL-terminated heap buffer owned by the caller. A file larger than `max`

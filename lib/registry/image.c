@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kmm/buf.h"
+#include "kmm/fileio.h"
 #include "kmm/log.h"
 #include "lib/registry/registry-client.h"
 #include "lib/registry/registry-internal.h"
@@ -88,26 +89,6 @@ static int layout_open_blob(struct source *s, const char *digest, struct kmm_err
 	return fd;
 }
 
-static int read_capped(int fd, size_t max, struct kmm_buf *b)
-{
-	char chunk[16384];
-	ssize_t n;
-
-	kmm_buf_init(b, max);
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		int r;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		r = kmm_buf_append(b, chunk, (size_t)n);
-		if (r < 0)
-			return r == -E2BIG ? -EFBIG : r;
-	}
-	return 0;
-}
-
 /* Fetches a manifest: by descriptor (digest/size checked) or, with d == NULL, the image's root. */
 static int get_manifest(struct source *s, const struct kmm_oci_descriptor *d, struct kmm_buf *ret,
 			char **ret_ct, char **ret_digest, struct kmm_error **err)
@@ -126,7 +107,7 @@ static int get_manifest(struct source *s, const struct kmm_oci_descriptor *d, st
 		fd = layout_open_blob(s, d->digest, err);
 		if (fd < 0)
 			return fd;
-		r = read_capped(fd, KMM_OCI_MANIFEST_MAX, ret);
+		r = kmm_read_fd(fd, KMM_OCI_MANIFEST_MAX, ret);
 		if (r < 0)
 			return kmm_error_make_errno(err, -r, "image %s: manifest %s", s->image,
 						    d->digest);
@@ -217,7 +198,7 @@ static int layout_root(struct source *s, struct kmm_oci_descriptor *ret, struct 
 	fd = openat(s->layout_fd, "index.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return kmm_error_make_errno(err, errno, "image %s: index.json", s->image);
-	r = read_capped(fd, KMM_OCI_MANIFEST_MAX, &b);
+	r = kmm_read_fd(fd, KMM_OCI_MANIFEST_MAX, &b);
 	if (r < 0)
 		return kmm_error_make_errno(err, -r, "image %s: index.json", s->image);
 	r = kmm_oci_manifest_parse(b.data ? b.data : "", b.len, KMM_MT_OCI_INDEX, &index, err);

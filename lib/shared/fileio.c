@@ -11,35 +11,43 @@
 #include "kmm/buf.h"
 #include "kmm/fileio.h"
 
+int kmm_read_fd(int fd, size_t max, struct kmm_buf *ret)
+{
+	char chunk[16384];
+	ssize_t n;
+
+	kmm_buf_init(ret, max);
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		int r;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		r = kmm_buf_append(ret, chunk, (size_t)n);
+		if (r < 0)
+			return r == -E2BIG ? -EFBIG : r;
+	}
+	return 0;
+}
+
 int kmm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len,
 		  struct kmm_error **err)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_buf_ struct kmm_buf b;
-	char chunk[16384];
-	ssize_t n;
 	int r;
 
 	kmm_buf_init(&b, max);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return kmm_error_make_errno(err, errno, "open %s", path);
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return kmm_error_make_errno(err, errno, "read %s", path);
-		if (n == 0)
-			break;
-		r = kmm_buf_append(&b, chunk, (size_t)n);
-		if (r == -E2BIG)
-			return kmm_error_make(err, EFBIG,
-					      "%s: file is larger than the limit of %zu bytes",
-					      path, max);
-		if (r < 0)
-			return kmm_error_make_errno(err, -r, "read %s", path);
-	}
+	r = kmm_read_fd(fd, max, &b);
+	if (r == -EFBIG)
+		return kmm_error_make(err, EFBIG, "%s: file is larger than the limit of %zu bytes",
+				      path, max);
+	if (r < 0)
+		return kmm_error_make_errno(err, -r, "read %s", path);
 	if (ret_len)
 		*ret_len = b.len;
 	*ret_data = kmm_buf_steal(&b);

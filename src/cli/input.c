@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kmm/api.h"
 #include "kmm/buf.h"
+#include "kmm/fileio.h"
 #include "kmm/json.h"
 #include "kmm/yaml.h"
 #include "src/cli/kmmctl.h"
@@ -45,27 +47,16 @@ static int push_doc(struct kmmctl_docs *d, json_t *j, const char *file, size_t i
 
 static int read_stdin(char **ret, size_t *ret_len, struct kmm_error **err)
 {
-	struct kmm_buf b;
-	char chunk[65536];
-	size_t n;
+	_cleanup_buf_ struct kmm_buf b;
+	int r = kmm_read_fd(STDIN_FILENO, KMMCTL_MAX_FILE, &b);
 
-	kmm_buf_init(&b, KMMCTL_MAX_FILE);
-	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
-		int r = kmm_buf_append(&b, chunk, n);
-
-		if (r < 0) {
-			kmm_buf_free(&b);
-			return kmm_error_make(err, -r, "<stdin>: input larger than %d bytes",
-					      KMMCTL_MAX_FILE);
-		}
-	}
-	if (ferror(stdin)) {
-		kmm_buf_free(&b);
-		return kmm_error_make_errno(err, EIO, "<stdin>");
-	}
+	if (r == -EFBIG)
+		return kmm_error_make(err, E2BIG, "<stdin>: input larger than %d bytes",
+				      KMMCTL_MAX_FILE);
+	if (r < 0)
+		return kmm_error_make_errno(err, -r, "<stdin>");
 	*ret_len = b.len;
 	*ret = kmm_buf_steal(&b);
-	kmm_buf_free(&b);
 	return *ret ? 0 : kmm_error_make(err, ENOMEM, "out of memory");
 }
 
