@@ -8,9 +8,10 @@
  *      ("mapping not found"); a Module without moduleLoader -> Success
  *      (nothing to load);
  *   2. the image goes into a ModuleImagesConfig of its own,
- *      "<module>-preflight" in the Module's namespace, controlled by the
- *      PreflightValidation (pushBuiltImage from the PFV): mic.c checks the
- *      registry, and builds and signs through the MBSC when the mapping asks;
+ *      "<module>-preflight-<pfv>" in the Module's namespace, controlled by
+ *      the PreflightValidation (pushBuiltImage from the PFV): mic.c checks
+ *      the registry, and builds and signs through the MBSC when the mapping
+ *      asks;
  *   3. that MIC's state of the image: Exists -> Success; DoesNotExist ->
  *      Failure, with why (the build or sign failed; or the registry's answer
  *      when the mapping has neither: mic.c says DoesNotExist then, so unlike
@@ -21,9 +22,9 @@
  *      holds); entries of Modules gone are dropped and their MICs deleted.
  *
  * The status patch names the resourceVersion read: a stale cache gets 409 and
- * the retry reads a newer one. The MIC of a Module that another PFV verifies
- * at the same time is left to it (InProgress, saying which) until it is gone.
- * Nothing here waits: MIC status changes, Module edits and PFV edits bring the
+ * the retry reads a newer one. Several PFVs (kernels) verify at the same
+ * time, each with its MICs (upstream shares "<module>-preflight" between
+ * them). Nothing here waits: MIC status changes, Module edits and PFV edits bring the
  * key back. kmm_preflight_num is the number of PFVs the cache holds.
  */
 #include <errno.h>
@@ -38,7 +39,8 @@
 const struct kmm_kube_resource kmm_op_pfvs = { KMM_API_GROUP, "v1beta2", "preflightvalidations",
 					       false };
 
-#define PREFLIGHT_SUFFIX "-preflight"
+#define PREFLIGHT_INFIX "-preflight-"
+#define NAME_MAX_LEN 253 /* a DNS subdomain */
 #define PFV_KIND "PreflightValidation"
 
 #define VERIFY_SUCCESS "Success"
@@ -60,9 +62,17 @@ static bool is(const char *a, const char *b)
 	return a && b && strcmp(a, b) == 0;
 }
 
-static void mic_name(char *buf, size_t size, const char *module)
+/*
+ * "<module>-preflight-<pfv>": one MIC per Module and PFV, so that PFVs of
+ * several kernels verify at the same time (upstream's "<module>-preflight"
+ * is shared, and a second PFV fails on its controller reference). False
+ * when the name is too long for an object name.
+ */
+static bool mic_name(char *buf, size_t size, const char *module, const char *pfv)
 {
-	snprintf(buf, size, "%s%s", module, PREFLIGHT_SUFFIX);
+	int n = snprintf(buf, size, "%s%s%s", module, PREFLIGHT_INFIX, pfv);
+
+	return n > 0 && n <= NAME_MAX_LEN && (size_t)n < size;
 }
 
 /* The name of the PreflightValidation controlling a MIC, or NULL. */
@@ -255,15 +265,24 @@ static int verify_module(struct kmm_op_engine *op, const struct kmm_pfv *pfv,
 		kmm_error_free(e);
 		return 0;
 	}
-	mic_name(name, sizeof(name), m->name);
+	if (!mic_name(name, sizeof(name), m->name, pfv->name)) {
+		v->status = VERIFY_FAILURE;
+		snprintf(
+		    v->reason, sizeof(v->reason),
+		    "the preflight ModuleImagesConfig's name, <module>%s<pfv>, would be longer "
+		    "than %d characters",
+		    PREFLIGHT_INFIX, NAME_MAX_LEN);
+		return 0;
+	}
 	snprintf(key, sizeof(key), "%s/%s", m->namespace, name);
 	mic = kmm_informer_get(op->cache[KMM_OP_CACHE_MICS], key);
 	owner = mic ? pfv_controller(kmm_obj_json(mic), &owner_uid) : NULL;
+	/* A name clash (or a PFV of the same name deleted and made again, until
+	 * the garbage collector is done) does not go away by waiting on it. */
 	if (mic && !(is(owner, pfv->name) && is(owner_uid, str(pfv->metadata, "uid")))) {
-		v->status = VERIFY_IN_PROGRESS;
+		v->status = VERIFY_FAILURE;
 		snprintf(v->reason, sizeof(v->reason),
-			 "waiting for ModuleImagesConfig %s, in use by %s %s", key,
-			 owner ? PFV_KIND : "another owner", owner ?: "");
+			 "ModuleImagesConfig %s exists and is not this PreflightValidation's", key);
 		return 0;
 	}
 	spec = mic_spec(pfv, m, res);
@@ -361,7 +380,8 @@ static int forget_gone(struct kmm_op_engine *op, const struct kmm_pfv *pfv, cons
 
 		if (!ns || !mod || old_entry(modules, ns, mod))
 			continue;
-		mic_name(name, sizeof(name), mod);
+		if (!mic_name(name, sizeof(name), mod, pfv->name))
+			continue;
 		snprintf(key, sizeof(key), "%s/%s", ns, name);
 		mic = kmm_informer_get(op->cache[KMM_OP_CACHE_MICS], key);
 		if (!mic || !is(pfv_controller(kmm_obj_json(mic), &uid), pfv->name) ||
@@ -496,20 +516,13 @@ static bool mic_status_changed(struct kmm_op_engine *op, void *state, const stru
 	return kmm_op_status_differs(old, obj);
 }
 
-/*
- * A preflight MIC's state moved: its PFV reads it. One deleted: a PFV that
- * waited for another's MIC of that Module may go on.
- */
+/* A preflight MIC's state moved, or it was deleted: its PFV reads (or makes) it. */
 static void enqueue_from_mic(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
 			     const struct kmm_obj *obj, enum kmm_op_event ev)
 {
 	const char *owner = pfv_controller(kmm_obj_json(obj), NULL);
 
-	if (!owner)
-		return;
-	if (ev == KMM_OP_DELETED)
-		enqueue_all_pfvs(op);
-	else
+	if (owner)
 		kmm_op_ctl_enqueue(op->ctl[KMM_OP_PREFLIGHT], owner);
 }
 
@@ -559,7 +572,7 @@ static int pfv_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_
 const struct kmm_op_reconciler kmm_op_preflight_reconciler = {
 	.name = "preflightvalidation",
 	.log_name = "preflight",
-	.workers = 1, /* as upstream: PFVs of one Module share its preflight MIC */
+	.workers = 1, /* as upstream: a handful of PFVs at most */
 	.watches = pfv_watches,
 	.n_watches = KMM_ARRAY_SIZE(pfv_watches),
 	.state_new = pfv_state_new,
