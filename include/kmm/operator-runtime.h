@@ -244,7 +244,7 @@ const char *kmm_op_node_kernel(const json_t *node);
 const char *kmm_op_node_boot_id(const json_t *node);
 bool kmm_op_node_ready(const json_t *node);
 /* What moved between two versions of a node, as KMM_OP_NODE_* bits. */
-#define KMM_OP_NODE_TARGETING 1 /* labels (but kmm's ready labels), taints, schedulable, kernel */
+#define KMM_OP_NODE_TARGETING 1 /* labels (but those kmm writes), taints, schedulable, kernel */
 #define KMM_OP_NODE_READY 2	/* its Ready condition */
 #define KMM_OP_NODE_LABELS 4	/* any label, kmm's own included */
 int kmm_op_node_change(const struct kmm_obj *old, const struct kmm_obj *new);

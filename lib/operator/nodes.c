@@ -174,7 +174,22 @@ char *kmm_op_nmc_in_use_label(const char *ns, const char *name)
 	return fmt(KMM_NMC_LABEL_PREFIX, ns, name, "module-in-use");
 }
 
-/* Labels other than the ready labels kmm itself writes. */
+/*
+ * A node label kmm writes itself (kmm.node.kubernetes.io/<ns>.<name>.ready,
+ * .version.ready, .device-plugin-ready, .device-plugin-target, ...), not one
+ * that says where Modules go (such as the user's version-module labels).
+ */
+static bool written_by_kmm(const char *k)
+{
+	size_t n = strlen(k), plen = strlen(KMM_NODE_LABEL_PREFIX);
+
+	if (strncmp(k, KMM_NODE_LABEL_PREFIX, plen) != 0)
+		return false;
+	return (n > plen + 5 && strcmp(k + n - 5, "ready") == 0) ||
+	       (n > plen + 21 && strcmp(k + n - 21, ".device-plugin-target") == 0);
+}
+
+/* Labels other than those kmm itself writes. */
 static bool labels_differ(const json_t *a, const json_t *b)
 {
 	const json_t *la = json_object_get(json_object_get(a, "metadata"), "labels");
@@ -184,10 +199,7 @@ static bool labels_differ(const json_t *a, const json_t *b)
 
 	for (int pass = 0; pass < 2; pass++) {
 		json_object_foreach ((json_t *)(pass ? lb : la), k, v) {
-			size_t n = strlen(k);
-
-			if (strncmp(k, KMM_NODE_LABEL_PREFIX, strlen(KMM_NODE_LABEL_PREFIX)) == 0 &&
-			    n > 6 && strcmp(k + n - 6, ".ready") == 0)
+			if (written_by_kmm(k))
 				continue;
 			if (!kmm_json_same(v, json_object_get(pass ? la : lb, k)))
 				return true;

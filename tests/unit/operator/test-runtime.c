@@ -13,6 +13,7 @@
 
 #include "kmm/json.h"
 #include "kmm/operator-runtime.h"
+#include "lib/informer/informer-internal.h"
 
 static json_t *parse(const char *text)
 {
@@ -201,6 +202,45 @@ static void test_labels_and_selector(void **state)
 	assert_true(kmm_op_node_ready(node));
 }
 
+static struct kmm_obj *node_obj(const char *text)
+{
+	_cleanup_json_ json_t *j = parse(text);
+	struct kmm_obj *o = NULL;
+
+	assert_int_equal(kube_obj_new(j, "n1", &o), 0);
+	return o;
+}
+
+/* What moved on a node decides who reconciles: kmm's own labels are not targeting. */
+static void test_node_change(void **state)
+{
+	struct kmm_obj *base = node_obj("{\"metadata\":{\"labels\":{\"gpu\":\"yes\"}}}");
+	struct kmm_obj *own =
+	    node_obj("{\"metadata\":{\"labels\":{\"gpu\":\"yes\","
+		     "\"kmm.node.kubernetes.io/ns.m.ready\":\"\","
+		     "\"kmm.node.kubernetes.io/ns.m.device-plugin-ready\":\"\","
+		     "\"kmm.node.kubernetes.io/ns.m.device-plugin-target\":\"\"}}}");
+	struct kmm_obj *version =
+	    node_obj("{\"metadata\":{\"labels\":{\"gpu\":\"yes\","
+		     "\"kmm.node.kubernetes.io/version-module.ns.m\":\"2\"}}}");
+	struct kmm_obj *user = node_obj("{\"metadata\":{\"labels\":{\"gpu\":\"no\"}}}");
+	struct kmm_obj *tainted = node_obj("{\"metadata\":{\"labels\":{\"gpu\":\"yes\"}},"
+					   "\"spec\":{\"taints\":[{\"key\":\"k\"}]}}");
+
+	assert_int_equal(kmm_op_node_change(base, base), 0);
+	assert_int_equal(kmm_op_node_change(base, own), KMM_OP_NODE_LABELS);
+	assert_int_equal(kmm_op_node_change(base, version),
+			 KMM_OP_NODE_TARGETING | KMM_OP_NODE_LABELS);
+	assert_int_equal(kmm_op_node_change(base, user),
+			 KMM_OP_NODE_TARGETING | KMM_OP_NODE_LABELS);
+	assert_int_equal(kmm_op_node_change(base, tainted), KMM_OP_NODE_TARGETING);
+	kmm_obj_unref(base);
+	kmm_obj_unref(own);
+	kmm_obj_unref(version);
+	kmm_obj_unref(user);
+	kmm_obj_unref(tainted);
+}
+
 static void test_overlay(void **state)
 {
 	struct kmm_op_overlay *o = kmm_op_overlay_new();
@@ -305,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_loader_shape),
 		cmocka_unit_test(test_firmware_loader_is_root),
 		cmocka_unit_test(test_hash_changes_with_spec),
+		cmocka_unit_test(test_node_change),
 		cmocka_unit_test(test_taints),
 		cmocka_unit_test(test_labels_and_selector),
 		cmocka_unit_test(test_overlay),
