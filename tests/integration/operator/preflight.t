@@ -5,7 +5,8 @@ v1beta2 PreflightValidation verifies every Module for its kernel (an image in
 the testenv registry: Success; an image that does not exist and has no build:
 Failure saying why, not InProgress; no mapping: Failure), the status in
 upstream's fields, the preflight MICs controlled by the PFV, a missing image
-pushed later turning into Success, kmm_preflight_num, and a v1beta1
+pushed later turning into Success, a build's stages (InProgress, then
+Success once the build pod completed), kmm_preflight_num, and a v1beta1
 PreflightValidation through the conversion webhook (kmm-webhook started here,
 the CRD's conversion pointed at it and restored at the end)."""
 
@@ -19,7 +20,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oplib import (BUILD, Operator, Tap, apply, force_cleanup, kj, kubectl,  # noqa: E402
-                   module_obj, preflight, push_image, wait)
+                   module_obj, preflight, push_image, testenv, wait)
 
 K = "6.8.0-31-generic"
 ID = os.getpid()
@@ -27,6 +28,9 @@ REG = os.environ.get("KMM_TESTENV_REGISTRY", "")
 NS = f"op-pf-{ID}"
 PFV = f"op-pf-{ID}"
 PFV1 = f"op-pf1-{ID}"
+PFVB = f"op-pfb-{ID}"
+NSB = f"op-pf-b-{ID}"
+NODEB = f"op-pf-b-{ID}-n"
 CRD = "preflightvalidations.kmm.sigs.x-k8s.io"
 WEBHOOK = os.path.join(BUILD, "src", "webhook", "kmm-webhook")
 t = Tap()
@@ -41,15 +45,15 @@ def pfv_obj(name, version="v1beta2"):
             "metadata": {"name": name}, "spec": {"kernelVersion": K}}
 
 
-def verdicts(name):
-    """{module: status entry} of a PFV read as v1beta2."""
+def verdicts(name, ns=NS):
+    """{module: status entry} of a PFV read as v1beta2, for the Modules of ns."""
     o = kj("get", f"preflightvalidations.v1beta2.kmm.sigs.x-k8s.io/{name}", "--ignore-not-found") or {}
     return {e.get("name"): e for e in (o.get("status") or {}).get("modules") or []
-            if e.get("namespace") == NS}
+            if e.get("namespace") == ns}
 
 
-def verdict_is(name, mod, status):
-    e = verdicts(name).get(mod)
+def verdict_is(name, mod, status, ns=NS):
+    e = verdicts(name, ns).get(mod)
     return e if e and e.get("verificationStatus") == status else None
 
 
@@ -185,6 +189,35 @@ def v1beta1_conversion(op):
         wh.stop()
 
 
+def build_stages(op):
+    """A mapping with a build: InProgress at stage Image while the build pod waits
+    for a node its build.selector matches, then Success once kwok completes it."""
+    ns = NSB
+    kubectl("create", "namespace", ns)
+    apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "op-pf-dockerfile", "namespace": ns},
+           "data": {"dockerfile": "FROM scratch\n"}})
+    repo = f"op-pf/built-{ID}"
+    build = {"dockerfileConfigMap": {"name": "op-pf-dockerfile"},
+             "baseImageRegistryTLS": {"insecure": True}, "selector": {"op-pf/builder": f"{ID}"}}
+    apply(module_obj(ns, "bld", {"op-pf/none": "x"},
+                     mapping(f"{REG}/{repo}:${{KERNEL_FULL_VERSION}}"), build=build))
+    apply(pfv_obj(PFVB))
+    e = wait(lambda: verdict_is(PFVB, "bld", "InProgress", ns)
+             if "being built" in (verdicts(PFVB, ns).get("bld") or {}).get("statusReason", "") else None, 60)
+    t.ok(e and e.get("verificationStage") == "Image",
+         "build: InProgress at stage Image, the image is being built", verdicts(PFVB, ns))
+    mic = f"bld-preflight-{PFVB}"
+    p = wait(lambda: kj("get", "pod", "-n", ns, f"{mic}-build-{K.replace('.', '-')}", "--ignore-not-found"), 30)
+    args = p["spec"]["containers"][0].get("args", []) if p else []
+    t.ok(p and "--no-push" in args, "build: the build pod runs for the preflight MIC, --no-push "
+         "(the PFV's pushBuiltImage is false)", args)
+    testenv("nodes", "add", NODEB, "--count", "1", "--kernel", K, "--label", f"op-pf/builder={ID}")
+    e = wait(lambda: verdict_is(PFVB, "bld", "Success", ns), 90, 1)
+    t.ok(e and e.get("verificationStage") == "Done",
+         "build: the build pod succeeded -> Success, stage Done", verdicts(PFVB, ns))
+    kubectl("delete", "pfv", PFVB, "--wait=false")
+
+
 def pfv_deleted(op):
     kubectl("delete", f"preflightvalidations.v1beta2.kmm.sigs.x-k8s.io/{PFV}", "--wait=false")
     gone = wait(lambda: not kj("get", "moduleimagesconfigs.kmm.sigs.x-k8s.io", "-n", NS,
@@ -198,12 +231,13 @@ def main():
     preflight()
     kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
     op = Operator("preflight", f"op-pf-system-{ID}",
+                  extra_env={"RELATED_IMAGE_BUILD": "registry.example/kaniko:v1.23.2"},
                   extra_config=[f"registryCAFile: {os.environ.get('KMM_TESTENV_REGISTRY_TLS_CA', '')}"])
     kubectl("create", "namespace", f"op-pf-system-{ID}", check=False)
     op.start()
     try:
         t.ok(op.ports() is not None, "operator: started", op.logtext()[-2000:])
-        for fn in (v2_verdicts, v1beta1_conversion, pfv_deleted):
+        for fn in (v2_verdicts, v1beta1_conversion, pfv_deleted, build_stages):
             try:
                 fn(op)
             except Exception:  # noqa: BLE001 - one broken case must not hide the others
@@ -214,9 +248,10 @@ def main():
         san = [ln for ln in op.logtext().splitlines()
                if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln or "LeakSanitizer" in ln]
         t.ok(not san, "operator: no sanitizer reports", "\n".join(san[:20]))
-        kubectl("delete", "pfv", PFV, PFV1, "--ignore-not-found", "--wait=false", check=False)
-        for ns in (NS, f"op-pf-system-{ID}"):
+        kubectl("delete", "pfv", PFV, PFV1, PFVB, "--ignore-not-found", "--wait=false", check=False)
+        for ns in (NS, NSB, f"op-pf-system-{ID}"):
             force_cleanup(ns, [])
+        force_cleanup(f"op-pf-none-{ID}", [f"{NODEB}-1"])
     return t.finish()
 
 
