@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "kmm/informer.h"
-#include "kmm/jsonl.h"
+#include "kmm/shared-jsonl.h"
 #include "kmm/kube.h"
-#include "kmm/watch.h"
+#include "kmm/kube-watch.h"
 
 static char ns[64];
 

@@ -32,8 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
-#include "kmm/macro.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-macro.h"
 
 #define KMM_API_GROUP "kmm.sigs.x-k8s.io"
 #define KMM_API_VERSION "kmm.sigs.x-k8s.io/v1beta1"

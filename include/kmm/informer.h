@@ -32,7 +32,7 @@
 
 #include <jansson.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kube.h"
 
 struct kmm_obj;
@@ -100,7 +100,7 @@ struct kmm_informer_options {
 	int64_t resync_ms;	       /* 0 = never: on_update(o, o) for every object */
 	long watch_timeout_seconds;    /* server-side stream timeout (default 300) */
 	long page_size;		       /* LIST page size (default 500) */
-	size_t max_frame;	       /* watch frame cap (default kmm/watch.h) */
+	size_t max_frame;	       /* watch frame cap (default kmm/kube-watch.h) */
 };
 
 struct kmm_informer_handlers {

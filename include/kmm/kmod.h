@@ -26,8 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
-#include "kmm/macro.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-macro.h"
 
 /* One libkmod context over one module tree. Not thread-safe. */
 struct kmm_kmod;

@@ -3,7 +3,7 @@
  * The Kubernetes API client: transport and typed-by-resource requests.
  *
  * Threads: a struct kmm_kube_client is safe to use from any number of threads
- * at once. Every transfer (requests, batches, watches in kmm/watch.h) is
+ * at once. Every transfer (requests, batches, watches in kmm/kube-watch.h) is
  * run by one thread the client starts on first use, on one curl multi handle:
  * over HTTP/2 they all share one connection, as streams. The calling thread
  * waits for its own transfer; callbacks it gives run on the calling thread.
@@ -30,7 +30,7 @@
 
 #include <jansson.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kubeconfig.h"
 
 struct kmm_kube_client;

@@ -24,7 +24,7 @@
 
 #include <jansson.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 /* An exec credential plugin (users[].user.exec). */
 struct kmm_kube_exec {

@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/buildsign.h"
-#include "kmm/error.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-error.h"
 
 #define KMM_OPERATOR_CONFIG_KEY "controller_config.yaml"
 

@@ -3,17 +3,17 @@
  * kmm-operator's metrics server as upstream configures it: metrics.bindAddress,
  * metrics.secureServing (HTTPS with the certificate of a directory, or a
  * self-signed one made at start) and metrics.enableAuthnAuthz (TokenReview +
- * SubjectAccessReview of every request, see kmm/kube-auth.h).
+ * SubjectAccessReview of every request, see kmm/server-kube-auth.h).
  */
 #ifndef KMM_OPERATOR_METRICS_H
 #define KMM_OPERATOR_METRICS_H
 
 #include <stdbool.h>
 
-#include "kmm/error.h"
-#include "kmm/httpd.h"
+#include "kmm/shared-error.h"
+#include "kmm/server-httpd.h"
 #include "kmm/kube.h"
-#include "kmm/metrics.h"
+#include "kmm/server-metrics.h"
 #include "kmm/operator-config.h"
 
 /*

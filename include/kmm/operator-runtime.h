@@ -26,10 +26,10 @@
 #include <jansson.h>
 
 #include "kmm/api.h"
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/informer.h"
 #include "kmm/kube.h"
-#include "kmm/metrics.h"
+#include "kmm/server-metrics.h"
 #include "kmm/operator-config.h"
 
 #define KMM_OP_FIELD_MANAGER "kmm-operator"
@@ -52,7 +52,7 @@ extern const struct kmm_kube_resource kmm_op_modules, kmm_op_nmcs;
 
 struct kmm_op_ctl;
 
-/* A reconcile as in kmm/workqueue.h. */
+/* A reconcile as in kmm/controller-workqueue.h. */
 typedef int64_t (*kmm_op_reconcile_fn)(const char *key, void *userdata, struct kmm_error **err);
 
 /* Registers the controller's metrics in m (borrowed; must outlive the controller). */

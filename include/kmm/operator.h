@@ -38,11 +38,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/informer.h"
 #include "kmm/kube.h"
-#include "kmm/log.h"
-#include "kmm/metrics.h"
+#include "kmm/shared-log.h"
+#include "kmm/server-metrics.h"
 #include "kmm/operator-config.h"
 
 /* What the operator caches. The order is the order caches start and sync in. */
@@ -127,7 +127,7 @@ extern const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILE
 
 /*
  * Where the engine's log lines go (the library itself never prints): level,
- * message, then NULL-terminated key/value string pairs as in kmm/log.h.
+ * message, then NULL-terminated key/value string pairs as in kmm/shared-log.h.
  */
 typedef void (*kmm_op_log_fn)(enum kmm_log_level level, const char *msg, va_list fields);
 
@@ -142,7 +142,7 @@ struct kmm_op_engine_options {
 	 * (upstream #1004); 0: the default, 300.
 	 */
 	int64_t unload_pull_timeout_s;
-	kmm_op_log_fn log; /* NULL: silent; kmm_logv: kmm/log.h's lines */
+	kmm_op_log_fn log; /* NULL: silent; kmm_logv: kmm/shared-log.h's lines */
 };
 
 /* Creates the caches (not started), the reconcilers' states and controllers, the metrics. */

@@ -36,8 +36,8 @@
 
 #include <sys/socket.h>
 
-#include "kmm/error.h"
-#include "kmm/macro.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-macro.h"
 
 /*
  * A parsed image reference, Docker style:

@@ -35,8 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
-#include "kmm/macro.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-macro.h"
 
 /* Largest module accepted, compressed or not. */
 #define KMM_SIGN_MAX_FILE_SIZE ((size_t)512 * 1024 * 1024)

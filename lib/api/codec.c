@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 #include "lib/api/codec-internal.h"
 
 #define MEMBER(base, off, type) ((type *)(void *)((char *)(base) + (off)))

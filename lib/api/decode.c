@@ -6,10 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
-#include "kmm/yaml.h"
-#include "kmm/strv.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-yaml.h"
+#include "kmm/shared-strv.h"
 #include "lib/api/decode.h"
 
 char *path_key(const char *parent, const char *key)

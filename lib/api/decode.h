@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "kmm/api.h"
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 struct dec {
 	unsigned flags;

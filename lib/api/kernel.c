@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/hashmap.h"
-#include "kmm/kernel.h"
-#include "kmm/strv.h"
-#include "kmm/template.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/api-kernel.h"
+#include "kmm/shared-strv.h"
+#include "kmm/api-template.h"
 #include "lib/api/decode.h"
 
 char *kmm_kernel_trim(const char *k)

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/strv.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-strv.h"
+#include "kmm/shared-yaml.h"
 #include "lib/api/codec-internal.h"
 
 /* The CRD requires both lists, with at least one item each. */

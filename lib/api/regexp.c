@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/kernel.h"
+#include "kmm/api-kernel.h"
 
 #define RE2_MAX_REPEAT 1000
 #define MATCH_LIMIT 200000

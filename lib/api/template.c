@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
-#include "kmm/template.h"
+#include "kmm/shared-buf.h"
+#include "kmm/api-template.h"
 
 #define TEMPLATE_MAX (64 * 1024)
 #define TEMPLATE_MAX_DEPTH 32

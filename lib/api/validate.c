@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/fileio.h"
-#include "kmm/kernel.h"
-#include "kmm/strv.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/api-kernel.h"
+#include "kmm/shared-strv.h"
 #include "lib/api/decode.h"
 #include "lib/api/validate-internal.h"
 #include "lib/testable.h"

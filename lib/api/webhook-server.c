@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
-#include "kmm/httpd.h"
-#include "kmm/log.h"
-#include "kmm/webhook.h"
+#include "kmm/shared-buf.h"
+#include "kmm/server-httpd.h"
+#include "kmm/shared-log.h"
+#include "kmm/api-webhook.h"
 
 struct kmm_webhook_server {
 	struct kmm_webhook_options hooks;

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/json.h"
-#include "kmm/webhook.h"
+#include "kmm/shared-json.h"
+#include "kmm/api-webhook.h"
 
 #define NS_DELETE_MESSAGE                                                                          \
 	"namespace contains one or more Module resources; delete those before deleting the "       \

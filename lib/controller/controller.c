@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "kmm/workqueue.h"
+#include "kmm/controller-workqueue.h"
 
 struct kmm_controller {
 	struct kmm_workqueue *q;

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/clock.h"
-#include "kmm/events.h"
-#include "kmm/hashmap.h"
-#include "kmm/log.h"
+#include "kmm/shared-clock.h"
+#include "kmm/controller-events.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/shared-log.h"
 
 #define MAX_SERIES 4096
 

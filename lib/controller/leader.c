@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Lease-based leader election. See include/kmm/leader.h and docs/internals/leader-election.md. */
+/* Lease-based leader election. See include/kmm/controller-leader.h and docs/internals/leader-election.md. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -7,10 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/clock.h"
-#include "kmm/leader.h"
-#include "kmm/log.h"
-#include "kmm/watch.h"
+#include "kmm/shared-clock.h"
+#include "kmm/controller-leader.h"
+#include "kmm/shared-log.h"
+#include "kmm/kube-watch.h"
 
 /* Server-side timeout of one watch stream on the Lease; it is then reopened. */
 #define LEASE_WATCH_TIMEOUT_S 300

@@ -13,9 +13,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/clock.h"
-#include "kmm/hashmap.h"
-#include "kmm/workqueue.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/controller-workqueue.h"
 
 struct delayed {
 	char *key;

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/clock.h"
-#include "kmm/hashmap.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-hashmap.h"
 #include "kmm/informer.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
-#include "kmm/watch.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
+#include "kmm/kube-watch.h"
 #include "lib/informer/informer-internal.h"
 
 #define MAX_HANDLERS 8

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "kmm/informer.h"
 #include "lib/informer/informer-internal.h"
 

@@ -17,10 +17,10 @@
 
 #include <linux/openat2.h>
 
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/kmod.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 #include "lib/kmod/kmod-internal.h"
 
 /* Deeper trees than this are not module or firmware trees. */

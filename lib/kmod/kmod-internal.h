@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "lib/testable.h"
 
 /* Where the kernel log is read from while a module is inserted. */

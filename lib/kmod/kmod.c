@@ -13,10 +13,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "kmm/kmod.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
 #include "lib/kmod/kmod-internal.h"
 
 struct kmm_kmod {

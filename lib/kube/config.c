@@ -12,10 +12,10 @@
 
 #include <openssl/evp.h>
 
-#include "kmm/fileio.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/kubeconfig.h"
-#include "kmm/yaml.h"
-#include "kmm/strv.h"
+#include "kmm/shared-yaml.h"
+#include "kmm/shared-strv.h"
 #include "lib/kube/kube-internal.h"
 #include "lib/testable.h"
 

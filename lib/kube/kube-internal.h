@@ -11,7 +11,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kube.h"
 
 /*

@@ -9,9 +9,9 @@
 
 #include <curl/curl.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "kmm/kube.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 #include "lib/kube/kube-internal.h"
 
 const struct kmm_kube_resource kmm_kube_pods = { "", "v1", "pods", true };

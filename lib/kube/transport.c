@@ -22,12 +22,12 @@
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 
-#include "kmm/buf.h"
-#include "kmm/clock.h"
-#include "kmm/fileio.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/kube.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
 #include "version.h"
 #include "lib/kube/kube-internal.h"
 #include "lib/testable.h"

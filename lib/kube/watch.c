@@ -15,11 +15,11 @@
 
 #include <curl/curl.h>
 
-#include "kmm/buf.h"
-#include "kmm/clock.h"
-#include "kmm/jsonl.h"
-#include "kmm/log.h"
-#include "kmm/watch.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-jsonl.h"
+#include "kmm/shared-log.h"
+#include "kmm/kube-watch.h"
 #include "lib/kube/kube-internal.h"
 
 /*

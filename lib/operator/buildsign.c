@@ -17,10 +17,10 @@
 
 #include <openssl/evp.h>
 
-#include "kmm/buf.h"
-#include "kmm/buildsign.h"
-#include "kmm/json.h"
-#include "kmm/strv.h"
+#include "kmm/shared-buf.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-strv.h"
 
 #define DNS_LABEL_MAX 63
 #define DNS_SUBDOMAIN_MAX 253

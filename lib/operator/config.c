@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/json.h"
-#include "kmm/fileio.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/operator-config.h"
 #include "kmm/operator-runtime.h"
 #include "kmm/registry.h"
-#include "kmm/strv.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-strv.h"
+#include "kmm/shared-yaml.h"
 
 #define CONFIG_MAX (1024 * 1024)
 

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 #include "deviceplugin.h"
 

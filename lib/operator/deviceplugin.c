@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "deviceplugin.h"
 #include "engine-internal.h"
 

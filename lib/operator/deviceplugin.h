@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "kmm/api.h"
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 /* Labels and annotations of device plugin DaemonSets and nodes (reference §3.6, §3.14). */
 #define KMM_LABEL_ROLE "kmm.node.kubernetes.io/role"

@@ -14,13 +14,13 @@
 
 #include <jansson.h>
 
-#include "kmm/buildsign.h"
-#include "kmm/hashmap.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-hashmap.h"
 #include "kmm/informer.h"
-#include "kmm/json.h"
-#include "kmm/leader.h"
-#include "kmm/kernel.h"
-#include "kmm/metrics.h"
+#include "kmm/shared-json.h"
+#include "kmm/controller-leader.h"
+#include "kmm/api-kernel.h"
+#include "kmm/server-metrics.h"
 #include "kmm/operator-config.h"
 #include "kmm/operator-runtime.h"
 #include "kmm/operator.h"
@@ -51,7 +51,7 @@ struct kmm_op_engine {
 	kmm_op_log_fn log; /* NULL: silent */
 };
 
-/* A log line through the engine's log function (kmm/log.h's fields, NULL-terminated). */
+/* A log line through the engine's log function (kmm/shared-log.h's fields, NULL-terminated). */
 void kmm_op_log(struct kmm_op_engine *op, enum kmm_log_level level, const char *msg, ...)
     _sentinel_;
 

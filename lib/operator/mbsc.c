@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ModuleBuildSignConfig reconciler (reference §1.4, §3.4, §3.12): one build
- * or sign pod per spec.images[] entry, rendered by kmm/buildsign.h. Reads
+ * or sign pod per spec.images[] entry, rendered by kmm/operator-buildsign.h. Reads
  * top to bottom:
  *
  *   1. per entry: a recorded Success stays (a sign entry whose key or cert
@@ -31,8 +31,8 @@
 
 #include <openssl/evp.h>
 
-#include "kmm/json.h"
-#include "kmm/log.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-log.h"
 #include "engine-internal.h"
 
 /* What the MBSC reconciler keeps between reconciles. */

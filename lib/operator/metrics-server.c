@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kmm/kube-auth.h"
+#include "kmm/server-kube-auth.h"
 #include "kmm/operator-metrics.h"
 #include "kmm/operator.h"
 

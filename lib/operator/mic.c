@@ -33,8 +33,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/json.h"
-#include "kmm/log.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-log.h"
 #include "kmm/registry.h"
 #include "engine-internal.h"
 

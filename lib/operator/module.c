@@ -26,9 +26,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/json.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
 #include "engine-internal.h"
 
 /* What the Module reconciler keeps between reconciles. */

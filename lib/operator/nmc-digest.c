@@ -16,10 +16,10 @@
 #include <openssl/evp.h>
 
 #include "kmm/api.h"
-#include "kmm/hashmap.h"
-#include "kmm/json.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/shared-json.h"
 #include "kmm/kube.h"
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 #include "kmm/operator-runtime.h"
 
 struct module_digest {

@@ -24,17 +24,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/events.h"
-#include "kmm/json.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
+#include "kmm/controller-events.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
 #include "engine-internal.h"
 
 /* What the NMC reconciler keeps between reconciles: what the pod cache may not show yet. */
 struct nmc_reconciler_state {
 	struct kmm_op_keyset *pods_created;  /* "ns/name" created, not yet in the cache */
 	struct kmm_op_keyset *pods_released; /* uids released, not yet gone from the cache */
-	/* Events that failed retryably, kept for a later reconcile (kmm/events.h has the bounds). */
+	/* Events that failed retryably, kept for a later reconcile (kmm/controller-events.h has the bounds). */
 	struct kmm_event_queue *events;
 };
 

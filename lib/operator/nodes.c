@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 
 static const char *str_at(const json_t *obj, const char *key)

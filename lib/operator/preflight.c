@@ -33,7 +33,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "engine-internal.h"
 
 const struct kmm_kube_resource kmm_op_pfvs = { KMM_API_GROUP, "v1beta2", "preflightvalidations",

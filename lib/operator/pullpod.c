@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 
 /*

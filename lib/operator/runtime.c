@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kmm/hashmap.h"
-#include "kmm/json.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
-#include "kmm/workqueue.h"
+#include "kmm/controller-workqueue.h"
 
 const struct kmm_kube_resource kmm_op_modules = { KMM_API_GROUP, "v1beta1", "modules", true };
 const struct kmm_kube_resource kmm_op_nmcs = { KMM_API_GROUP, "v1beta1", "nodemodulesconfigs",

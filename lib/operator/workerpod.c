@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 
 char *kmm_op_worker_pod_name(const char *node, const char *module)
 {

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/clock.h"
+#include "kmm/shared-clock.h"
 #include "lib/registry/registry-client.h"
 
 struct job {

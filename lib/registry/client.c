@@ -21,11 +21,11 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "kmm/buf.h"
-#include "kmm/clock.h"
-#include "kmm/fileio.h"
-#include "kmm/hashmap.h"
-#include "kmm/log.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/shared-log.h"
 #include "lib/registry/registry-client.h"
 #include "lib/registry/registry-internal.h"
 #include "version.h"

@@ -36,10 +36,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "kmm/buf.h"
-#include "kmm/hashmap.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
 #include "lib/registry/registry-internal.h"
 
 #define ENTRY_PATH_MAX 4096

@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
-#include "kmm/log.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-log.h"
 #include "lib/registry/registry-client.h"
 #include "lib/registry/registry-internal.h"
 

@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "lib/registry/registry-internal.h"
 
 #define MANIFEST_ITEMS_MAX 4096

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "kmm/registry.h"
 #include "lib/registry/registry-internal.h"
 

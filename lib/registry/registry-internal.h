@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/registry.h"
 
 #define KMM_OCI_MANIFEST_MAX ((size_t)4 * 1024 * 1024)

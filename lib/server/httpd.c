@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kmm/clock.h"
-#include "kmm/fileio.h"
-#include "kmm/httpd.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/server-httpd.h"
 
 #define MAX_ROUTES 16
 #define RESPONSE_MAX (32 * 1024 * 1024)

@@ -5,7 +5,7 @@
 
 #include <jansson.h>
 
-#include "kmm/kube-auth.h"
+#include "kmm/server-kube-auth.h"
 #include "lib/testable.h"
 
 struct kmm_kube_auth_backend {

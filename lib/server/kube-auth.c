@@ -11,10 +11,10 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "kmm/clock.h"
-#include "kmm/hashmap.h"
-#include "kmm/json.h"
-#include "kmm/kube-auth.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/shared-json.h"
+#include "kmm/server-kube-auth.h"
 #include "lib/server/kube-auth-internal.h"
 
 #define DEFAULT_TIMEOUT_MS 5000

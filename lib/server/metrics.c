@@ -11,10 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kmm/fileio.h"
-#include "kmm/hashmap.h"
-#include "kmm/metrics.h"
-#include "kmm/strv.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-hashmap.h"
+#include "kmm/server-metrics.h"
+#include "kmm/shared-strv.h"
 
 /* Label values are joined with a byte that cannot appear in valid UTF-8 text. */
 #define KEY_SEP "\xff"

@@ -15,7 +15,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "kmm/httpd.h"
+#include "kmm/server-httpd.h"
 
 #define VALID_SECONDS (365L * 24 * 3600)
 #define BACKDATE_SECONDS 3600L /* tolerate clients whose clock is a little behind */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 
 static size_t effective_max(const struct kmm_buf *b)
 {

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kmm/clock.h"
+#include "kmm/shared-clock.h"
 
 #define NSEC_PER_SEC 1000000000L
 #define NSEC_PER_MSEC 1000000L

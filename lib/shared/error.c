@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 /*
  * Out of memory while building an error: the caller still gets the code, and a

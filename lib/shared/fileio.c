@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
 
 int kmm_read_fd(int fd, size_t max, struct kmm_buf *ret)
 {

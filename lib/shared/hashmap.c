@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/hashmap.h"
+#include "kmm/shared-hashmap.h"
 
 struct entry {
 	char *key; /* NULL marks an empty slot */

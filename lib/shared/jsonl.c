@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "kmm/jsonl.h"
+#include "kmm/shared-jsonl.h"
 
 void kmm_jsonl_init(struct kmm_jsonl *s, size_t max_frame)
 {

@@ -9,8 +9,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
-#include "kmm/log.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-log.h"
 #include "lib/testable.h"
 #include "log-internal.h"
 

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/log.h"
-#include "kmm/options.h"
-#include "kmm/strv.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-options.h"
+#include "kmm/shared-strv.h"
 #include "version.h"
 
 #define DEFAULT_HELP_COLUMN 27

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
-#include "kmm/strv.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-strv.h"
 
 size_t kmm_strv_length(char *const *v)
 {

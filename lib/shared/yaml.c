@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-yaml.h"
 #include "lib/testable.h"
 
 struct conv {

@@ -22,8 +22,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/sign.h"
 #include "lib/sign/sign-internal.h"
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 #include "kmm/sign.h"
 
 KMM_DEFINE_TRIVIAL_CLEANUP_FUNC(struct archive *, archive_read_free)

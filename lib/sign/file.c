@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "kmm/fileio.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/sign.h"
 
 struct module_file {

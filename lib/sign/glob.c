@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kmm/sign.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 
 static bool is_pattern(const char *s)
 {

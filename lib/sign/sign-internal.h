@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "lib/testable.h"
 
 #ifdef KMM_TESTING

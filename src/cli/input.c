@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "kmm/api.h"
-#include "kmm/buf.h"
-#include "kmm/fileio.h"
-#include "kmm/json.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-yaml.h"
 #include "src/cli/kmmctl.h"
 
 void kmmctl_docs_done(struct kmmctl_docs *d)

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 #define PROG "kmmctl"
 

@@ -2,7 +2,7 @@
 /* kmmctl: offline tools for kmm Modules (validate, plan). One file per command. */
 #include <stddef.h>
 
-#include "kmm/options.h"
+#include "kmm/shared-options.h"
 #include "src/cli/kmmctl.h"
 
 static const char help[] = "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"

@@ -11,11 +11,11 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/json.h"
-#include "kmm/kernel.h"
+#include "kmm/shared-json.h"
+#include "kmm/api-kernel.h"
 #include "kmm/kube.h"
-#include "kmm/options.h"
-#include "kmm/strv.h"
+#include "kmm/shared-options.h"
+#include "kmm/shared-strv.h"
 #include "src/cli/kmmctl.h"
 
 /* The command line of `kmmctl plan`. */

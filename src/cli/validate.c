@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/options.h"
-#include "kmm/strv.h"
+#include "kmm/shared-options.h"
+#include "kmm/shared-strv.h"
 #include "src/cli/kmmctl.h"
 
 /* The command line of `kmmctl validate`. */

@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "kmm/kubeconfig.h"
-#include "kmm/log.h"
-#include "kmm/options.h"
-#include "kmm/leader.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-options.h"
+#include "kmm/controller-leader.h"
 #include "kmm/operator-metrics.h"
 #include "kmm/operator.h"
 #include "kmm/operator-runtime.h"
@@ -99,7 +99,7 @@ static const struct kmm_options spec = {
 		  "RELATED_IMAGE_BUILD, RELATED_IMAGE_SIGN.\n",
 };
 
-/* Leader election (kmm/leader.h): the engine starts once leading. */
+/* Leader election (kmm/controller-leader.h): the engine starts once leading. */
 static atomic_bool leading, shutting_down;
 
 static void started_leading(void *userdata)

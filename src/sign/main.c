@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kmm/log.h"
-#include "kmm/options.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-options.h"
 #include "kmm/sign.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 
 #define PROG "kmm-sign"
 

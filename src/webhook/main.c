@@ -13,11 +13,11 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "kmm/kube.h"
-#include "kmm/log.h"
-#include "kmm/options.h"
-#include "kmm/webhook.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-options.h"
+#include "kmm/api-webhook.h"
 
 #define PROG "kmm-webhook"
 

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/auxv.h>
 
-#include "kmm/log.h"
-#include "kmm/options.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-options.h"
 #include "src/worker/worker.h"
 
 #define PROG "kmm-worker"

@@ -15,9 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
-#include "kmm/log.h"
-#include "kmm/strv.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-log.h"
+#include "kmm/shared-strv.h"
 #include "src/worker/worker.h"
 
 /* Logs each complete line of `pending` and keeps the last one for errors. */

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kmm/options.h"
+#include "kmm/shared-options.h"
 #include "kmm/registry.h"
 
 #define PROG "kmm-worker-pull"

@@ -4,11 +4,11 @@
 #include <string.h>
 #include <sys/utsname.h>
 
-#include "kmm/json.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-yaml.h"
 #include "src/worker/worker.h"
 #ifdef KMM_HAVE_KERNEL_MAPPING
-#include "kmm/kernel.h"
+#include "kmm/api-kernel.h"
 #endif
 
 #define MODULE_FILE_MAX ((size_t)4 * 1024 * 1024)

@@ -11,11 +11,11 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "kmm/fileio.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/kmod.h"
-#include "kmm/log.h"
+#include "kmm/shared-log.h"
 #include "kmm/sign.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 #include "src/worker/worker.h"
 
 volatile sig_atomic_t kmm_worker_stop_signal;

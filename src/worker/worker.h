@@ -12,7 +12,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/api.h"
 
 /* Exit codes of kmm-worker (documented in docs/worker.md and --help). */

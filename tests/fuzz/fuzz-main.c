@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
-#include "kmm/strv.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-strv.h"
 #include "tests/fuzz/fuzz.h"
 
 #define FUZZ_INPUT_MAX (4 * 1024 * 1024)

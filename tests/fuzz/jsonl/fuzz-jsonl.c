@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/jsonl.h"
+#include "kmm/shared-jsonl.h"
 #include "tests/fuzz/fuzz.h"
 
 #define FRAME_MAX 4096

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/kernel.h"
-#include "kmm/yaml.h"
+#include "kmm/api-kernel.h"
+#include "kmm/shared-yaml.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-yaml.h"
 #include "tests/fuzz/fuzz.h"
 
 static void one(const json_t *doc)

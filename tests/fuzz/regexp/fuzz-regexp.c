@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/kernel.h"
+#include "kmm/api-kernel.h"
 #include "tests/fuzz/fuzz.h"
 
 /*

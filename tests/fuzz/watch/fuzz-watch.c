@@ -2,8 +2,8 @@
 /* A watch byte stream split by jsonl and decoded frame by frame, as kmm_kube_watch does. */
 #include <stdlib.h>
 
-#include "kmm/jsonl.h"
-#include "kmm/watch.h"
+#include "kmm/shared-jsonl.h"
+#include "kmm/kube-watch.h"
 #include "tests/fuzz/fuzz.h"
 
 static int on_frame(const char *frame, size_t len, void *ud, struct kmm_error **err)

@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "kmm/webhook.h"
+#include "kmm/api-webhook.h"
 #include "tests/fuzz/fuzz.h"
 
 static const char *const paths[] = {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kmm/api.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-yaml.h"
 
 /* Parses the single YAML document `y` as a Module; r gets the result code. */
 static inline int module_from_yaml(const char *y, unsigned flags, struct kmm_module **ret,

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/kernel.h"
-#include "kmm/strv.h"
+#include "kmm/api-kernel.h"
+#include "kmm/shared-strv.h"
 #include "tests/unit/api/helpers.h"
 #include "tests/unit/api/table.h"
 

@@ -11,8 +11,8 @@
 #include <cmocka.h>
 
 #include "kmm/api.h"
-#include "kmm/json.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-json.h"
+#include "kmm/shared-yaml.h"
 
 static json_t *doc(const char *y)
 {

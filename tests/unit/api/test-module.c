@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "kmm/api.h"
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "tests/unit/api/helpers.h"
 #include "tests/unit/api/table.h"
 

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "kmm/api.h"
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 
 static const char full_yaml[] = "kernelVersion: 6.1.0-18-amd64\n"
 				"containerImage: registry:5000/kmm/kmod:6.1.0-18-amd64\n"

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/kernel.h"
+#include "kmm/api-kernel.h"
 #include "tests/unit/api/table.h"
 
 struct mcase {

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/kernel.h"
-#include "kmm/template.h"
+#include "kmm/api-kernel.h"
+#include "kmm/api-template.h"
 #include "tests/unit/api/table.h"
 
 static const char *const names[] = { "A", "EMPTY", "KERNEL_X", "B_2", NULL };

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/json.h"
-#include "kmm/webhook.h"
+#include "kmm/shared-json.h"
+#include "kmm/api-webhook.h"
 
 static const struct kmm_webhook_options all = { true, true, true, 33 };
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The Event retry queue (kmm/events.h) with a scripted batch function in
+ * The Event retry queue (kmm/controller-events.h) with a scripted batch function in
  * place of the apiserver: naming, what is kept, dropped and delivered, the
  * bound, and due times.
  */
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/events.h"
+#include "kmm/controller-events.h"
 
 /* What the fake apiserver answers, per item in order (the last repeats), and what it saw. */
 struct script {

@@ -26,8 +26,8 @@
 
 #include "kmm/kube.h"
 #include "kmm/kubeconfig.h"
-#include "kmm/leader.h"
-#include "kmm/log.h"
+#include "kmm/controller-leader.h"
+#include "kmm/shared-log.h"
 
 #define LEASE_MS 3000
 #define RENEW_MS 1500

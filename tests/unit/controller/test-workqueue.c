@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/workqueue.h"
+#include "kmm/controller-workqueue.h"
 
 static int64_t now_ms(void)
 {

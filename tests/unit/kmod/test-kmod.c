@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "kmm/kmod.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 #include "lib/kmod/kmod-internal.h"
 
 #define KVER "9.9.9-test"

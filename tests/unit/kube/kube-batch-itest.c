@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kmm/events.h"
+#include "kmm/controller-events.h"
 #include "kmm/kube.h"
 #include "kmm/kubeconfig.h"
 

@@ -18,12 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kmm/events.h"
+#include "kmm/controller-events.h"
 #include "kmm/informer.h"
 #include "kmm/kube.h"
 #include "kmm/kubeconfig.h"
-#include "kmm/strv.h"
-#include "kmm/watch.h"
+#include "kmm/shared-strv.h"
+#include "kmm/kube-watch.h"
 
 static int n_test, n_fail;
 

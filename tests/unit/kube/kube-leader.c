@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #include "kmm/kube.h"
-#include "kmm/leader.h"
-#include "kmm/log.h"
+#include "kmm/controller-leader.h"
+#include "kmm/shared-log.h"
 
 static volatile sig_atomic_t stop;
 static atomic_bool leading, quit;

@@ -17,7 +17,7 @@
 
 #include "kmm/kube.h"
 #include "kmm/kubeconfig.h"
-#include "kmm/watch.h"
+#include "kmm/kube-watch.h"
 #include "lib/kube/kube-internal.h"
 
 static void test_path_core_and_group(void **state)

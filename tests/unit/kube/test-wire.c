@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "kmm/kube.h"
-#include "kmm/strv.h"
-#include "kmm/watch.h"
+#include "kmm/shared-strv.h"
+#include "kmm/kube-watch.h"
 
 static const struct {
 	const char *name;

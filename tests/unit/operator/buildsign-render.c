@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kmm/buildsign.h"
-#include "kmm/json.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-json.h"
 
 static const char *container_script(const json_t *pod)
 {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/buildsign.h"
-#include "kmm/json.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 
 static const char module_config[] =

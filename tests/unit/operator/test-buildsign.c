@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/buildsign.h"
-#include "kmm/json.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-json.h"
 
 #define KERNEL "5.14.0-70.el9.x86_64"
 #define IMAGE "registry:5000/ns1/kmm-ci:" KERNEL

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "lib/operator/deviceplugin.h"
 
 static struct kmm_module *module(const char *text)

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/buildsign.h"
-#include "kmm/json.h"
+#include "kmm/operator-buildsign.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 
 #define LOCKED                                                                                     \

@@ -27,15 +27,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kmm/buf.h"
-#include "kmm/json.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-json.h"
 #include "kmm/kube.h"
 #include "kmm/kubeconfig.h"
-#include "kmm/metrics.h"
+#include "kmm/server-metrics.h"
 #include "kmm/operator-config.h"
 #include "kmm/operator.h"
-#include "kmm/strv.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-strv.h"
+#include "kmm/shared-yaml.h"
 
 #define CASE_MAX_BYTES (1024 * 1024)
 #define SYNC_TIMEOUT_MS 10000

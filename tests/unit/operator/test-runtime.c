@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/json.h"
+#include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 #include "lib/informer/informer-internal.h"
 

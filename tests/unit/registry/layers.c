@@ -11,7 +11,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 #include "lib/registry/registry-internal.h"
 #include "tests/unit/registry/layers.h"
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 
 /* type: 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c'/'b' char/block device, 'p' FIFO */
 struct test_entry {

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kmm/log.h"
+#include "kmm/shared-log.h"
 #include "kmm/registry.h"
 
 /* Slurped files stay reachable from here until exit (no leak reports). */

@@ -19,8 +19,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "kmm/fileio.h"
-#include "kmm/httpd.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/server-httpd.h"
 
 static const char *const local_hosts[] = { "localhost", "127.0.0.1", NULL };
 

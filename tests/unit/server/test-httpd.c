@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/httpd.h"
+#include "kmm/server-httpd.h"
 
 static void test_bind_address_forms(void **state)
 {

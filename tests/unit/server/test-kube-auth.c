@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "kmm/kube-auth.h"
+#include "kmm/server-kube-auth.h"
 #include "lib/server/kube-auth-internal.h"
 
 struct fake {

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/metrics.h"
+#include "kmm/server-metrics.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)

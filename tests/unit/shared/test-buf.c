@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/buf.h"
+#include "kmm/shared-buf.h"
 
 static void test_empty_buffer_reads_as_empty_string(void **state)
 {

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/clock.h"
+#include "kmm/shared-clock.h"
 
 static void test_mono_clock_moves_forward(void **state)
 {

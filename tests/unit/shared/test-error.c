@@ -10,7 +10,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 /*
  * The errors' messages are formatted with vasprintf(); this one clobbers

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/hashmap.h"
+#include "kmm/shared-hashmap.h"
 
 static int freed;
 

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/jsonl.h"
-#include "kmm/strv.h"
+#include "kmm/shared-jsonl.h"
+#include "kmm/shared-strv.h"
 
 static int collect(const char *frame, size_t len, void *userdata, struct kmm_error **err)
 {

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/log.h"
+#include "kmm/shared-log.h"
 #include "lib/shared/log-internal.h"
 
 struct captured {

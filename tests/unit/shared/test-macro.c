@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 struct thing {
 	int *destroyed;

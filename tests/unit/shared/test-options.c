@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/options.h"
-#include "kmm/strv.h"
+#include "kmm/shared-options.h"
+#include "kmm/shared-strv.h"
 
 struct args {
 	bool flag;

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 
 static void test_null_is_empty(void **state)
 {

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "kmm/fileio.h"
-#include "kmm/yaml.h"
+#include "kmm/shared-fileio.h"
+#include "kmm/shared-yaml.h"
 
 static json_t *parse_ok(const char *text, unsigned flags)
 {

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "kmm/sign.h"
-#include "kmm/strv.h"
+#include "kmm/shared-strv.h"
 
 static char root[] = "/tmp/kmm-sign-glob-XXXXXX";
 

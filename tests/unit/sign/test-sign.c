@@ -24,7 +24,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "kmm/fileio.h"
+#include "kmm/shared-fileio.h"
 #include "kmm/sign.h"
 #include "lib/sign/sign-internal.h"
 

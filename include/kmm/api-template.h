@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 /* Variables: parallel NULL-terminated name and value arrays (borrowed). */
 struct kmm_template_vars {

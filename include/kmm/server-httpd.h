@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/buf.h"
-#include "kmm/error.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-error.h"
 
 struct kmm_httpd;
 

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kube.h"
 
 struct kmm_kube_auth;
@@ -48,7 +48,7 @@ int kmm_kube_auth_check(struct kmm_kube_auth *a, const char *authorization, cons
 			const char *path, struct kmm_error **err);
 
 /*
- * A kmm_http_authorize_fn (kmm/httpd.h) over kmm_kube_auth_check(), with a
+ * A kmm_http_authorize_fn (kmm/server-httpd.h) over kmm_kube_auth_check(), with a
  * struct kmm_kube_auth as userdata: API failures become 500. The reason of
  * the last failure is kept for kmm_kube_auth_last_error().
  */

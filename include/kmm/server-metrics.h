@@ -14,8 +14,8 @@
 
 #include <stddef.h>
 
-#include "kmm/buf.h"
-#include "kmm/error.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-error.h"
 
 enum kmm_metric_type {
 	KMM_METRIC_COUNTER,

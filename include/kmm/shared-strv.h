@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 /* Number of strings in v (0 for NULL). */
 size_t kmm_strv_length(char *const *v);

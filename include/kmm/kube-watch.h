@@ -24,7 +24,7 @@
 
 #include <jansson.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kube.h"
 
 enum kmm_watch_event_type {

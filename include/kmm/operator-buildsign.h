@@ -23,7 +23,7 @@
 #include <jansson.h>
 
 #include "kmm/api.h"
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 /* Labels, annotations and finalizers of build/sign pods (reference §3.14). */
 #define KMM_LABEL_RESOURCE_TYPE "kmm.node.kubernetes.io/resource-type"

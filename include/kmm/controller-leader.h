@@ -35,7 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kube.h"
 
 struct kmm_leader_options {

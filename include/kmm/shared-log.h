@@ -22,7 +22,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 enum kmm_log_level {
 	KMM_LOG_DEBUG = 0,

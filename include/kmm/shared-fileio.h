@@ -8,8 +8,8 @@
 
 #include <stdbool.h>
 
-#include "kmm/buf.h"
-#include "kmm/error.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-error.h"
 
 /*
  * The one reader of whole inputs. kmm_read_fd() reads fd to its end into

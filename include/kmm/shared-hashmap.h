@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 struct kmm_hashmap;
 

@@ -21,7 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 struct kmm_error {
 	int code;	 /* positive errno value, never 0 */

@@ -21,7 +21,7 @@
 
 #include <jansson.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 #include "kmm/kube.h"
 
 struct kmm_event_recorder;

@@ -11,8 +11,8 @@
 
 #include <stddef.h>
 
-#include "kmm/buf.h"
-#include "kmm/error.h"
+#include "kmm/shared-buf.h"
+#include "kmm/shared-error.h"
 
 struct kmm_jsonl {
 	struct kmm_buf pending; /* bytes of the line still being received */

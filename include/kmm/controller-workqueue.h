@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
+#include "kmm/shared-error.h"
 
 struct kmm_workqueue;
 

@@ -14,7 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 struct kmm_buf {
 	char *data; /* NULL until the first append; NUL-terminated afterwards */

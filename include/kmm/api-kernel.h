@@ -11,8 +11,8 @@
 #include <stdint.h>
 
 #include "kmm/api.h"
-#include "kmm/error.h"
-#include "kmm/macro.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-macro.h"
 
 /* Node kernel string as KMM uses it: one trailing '+' removed. New heap string or NULL. */
 char *kmm_kernel_trim(const char *node_kernel);

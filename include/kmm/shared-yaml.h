@@ -20,8 +20,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "kmm/error.h"
-#include "kmm/json.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-json.h"
 
 enum kmm_yaml_flags {
 	KMM_YAML_BOOL_1_1 = 1 << 0,

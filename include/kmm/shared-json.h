@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "kmm/macro.h"
+#include "kmm/shared-macro.h"
 
 /* jansson ships json_decrefp() for its json_auto_t; reuse it. */
 #define _cleanup_json_ _cleanup_(json_decrefp)

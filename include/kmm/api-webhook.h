@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kmm/error.h"
-#include "kmm/macro.h"
+#include "kmm/shared-error.h"
+#include "kmm/shared-macro.h"
 
 #define KMM_WEBHOOK_PATH_MODULE "/validate-kmm-sigs-x-k8s-io-v1beta1-module"
 #define KMM_WEBHOOK_PATH_PFV "/validate-kmm-sigs-x-k8s-io-v1beta2-preflightvalidation"
