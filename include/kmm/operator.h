@@ -22,7 +22,7 @@
  *   ModuleImagesConfig ──▶ ModuleBuildSignConfig ──▶ build / sign pods
  *     (image exists?)        (build and sign)
  *     ▲
- *   PreflightValidation: a MIC "<module>-preflight" per Module, for its kernel
+ *   PreflightValidation: a MIC "<module>-preflight-<pfv>" per Module, for its kernel
  *
  * A reconcile reads caches only and writes through the API (kmm/operator-runtime.h);
  * it never waits for its own write to come back: watches bring it in again.
