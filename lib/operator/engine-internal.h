@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "kmm/operator-buildsign.h"
+#include "kmm/shared-clock.h"
 #include "kmm/shared-hashmap.h"
 #include "kmm/informer.h"
 #include "kmm/shared-json.h"
@@ -59,15 +60,6 @@ void kmm_op_log(struct kmm_op_engine *op, enum kmm_log_level level, const char *
 static inline const char *str(const json_t *o, const char *k)
 {
 	return json_string_value(json_object_get(o, k));
-}
-
-/* Milliseconds on the monotonic clock: backoffs and deadlines. */
-static inline int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Did the status of a cached object move between two versions? */

@@ -264,7 +264,7 @@ static void record_verdict(struct kmm_op_engine *op, const char *cache_key, uint
 	if (r > 0) {
 		st->failures = 0;
 	} else {
-		st->next_check_ms = mono_ms() + backoff_ms(st->failures);
+		st->next_check_ms = kmm_now_mono_ms() + backoff_ms(st->failures);
 		st->failures++;
 		if (r == 0)
 			snprintf(st->why, sizeof(st->why), "does not exist");
@@ -393,7 +393,7 @@ static int image_exists(struct kmm_op_engine *op, const struct kmm_image_config 
 {
 	char key[1024], why[300];
 	struct image_state *st;
-	int64_t now = mono_ms();
+	int64_t now = kmm_now_mono_ms();
 	bool why_changed = false;
 	int exists = -1;
 
@@ -726,7 +726,7 @@ static enum pull_verdict pull_check(struct mic_run *s, const struct kmm_module_i
 {
 	struct pull_state *st = pull_state(s->op, s->mic, img->image);
 	json_t *pod = NULL, *p;
-	int64_t now = mono_ms(), d;
+	int64_t now = kmm_now_mono_ms(), d;
 	char why[768] = "", trouble[512];
 	enum pull_verdict v;
 	const char *phase;

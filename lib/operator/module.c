@@ -547,7 +547,7 @@ static int64_t status_wait_ms(struct kmm_op_engine *op, const struct kmm_module 
 {
 	struct module_state *ms = module_state(op);
 	char key[512];
-	int64_t now = mono_ms(), *last, r = 0;
+	int64_t now = kmm_now_mono_ms(), *last, r = 0;
 
 	snprintf(key, sizeof(key), "%s/%s", m->namespace, m->name);
 	pthread_mutex_lock(&ms->status_lock);

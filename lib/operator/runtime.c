@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kmm/shared-clock.h"
 #include "kmm/shared-hashmap.h"
 #include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
@@ -26,10 +27,7 @@ const struct kmm_kube_resource kmm_op_nmcs = { KMM_API_GROUP, "v1beta1", "nodemo
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)kmm_now_mono_ns() / 1e9;
 }
 
 /* ------------------------------------------------------------------------- */
