@@ -243,6 +243,9 @@ bool kmm_op_selector_matches_obj(const struct kmm_strmap *sel, const struct kmm_
 const char *kmm_op_node_kernel(const json_t *node);
 const char *kmm_op_node_boot_id(const json_t *node);
 bool kmm_op_node_ready(const json_t *node);
+/* Does any of the dotted paths (e.g. "metadata.generation") differ between a and b? */
+bool kmm_op_obj_paths_differ(const struct kmm_obj *a, const struct kmm_obj *b,
+			     const char *const *paths, size_t n);
 /* What moved between two versions of a node, as KMM_OP_NODE_* bits. */
 #define KMM_OP_NODE_TARGETING 1 /* labels (but those kmm writes), taints, schedulable, kernel */
 #define KMM_OP_NODE_READY 2	/* its Ready condition */

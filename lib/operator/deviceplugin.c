@@ -387,14 +387,7 @@ static bool module_changed(struct kmm_op_engine *op, void *state, const struct k
 	static const char *const paths[] = { "metadata.generation", "metadata.deletionTimestamp",
 					     "metadata.uid" };
 
-	for (size_t i = 0; i < KMM_ARRAY_SIZE(paths); i++) {
-		_cleanup_json_ json_t *a = kmm_obj_get_json(old, paths[i]);
-		_cleanup_json_ json_t *b = kmm_obj_get_json(obj, paths[i]);
-
-		if (!kmm_json_same(a, b))
-			return true;
-	}
-	return false;
+	return kmm_op_obj_paths_differ(old, obj, paths, KMM_ARRAY_SIZE(paths));
 }
 
 /* Labels kmm writes on nodes about one Module (".ready", "-ready", "-target"): not targeting. */

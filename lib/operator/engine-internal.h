@@ -83,6 +83,11 @@ extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;
 #define KMM_IMAGE_NEEDS_SIGNING "NeedsSigning"
 #define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"
 #define KMM_LABEL_PULL_POD_TYPE "kmm.node.kubernetes.io/pull-pod-type"
+/*
+ * A MIC's or MBSC's spec (kind says which) through the API model, so defaults
+ * and key order do not count as changes; NULL when it does not decode.
+ */
+json_t *kmm_op_image_config_spec_normalized(const char *kind, const json_t *spec);
 /* Why the last existence check of image by MIC ns/mic_name did not find it; "" when unknown. */
 void kmm_op_image_why(struct kmm_op_engine *op, const char *ns, const char *mic_name,
 		      const char *image, char *buf, size_t size);

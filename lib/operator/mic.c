@@ -915,8 +915,7 @@ static void missing_event(struct mic_run *s, const struct kmm_module_image_spec 
 
 /* ---- the MBSC ---- */
 
-/* spec through the API model, so defaults and key order do not count as changes. */
-static json_t *normalized_spec(const char *kind, const json_t *spec)
+json_t *kmm_op_image_config_spec_normalized(const char *kind, const json_t *spec)
 {
 	_cleanup_(kmm_image_config_freep) struct kmm_image_config *c = NULL;
 	_cleanup_json_ json_t *obj = NULL, *out = NULL;
@@ -992,7 +991,7 @@ static int sync_mbsc(struct mic_run *s, const json_t *mic_json, const char *cons
 	if (mic->n_tolerations)
 		json_object_set_new(spec, "tolerations",
 				    kmm_tolerations_to_json(mic->tolerations, mic->n_tolerations));
-	want = normalized_spec("ModuleBuildSignConfig", spec);
+	want = kmm_op_image_config_spec_normalized("ModuleBuildSignConfig", spec);
 	if (s->mbsc) {
 		_cleanup_json_ json_t *cur = kmm_image_config_to_json(s->mbsc), *patch = NULL;
 

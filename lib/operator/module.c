@@ -777,21 +777,6 @@ static int cmp_image(const void *a, const void *b)
 		      json_string_value(json_object_get(*(json_t *const *)b, "image")) ?: "");
 }
 
-/* spec through the API model, so defaults and key order do not count as changes. */
-static json_t *mic_spec_normalized(const json_t *spec)
-{
-	_cleanup_(kmm_image_config_freep) struct kmm_image_config *c = NULL;
-	_cleanup_json_ json_t *obj = NULL, *out = NULL;
-
-	obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", KMM_API_VERSION, "kind",
-			"ModuleImagesConfig", "metadata", "name", "x", "namespace", "x", "spec",
-			spec);
-	if (!obj || kmm_image_config_from_json(obj, 0, &c, NULL) < 0)
-		return NULL;
-	out = kmm_image_config_to_json(c);
-	return json_incref(json_object_get(out, "spec"));
-}
-
 static json_t *mic_spec(const struct kmm_module *m, const json_t *images)
 {
 	const struct kmm_module_loader_container *c = &m->spec.module_loader->container;
@@ -843,7 +828,7 @@ static int sync_mic(struct kmm_op_engine *op, const struct kmm_module *m,
 	if (mc->mic) {
 		_cleanup_json_ json_t *cur = kmm_image_config_to_json(mc->mic), *patch = NULL;
 
-		want = mic_spec_normalized(spec);
+		want = kmm_op_image_config_spec_normalized("ModuleImagesConfig", spec);
 		if (want && json_equal(want, json_object_get(cur, "spec")))
 			return 0;
 		patch = json_pack("{s:O}", "spec", spec);
@@ -1209,14 +1194,7 @@ static bool module_changed(struct kmm_op_engine *op, void *state, const struct k
 					     "metadata.finalizers", "metadata.labels",
 					     "metadata.annotations" };
 
-	for (size_t i = 0; i < KMM_ARRAY_SIZE(paths); i++) {
-		_cleanup_json_ json_t *a = kmm_obj_get_json(old, paths[i]);
-		_cleanup_json_ json_t *b = kmm_obj_get_json(obj, paths[i]);
-
-		if (!kmm_json_same(a, b))
-			return true;
-	}
-	return false;
+	return kmm_op_obj_paths_differ(old, obj, paths, KMM_ARRAY_SIZE(paths));
 }
 
 static const json_t *nmc_entry_of(const json_t *nmc, const char *part, const char *ns,

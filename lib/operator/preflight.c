@@ -133,21 +133,6 @@ static json_t *mic_spec(const struct kmm_pfv *pfv, const struct kmm_module *m,
 	return spec;
 }
 
-/* spec through the API model, so defaults and key order do not count as changes. */
-static json_t *normalized_spec(const json_t *spec)
-{
-	_cleanup_(kmm_image_config_freep) struct kmm_image_config *c = NULL;
-	_cleanup_json_ json_t *obj = NULL, *out = NULL;
-
-	obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", KMM_API_VERSION, "kind",
-			"ModuleImagesConfig", "metadata", "name", "x", "namespace", "x", "spec",
-			spec);
-	if (!obj || kmm_image_config_from_json(obj, 0, &c, NULL) < 0)
-		return NULL;
-	out = kmm_image_config_to_json(c);
-	return json_incref(json_object_get(out, "spec"));
-}
-
 /* Creates the MIC, or patches its spec when it differs from spec. */
 static int sync_mic(struct kmm_op_engine *op, const struct kmm_pfv *pfv, const char *ns,
 		    const char *name, const json_t *cur, json_t *spec, struct kmm_error **err)
@@ -157,8 +142,9 @@ static int sync_mic(struct kmm_op_engine *op, const struct kmm_pfv *pfv, const c
 	int r;
 
 	if (cur) {
-		want = normalized_spec(spec);
-		have = normalized_spec(json_object_get(cur, "spec"));
+		want = kmm_op_image_config_spec_normalized("ModuleImagesConfig", spec);
+		have = kmm_op_image_config_spec_normalized("ModuleImagesConfig",
+							   json_object_get(cur, "spec"));
 		if (want && have && json_equal(want, have))
 			return 0;
 		/* Keys we no longer want are nulled: a merge patch keeps absent ones. */

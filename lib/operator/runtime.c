@@ -717,3 +717,16 @@ void kmm_op_tune_malloc(void)
 	if (!secure_getenv("MALLOC_MMAP_THRESHOLD_"))
 		mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 }
+
+bool kmm_op_obj_paths_differ(const struct kmm_obj *a, const struct kmm_obj *b,
+			     const char *const *paths, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_json_ json_t *va = kmm_obj_get_json(a, paths[i]);
+		_cleanup_json_ json_t *vb = kmm_obj_get_json(b, paths[i]);
+
+		if (!kmm_json_same(va, vb))
+			return true;
+	}
+	return false;
+}
