@@ -355,7 +355,7 @@ static int64_t dp_reconcile(struct kmm_op_engine *op, void *state, const char *k
 	active = m && m->spec.device_plugin && !json_object_get(m->metadata, "deletionTimestamp");
 	if (list_owned(op, KMM_OP_CACHE_DAEMONSETS, ns, slash + 1, &dss, &n_dss) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	r = active ? sync_daemonsets(op, m, dss, n_dss, &e) : delete_all(op, dss, n_dss, &e);
+	r = active && m ? sync_daemonsets(op, m, dss, n_dss, &e) : delete_all(op, dss, n_dss, &e);
 	if (r < 0)
 		keep_first(&first, TAKE_PTR(e));
 	if (sync_node_labels(op, ns, slash + 1, active ? m : NULL, &targeted, &e) < 0)
