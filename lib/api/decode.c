@@ -163,7 +163,8 @@ int dec_int(struct dec *d, const json_t *obj, const char *path, const char *key,
 		double x = json_real_value(v);
 
 		/* Outside int64_t's range the cast below would be undefined: refuse first. */
-		if (!(x >= -0x1p63 && x < 0x1p63) || x != (double)(int64_t)x)
+		if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0) ||
+		    x != (double)(int64_t)x)
 			return dec_fail(d, path, key, "expected an integer, got %g", x);
 		i = (json_int_t)x;
 	} else if (json_is_integer(v)) {
