@@ -9,9 +9,10 @@ TE_GO_PACKAGES="k8s.io/kubernetes/cmd/kube-apiserver
 k8s.io/kubernetes/cmd/kube-controller-manager
 k8s.io/kubernetes/cmd/kube-scheduler
 k8s.io/kubernetes/cmd/kubectl
+k8s.io/kubernetes/cmd/kubelet
 sigs.k8s.io/kwok/cmd/kwok
 ./etcd"
-TE_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd"
+TE_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kwok etcd"
 
 TE_CACHE_ROOT=${KMM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kmm}
 TE_GO_ROOT_CACHE="$TE_CACHE_ROOT/go"
