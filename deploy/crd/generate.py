@@ -108,10 +108,11 @@ TOLERATION = obj({
 
 TOLERATIONS = arr(TOLERATION, "Tolerations added to the pods KMM creates for this Module.")
 
+# Neither list is required (upstream's fields are omitempty); a list given has an item.
 MODPROBE_ARGS = obj({
     "load": arr(s(), "Arguments for loading.", minItems=1),
     "unload": arr(s(), "Arguments for unloading.", minItems=1),
-}, required=["load", "unload"])
+})
 
 MODPROBE = obj({
     "moduleName": s("Module to load; may be empty only when rawArgs.load and rawArgs.unload are set."),

@@ -77,10 +77,13 @@ struct kmm_tls_options {
 	json_t *unknown;
 };
 
-/* ModprobeArgs: when present, both lists are required with minItems 1 in the CRD. */
+/*
+ * ModprobeArgs: either list may be left out (NULL: no extra flags on that
+ * side); one that is given has at least 1 item (the CRD's minItems).
+ */
 struct kmm_modprobe_args {
-	char **load;   /* strv */
-	char **unload; /* strv */
+	char **load;   /* strv, NULL when absent */
+	char **unload; /* strv, NULL when absent */
 	json_t *unknown;
 };
 

@@ -9,21 +9,24 @@
 #include "kmm/shared-yaml.h"
 #include "lib/api/codec-internal.h"
 
-/* The CRD requires both lists, with at least one item each. */
+/*
+ * Either list may be left out (upstream's fields are omitempty and not
+ * required), but one that is given needs an item: the CRD's minItems 1.
+ */
 static int modprobe_args_finish(struct dec *d, void *base, const char *path)
 {
 	const struct kmm_modprobe_args *a = base;
 
-	if (kmm_strv_length(a->load) == 0)
-		return dec_fail(d, path, "load", "required field must have at least 1 item");
-	if (kmm_strv_length(a->unload) == 0)
-		return dec_fail(d, path, "unload", "required field must have at least 1 item");
+	if (a->load && !a->load[0])
+		return dec_fail(d, path, "load", "must have at least 1 item");
+	if (a->unload && !a->unload[0])
+		return dec_fail(d, path, "unload", "must have at least 1 item");
 	return 0;
 }
 
 static const struct codec_field modprobe_args_fields[] = {
-	FIELD("load", CODEC_STRV, OF(modprobe_args, load), .flags = CODEC_ALWAYS),
-	FIELD("unload", CODEC_STRV, OF(modprobe_args, unload), .flags = CODEC_ALWAYS),
+	FIELD("load", CODEC_STRV, OF(modprobe_args, load)),
+	FIELD("unload", CODEC_STRV, OF(modprobe_args, unload)),
 };
 static const struct codec modprobe_args_codec = {
 	.fields = modprobe_args_fields,
@@ -75,22 +78,6 @@ json_t *kmm_modprobe_spec_to_json(const struct kmm_modprobe_spec *m)
 	return codec_encode(&codec_modprobe, m, 0);
 }
 
-static struct kmm_modprobe_args *modprobe_args_copy(const struct kmm_modprobe_args *a)
-{
-	struct kmm_modprobe_args *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->load = kmm_strv_copy(a->load);
-	c->unload = kmm_strv_copy(a->unload);
-	c->unknown = a->unknown ? json_deep_copy(a->unknown) : NULL;
-	if (!c->load || !c->unload || (a->unknown && !c->unknown)) {
-		modprobe_args_free(c);
-		return NULL;
-	}
-	return c;
-}
-
 static int dup_opt(char **dst, const char *src)
 {
 	*dst = NULL;
@@ -107,6 +94,21 @@ static int strv_dup_opt(char ***dst, char *const *src)
 		return 0;
 	*dst = kmm_strv_copy(src);
 	return *dst ? 0 : -ENOMEM;
+}
+
+static struct kmm_modprobe_args *modprobe_args_copy(const struct kmm_modprobe_args *a)
+{
+	struct kmm_modprobe_args *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	/* A list left out stays NULL: the worker then adds no flags on that side. */
+	if (strv_dup_opt(&c->load, a->load) < 0 || strv_dup_opt(&c->unload, a->unload) < 0 ||
+	    (a->unknown && !(c->unknown = json_deep_copy(a->unknown)))) {
+		modprobe_args_free(c);
+		return NULL;
+	}
+	return c;
 }
 
 int kmm_modprobe_spec_copy(struct kmm_modprobe_spec *dst, const struct kmm_modprobe_spec *src)

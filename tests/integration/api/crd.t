@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "1..23"
+echo "1..28"
 if ! command -v kubectl >/dev/null 2>&1 || [ -z "${KUBECONFIG:-}" ]; then
 	echo "# kubectl or KUBECONFIG missing: run under tests/run (testenv env)"
 	exit 1
@@ -136,6 +136,29 @@ kubectl apply -f "$T/dp.yaml" >"$T/out" 2>&1 && kubectl get module dp-only -n "$
 rc=$?
 check "device-plugin-only Module keeps embedded core fields" 'grep -q spec.nodeName "$T/out"'
 
+# modprobe.args: upstream requires neither list (omitempty); a list given needs an item.
+args_module() { # name args
+	cat <<Y
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: $1, namespace: $NS}
+spec:
+  selector: {}
+  moduleLoader: {container: {modprobe: {moduleName: a, args: $2}, kernelMappings: [{literal: x, containerImage: 'i:1'}]}}
+Y
+}
+args_module args-load '{load: [--first-time]}' | kubectl apply -f - >"$T/out" 2>&1 &&
+	kubectl get module args-load -n "$NS" -o jsonpath='{.spec.moduleLoader.container.modprobe.args}' >"$T/out" 2>&1
+rc=$?
+check "modprobe.args.load alone is accepted and stored as given" '[ $rc -eq 0 ] && [ "$(cat "$T/out")" = "{\"load\":[\"--first-time\"]}" ]'
+args_module args-unload '{unload: [--remove-holders]}' | kubectl apply -f - >"$T/out" 2>&1 &&
+	kubectl get module args-unload -n "$NS" -o jsonpath='{.spec.moduleLoader.container.modprobe.args}' >"$T/out" 2>&1
+rc=$?
+check "modprobe.args.unload alone is accepted and stored as given" '[ $rc -eq 0 ] && [ "$(cat "$T/out")" = "{\"unload\":[\"--remove-holders\"]}" ]'
+args_module args-empty '{load: []}' | kubectl apply -f - >"$T/out" 2>&1
+rc=$?
+check "an empty modprobe.args.load is rejected (minItems 1)" '[ $rc -ne 0 ] && grep -q "args.load: Invalid value: 0: spec.moduleLoader.container.modprobe.args.load in body should have at least 1 items" "$T/out"'
+
 cat >"$T/nmc.yaml" <<Y
 apiVersion: kmm.sigs.x-k8s.io/v1beta1
 kind: NodeModulesConfig
@@ -152,6 +175,11 @@ check "NMC config imagePullPolicy defaults to IfNotPresent" '[ "$(cat "$T/out")"
 kubectl get nmc kmm-api-crd-node-$$ >"$T/out" 2>&1
 rc=$?
 check "kubectl get nmc shows CONFIGURED modules" 'head -1 "$T/out" | grep -q "CONFIGURED *LOADED" && grep -q "kmm-api-crd-node-$$ *kmm-ci" "$T/out"'
+sed 's|modprobe: {moduleName: kmm_ci_a}|modprobe: {moduleName: kmm_ci_a, args: {unload: [--remove-holders]}}|' "$T/nmc.yaml" |
+	kubectl apply -f - >"$T/out" 2>&1 &&
+	kubectl get nmc kmm-api-crd-node-$$ -o jsonpath='{.spec.modules[0].config.modprobe.args}' >"$T/out" 2>&1
+rc=$?
+check "NMC config with modprobe.args.unload alone is accepted" '[ $rc -eq 0 ] && [ "$(cat "$T/out")" = "{\"unload\":[\"--remove-holders\"]}" ]'
 
 cat >"$T/pfv.yaml" <<Y
 apiVersion: kmm.sigs.x-k8s.io/v1beta2

@@ -45,7 +45,7 @@ mkcerts() {
 		-out "$1/tls.crt.new" -days 2 -extfile "$1/ext" >/dev/null 2>&1
 }
 
-echo "1..23"
+echo "1..25"
 for tool in kubectl openssl curl base64; do
 	if ! command -v $tool >/dev/null 2>&1; then
 		echo "# missing $tool"
@@ -155,6 +155,15 @@ check "name+namespace over 41 characters is rejected" 'grep -q "must not exceed 
 module good 'r/i:${KERNEL_FULL_VERSION}' '^.+$' | kubectl apply -f - >"$T/out" 2>&1
 rc=$?
 check "valid Module is accepted" '[ $rc -eq 0 ] && kubectl get module good -n "$NS" >/dev/null 2>&1'
+# modprobe.args with one list only: upstream's CRD and webhook accept it.
+module args-load 'r/i:1' '^.+$' | sed 's|{moduleName: kmm_ci_a}|{moduleName: kmm_ci_a, args: {load: [--first-time]}}|' |
+	kubectl apply -f - >"$T/out" 2>&1
+rc=$?
+check "Module with modprobe.args.load alone passes the webhook" '[ $rc -eq 0 ] && grep -q "module.kmm.sigs.x-k8s.io/args-load created" "$T/out"'
+module args-unload 'r/i:1' '^.+$' | sed 's|{moduleName: kmm_ci_a}|{moduleName: kmm_ci_a, args: {unload: [--remove-holders]}}|' |
+	kubectl apply -f - >"$T/out" 2>&1
+rc=$?
+check "Module with modprobe.args.unload alone passes the webhook" '[ $rc -eq 0 ] && grep -q "module.kmm.sigs.x-k8s.io/args-unload created" "$T/out"'
 module good 'r/i:${KERNEL_FULL_VERSION}' '^.+$' '      version: v1' | kubectl apply -f - >"$T/out" 2>&1
 rc=$?
 check "UPDATE switching version from empty to set is rejected" 'grep -q "please delete the Module and create it again" "$T/out"'

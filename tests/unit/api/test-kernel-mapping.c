@@ -266,6 +266,42 @@ static void test_raw_args_and_loading_order(void **state)
 	assert_string_equal(us, "modprobe -rvd /tmp/opt a b c");
 }
 
+/* args with one list: the other side's command is the one without args. */
+static void test_args_one_side_only(void **state)
+{
+	struct kmm_module_config cfg = { 0 };
+	struct kmm_modprobe_args args = { 0 };
+	char first[] = "--first-time", holders[] = "--remove-holders", m[] = "m", opt[] = "/opt";
+	char p[] = "p=1";
+	char *load[] = { first, NULL }, *unload[] = { holders, NULL }, *params[] = { p, NULL };
+	char **l = NULL, **u = NULL;
+	_cleanup_free_ char *ls = NULL, *us = NULL, *ls2 = NULL, *us2 = NULL;
+
+	cfg.modprobe.module_name = m;
+	cfg.modprobe.dir_name = opt;
+	cfg.modprobe.parameters = params;
+	cfg.modprobe.args = &args;
+	args.load = load;
+	assert_int_equal(kmm_modprobe_load_argv(&cfg, &l), 0);
+	assert_int_equal(kmm_modprobe_unload_argv(&cfg, &u), 0);
+	ls = kmm_strv_join(l, " ");
+	us = kmm_strv_join(u, " ");
+	assert_string_equal(ls, "modprobe -vd /tmp/opt --first-time m p=1");
+	assert_string_equal(us, "modprobe -rvd /tmp/opt m");
+	kmm_strv_free(l);
+	kmm_strv_free(u);
+	args.load = NULL;
+	args.unload = unload;
+	assert_int_equal(kmm_modprobe_load_argv(&cfg, &l), 0);
+	assert_int_equal(kmm_modprobe_unload_argv(&cfg, &u), 0);
+	ls2 = kmm_strv_join(l, " ");
+	us2 = kmm_strv_join(u, " ");
+	assert_string_equal(ls2, "modprobe -vd /tmp/opt m p=1");
+	assert_string_equal(us2, "modprobe -rvd /tmp/opt --remove-holders m");
+	kmm_strv_free(l);
+	kmm_strv_free(u);
+}
+
 int main(void)
 {
 	struct table_run t = { 0 };
@@ -283,6 +319,7 @@ int main(void)
 	table_add(&t, "test_cache_compiles_once_per_generation",
 		  test_cache_compiles_once_per_generation, NULL);
 	table_add(&t, "test_raw_args_and_loading_order", test_raw_args_and_loading_order, NULL);
+	table_add(&t, "test_args_one_side_only", test_args_one_side_only, NULL);
 	r = table_run(&t, "kernel-mapping");
 	kmm_mapper_free(mapping_mapper);
 	kmm_module_free(mapping_module);

@@ -59,6 +59,47 @@ static void test_defaults(void **state)
 	assert_string_equal(c->modprobe.raw_args->unload[0], "b");
 }
 
+/*
+ * Upstream's ModprobeArgs lists are omitempty and not required: either one
+ * alone decodes, the other stays NULL, and encoding leaves it out (writing
+ * an empty list would break the CRD's minItems when the config is stored).
+ */
+static void test_args_either_list_alone(void **state)
+{
+	static const char *const yamls[] = {
+		"kernelVersion: k\ncontainerImage: i\nmodprobe: {moduleName: m, args: {load: "
+		"[--first-time]}}\n",
+		"kernelVersion: k\ncontainerImage: i\nmodprobe: {moduleName: m, args: {unload: "
+		"[--remove-holders]}}\n",
+		"kernelVersion: k\ncontainerImage: i\nmodprobe: {moduleName: m, args: {}}\n",
+	};
+
+	for (size_t i = 0; i < sizeof(yamls) / sizeof(yamls[0]); i++) {
+		_cleanup_(kmm_module_config_freep) struct kmm_module_config *c = NULL, *back = NULL;
+		_cleanup_(kmm_modprobe_spec_done) struct kmm_modprobe_spec copy = { 0 };
+		_cleanup_error_ struct kmm_error *err = NULL;
+		_cleanup_json_ json_t *j = NULL;
+		const json_t *args;
+
+		assert_int_equal(kmm_module_config_parse(yamls[i], strlen(yamls[i]), "c", &c, &err),
+				 0);
+		assert_non_null(c->modprobe.args);
+		assert_true(i == 0   ? c->modprobe.args->load && !c->modprobe.args->unload
+			    : i == 1 ? !c->modprobe.args->load && c->modprobe.args->unload
+				     : !c->modprobe.args->load && !c->modprobe.args->unload);
+		j = kmm_module_config_to_json(c);
+		args = json_object_get(json_object_get(j, "modprobe"), "args");
+		assert_true(json_is_object(args));
+		assert_int_equal(json_object_size(args), i < 2 ? 1 : 0);
+		assert_int_equal(kmm_module_config_from_json(j, "", KMM_API_STRICT, &back, &err),
+				 0);
+		assert_true(kmm_module_config_equal(c, back));
+		assert_int_equal(kmm_modprobe_spec_copy(&copy, &c->modprobe), 0);
+		assert_true((copy.args->load == NULL) == (c->modprobe.args->load == NULL));
+		assert_true((copy.args->unload == NULL) == (c->modprobe.args->unload == NULL));
+	}
+}
+
 struct bad_case {
 	const char *yaml;
 	const char *message;
@@ -71,8 +112,12 @@ static const struct bad_case bad_cases[] = {
 	{ "containerImage: i\nmodprobe: {}\n", "c: kernelVersion: required field is missing" },
 	{ "kernelVersion: k\nmodprobe: {}\n", "c: containerImage: required field is missing" },
 	{ "kernelVersion: k\ncontainerImage: i\n", "c: modprobe: required field is missing" },
-	{ "kernelVersion: k\ncontainerImage: i\nmodprobe: {args: {load: [x]}}\n",
-	  "c: modprobe.args.unload: required field must have at least 1 item" },
+	{ "kernelVersion: k\ncontainerImage: i\nmodprobe: {args: {load: []}}\n",
+	  "c: modprobe.args.load: must have at least 1 item" },
+	{ "kernelVersion: k\ncontainerImage: i\nmodprobe: {args: {load: [x], unload: []}}\n",
+	  "c: modprobe.args.unload: must have at least 1 item" },
+	{ "kernelVersion: k\ncontainerImage: i\nmodprobe: {rawArgs: {unload: []}}\n",
+	  "c: modprobe.rawArgs.unload: must have at least 1 item" },
 	{ "kernelVersion: k\ncontainerImage: i\nmodprobe: {parameters: [a, {}]}\n",
 	  "c: modprobe.parameters[1]: expected a string, got object" },
 	{ "kernelVersion: k\ncontainerImage: i\ninsecurePull: maybe\nmodprobe: {}\n",
@@ -166,6 +211,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_full_yaml),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_args_either_list_alone),
 		cmocka_unit_test(test_strict_errors_name_the_path),
 		cmocka_unit_test(test_roundtrip_and_equal),
 		cmocka_unit_test(test_lenient_keeps_unknown_fields),

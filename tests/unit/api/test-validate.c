@@ -191,6 +191,24 @@ static const struct vcase cases[] = {
 	  HEAD "  moduleLoader:\n    container:\n      modprobe: {rawArgs: {load: [a], unload: "
 	       "[b]}}\n      kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
 	  33, NULL },
+	/* ModprobeArgs: upstream requires neither list; the webhook has no rule on args. */
+	{ "args.load alone is fine",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {moduleName: m, args: {load: "
+	       "[--first-time]}}\n      kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
+	  33, NULL },
+	{ "args.unload alone is fine",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {moduleName: m, args: {unload: "
+	       "[--remove-holders]}}\n      kernelMappings: [{literal: x, containerImage: "
+	       "'i:1'}]\n",
+	  33, NULL },
+	{ "rawArgs.load alone without moduleName",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {rawArgs: {load: [a]}}\n      "
+	       "kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
+	  33, "either moduleName or both rawArgs.load and rawArgs.unload must be set" },
+	{ "rawArgs.unload alone without moduleName",
+	  HEAD "  moduleLoader:\n    container:\n      modprobe: {rawArgs: {unload: [a]}}\n      "
+	       "kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",
+	  33, "either moduleName or both rawArgs.load and rawArgs.unload must be set" },
 	{ "no moduleName and no rawArgs",
 	  HEAD "  moduleLoader:\n    container:\n      modprobe: {dirName: /opt}\n      "
 	       "kernelMappings: [{literal: x, containerImage: 'i:1'}]\n",

@@ -71,6 +71,34 @@ static void test_module_allowed(void **state)
 	assert_true(json_is_true(json_object_get(json_object_get(r, "response"), "allowed")));
 }
 
+#define ARGS_MODULE(args)                                                                          \
+	"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{"       \
+	"\"uid\":\"u3\",\"operation\":\"CREATE\",\"namespace\":\"ns\",\"object\":{"                \
+	"\"apiVersion\":\"kmm.sigs.x-k8s.io/v1beta1\",\"kind\":\"Module\",\"metadata\":{"          \
+	"\"name\":\"m\"},\"spec\":{\"selector\":{},\"moduleLoader\":{\"container\":{"              \
+	"\"modprobe\":{\"moduleName\":\"a\",\"args\":" args "},\"kernelMappings\":[{"              \
+	"\"literal\":\"x\",\"containerImage\":\"i:1\"}]}}}}}}"
+
+/* Either modprobe.args list alone is allowed, as upstream's CRD and webhook allow it. */
+static void test_module_args_one_list(void **state)
+{
+	_cleanup_json_ json_t *load =
+	    call(KMM_WEBHOOK_PATH_MODULE, ARGS_MODULE("{\"load\":[\"--first-time\"]}"), 200);
+	_cleanup_json_ json_t *unload =
+	    call(KMM_WEBHOOK_PATH_MODULE, ARGS_MODULE("{\"unload\":[\"--remove-holders\"]}"), 200);
+	_cleanup_json_ json_t *empty =
+	    call(KMM_WEBHOOK_PATH_MODULE, ARGS_MODULE("{\"load\":[]}"), 200);
+	const json_t *resp = json_object_get(empty, "response");
+
+	assert_true(json_is_true(json_object_get(json_object_get(load, "response"), "allowed")));
+	assert_true(json_is_true(json_object_get(json_object_get(unload, "response"), "allowed")));
+	/* A list that is given still needs an item (the CRD's minItems). */
+	assert_true(json_is_false(json_object_get(resp, "allowed")));
+	assert_non_null(
+	    strstr(json_string_value(json_object_get(json_object_get(resp, "status"), "message")),
+		   "modprobe.args.load: must have at least 1 item"));
+}
+
 static void test_module_update_version_switch(void **state)
 {
 	const char *with_version =
@@ -206,6 +234,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_module_denied_with_message),
 		cmocka_unit_test(test_module_allowed),
+		cmocka_unit_test(test_module_args_one_list),
 		cmocka_unit_test(test_module_update_version_switch),
 		cmocka_unit_test(test_delete_is_allowed),
 		cmocka_unit_test(test_namespace_guard),

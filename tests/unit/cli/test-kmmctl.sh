@@ -16,7 +16,7 @@ check() { # name, then a shell condition
 	if eval "$@"; then ok "$name"; else nok "$name"; fi
 }
 
-echo "1..24"
+echo "1..27"
 "$K" validate -f "$SRC/deploy/samples/module.yaml" >"$T/out" 2>&1; rc=$?
 check "sample module.yaml is valid" '[ $rc -eq 0 ] && grep -q "^valid   .*Module default/kmm-ci" "$T/out"'
 args=
@@ -34,6 +34,9 @@ check "non-kmm kinds are skipped" 'grep -q "skipped .*ConfigMap" "$T/out"'
 check "default namespace used when absent" 'grep -q "Module default/bad" "$T/out"'
 "$K" validate --first -f "$D/invalid.yaml" >"$T/out" 2>&1
 check "--first reports one violation per object" '! grep -q "modulesLoadingOrder" "$T/out" && grep -q "back-reference" "$T/out"'
+"$K" validate -f "$D/args-one-side.yaml" >"$T/out" 2>&1; rc=$?
+check "args.load alone and args.unload alone are valid" '[ $rc -eq 1 ] && grep -q "^valid   .*Module kmm/load-only" "$T/out" && grep -q "^valid   .*Module kmm/unload-only" "$T/out"'
+check "an args list given empty is invalid (minItems 1)" 'grep -q "Module empty-list: spec.moduleLoader.container.modprobe.args.load: must have at least 1 item" "$T/out"'
 "$K" validate -f - <"$SRC/deploy/samples/module.yaml" >"$T/out" 2>&1; rc=$?
 check "stdin input" '[ $rc -eq 0 ] && grep -q "<stdin>" "$T/out"'
 "$K" validate >"$T/out" 2>&1; rc=$?
@@ -81,6 +84,15 @@ assert not r["n5"]["targeted"] and "no kernel mapping" in r["n5"]["reason"]
 PY'
 "$K" plan -f "$D/build-sign.yaml" -k 6.1.0-18-amd64 -o yaml >"$T/out" 2>&1; rc=$?
 check "plan yaml keeps string types" '[ $rc -eq 0 ] && grep -q "value: \"true\"" "$T/out" && grep -q "^  targeted: true" "$T/out"'
+head -20 "$D/args-one-side.yaml" | "$K" plan -f - -k 6.1.0-18-amd64 -o json >"$T/out" 2>&1; rc=$?
+check "plan: the side without an args list gets no flags" '[ $rc -eq 0 ] && python3 - "$T/out" <<PY
+import json,sys
+r={x["module"]:x["commands"] for x in json.load(open(sys.argv[1]))}
+assert r["kmm/load-only"]["load"]=="modprobe -vd /tmp/opt --first-time kmm_ci_a", r
+assert r["kmm/load-only"]["unload"]=="modprobe -rvd /tmp/opt kmm_ci_a", r
+assert r["kmm/unload-only"]["load"]=="modprobe -vd /tmp/opt kmm_ci_a", r
+assert r["kmm/unload-only"]["unload"]=="modprobe -rvd /tmp/opt --remove-holders kmm_ci_a", r
+PY'
 "$K" plan -f "$SRC/deploy/samples/module.yaml" -k 6.1.0-18-amd64 -l a=b >"$T/out" 2>&1
 check "--node-labels not matching the selector" 'grep -q "skipped:  selector kmm.example.com/demo=true does not match" "$T/out"'
 "$K" plan -f "$SRC/deploy/samples/module.yaml" >"$T/out" 2>&1; rc=$?

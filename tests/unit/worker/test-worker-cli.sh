@@ -69,8 +69,10 @@ cfg bad.yaml "modprobe:" "  moduleName: fx_a" "  bogus: 1"
 cfg noname.yaml "modprobe:" "  dirName: /opt"
 cfg flags.yaml "modprobe:" "  moduleName: fx_a" "  dirName: /opt" \
 	"  args: {load: [--set-version, '1.0'], unload: [-v]}"
+cfg onlyload.yaml "modprobe:" "  moduleName: fx_a" "  dirName: /opt" "  args: {load: [--first-time]}"
+cfg onlyunload.yaml "modprobe:" "  moduleName: fx_a" "  dirName: /opt" "  args: {unload: [--wait=100]}"
 
-echo "1..34"
+echo "1..38"
 
 run --version
 ok "--version exits 0 and prints the version" eval '[ $RC = 0 ] && said "kmm-worker "'
@@ -153,6 +155,25 @@ ok "rawArgs.unload reaches modprobe verbatim" eval '[ $RC = 0 ] && [ "$(tail -1 
 KMM_MODPROBE=$ROOT/modprobe run kmod load "$ROOT/flags.yaml" --image-root "$ROOT/img"
 ok "args.load with modprobe-only flags runs 'modprobe -vd DIR args... NAME'" \
 	eval '[ "$(tail -1 "$ROOT/modprobe.args")" = "[-vd][$ROOT/img/opt][--set-version][1.0][fx_a]" ]'
+# args with one list only (upstream requires neither): the other side runs without args.
+: >"$ROOT/calls.log"
+: >"$ROOT/modprobe.args"
+KMM_MODPROBE=$ROOT/modprobe run kmod load "$ROOT/onlyload.yaml" --image-root "$ROOT/img"
+ok "args.load alone: load maps --first-time and inserts through libkmod" \
+	eval '[ $RC = 0 ] && calls "insmod fx_a ;" && [ ! -s "$ROOT/modprobe.args" ]'
+: >"$ROOT/calls.log"
+KMM_MODPROBE=$ROOT/modprobe run kmod unload "$ROOT/onlyload.yaml" --image-root "$ROOT/img"
+ok "args.load alone: unload runs with no args (modprobe -r's default, through libkmod)" \
+	eval '[ $RC = 0 ] && calls "rmmod fx_a;" && [ ! -s "$ROOT/modprobe.args" ]'
+: >"$ROOT/calls.log"
+KMM_MODPROBE=$ROOT/modprobe run kmod load "$ROOT/onlyunload.yaml" --image-root "$ROOT/img"
+ok "args.unload alone: load runs with no args (through libkmod)" \
+	eval '[ $RC = 0 ] && calls "insmod fx_a ;" && [ ! -s "$ROOT/modprobe.args" ]'
+KMM_MODPROBE=$ROOT/modprobe run kmod unload "$ROOT/onlyunload.yaml" --image-root "$ROOT/img"
+ok "args.unload alone: unload runs 'modprobe -rvd DIR args... NAME'" \
+	eval '[ $RC = 0 ] && [ "$(tail -1 "$ROOT/modprobe.args")" = "[-rvd][$ROOT/img/opt][--wait=100][fx_a]" ]'
+# the recording modprobe removed nothing: take fx_a out for the cases below
+run kmod unload "$ROOT/onlyload.yaml" --image-root "$ROOT/img"
 printf '#!/bin/sh\necho "modprobe: FATAL: Module fx_a not found."\nexit 1\n' >"$ROOT/modprobe"
 KMM_MODPROBE=$ROOT/modprobe run kmod load "$ROOT/raw.yaml"
 ok "a failing modprobe exits 1 with its last line in the error" eval '[ $RC = 1 ] && said "exit status 1: modprobe: FATAL"'
