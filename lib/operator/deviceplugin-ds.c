@@ -1,13 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The device plugin DaemonSet of a Module, in upstream's shape (reference
- * §3.6): one per Module and version, named "<module>-device-plugin-<random>",
- * selected by the module.name and role labels (and the version-schedule-pod
- * label when the Module has a version), owned by the Module. Its pods run on
- * nodes where the module is loaded and that are device-plugin targets
- * (schedulable for the Module, so a drain evicts the device plugin before the
- * unloader runs), or, for a Module with only a device plugin (in-tree driver),
- * on the nodes of the Module's selector. The container is privileged and
+ * The device plugin's kind (plugin.h): its DaemonSet, in upstream's shape
+ * (reference §3.6), is plugin-ds.c's with role "device-plugin": named
+ * "<module>-device-plugin-<random>", its pods on nodes where the module is
+ * loaded and that are device-plugin targets (schedulable for the Module, so
+ * a drain evicts the device plugin before the unloader runs). The container
  * mounts the kubelet's device-plugins directory, where it registers.
  *
  * Unlike upstream the pods carry no node-labeler finalizer: the reconciler
@@ -15,187 +12,55 @@
  * terminating, and a finalizer would hold every device plugin pod (and a
  * namespace deletion) whenever the operator is not running.
  */
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "kmm/shared-json.h"
-#include "kmm/operator-runtime.h"
 #include "deviceplugin.h"
-
-static char *label(const char *prefix, const char *ns, const char *name, const char *suffix)
-{
-	char *s = NULL;
-
-	if (asprintf(&s, "%s%s.%s%s", prefix, ns, name, suffix) < 0)
-		return NULL;
-	return s;
-}
 
 char *kmm_op_dp_target_label(const char *ns, const char *name)
 {
-	return label(KMM_NODE_LABEL_PREFIX, ns, name, ".device-plugin-target");
+	return kmm_op_plugin_node_label(&kmm_op_dp_kind, ns, name, "target");
 }
 
 char *kmm_op_dp_ready_label(const char *ns, const char *name)
 {
-	return label(KMM_NODE_LABEL_PREFIX, ns, name, ".device-plugin-ready");
+	return kmm_op_plugin_node_label(&kmm_op_dp_kind, ns, name, "ready");
 }
 
-char *kmm_op_dp_version_label(const char *ns, const char *name)
+static const struct kmm_plugin_spec *dp_spec(const struct kmm_module *m)
 {
-	return label(KMM_VERSION_SCHEDULE_LABEL_PREFIX, ns, name, "");
+	return m->spec.device_plugin;
 }
 
-const char *kmm_op_dp_version(const struct kmm_module *m)
+static const struct kmm_daemonset_status *dp_status(const struct kmm_module *m)
 {
-	const struct kmm_module_loader *ml = m->spec.module_loader;
-
-	return ml && ml->container.version ? ml->container.version : "";
+	return &m->status.device_plugin;
 }
 
-static int set_if(json_t *o, const char *key, const json_t *v)
+static json_t *dp_volumes(void)
 {
-	return v ? json_object_set(o, key, (json_t *)v) : 0;
+	return json_pack("[{s:s, s:{s:s, s:s}}]", "name", "kubelet-device-plugins", "hostPath",
+			 "path", KMM_DEVICE_PLUGIN_SOCKET_DIR, "type", "Directory");
 }
 
-/* The user's container, privileged, with mounts of its own after kmm's. */
-static json_t *container(const struct kmm_container_spec *c, const char *name, json_t *kmm_mounts)
+static json_t *dp_mounts(void)
 {
-	_cleanup_json_ json_t *o = json_pack("{s:s, s:s, s:{s:b}}", "name", name, "image", c->image,
-					     "securityContext", "privileged", 1);
-	_cleanup_json_ json_t *mounts = kmm_mounts;
-	size_t i;
-	json_t *v;
-
-	if (!o || !mounts)
-		return NULL;
-	json_array_foreach (c->volume_mounts, i, v)
-		if (json_array_append(mounts, v) < 0)
-			return NULL;
-	if (set_if(o, "command", c->command) < 0 || set_if(o, "args", c->args) < 0 ||
-	    set_if(o, "env", c->env) < 0 || set_if(o, "resources", c->resources) < 0 ||
-	    (c->image_pull_policy &&
-	     json_object_set_new(o, "imagePullPolicy", json_string(c->image_pull_policy)) < 0))
-		return NULL;
-	if (json_array_size(mounts) && json_object_set(o, "volumeMounts", mounts) < 0)
-		return NULL;
-	return TAKE_PTR(o);
+	return json_pack("[{s:s, s:s}]", "name", "kubelet-device-plugins", "mountPath",
+			 KMM_DEVICE_PLUGIN_SOCKET_DIR);
 }
 
-static json_t *selection_labels(const struct kmm_module *m)
-{
-	_cleanup_free_ char *vl = kmm_op_dp_version_label(m->namespace, m->name);
-	const char *version = kmm_op_dp_version(m);
-	json_t *l = json_pack("{s:s, s:s}", KMM_LABEL_MODULE_NAME, m->name, KMM_LABEL_ROLE,
-			      KMM_ROLE_DEVICE_PLUGIN);
-
-	if (l && *version && (!vl || json_object_set_new(l, vl, json_string(version)) < 0)) {
-		json_decref(l);
-		return NULL;
-	}
-	return l;
-}
-
-static json_t *node_selector(const struct kmm_module *m)
-{
-	_cleanup_free_ char *rl = kmm_op_ready_label(m->namespace, m->name);
-	_cleanup_free_ char *tl = kmm_op_dp_target_label(m->namespace, m->name);
-	_cleanup_free_ char *vl = kmm_op_dp_version_label(m->namespace, m->name);
-	const char *version = kmm_op_dp_version(m);
-	_cleanup_json_ json_t *sel = json_object();
-
-	if (!sel || !rl || !tl || !vl)
-		return NULL;
-	if (!m->spec.module_loader) {
-		/* An in-tree driver: no module to wait for, the Module's nodes. */
-		for (size_t i = 0; i < m->spec.selector.n; i++)
-			if (json_object_set_new(sel, m->spec.selector.keys[i],
-						json_string(m->spec.selector.values[i])) < 0)
-				return NULL;
-		return TAKE_PTR(sel);
-	}
-	if (json_object_set_new(sel, rl, json_string("")) < 0 ||
-	    json_object_set_new(sel, tl, json_string("")) < 0 ||
-	    (*version && json_object_set_new(sel, vl, json_string(version)) < 0))
-		return NULL;
-	return TAKE_PTR(sel);
-}
-
-static json_t *pod_spec(const struct kmm_module *m)
-{
-	const struct kmm_plugin_spec *dp = m->spec.device_plugin;
-	json_t *main_mounts = json_pack("[{s:s, s:s}]", "name", "kubelet-device-plugins",
-					"mountPath", KMM_DEVICE_PLUGIN_SOCKET_DIR);
-	_cleanup_json_ json_t *spec = NULL, *volumes = NULL,
-			      *c = container(&dp->container, "device-plugin", main_mounts);
-	size_t i;
-	json_t *v;
-
-	volumes = json_pack("[{s:s, s:{s:s, s:s}}]", "name", "kubelet-device-plugins", "hostPath",
-			    "path", KMM_DEVICE_PLUGIN_SOCKET_DIR, "type", "Directory");
-	spec = json_pack("{s:s, s:o, s:[O]}", "priorityClassName", "system-node-critical",
-			 "nodeSelector", node_selector(m), "containers", c);
-	if (!spec || !volumes || !c)
-		return NULL;
-	json_array_foreach (dp->volumes, i, v)
-		if (json_array_append(volumes, v) < 0)
-			return NULL;
-	if (json_object_set(spec, "volumes", volumes) < 0)
-		return NULL;
-	if (dp->init_container) {
-		json_t *init = container(dp->init_container, "device-plugin-init", json_array());
-
-		if (!init ||
-		    json_object_set_new(spec, "initContainers", json_pack("[o]", init)) < 0)
-			return NULL;
-	}
-	if (dp->service_account_name && *dp->service_account_name &&
-	    json_object_set_new(spec, "serviceAccountName", json_string(dp->service_account_name)) <
-		0)
-		return NULL;
-	if (dp->has_automount_sa_token &&
-	    json_object_set_new(spec, "automountServiceAccountToken",
-				json_boolean(dp->automount_sa_token)) < 0)
-		return NULL;
-	if (m->spec.n_tolerations &&
-	    json_object_set_new(
-		spec, "tolerations",
-		kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations)) < 0)
-		return NULL;
-	if (m->spec.image_repo_secret &&
-	    json_object_set_new(spec, "imagePullSecrets",
-				json_pack("[{s:s}]", "name", m->spec.image_repo_secret)) < 0)
-		return NULL;
-	return TAKE_PTR(spec);
-}
+const struct kmm_op_plugin_kind kmm_op_dp_kind = {
+	.role = KMM_ROLE_DEVICE_PLUGIN,
+	.key = "devicePlugin",
+	.reconciler = KMM_OP_DEVICE_PLUGIN,
+	.daemonsets = KMM_OP_CACHE_DAEMONSETS,
+	.pods = KMM_OP_CACHE_DPPODS,
+	.target_label = true,
+	.spec = dp_spec,
+	.status = dp_status,
+	.volumes = dp_volumes,
+	.mounts = dp_mounts,
+};
 
 int kmm_op_dp_daemonset(const struct kmm_module *m, json_t **ret, struct kmm_error **err)
 {
-	_cleanup_free_ char *gen = NULL, *hash = NULL;
-	_cleanup_json_ json_t *labels = selection_labels(m), *pspec = NULL, *spec = NULL;
-	json_t *ds;
-
-	if (!m->spec.device_plugin || !m->namespace)
-		return kmm_error_make(err, EINVAL, "module %s: no device plugin", m->name);
-	pspec = pod_spec(m);
-	if (!labels || !pspec || asprintf(&gen, "%s-device-plugin-", m->name) < 0)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	spec = json_pack("{s:{s:O}, s:{s:{s:O}, s:O}}", "selector", "matchLabels", labels,
-			 "template", "metadata", "labels", labels, "spec", pspec);
-	hash = spec ? kmm_op_hash_json(spec) : NULL;
-	if (!hash)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	ds = json_pack("{s:s, s:s, s:{s:s, s:s, s:O, s:{s:s}, s:[{s:s, s:s, s:s, s:s, s:b, s:b}]}, "
-		       "s:O}",
-		       "apiVersion", "apps/v1", "kind", "DaemonSet", "metadata", "generateName",
-		       gen, "namespace", m->namespace, "labels", labels, "annotations",
-		       KMM_ANN_DEVICE_PLUGIN_HASH, hash, "ownerReferences", "apiVersion",
-		       KMM_API_VERSION, "kind", "Module", "name", m->name, "uid",
-		       json_string_value(json_object_get(m->metadata, "uid")) ?: "", "controller",
-		       1, "blockOwnerDeletion", 1, "spec", spec);
-	if (!ds)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	*ret = ds;
-	return 0;
+	return kmm_op_plugin_daemonset(&kmm_op_dp_kind, m, ret, err);
 }
