@@ -24,6 +24,9 @@
  *     ▲
  *   PreflightValidation: a MIC "<module>-preflight-<pfv>" per Module, for its kernel
  *
+ *   Node version labels ──▶ worker / schedule version labels (ordered upgrade)
+ *     (the Module's NMC entries and device plugin DaemonSets follow them)
+ *
  * A reconcile reads caches only and writes through the API (kmm/operator-runtime.h);
  * it never waits for its own write to come back: watches bring it in again.
  * Adding a controller: docs/internals/operator.md.
@@ -73,6 +76,8 @@ enum kmm_op_reconciler_id {
 	KMM_OP_PREFLIGHT,
 	/* Module -> device plugin DaemonSet, device plugin node labels, status */
 	KMM_OP_DEVICE_PLUGIN,
+	/* Node version labels -> the ordered upgrade's steps (worker/schedule labels) */
+	KMM_OP_VERSION,
 	KMM_OP_RECONCILER_COUNT,
 };
 

@@ -74,6 +74,7 @@ extern const struct kmm_op_reconciler kmm_op_module_reconciler, kmm_op_nmc_recon
     kmm_op_mic_reconciler, kmm_op_mbsc_reconciler;
 extern const struct kmm_op_reconciler kmm_op_device_plugin_reconciler;
 extern const struct kmm_op_reconciler kmm_op_preflight_reconciler;
+extern const struct kmm_op_reconciler kmm_op_version_reconciler;
 
 /* mic.c: ModuleImagesConfig reconciler (image existence, build/sign requests) */
 extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;

@@ -22,6 +22,7 @@ const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT
 	[KMM_OP_MBSC] = &kmm_op_mbsc_reconciler,
 	[KMM_OP_DEVICE_PLUGIN] = &kmm_op_device_plugin_reconciler,
 	[KMM_OP_PREFLIGHT] = &kmm_op_preflight_reconciler,
+	[KMM_OP_VERSION] = &kmm_op_version_reconciler,
 };
 
 /* ---- the caches ---- */

@@ -60,6 +60,7 @@ static const char *const reconcilers[KMM_OP_RECONCILER_COUNT] = {
 	[KMM_OP_MBSC] = "mbsc",
 	[KMM_OP_DEVICE_PLUGIN] = "deviceplugin",
 	[KMM_OP_PREFLIGHT] = "preflight",
+	[KMM_OP_VERSION] = "version",
 };
 
 /* What the operator reads from its environment, unless a case says otherwise. */
