@@ -18,6 +18,9 @@
 #include "kmm/shared-log.h"
 #include "kmm/shared-options.h"
 #include "kmm/api-webhook.h"
+#include "kmm/certs.h"
+#include "kmm/shared-strv.h"
+#include "webhook.h"
 
 #define PROG "kmm-webhook"
 
@@ -27,7 +30,52 @@ struct args {
 	const char *cert_dir, *cert, *key, *kubeconfig;
 	const char *config; /* accepted for compatibility; unused */
 	bool version_given;
+	struct webhook_certs_args certs;
 };
+
+static void args_clear(struct args *a)
+{
+	kmm_strv_free(a->certs.hosts);
+	kmm_strv_free(a->certs.webhook_configs);
+	kmm_strv_free(a->certs.conversion_crds);
+}
+
+/* A number of seconds in [1, max]. */
+static int parse_seconds(const char *arg, int64_t max, int64_t *ret)
+{
+	char *end;
+	long long s;
+
+	errno = 0;
+	s = strtoll(arg, &end, 10);
+	if (errno || end == arg || *end || s < 1 || s > max)
+		return -EINVAL;
+	*ret = s;
+	return 0;
+}
+
+static int parse_cert_validity(const struct kmm_option *opt, const char *arg, void *ctx,
+			       struct kmm_error **err)
+{
+	struct args *a = ctx;
+
+	/* 100 years: beyond that X.509 dates need GeneralizedTime games nobody needs. */
+	return parse_seconds(arg, 100LL * 365 * 86400,
+			     strcmp(opt->name, "ca-validity") == 0 ? &a->certs.ca_valid_s
+								   : &a->certs.cert_valid_s);
+}
+
+static int parse_cert_interval(const struct kmm_option *opt, const char *arg, void *ctx,
+			       struct kmm_error **err)
+{
+	struct args *a = ctx;
+	int64_t s;
+
+	if (parse_seconds(arg, 86400, &s) < 0)
+		return -EINVAL;
+	a->certs.check_interval_s = (unsigned)s;
+	return 0;
+}
 
 static int parse_reload(const struct kmm_option *opt, const char *arg, void *ctx,
 			struct kmm_error **err)
@@ -93,10 +141,38 @@ static const struct kmm_option options[] = {
 	{ "kubeconfig", 0, KMM_OPTION_STRING, "FILE", ARG(kubeconfig), NULL, NULL },
 	{ 0 },
 };
+
+static const struct kmm_option cert_options[] = {
+	{ "cert-secret", 0, KMM_OPTION_STRING, "NAME", ARG(certs.secret), NULL,
+	  "provision the serving certificate and its CA into this\n"
+	  "Secret, write them to --cert-dir, rotate them and keep the\n"
+	  "caBundles below current (without it: --cert-dir is given)" },
+	{ "cert-namespace", 0, KMM_OPTION_STRING, "NS", ARG(certs.namespace), NULL,
+	  "the Secret's namespace (default $POD_NAMESPACE)" },
+	{ "cert-service", 0, KMM_OPTION_STRING, "NAME", ARG(certs.service), NULL,
+	  "the webhook Service: its DNS names go into the certificate" },
+	{ "cert-host", 0, KMM_OPTION_STRV, "NAME", ARG(certs.hosts), NULL,
+	  "one more DNS name or IP address for the certificate" },
+	{ "cert-webhook-config", 0, KMM_OPTION_STRV, "NAME", ARG(certs.webhook_configs), NULL,
+	  "a ValidatingWebhookConfiguration whose caBundles to keep" },
+	{ "cert-conversion-crd", 0, KMM_OPTION_STRV, "NAME", ARG(certs.conversion_crds), NULL,
+	  "a CRD whose conversion webhook caBundle to keep" },
+	{ "cert-validity", 0, KMM_OPTION_CALL, "S", 0, parse_cert_validity,
+	  "serving certificate lifetime in seconds (default a year);\n"
+	  "renewed after two thirds of it" },
+	{ "ca-validity", 0, KMM_OPTION_CALL, "S", 0, parse_cert_validity,
+	  "CA lifetime in seconds (default 5 years); renewed likewise" },
+	{ "cert-check-interval", 0, KMM_OPTION_CALL, "S", 0, parse_cert_interval,
+	  "seconds between checks of the Secret and caBundles (default 60)" },
+	{ 0 },
+};
 #undef ARG
 
 static const struct kmm_option_group groups[] = {
 	{ .title = "Options:\n", .options = options, .column = 33 },
+	{ .title = "\nCertificates without cert-manager:\n",
+	  .options = cert_options,
+	  .column = 33 },
 	{ .options = kmm_options_common },
 	{ 0 },
 };
@@ -138,10 +214,14 @@ static int discover_minor(const char *kubeconfig)
 
 int main(int argc, char **argv)
 {
-	struct args a = {
+	_cleanup_(args_clear) struct args a = {
 		.o = { .hooks = { .k8s_minor = -1 }, .bind_address = ":9443" },
 		.cert_dir = "/tmp/k8s-webhook-server/serving-certs",
+		.certs = { .cert_valid_s = 365LL * 86400,
+			   .ca_valid_s = 5LL * 365 * 86400,
+			   .check_interval_s = 60 },
 	};
+	struct kmm_certs_provisioner *certs = NULL;
 	struct kmm_webhook_server_options *o = &a.o;
 	_cleanup_free_ char *cert = NULL, *key = NULL;
 	struct kmm_webhook_server *srv = NULL;
@@ -165,6 +245,10 @@ int main(int argc, char **argv)
 		return KMM_EXIT_FAILURE;
 	o->cert_file = cert;
 	o->key_file = key;
+	if (a.certs.secret && (a.cert || a.key))
+		return kmm_options_usage_error(
+		    PROG, "--cert-secret writes to --cert-dir; "
+			  "--tls-cert-file and --tls-private-key-file do not go with it");
 	if (!a.version_given && o->hooks.enable_module)
 		o->hooks.k8s_minor = discover_minor(a.kubeconfig);
 
@@ -175,11 +259,23 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (a.certs.secret) {
+		a.certs.cert_dir = a.cert_dir;
+		a.certs.kubeconfig = a.kubeconfig;
+		if (!a.certs.namespace)
+			a.certs.namespace = secure_getenv("POD_NAMESPACE");
+		if (webhook_certs_start(&a.certs, &certs) < 0) {
+			webhook_certs_stop(NULL);
+			return KMM_EXIT_FAILURE;
+		}
+	}
+
 	r = kmm_webhook_server_start(o, &srv, &err);
 	if (r < 0) {
 		kmm_log(KMM_LOG_ERROR, "cannot start the webhook server", "error",
 			kmm_error_message(err), NULL);
 		kmm_error_free(err);
+		webhook_certs_stop(certs);
 		return KMM_EXIT_FAILURE;
 	}
 	snprintf(port, sizeof(port), "%u", kmm_webhook_server_port(srv));
@@ -191,6 +287,7 @@ int main(int argc, char **argv)
 	sigwait(&set, &sig);
 	kmm_log(KMM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 		NULL);
+	webhook_certs_stop(certs);
 	kmm_webhook_server_stop(srv);
 	return KMM_EXIT_OK;
 }
