@@ -3,10 +3,16 @@
 # $TE_BIN_DIR (outside the repository), keyed by the pinned versions.
 # Quiet when the cache is already good; progress and a log path otherwise.
 
+# ./versions without helm's block (its pin builds helm alone: te_build_helm).
+te_versions_control_plane() {
+	sed '/^# Helm: /,/^HELM_VERSION=/d' "$TE_SRC/versions"
+}
+
 # Hash of everything that determines the binaries.
 te_build_key() {
 	{
-		cat "$TE_SRC/versions" "$TE_SRC/tools/go.mod" "$TE_SRC/tools/go.sum" "$TE_SRC"/tools/*/*.go
+		te_versions_control_plane
+		cat "$TE_SRC/tools/go.mod" "$TE_SRC/tools/go.sum" "$TE_SRC"/tools/*/*.go
 		echo "$TE_GO_PACKAGES"
 		te_build_ldflags
 	} | sha256sum | cut -c1-16
@@ -96,4 +102,38 @@ te_build() {
 	rm -rf "$TE_BIN_DIR"
 	mv "$tmp" "$TE_BIN_DIR"
 	te_info "built in $(($(date +%s) - start)) s: $TE_BIN_DIR"
+}
+
+# helm, built from tools/helm (a module of its own) into $TE_BIN_DIR with its
+# own stamp; `testenv build` builds it after the control plane.
+te_helm_key() {
+	{
+		echo "$HELM_VERSION"
+		cat "$TE_SRC/tools/helm/go.mod" "$TE_SRC/tools/helm/go.sum"
+	} | sha256sum | cut -c1-16
+}
+
+te_build_helm() {
+	local mod="$TE_SRC/tools/helm" log_dir="$TE_CACHE_ROOT/testenv/logs" log start tmp
+	if [ -x "$TE_BIN_DIR/helm" ] && [ "$(cat "$TE_BIN_DIR/.helm-stamp" 2>/dev/null)" = "$(te_helm_key)" ]; then
+		return 0
+	fi
+	grep -qF "helm.sh/helm/v4 $HELM_VERSION" "$mod/go.mod" ||
+		te_die "build: step 'check pins': $mod/go.mod lacks 'helm.sh/helm/v4 $HELM_VERSION'; run tests/env/testenv pin after editing tests/env/versions"
+	mkdir -p "$log_dir" "$TE_BIN_DIR"
+	log="$log_dir/build-helm-$(date +%Y%m%dT%H%M%S).log"
+	start=$(date +%s)
+	tmp="$TE_BIN_DIR/.helm.tmp.$$"
+	rm -rf "$tmp"
+	te_info "building helm $HELM_VERSION from Go modules into $TE_BIN_DIR (first time only; a few min); log: $log"
+	if ! (cd "$mod" && te_go mod download -x && te_go build -v -trimpath \
+		-ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+		-o "$tmp/" helm.sh/helm/v4/cmd/helm) >>"$log" 2>&1; then
+		rm -rf "$tmp"
+		te_die "build: step 'go build helm' failed; see $log (last lines: $(tail -n 3 "$log" | tr '\n' ' '))"
+	fi
+	mv "$tmp/helm" "$TE_BIN_DIR/helm"
+	rm -rf "$tmp"
+	te_helm_key >"$TE_BIN_DIR/.helm-stamp"
+	te_info "built helm in $(($(date +%s) - start)) s"
 }

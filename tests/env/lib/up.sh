@@ -44,12 +44,20 @@ te_up_preflight() {
 }
 
 te_up() {
-	local t0=$SECONDS
+	local t0=$SECONDS scale=0
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--scale) scale=1; shift ;;
+		*) te_die "up: unknown option $1 (usage: testenv up [--scale])" ;;
+		esac
+	done
 	te_up_preflight
 	te_build
 	case $TE_DIR in /) te_die "refusing KMM_TESTENV_DIR=/" ;; esac
 	if [ -d "$TE_DIR/pids" ] && te_any_alive; then
 		if te_status_quiet; then
+			[ $scale = 0 ] || [ -f "$TE_DIR/scale" ] ||
+				te_die "already up in $TE_DIR without --scale; run '$TE_SRC/testenv down' first"
 			te_info "already up in $TE_DIR"
 			return 0
 		fi
@@ -66,6 +74,8 @@ te_up() {
 	trap 'te_info "interrupted"; exit 130' INT TERM
 	trap 'te_up_cleanup' EXIT
 	ln -s "$TE_BIN_DIR/kubectl" "$TE_DIR/bin/kubectl"
+	# helm when `testenv build` made it (up does not wait for its build).
+	[ -x "$TE_BIN_DIR/helm" ] && ln -s "$TE_BIN_DIR/helm" "$TE_DIR/bin/helm"
 
 	# Ports, reserved under a lock until `down`.
 	mkdir -p "$TE_PORTS_DIR"
@@ -87,6 +97,15 @@ registry-tls=$5
 kwok=$6
 P
 	local api="https://127.0.0.1:$3"
+	# --scale: settings for thousands of simulated nodes on 2 cores (docs/testenv.md,
+	# "Scale mode"); the default values are what the test suites run with.
+	local lease_s=40 heartbeat_ms=20000 kwok_par=4 kcm_scale=()
+	if [ $scale = 1 ]; then
+		lease_s=600 heartbeat_ms=300000 kwok_par=16
+		kcm_scale=(--node-monitor-grace-period 600s --node-monitor-period 15s
+			--kube-api-qps 100 --kube-api-burst 200)
+		echo "lease=${lease_s}s heartbeat=$((heartbeat_ms / 1000))s" >"$TE_DIR/scale"
+	fi
 
 	te_info "starting in $TE_DIR (logs in $TE_DIR/logs)"
 	te_pki_make || te_fail pki "" "openssl could not make the certificates in $TE_DIR/pki"
@@ -135,7 +154,8 @@ P
 		--root-ca-file "$TE_DIR/pki/ca.crt" \
 		--cluster-signing-cert-file "$TE_DIR/pki/ca.crt" --cluster-signing-key-file "$TE_DIR/pki/ca.key" \
 		--cluster-name kmm-testenv --allocate-node-cidrs=false \
-		--concurrent-gc-syncs 10 --profiling=false --v 1 ${KMM_TESTENV_CONTROLLER_MANAGER_ARGS:-}
+		--concurrent-gc-syncs 10 --profiling=false --v 1 "${kcm_scale[@]}" \
+		${KMM_TESTENV_CONTROLLER_MANAGER_ARGS:-}
 	# shellcheck disable=SC2086 # KMM_TESTENV_*_ARGS: extra flags, split on spaces
 	te_start kube-scheduler "$TE_BIN_DIR/kube-scheduler" \
 		--kubeconfig "$TE_DIR/scheduler.kubeconfig" \
@@ -153,13 +173,14 @@ options:
   nodeIP: 127.0.0.1
   cidr: 10.244.0.1/16
   serverAddress: 127.0.0.1:$6
-  nodeLeaseDurationSeconds: 40
-  nodeLeaseParallelism: 4
-  nodePlayStageParallelism: 4
-  podPlayStageParallelism: 8
-  podsOnNodeSyncParallelism: 4
+  nodeLeaseDurationSeconds: $lease_s
+  nodeLeaseParallelism: $kwok_par
+  nodePlayStageParallelism: $kwok_par
+  podPlayStageParallelism: $((kwok_par * 2))
+  podsOnNodeSyncParallelism: $kwok_par
 K
-		cat "$TE_SRC/kwok/stages.yaml"
+		# The heartbeat Stage's delay is the only 20000 in the file.
+		sed "s/durationMilliseconds: 20000\$/durationMilliseconds: $heartbeat_ms/" "$TE_SRC/kwok/stages.yaml"
 	} >"$TE_DIR/kwok/kwok.yaml"
 	te_start kwok "$TE_BIN_DIR/kwok" --kubeconfig "$TE_DIR/kwok.kubeconfig" \
 		--config "$TE_DIR/kwok/kwok.yaml"
@@ -194,6 +215,7 @@ te_write_env() {
 		echo "export KMM_TESTENV_REGISTRY_PASSWORD='$(cat "$TE_DIR/registry/password")'"
 		echo "export KMM_TESTENV_REGISTRY_AUTHFILE='$TE_DIR/registry/auth.json'"
 		echo "export KMM_TESTENV_BIN='$TE_BIN_DIR'"
+		[ ! -f "$TE_DIR/scale" ] || echo "export KMM_TESTENV_SCALE='$(cat "$TE_DIR/scale")'"
 		echo "export PATH='$TE_DIR/bin':\"\$PATH\""
 	} >"$TE_DIR/env"
 	: "$p"
