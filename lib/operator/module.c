@@ -942,7 +942,8 @@ static int kernel_plan(struct kmm_op_engine *op, const struct kmm_module *m, str
 
 /*
  * One node: the entry it should carry (NULL: none; a reference to the
- * kernel's plan) and its digest, and whether it counts as targeted.
+ * kernel's plan) and its digest, and whether it counts as targeted. 1
+ * without a plan: leave the node's entry as it is.
  */
 static int node_entry(struct kmm_op_engine *op, const struct kmm_module *m, struct mic_images *mc,
 		      struct kernel_plans *plans, const struct kmm_obj *node, const json_t *tols,
@@ -973,15 +974,23 @@ static int node_entry(struct kmm_op_engine *op, const struct kmm_module *m, stru
 	if (!plan || !plan->mapped)
 		return 0;
 	if (m->spec.module_loader->container.version && *m->spec.module_loader->container.version) {
-		/* Ordered upgrade: only where the version label says so (reference §3.10). */
+		/*
+		 * Ordered upgrade (reference §3.10, version.c): the node's
+		 * version-worker-pod label says which version its NMC carries.
+		 * Absent: none (the old version is unloaded). Another version:
+		 * the entry stays as it is, and the node keeps the version it
+		 * loaded until its label moves on.
+		 */
 		char label[512];
 		const char *v;
 
 		snprintf(label, sizeof(label), KMM_VERSION_WORKER_LABEL_PREFIX "%s.%s",
 			 m->namespace, m->name);
 		v = kmm_obj_label(node, label);
-		if (!v || strcmp(v, m->spec.module_loader->container.version) != 0)
+		if (!v)
 			return 0;
+		if (strcmp(v, m->spec.module_loader->container.version) != 0)
+			return 1;
 	}
 	if (!plan->ready) {
 		add_reason(c, plan->why, "");
@@ -1143,7 +1152,7 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 			continue;
 		}
 		if (r > 0 && !plan)
-			continue; /* image unknown yet: leave the NMC as it is */
+			continue; /* image unknown yet, or another version: leave the NMC as it is */
 		if (set_entry(op, nodes[i], m, plan ? plan->entry : NULL,
 			      plan ? plan->digest : NULL, &e) < 0)
 			keep_first(&first, e);

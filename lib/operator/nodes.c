@@ -176,13 +176,19 @@ char *kmm_op_nmc_in_use_label(const char *ns, const char *name)
 
 /*
  * A node label kmm writes itself (kmm.node.kubernetes.io/<ns>.<name>.ready,
- * .version.ready, .device-plugin-ready, .device-plugin-target, ...), not one
- * that says where Modules go (such as the user's version-module labels).
+ * .version.ready, .device-plugin-ready, .device-plugin-target, ...; the
+ * ordered upgrade's version-schedule-pod, which only device plugin
+ * DaemonSets select), not one that says where Modules go (such as the
+ * user's version-module labels, or version-worker-pod, which says which
+ * version goes into a node's NMC).
  */
 static bool written_by_kmm(const char *k)
 {
+	static const char schedule[] = "beta.kmm.node.kubernetes.io/version-schedule-pod.";
 	size_t n = strlen(k), plen = strlen(KMM_NODE_LABEL_PREFIX);
 
+	if (strncmp(k, schedule, sizeof(schedule) - 1) == 0)
+		return true;
 	if (strncmp(k, KMM_NODE_LABEL_PREFIX, plen) != 0)
 		return false;
 	return (n > plen + 5 && strcmp(k + n - 5, "ready") == 0) ||
