@@ -15,6 +15,7 @@
  *                 syncs every cache, then starts the workers.
  *
  *   Module ──▶ device plugin DaemonSet ──▶ plugin pods (node labels, status)
+ *   Module ──▶ DRA driver DaemonSet, DeviceClasses ──▶ driver pods (node labels, status)
  *
  *   Module ──────────▶ NodeModulesConfig ──▶ worker pods (load / unload)
  *     │  ▲                    ▲
@@ -63,6 +64,11 @@ enum kmm_op_cache_id {
 	/* device plugin DaemonSets and their pods (role=device-plugin), projected */
 	KMM_OP_CACHE_DAEMONSETS,
 	KMM_OP_CACHE_DPPODS,
+	/* DRA driver DaemonSets and pods (role=dra), projected; DeviceClasses of Modules, whole;
+	 * only when the API server serves DRA (Kubernetes 1.34 and later) */
+	KMM_OP_CACHE_DRA_DAEMONSETS,
+	KMM_OP_CACHE_DRAPODS,
+	KMM_OP_CACHE_DEVICECLASSES,
 	KMM_OP_CACHE_COUNT,
 };
 
@@ -78,6 +84,8 @@ enum kmm_op_reconciler_id {
 	KMM_OP_DEVICE_PLUGIN,
 	/* Node version labels -> the ordered upgrade's steps (worker/schedule labels) */
 	KMM_OP_VERSION,
+	/* Module -> DRA driver DaemonSet, DeviceClasses, dra-ready node labels, status */
+	KMM_OP_DRA,
 	KMM_OP_RECONCILER_COUNT,
 };
 

@@ -75,6 +75,10 @@ extern const struct kmm_op_reconciler kmm_op_module_reconciler, kmm_op_nmc_recon
 extern const struct kmm_op_reconciler kmm_op_device_plugin_reconciler;
 extern const struct kmm_op_reconciler kmm_op_preflight_reconciler;
 extern const struct kmm_op_reconciler kmm_op_version_reconciler;
+extern const struct kmm_op_reconciler kmm_op_dra_reconciler;
+
+/* dra.c: does the API server serve DRA (asked when the engine is created)? */
+bool kmm_op_dra_served(const struct kmm_op_engine *op);
 
 /* mic.c: ModuleImagesConfig reconciler (image existence, build/sign requests) */
 extern const struct kmm_kube_resource kmm_op_mics, kmm_op_mbscs;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "deviceplugin.h"
+#include "dra.h"
 #include "engine-internal.h"
 
 const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT] = {
@@ -23,6 +24,7 @@ const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT
 	[KMM_OP_DEVICE_PLUGIN] = &kmm_op_device_plugin_reconciler,
 	[KMM_OP_PREFLIGHT] = &kmm_op_preflight_reconciler,
 	[KMM_OP_VERSION] = &kmm_op_version_reconciler,
+	[KMM_OP_DRA] = &kmm_op_dra_reconciler,
 };
 
 /* ---- the caches ---- */
@@ -72,7 +74,7 @@ static const char *const bspod_projection[] = {
 	"status.conditions",   NULL,
 };
 
-/* What the device plugin reconciler reads of its DaemonSets and their pods. */
+/* What the device plugin and DRA reconcilers read of their DaemonSets and pods. */
 static const char *const dp_ds_projection[] = {
 	"metadata.labels",
 	"metadata.annotations",
@@ -95,9 +97,9 @@ static int worker_pod_indexes(struct kmm_informer *inf)
 }
 
 /* Pull pods only exist when asked for: no extra watch otherwise. */
-static bool pull_pods_needed(const struct kmm_operator_config *cfg)
+static bool pull_pods_needed(const struct kmm_op_engine *eng)
 {
-	return cfg->image_check == KMM_IMAGE_CHECK_PULL_POD;
+	return eng->cfg.image_check == KMM_IMAGE_CHECK_PULL_POD;
 }
 
 struct cache_spec {
@@ -106,7 +108,7 @@ struct cache_spec {
 	const char *label_selector;
 	const char *const *projection; /* NULL: whole objects */
 	bool overlay;
-	bool (*needed)(const struct kmm_operator_config *cfg); /* NULL: always */
+	bool (*needed)(const struct kmm_op_engine *eng); /* NULL: always */
 	int (*add_indexes)(struct kmm_informer *inf);
 };
 
@@ -148,6 +150,20 @@ static const struct cache_spec cache_specs[KMM_OP_CACHE_COUNT] = {
 				  .res = &kmm_kube_pods,
 				  .label_selector = KMM_DP_SELECTOR,
 				  .projection = dp_pod_projection },
+	[KMM_OP_CACHE_DRA_DAEMONSETS] = { .name = "dradaemonsets",
+					  .res = &kmm_kube_daemonsets,
+					  .label_selector = KMM_DRA_SELECTOR,
+					  .projection = dp_ds_projection,
+					  .needed = kmm_op_dra_served },
+	[KMM_OP_CACHE_DRAPODS] = { .name = "drapods",
+				   .res = &kmm_kube_pods,
+				   .label_selector = KMM_DRA_SELECTOR,
+				   .projection = dp_pod_projection,
+				   .needed = kmm_op_dra_served },
+	[KMM_OP_CACHE_DEVICECLASSES] = { .name = "deviceclasses",
+					 .res = &kmm_op_deviceclasses,
+					 .label_selector = KMM_LABEL_MODULE_NAME,
+					 .needed = kmm_op_dra_served },
 	[KMM_OP_CACHE_PULLPODS] = { .name = "pullpods",
 				    .res = &kmm_kube_pods,
 				    .label_selector = KMM_LABEL_PULL_POD_TYPE,
@@ -230,7 +246,7 @@ static int make_cache(struct kmm_op_engine_private *p, enum kmm_op_cache_id id,
 	int r;
 
 	p->caches[id] = (struct cache_binding){ eng, id };
-	if (spec->needed && !spec->needed(&eng->cfg))
+	if (spec->needed && !spec->needed(eng))
 		return 0;
 	r = kmm_informer_new(eng->kube, &o, &eng->cache[id], err);
 	if (r < 0)

@@ -38,12 +38,20 @@
 /* Daemonset and pod progress is batched into one reconcile per Module per this many ms. */
 #define PLUGIN_STATUS_BATCH_MS 1000
 
-static void keep_first(struct kmm_error **first, struct kmm_error *e)
+void kmm_op_keep_first(struct kmm_error **first, struct kmm_error *e)
 {
 	if (!*first)
 		*first = e;
 	else
 		kmm_error_free(e);
+}
+
+int kmm_op_first_error(struct kmm_error *first, struct kmm_error **err)
+{
+	if (!first)
+		return 0;
+	*err = first;
+	return -kmm_error_code(first);
 }
 
 /* The Module's namespace of an object: its own, or its module.namespace label (cluster-scoped). */
@@ -162,7 +170,7 @@ static int sync_daemonsets(struct kmm_op_engine *op, struct kmm_op_plugin_state 
 		if (!kmm_obj_str(dss[i], "metadata.deletionTimestamp") &&
 		    ds_int(dss[i], "status.desiredNumberScheduled") == 0 &&
 		    delete_ds(op, dss[i], &e) < 0)
-			keep_first(&first, e);
+			kmm_op_keep_first(&first, e);
 	}
 	if (!current) {
 		if (kmm_op_keyset_contains(s->created, created_key))
@@ -182,11 +190,7 @@ static int sync_daemonsets(struct kmm_op_engine *op, struct kmm_op_plugin_state 
 		return r;
 	}
 out:
-	if (first) {
-		*err = first;
-		return -kmm_error_code(first);
-	}
-	return 0;
+	return kmm_op_first_error(first, err);
 }
 
 static int delete_all(struct kmm_op_engine *op, struct kmm_obj **dss, size_t n,
@@ -199,13 +203,9 @@ static int delete_all(struct kmm_op_engine *op, struct kmm_obj **dss, size_t n,
 
 		if (!kmm_obj_str(dss[i], "metadata.deletionTimestamp") &&
 		    delete_ds(op, dss[i], &e) < 0)
-			keep_first(&first, e);
+			kmm_op_keep_first(&first, e);
 	}
-	if (first) {
-		*err = first;
-		return -kmm_error_code(first);
-	}
-	return 0;
+	return kmm_op_first_error(first, err);
 }
 
 /* ---- node labels ---- */
@@ -317,15 +317,11 @@ static int sync_node_labels(struct kmm_op_engine *op, const struct kmm_op_plugin
 			json_object_set_new(changes, rl,
 					    want_ready ? json_string("") : json_null());
 		if (json_object_size(changes) && set_labels(op, node, changes, &e) < 0)
-			keep_first(&first, e);
+			kmm_op_keep_first(&first, e);
 	}
 	kmm_obj_array_free(nodes, n_nodes);
 	*ret_targeted = targeted;
-	if (first) {
-		*err = first;
-		return -kmm_error_code(first);
-	}
-	return 0;
+	return kmm_op_first_error(first, err);
 }
 
 /* ---- status ---- */
@@ -393,15 +389,15 @@ int64_t kmm_op_plugin_reconcile(struct kmm_op_engine *op, void *state, const cha
 	r = active && m ? sync_daemonsets(op, s, m, dss, n_dss, &e)
 			: delete_all(op, dss, n_dss, &e);
 	if (r < 0)
-		keep_first(&first, TAKE_PTR(e));
+		kmm_op_keep_first(&first, TAKE_PTR(e));
 	if (sync_node_labels(op, k, ns, slash + 1, active ? m : NULL, &targeted, &e) < 0)
-		keep_first(&first, TAKE_PTR(e));
+		kmm_op_keep_first(&first, TAKE_PTR(e));
 	if (k->sync_more && k->sync_more(op, ns, slash + 1, active ? m : NULL, &e) < 0)
-		keep_first(&first, TAKE_PTR(e));
+		kmm_op_keep_first(&first, TAKE_PTR(e));
 	/* A Module being deleted keeps its last counts: nothing runs any more to count. */
 	if (!first && m && !json_object_get(m->metadata, "deletionTimestamp") &&
 	    patch_status(op, k, m, active, targeted, dss, n_dss, &e) < 0)
-		keep_first(&first, TAKE_PTR(e));
+		kmm_op_keep_first(&first, TAKE_PTR(e));
 	kmm_obj_array_free(dss, n_dss);
 	if (first) {
 		*err = first;

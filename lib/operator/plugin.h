@@ -86,6 +86,11 @@ int kmm_op_plugin_daemonset(const struct kmm_op_plugin_kind *k, const struct kmm
 
 /* ---- plugin.c: the reconcile, its watches and state ---- */
 
+/* Keeps e in *first if it is the first error of a pass that goes on; frees it otherwise. */
+void kmm_op_keep_first(struct kmm_error **first, struct kmm_error *e);
+/* The end of such a pass: 0 without an error, else first handed to *err and its -code. */
+int kmm_op_first_error(struct kmm_error *first, struct kmm_error **err);
+
 /* A plugin reconciler's state; a reconciler with more puts this first in its own. */
 struct kmm_op_plugin_state {
 	const struct kmm_op_plugin_kind *kind;

@@ -28,6 +28,7 @@ stdin closes. The case gives:
   metadata.deletionTimestamp while finalizers remain (a patch that removes
   the last one then removes the object); 404 when absent. Every write bumps
   the object's resourceVersion.
+- GET /version answers Kubernetes 1.37 (the operator asks it for the DRA gate).
 - WATCH is held open with no events until the client hangs up or stdin closes.
 
 Every request other than LIST and WATCH is appended to LOG.jsonl as
@@ -46,7 +47,9 @@ import urllib.parse
 
 lock = threading.Lock()
 
-CLUSTER_SCOPED = {"Node", "Namespace", "NodeModulesConfig", "PreflightValidation"}
+CLUSTER_SCOPED = {"Node", "Namespace", "NodeModulesConfig", "PreflightValidation", "DeviceClass"}
+# What GET /version answers (the testenv's Kubernetes), unless a rule says otherwise.
+SERVER_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0"}
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
            410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
            503: "ServiceUnavailable", 504: "Timeout"}
@@ -276,6 +279,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(status, body, headers)
 
     def default(self, verb, parsed, query, raw):
+        if verb == "GET" and urllib.parse.urlsplit(self.path).path == "/version":
+            return 200, SERVER_VERSION, {}
         if not parsed or not parsed[1]:
             return 404, status_body(404, "no such path"), {}
         group, plural, ns, name, sub = parsed

@@ -61,6 +61,7 @@ static const char *const reconcilers[KMM_OP_RECONCILER_COUNT] = {
 	[KMM_OP_DEVICE_PLUGIN] = "deviceplugin",
 	[KMM_OP_PREFLIGHT] = "preflight",
 	[KMM_OP_VERSION] = "version",
+	[KMM_OP_DRA] = "dra",
 };
 
 /* What the operator reads from its environment, unless a case says otherwise. */
