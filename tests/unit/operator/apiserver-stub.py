@@ -61,7 +61,8 @@ def resource_of(obj):
     group = api.split("/")[0] if "/" in api else ""
     kind = obj.get("kind", "")
     ns = None if kind in CLUSTER_SCOPED else (obj.get("metadata") or {}).get("namespace", "default")
-    return group, kind.lower() + "s", ns
+    plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")  # deviceclasses
+    return group, plural, ns
 
 
 store = {}  # (group, plural, ns, name) -> object
