@@ -37,5 +37,6 @@ int kmmctl_print(const json_t *j, const char *format);
 
 int kmmctl_validate(int argc, char **argv);
 int kmmctl_plan(int argc, char **argv);
+int kmmctl_status(int argc, char **argv);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kmmctl: offline tools for kmm Modules (validate, plan). One file per command. */
+/* kmmctl: tools for kmm Modules (validate, plan, status). One file per command. */
 #include <stddef.h>
 
 #include "kmm/shared-options.h"
@@ -13,6 +13,8 @@ static const char help[] = "Usage: " PROG " [OPTIONS] COMMAND [ARGS]\n"
 			   "  validate   check manifests with the webhook's rules, offline\n"
 			   "  plan       show the mapping, image, build/sign steps and modprobe\n"
 			   "             commands for each Module and node or kernel\n"
+			   "  status     show what is loaded and pending per Module and node\n"
+			   "             (live cluster)\n"
 			   "\n"
 			   "Run '" PROG " COMMAND --help' for the options of a command.\n";
 
@@ -26,6 +28,7 @@ static const struct kmm_options spec = { .prog = PROG, .usage = help, .groups = 
 static const struct kmm_command commands[] = {
 	{ "validate", "check manifests offline", kmmctl_validate },
 	{ "plan", "show what KMM would do per node or kernel", kmmctl_plan },
+	{ "status", "show what is loaded and pending per Module and node", kmmctl_status },
 	{ NULL, NULL, NULL },
 };
 

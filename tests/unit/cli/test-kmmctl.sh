@@ -16,7 +16,7 @@ check() { # name, then a shell condition
 	if eval "$@"; then ok "$name"; else nok "$name"; fi
 }
 
-echo "1..27"
+echo "1..30"
 "$K" validate -f "$SRC/deploy/samples/module.yaml" >"$T/out" 2>&1; rc=$?
 check "sample module.yaml is valid" '[ $rc -eq 0 ] && grep -q "^valid   .*Module default/kmm-ci" "$T/out"'
 args=
@@ -99,4 +99,10 @@ check "--node-labels not matching the selector" 'grep -q "skipped:  selector kmm
 check "plan without targets is a usage error" '[ $rc -eq 2 ]'
 "$K" plan -f "$SRC/deploy/samples/module.yaml" --kubeconfig /nonexistent-kubeconfig >"$T/out" 2>&1; rc=$?
 check "--kubeconfig to a missing file fails naming it" '[ $rc -eq 1 ] && grep -q "/nonexistent-kubeconfig" "$T/out"'
+"$K" status --kubeconfig /nonexistent-kubeconfig >"$T/out" 2>&1; rc=$?
+check "status --kubeconfig to a missing file fails naming it" '[ $rc -eq 1 ] && grep -q "/nonexistent-kubeconfig" "$T/out"'
+"$K" status a b >"$T/out" 2>&1; rc=$?
+check "status with two Module names is a usage error" '[ $rc -eq 2 ] && grep -q "unexpected argument .b." "$T/out"'
+"$K" status -o wide >"$T/out" 2>&1; rc=$?
+check "status -o with an unknown format is a usage error" '[ $rc -eq 2 ] && grep -q "table, json or yaml" "$T/out"'
 exit $fail
