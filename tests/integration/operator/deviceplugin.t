@@ -194,9 +194,9 @@ def version_rollout():
     ns = new_ns("op-dp-ver")
     kubectl("create", "serviceaccount", "op-dp-sa", "-n", ns)
     nodes = add_nodes("op-dp-ver-n", 1, labels=["op-dp/ver=yes"])
-    vw = f"beta.kmm.node.kubernetes.io/version-worker-pod.{ns}.v"
-    vs = f"beta.kmm.node.kubernetes.io/version-schedule-pod.{ns}.v"
-    kubectl("label", "node", nodes[0], f"{vw}=1", f"{vs}=1")
+    # The user's label; kmm's ordered upgrade sets the worker and schedule labels from it.
+    vm = f"kmm.node.kubernetes.io/version-module.{ns}.v"
+    kubectl("label", "node", nodes[0], f"{vm}=1")
     img = push_image("op-dp/ver:" + K1, [K1])
     m = module_obj(ns, "v", {"op-dp/ver": "yes"}, mapping(img), version="1")
     m["spec"]["devicePlugin"] = device_plugin()
@@ -206,7 +206,7 @@ def version_rollout():
     m["spec"]["moduleLoader"]["container"]["version"] = "2"
     apply(m)
     t.ok(wait(lambda: len(daemonsets(ns, "v")) == 2, 30), "version 2: a second DaemonSet while v1 still runs")
-    kubectl("label", "node", nodes[0], f"{vs}-", f"{vw}=2", "--overwrite")
+    kubectl("label", "node", nodes[0], f"{vm}=2", "--overwrite")
     gone = wait(lambda: [d["metadata"]["name"] for d in daemonsets(ns, "v")] and
                 not set(old) & {d["metadata"]["name"] for d in daemonsets(ns, "v")}, 60)
     t.ok(gone and len(daemonsets(ns, "v")) == 1, "version 2: the v1 DaemonSet, scheduling nothing, collected",
