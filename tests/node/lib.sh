@@ -103,16 +103,16 @@ node_runtime_key() {
 }
 
 # The go build of each module. containerd and the CNI plugins are pure Go;
-# runc needs cgo (its nsenter) and is linked statically, without the seccomp
-# build tag: the kubelet asks for no seccomp profile unless a pod does, and
-# the guest then needs no libseccomp.
+# runc needs cgo (its nsenter, and libseccomp: containerd gives every pod
+# sandbox a seccomp profile) and is linked statically with Debian's
+# libseccomp.a, as runc's own releases are, so the guest needs no libraries.
 node_build_runtime_go() {
 	local out=$1 log=$2 tools=$NODE_LIB_DIR/tools
 	(cd "$tools/containerd" && CGO_ENABLED=0 node_go build -trimpath -tags "urfave_cli_no_docs no_btrfs no_devmapper no_zfs osusergo netgo" \
 		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
 		-o "$out/" github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2) >>"$log" 2>&1 ||
 		{ node_fail "build: step 'go build containerd' failed; see $log"; return 1; }
-	(cd "$tools/runc" && CGO_ENABLED=1 node_go build -trimpath -tags "urfave_cli_no_docs netgo osusergo" \
+	(cd "$tools/runc" && CGO_ENABLED=1 node_go build -trimpath -tags "urfave_cli_no_docs seccomp netgo osusergo" \
 		-ldflags "-s -w -extldflags -static -X main.version=${RUNC_VERSION#v}" \
 		-o "$out/runc" github.com/opencontainers/runc) >>"$log" 2>&1 ||
 		{ node_fail "build: step 'go build runc' failed; see $log"; return 1; }
@@ -139,6 +139,8 @@ node_build_runtime() {
 		grep -qF "$mod $ver" "$NODE_LIB_DIR/tools/$name/go.mod" ||
 			{ node_fail "build: step 'check pins': tests/node/tools/$name/go.mod lacks '$mod $ver'; run tests/node/node pin after editing tests/env/versions"; return 1; }
 	done < <(node_tool_modules)
+	[ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ] && command -v pkg-config >/dev/null ||
+		{ node_fail "build: runc needs libseccomp-dev and pkg-config (scripts/install-deps installs them)"; return 1; }
 	mkdir -p "$NODE_CACHE/logs"
 	log=$NODE_CACHE/logs/build-runtime-$(date +%Y%m%dT%H%M%S).log
 	start=$(node_now)
@@ -227,7 +229,7 @@ node_make_base() {
 	local out=$1 root=$1.root a b
 	rm -rf "$root" && mkdir -p "$root"/{usr/local/bin,opt/cni/bin,etc/containerd,etc/kubernetes,var,root} || return 1
 	node_root_tools "$root" || return 1
-	for a in ip hostname sysctl base64 sleep stat chmod chown ln mknod touch awk xargs date df du free \
+	for a in switch_root ip hostname sysctl base64 sleep stat chmod chown ln mknod touch awk xargs date df du free \
 		nsenter unshare umount mount uname id sync nproc timeout pidof seq tr uptime ps top killall; do
 		ln -sf busybox "$root/bin/$a"
 	done
