@@ -93,6 +93,10 @@ te_node_add() {
 		case $k in *=*) v=${k#*=}; k=${k%%=*} ;; esac
 		tj=$(jq -c --arg k "$k" --arg v "$v" --arg e "$e" '. + [{key: $k, value: $v, effect: $e}]' <<<"$tj")
 	done
+	if [ ${#names[@]} -gt "$TE_BULK_NODES" ]; then
+		te_node_add_bulk "$name" "$kernel" "$os" "$arch" "$cpu" "$memory" "$pods" "$lj" "$tj" "$wait" "${#names[@]}"
+		return
+	fi
 	local n list="$TE_DIR/nodes-add.json"
 	for n in "${names[@]}"; do
 		jq -nc --arg name "$n" --arg kernel "$kernel" --arg os "$os" --arg arch "$arch" \
@@ -132,6 +136,77 @@ te_node_add() {
 	else
 		echo "${#names[@]} nodes added: ${names[0]} .. ${names[-1]} (kernel $kernel)"
 	fi
+}
+
+# Above this many nodes, `nodes add --count` builds every Node in one jq run,
+# creates them from 4 kubectl processes and waits on one listing for all of
+# them (10,000 nodes one jq, one create and one wait each took hours).
+TE_BULK_NODES=100
+
+# te_node_add_bulk NAME KERNEL OS ARCH CPU MEMORY PODS LABELS-JSON TAINTS-JSON WAIT COUNT
+te_node_add_bulk() {
+	local name=$1 kernel=$2 os=$3 arch=$4 cpu=$5 memory=$6 pods=$7 lj=$8 tj=$9 wait=${10} count=${11}
+	local dir="$TE_DIR/nodes-add" i boot machine uuid
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	# Boot, machine and system IDs: `read` from the kernel's uuid file, no fork per node.
+	for ((i = 1; i <= count; i++)); do
+		read -r boot </proc/sys/kernel/random/uuid
+		read -r machine </proc/sys/kernel/random/uuid
+		read -r uuid </proc/sys/kernel/random/uuid
+		printf '%s-%d\t%s\t%s\t%s\n' "$name" "$i" "$boot" "${machine//-/}" "$uuid"
+	done | jq -R -c --arg kernel "$kernel" --arg os "$os" --arg arch "$arch" --arg kubelet "$KUBE_VERSION" \
+		--arg cpu "$cpu" --arg mem "$memory" --arg pods "$pods" \
+		--argjson labels "$lj" --argjson taints "$tj" 'split("\t") as [$name, $boot, $machine, $uuid] | {
+		apiVersion: "v1", kind: "Node",
+		metadata: {
+			name: $name,
+			annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+				"kmm.testenv/simulated": "true"},
+			labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
+				"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
+				"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
+		},
+		spec: (if ($taints | length) > 0 then {taints: $taints} else {} end),
+		status: {
+			capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+			allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+			addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
+			nodeInfo: {
+				kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
+				bootID: $boot, machineID: $machine, systemUUID: $uuid,
+				containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
+				kubeProxyVersion: ""
+			}
+		}
+	}' >"$dir/nodes.jsonl" || te_die "nodes add: building the node list failed"
+	# Four lists, created at once: kubectl creates the items of one list one at a time.
+	split -n l/4 -d "$dir/nodes.jsonl" "$dir/part-"
+	local part pids=() rc=0
+	for part in "$dir"/part-*; do
+		jq -s '{apiVersion: "v1", kind: "List", items: .}' "$part" >"$part.json"
+		te_kubectl create -f "$part.json" >/dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || rc=1; done
+	[ $rc = 0 ] || te_die "nodes add: creating nodes $name-1 .. $name-$count failed"
+	[ "$wait" = 0 ] || te_nodes_wait_ready_bulk "$name" "$count"
+	echo "$count nodes added: $name-1 .. $name-$count (kernel $kernel)"
+}
+
+# te_nodes_wait_ready_bulk NAME COUNT: every NAME-i Ready and without the
+# not-ready taint, read from one listing per poll instead of one GET per node.
+te_nodes_wait_ready_bulk() {
+	local name=$1 count=$2 limit=$((120 + $2 / 5)) t0=$SECONDS left
+	while :; do
+		left=$(te_kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[?(@.key=="node.kubernetes.io/not-ready")].effect}{"\n"}{end}' 2>/dev/null |
+			awk -v p="$name-" 'index($1, p) == 1 && substr($1, length(p) + 1) ~ /^[0-9]+$/ { n++; if ($2 == "True" && $3 == "") ok++ }
+				END { print n - ok + 0, n + 0 }') || left="? ?"
+		case $left in "0 $count") return 0 ;; esac
+		[ $((SECONDS - t0)) -lt $limit ] ||
+			te_die "nodes $name-1 .. $name-$count: not all Ready and untainted after $limit s (not ready, seen: $left; kwok log: $TE_DIR/logs/kwok.log)"
+		sleep 5
+	done
 }
 
 te_node_remove() {
