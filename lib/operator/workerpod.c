@@ -102,23 +102,32 @@ static json_t *host_volume(const char *name, const char *path, const char *type)
 			 type);
 }
 
-static char *extract_script(const struct kmm_module_config *c)
+/*
+ * The image extractor runs inside the kmod image, which may be FROM scratch:
+ * no shell, no cp. So it runs kmm-worker-copy, a static copier the worker
+ * image ships, which the first init container copies from the worker image
+ * into the emptyDir COPIER_DIR (docs/worker.md, "Image sources").
+ */
+#define COPIER_IN_WORKER_IMAGE "/usr/local/bin/kmm-worker-copy"
+#define COPIER_DIR "/run/kmm/bin"
+#define COPIER COPIER_DIR "/kmm-worker-copy"
+
+/* kmm-worker-copy's SRC DST pairs: the kernel's module tree, the firmware. */
+static json_t *extract_args(const struct kmm_module_config *c)
 {
 	const char *dir = c->modprobe.dir_name ? c->modprobe.dir_name : KMM_DEFAULT_DIR_NAME;
 	const char *fw = c->modprobe.firmware_path;
-	char *s = NULL;
-	int r;
+	_cleanup_free_ char *modules = NULL, *tmp_modules = NULL, *tmp_fw = NULL;
 
-	if (fw && *fw)
-		r = asprintf(&s,
-			     "mkdir -p /tmp%s/lib/modules;cp -R %s/lib/modules/%s "
-			     "/tmp%s/lib/modules;mkdir -p /tmp%s;cp -R %s/* /tmp%s;",
-			     dir, dir, c->kernel_version, dir, fw, fw, fw);
-	else
-		r = asprintf(
-		    &s, "mkdir -p /tmp%s/lib/modules;cp -R %s/lib/modules/%s /tmp%s/lib/modules;",
-		    dir, dir, c->kernel_version, dir);
-	return r < 0 ? NULL : s;
+	if (asprintf(&modules, "%s/lib/modules/%s", dir, c->kernel_version) < 0)
+		return NULL;
+	if (asprintf(&tmp_modules, "/tmp%s", modules) < 0)
+		return NULL;
+	if (!(fw && *fw))
+		return json_pack("[s, s]", modules, tmp_modules);
+	if (asprintf(&tmp_fw, "/tmp%s", fw) < 0)
+		return NULL;
+	return json_pack("[s, s, s, s]", modules, tmp_modules, fw, tmp_fw);
 }
 
 /*
@@ -253,8 +262,40 @@ static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmw
 	return TAKE_PTR(c);
 }
 
-static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script, bool firmware,
-			bool softdep)
+/*
+ * Runs in the worker image as nobody, only to put the static copier where the
+ * extractor, running in the kmod image, can execute it.
+ */
+static json_t *copier_container(const struct kmm_op_worker_params *p)
+{
+	_cleanup_json_ json_t *sc = locked_down_context();
+
+	if (!sc || json_object_set_new(sc, "runAsUser", json_integer(65534)) < 0 ||
+	    json_object_set_new(sc, "runAsGroup", json_integer(65534)) < 0)
+		return NULL;
+	return json_pack("{s:s, s:s, s:[s, s, s], s:[o], s:o, s:o}", "name", "install-copier",
+			 "image", p->op->worker_image ? p->op->worker_image : "", "command",
+			 COPIER_IN_WORKER_IMAGE, COPIER_IN_WORKER_IMAGE, COPIER, "volumeMounts",
+			 mount("copier", COPIER_DIR, false), "resources", resources(),
+			 "securityContext", TAKE_PTR(sc));
+}
+
+/*
+ * Runs as the kmod image's user: forcing another could leave it unable to
+ * read the image's files.
+ */
+static json_t *extractor_container(const struct kmm_op_worker_params *p)
+{
+	return json_pack("{s:s, s:s, s:s, s:[s], s:o, s:[o, o], s:o, s:o}", "name",
+			 "image-extractor", "image", p->config->container_image, "imagePullPolicy",
+			 p->config->image_pull_policy ? p->config->image_pull_policy
+						      : KMM_DEFAULT_PULL_POLICY,
+			 "command", COPIER, "args", extract_args(p->config), "volumeMounts",
+			 mount("tmp", "/tmp", false), mount("copier", COPIER_DIR, true),
+			 "resources", resources(), "securityContext", locked_down_context());
+}
+
+static json_t *pod_spec(const struct kmm_op_worker_params *p, bool firmware, bool softdep)
 {
 	const char *fw_host =
 	    p->op->worker_firmware_host_path ? p->op->worker_firmware_host_path : "/lib/firmware";
@@ -263,19 +304,13 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script
 
 	/*
 	 * The ServiceAccount stays (its imagePullSecrets pull the images) but its
-	 * token is not mounted. The extractor runs as the kmod image's user:
-	 * forcing another could leave it unable to read the image's files.
+	 * token is not mounted.
 	 */
-	s = json_pack(
-	    "{s:s, s:s, s:s, s:b, s:[{s:s, s:s, s:s, s:[s, s], s:[s], s:[o], s:o, "
-	    "s:o}]}",
-	    "nodeName", p->node, "restartPolicy", "OnFailure", "serviceAccountName",
-	    p->service_account && *p->service_account ? p->service_account : "default",
-	    "automountServiceAccountToken", 0, "initContainers", "name", "image-extractor", "image",
-	    p->config->container_image, "imagePullPolicy",
-	    p->config->image_pull_policy ? p->config->image_pull_policy : KMM_DEFAULT_PULL_POLICY,
-	    "command", "/bin/sh", "-c", "args", script, "volumeMounts", mount("tmp", "/tmp", false),
-	    "resources", resources(), "securityContext", locked_down_context());
+	s = json_pack("{s:s, s:s, s:s, s:b, s:[o, o]}", "nodeName", p->node, "restartPolicy",
+		      "OnFailure", "serviceAccountName",
+		      p->service_account && *p->service_account ? p->service_account : "default",
+		      "automountServiceAccountToken", 0, "initContainers", copier_container(p),
+		      extractor_container(p));
 	if (!s)
 		return NULL;
 	if (p->image_repo_secret && *p->image_repo_secret &&
@@ -290,7 +325,8 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, const char *script
 	if (add_new(s, "volumes", vols) < 0 ||
 	    append_new(vols, downward_volume("config", "config.yaml", KMM_ANN_WORKER_CONFIG)) < 0 ||
 	    append_new(vols, host_volume("lib-modules", "/lib/modules", "Directory")) < 0 ||
-	    append_new(vols, json_pack("{s:s, s:{}}", "name", "tmp", "emptyDir")) < 0)
+	    append_new(vols, json_pack("{s:s, s:{}}", "name", "tmp", "emptyDir")) < 0 ||
+	    append_new(vols, json_pack("{s:s, s:{}}", "name", "copier", "emptyDir")) < 0)
 		return NULL;
 	if (softdep && append_new(vols, downward_volume("modules-order", "softdep.conf",
 							KMM_ANN_MODULES_ORDER)) < 0)
@@ -314,7 +350,6 @@ int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct
 	const struct kmm_module_config *c = p->config;
 	bool firmware = c->modprobe.firmware_path && *c->modprobe.firmware_path;
 	_cleanup_free_ char *name = kmm_op_worker_pod_name(p->node, p->module_name);
-	_cleanup_free_ char *script = extract_script(c);
 	_cleanup_free_ char *softdep = NULL;
 	_cleanup_free_ char *config_text = NULL;
 	_cleanup_free_ char *hash = NULL;
@@ -324,13 +359,13 @@ int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct
 
 	if (p->action == KMM_OP_LOAD)
 		softdep = kmm_op_softdep(c->modprobe.modules_loading_order);
-	if (!name || !script || !config)
+	if (!name || !config)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	config_text = json_dumps(config, JSON_SORT_KEYS | JSON_INDENT(0) | JSON_COMPACT);
 	if (!config_text)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	md = pod_metadata(p, name, config_text, softdep);
-	spec = pod_spec(p, script, firmware, softdep != NULL);
+	spec = pod_spec(p, firmware, softdep != NULL);
 	pod = json_pack("{s:s, s:s, s:o*, s:o*}", "apiVersion", "v1", "kind", "Pod", "metadata", md,
 			"spec", spec);
 	if (!pod || !md || !spec)

@@ -153,9 +153,12 @@ def check_loader_shape(p, node, mod, ns, img):
     vols = {v["name"]: v for v in spec.get("volumes", [])}
     want(set(vols) >= {"config", "lib-modules", "tmp"}, f"volumes {sorted(vols)}")
     want(vols.get("lib-modules", {}).get("hostPath", {}).get("path") == "/lib/modules", "lib-modules hostPath")
-    init = spec.get("initContainers", [{}])[0]
-    want(init.get("name") == "image-extractor" and init.get("image") == img, "init container")
-    want(f"cp -R /opt/lib/modules/{K1} /tmp/opt/lib/modules" in " ".join(init.get("args", [])), "extract script")
+    inits = spec.get("initContainers", [])
+    want([i.get("name") for i in inits] == ["install-copier", "image-extractor"], "init containers")
+    init = (inits + [{}, {}])[1]
+    want(init.get("image") == img, "image-extractor image")
+    want(init.get("command") == ["/run/kmm/bin/kmm-worker-copy"] and
+         init.get("args") == [f"/opt/lib/modules/{K1}", f"/tmp/opt/lib/modules/{K1}"], "extractor copier args")
     c = spec["containers"][0]
     want(c["name"] == "worker" and c["image"] == "registry.example/kmm-worker:test", "worker image")
     want(c["args"] == ["kmod", "load", "/etc/kmm-worker/config.yaml"], f"args {c['args']}")

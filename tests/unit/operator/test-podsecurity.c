@@ -26,7 +26,14 @@
 	"\"allowPrivilegeEscalation\": false, \"capabilities\": {\"drop\": [\"ALL\"]%s},"          \
 	" \"seccompProfile\": {\"type\": \"RuntimeDefault\"}"
 
-/* The worker's and the extractor's common part, then the worker's own. */
+/*
+ * The worker's and the extractor's common part, the copier installer's (nobody
+ * in the worker image), then the worker's own.
+ */
+#define COPIER_SC                                                                                  \
+	"{\"allowPrivilegeEscalation\": false, \"capabilities\": {\"drop\": [\"ALL\"]},"           \
+	" \"readOnlyRootFilesystem\": true, \"runAsUser\": 65534, \"runAsGroup\": 65534,"          \
+	" \"seccompProfile\": {\"type\": \"RuntimeDefault\"}}"
 #define EXTRACTOR_SC                                                                               \
 	"{\"allowPrivilegeEscalation\": false, \"capabilities\": {\"drop\": [\"ALL\"]},"           \
 	" \"readOnlyRootFilesystem\": true, \"seccompProfile\": {\"type\": \"RuntimeDefault\"}}"
@@ -213,7 +220,8 @@ static void test_worker_loader(void **state)
 {
 	_cleanup_json_ json_t *pod = worker_pod(PLAIN_CONFIG, KMM_OP_LOAD, NULL);
 
-	assert_json(sc_of(nth(pod, "initContainers", 0)), EXTRACTOR_SC);
+	assert_json(sc_of(nth(pod, "initContainers", 0)), COPIER_SC);
+	assert_json(sc_of(nth(pod, "initContainers", 1)), EXTRACTOR_SC);
 	assert_json(sc_of(nth(pod, "containers", 0)), WORKER_SC("0", "spc_t"));
 	/* The ServiceAccount stays for its imagePullSecrets; only the token goes. */
 	assert_string_equal(json_string_value(json_object_get(spec_of(pod), "serviceAccountName")),
@@ -230,7 +238,8 @@ static void test_worker_unloader_keeps_run_as_user(void **state)
 	_cleanup_json_ json_t *pod = worker_pod(PLAIN_CONFIG, KMM_OP_UNLOAD, &o);
 	_cleanup_json_ json_t *fw = worker_pod(FIRMWARE_CONFIG, KMM_OP_UNLOAD, &o);
 
-	assert_json(sc_of(nth(pod, "initContainers", 0)), EXTRACTOR_SC);
+	assert_json(sc_of(nth(pod, "initContainers", 0)), COPIER_SC);
+	assert_json(sc_of(nth(pod, "initContainers", 1)), EXTRACTOR_SC);
 	assert_json(sc_of(nth(pod, "containers", 0)), WORKER_SC("201", "container_kmod_t"));
 	assert_host_paths(pod, "{\"lib-modules\": \"/lib/modules Directory\"}");
 	/* Unloading firmware deletes files: the firmware dir, but not sysfs. */
@@ -272,7 +281,8 @@ static void test_firmware_loader_not_privileged(void **state)
 	const struct worker_opts o = { .run_as_user = 201, .selinux = "spc_t" };
 	_cleanup_json_ json_t *pod = worker_pod(FIRMWARE_CONFIG, KMM_OP_LOAD, &o);
 
-	assert_json(sc_of(nth(pod, "initContainers", 0)), EXTRACTOR_SC);
+	assert_json(sc_of(nth(pod, "initContainers", 0)), COPIER_SC);
+	assert_json(sc_of(nth(pod, "initContainers", 1)), EXTRACTOR_SC);
 	/* uid 0 whatever worker.runAsUser says: sysfs and the firmware dir are root's. */
 	assert_json(sc_of(nth(pod, "containers", 0)), WORKER_SC("0", "spc_t"));
 	assert_host_paths(pod, "{\"lib-modules\": \"/lib/modules Directory\","
@@ -285,6 +295,57 @@ static void test_firmware_loader_not_privileged(void **state)
 		 " \"lib-firmware /lib/firmware\": false,"
 		 " \"firmware-class /sys/module/firmware_class/parameters\": false,"
 		 " \"firmware-class /run/kmm/firmware_class\": false}");
+}
+
+/*
+ * The kmod image may be FROM scratch: the first init container copies the
+ * static kmm-worker-copy from the worker image into the emptyDir `copier`,
+ * and the extractor, in the kmod image, runs it from there: no shell, no cp.
+ */
+static void test_worker_extracts_with_static_copier(void **state)
+{
+	_cleanup_json_ json_t *pod = worker_pod(PLAIN_CONFIG, KMM_OP_LOAD, NULL);
+	_cleanup_json_ json_t *fw = worker_pod(FIRMWARE_CONFIG, KMM_OP_UNLOAD, NULL);
+	const json_t *install = nth(pod, "initContainers", 0);
+	const json_t *extract = nth(pod, "initContainers", 1);
+	const json_t *v;
+	size_t i, copier_volumes = 0;
+
+	assert_int_equal(json_array_size(json_object_get(spec_of(pod), "initContainers")), 2);
+	assert_string_equal(json_string_value(json_object_get(install, "name")), "install-copier");
+	assert_string_equal(json_string_value(json_object_get(install, "image")), "worker:1");
+	assert_json(json_object_get(install, "command"),
+		    "[\"/usr/local/bin/kmm-worker-copy\", \"/usr/local/bin/kmm-worker-copy\","
+		    " \"/run/kmm/bin/kmm-worker-copy\"]");
+	assert_null(json_object_get(install, "args"));
+	assert_json(
+	    json_object_get(install, "volumeMounts"),
+	    "[{\"name\": \"copier\", \"mountPath\": \"/run/kmm/bin\", \"readOnly\": false}]");
+
+	assert_string_equal(json_string_value(json_object_get(extract, "name")), "image-extractor");
+	assert_string_equal(json_string_value(json_object_get(extract, "image")), "reg/img:1");
+	assert_json(json_object_get(extract, "command"), "[\"/run/kmm/bin/kmm-worker-copy\"]");
+	assert_json(json_object_get(extract, "args"),
+		    "[\"/opt/lib/modules/6.1.0\", \"/tmp/opt/lib/modules/6.1.0\"]");
+	assert_json(
+	    json_object_get(extract, "volumeMounts"),
+	    "[{\"name\": \"tmp\", \"mountPath\": \"/tmp\", \"readOnly\": false},"
+	    " {\"name\": \"copier\", \"mountPath\": \"/run/kmm/bin\", \"readOnly\": true}]");
+	json_array_foreach (json_object_get(spec_of(pod), "volumes"), i, v)
+		if (strcmp(json_string_value(json_object_get(v, "name")), "copier") == 0) {
+			assert_json(json_object_get(v, "emptyDir"), "{}");
+			copier_volumes++;
+		}
+	assert_int_equal(copier_volumes, 1);
+	/* The worker never sees the copier. */
+	assert_worker_mounts(pod, "{\"config /etc/kmm-worker\": true, \"lib-modules /lib/modules\":"
+				  " true, \"lib-modules /host/lib/modules\": true,"
+				  " \"tmp /tmp\": true}");
+
+	/* Firmware: its tree too, as upstream's `cp -R` of its contents did; unloads extract the same. */
+	assert_json(json_object_get(nth(fw, "initContainers", 1), "args"),
+		    "[\"/opt/lib/modules/6.1.0\", \"/tmp/opt/lib/modules/6.1.0\", \"/fw\","
+		    " \"/tmp/fw\"]");
 }
 
 /* ---- pull pods ---- */
@@ -387,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_worker_unloader_keeps_run_as_user),
 		cmocka_unit_test(test_firmware_loader_not_privileged),
 		cmocka_unit_test(test_signed_loader_verifies),
+		cmocka_unit_test(test_worker_extracts_with_static_copier),
 		cmocka_unit_test(test_pull_pod),
 		cmocka_unit_test(test_kaniko_pods),
 		cmocka_unit_test(test_buildah_pods),
