@@ -32,7 +32,8 @@ struct kmm_kube_client;
 #define KMM_CERTS_MAX_BUNDLE 8
 
 /* A self-signed CA (EC P-256, CA:TRUE, keyCertSign) valid from now (backdated an
- * hour for clocks a little behind) for valid_seconds. */
+ * hour, or a quarter of valid_seconds if less, for clocks a little behind) for
+ * valid_seconds. */
 int kmm_certs_new_ca(const char *common_name, time_t now, int64_t valid_seconds,
 		     char **ret_cert_pem, char **ret_key_pem, struct kmm_error **err);
 

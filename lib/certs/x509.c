@@ -21,7 +21,9 @@
 #include "kmm/certs.h"
 #include "kmm/shared-macro.h"
 
-#define BACKDATE_SECONDS 3600L /* tolerate clients whose clock is a little behind */
+/* Tolerate clients whose clock is a little behind: an hour, or a quarter of a
+ * short lifetime (tests rotate certificates of seconds). */
+#define BACKDATE_SECONDS 3600L
 #define MAX_HOST 253
 #define MAX_PEM (64 * 1024)
 
@@ -234,9 +236,12 @@ static int set_serial(X509 *x)
 static int set_basics(X509 *x, EVP_PKEY *key, const char *cn, time_t now, time_t not_after)
 {
 	time_t t = now;
+	long backdate = BACKDATE_SECONDS;
 
+	if ((not_after - now) / 4 < backdate)
+		backdate = (long)((not_after - now) / 4);
 	if (!X509_set_version(x, X509_VERSION_3) || set_serial(x) < 0 ||
-	    !X509_time_adj(X509_getm_notBefore(x), -BACKDATE_SECONDS, &t) ||
+	    !X509_time_adj(X509_getm_notBefore(x), -backdate, &t) ||
 	    !X509_time_adj(X509_getm_notAfter(x), 0, &not_after) || !X509_set_pubkey(x, key) ||
 	    !X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
 					(const unsigned char *)cn, -1, -1, 0))

@@ -5,6 +5,7 @@
  * operator). This file only turns flags into options and logs the rounds.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@ static struct {
 	struct kmm_kube_client *client;
 } st;
 
-static void log_round(const struct kmm_certs_sync_result *r, const struct kmm_error *err)
+/* Rounds that change nothing are logged only at start (always is true then). */
+static void log_round(const struct kmm_certs_sync_result *r, const struct kmm_error *err,
+		      bool always)
 {
 	char patched[16], until[32];
 	struct tm tm;
@@ -41,7 +44,7 @@ static void log_round(const struct kmm_certs_sync_result *r, const struct kmm_er
 	if (r->missing)
 		kmm_log(KMM_LOG_WARN,
 			"certificates: a webhook configuration or CRD to patch is missing", NULL);
-	if (r->change == KMM_CERTS_KEEP && !r->ca_bundles_patched && !r->files_written)
+	if (!always && r->change == KMM_CERTS_KEEP && !r->ca_bundles_patched && !r->files_written)
 		return;
 	snprintf(patched, sizeof(patched), "%u", r->ca_bundles_patched);
 	gmtime_r(&r->cert_not_after, &tm);
@@ -55,7 +58,7 @@ static void on_round(void *userdata, const struct kmm_certs_sync_result *r,
 		     const struct kmm_error *err)
 {
 	(void)userdata;
-	log_round(r, err);
+	log_round(r, err, false);
 }
 
 /* svc, svc.ns, svc.ns.svc, svc.ns.svc.cluster.local, then --cert-host names. */
@@ -79,10 +82,10 @@ static int first_sync(struct kmm_kube_client *c)
 		struct kmm_error *err = NULL;
 
 		if (kmm_certs_sync(c, &st.o, time(NULL), &r, &err) >= 0) {
-			log_round(&r, NULL);
+			log_round(&r, NULL, true);
 			return 0;
 		}
-		log_round(&r, err);
+		log_round(&r, err, true);
 		kmm_error_free(err);
 		if (i == FIRST_SYNC_TRIES)
 			return -1;

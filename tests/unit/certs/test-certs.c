@@ -70,6 +70,13 @@ static void test_ca_is_a_ca_with_its_key(void **state)
 	X509_free(x);
 	free(cert);
 	free(key);
+	/* A lifetime of seconds is backdated by a quarter of it, not an hour. */
+	assert_int_equal(kmm_certs_new_ca("short", T0, 8, &cert, &key, NULL), 0);
+	assert_int_equal(kmm_certs_validity(cert, &nb, &na, NULL), 0);
+	assert_int_equal(nb, T0 - 2);
+	assert_int_equal(na, T0 + 8);
+	free(cert);
+	free(key);
 }
 
 static void test_ca_key_mismatch_refused(void **state)
