@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "1..28"
+echo "1..27"
 if ! command -v kubectl >/dev/null 2>&1 || [ -z "${KUBECONFIG:-}" ]; then
 	echo "# kubectl or KUBECONFIG missing: run under tests/run (testenv env)"
 	exit 1
