@@ -198,11 +198,15 @@ node_prepare_modules() {
 		{ rm -rf "$tmp"; node_fail "cannot unpack the modules of $deb"; return 1; }
 	rm -rf "$dir" && mkdir -p "$dir/lib/modules/$KVER" || return 1
 	cp "$tmp/full/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$dir/lib/modules/$KVER/" 2>/dev/null
+	local files=() f
 	for m in $NODE_GUEST_MODULES; do
-		modprobe -S "$KVER" -d "$tmp/full" --show-depends "$m" ||
+		f=$(modprobe -S "$KVER" -d "$tmp/full" --show-depends "$m") ||
 			{ rm -rf "$tmp"; node_fail "module $m is not in linux-image-$KVER"; return 1; }
-	done | awk '$1 == "insmod" { print $2 }' | sort -u | while read -r m; do
-		mkdir -p "$dir${m#"$tmp/full"}" && rmdir "$dir${m#"$tmp/full"}" && cp "$m" "$dir${m#"$tmp/full"}"
+		mapfile -t -O "${#files[@]}" files < <(echo "$f" | awk '$1 == "insmod" { print $2 }')
+	done
+	for f in "${files[@]}"; do
+		m=$dir${f#"$tmp/full"}
+		mkdir -p "${m%/*}" && cp "$f" "$m" || { rm -rf "$tmp"; node_fail "cannot copy $f"; return 1; }
 	done
 	depmod -b "$dir" "$KVER" || { rm -rf "$tmp"; node_fail "depmod of the guest modules failed"; return 1; }
 	rm -rf "$tmp"
@@ -226,7 +230,7 @@ node_base_key() {
 # cpio: the kernel unpacks it at memory speed, where decompressing 200 MB
 # under TCG would take tens of seconds.
 node_make_base() {
-	local out=$1 root=$1.root a b
+	local out=$1 root=$1.root.$$ a b
 	rm -rf "$root" && mkdir -p "$root"/{usr/local/bin,opt/cni/bin,etc/containerd,etc/kubernetes,var,root} || return 1
 	node_root_tools "$root" || return 1
 	for a in switch_root ip hostname sysctl base64 sleep stat chmod chown ln mknod touch awk xargs date df du free \
@@ -247,8 +251,8 @@ node_make_base() {
 	printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
 	printf 'PRETTY_NAME="kmm test node (Debian kernel %s)"\nID=kmm-node\nVERSION_ID=1\n' "$KVER" >"$root/etc/os-release"
 	: >"$root/etc/resolv.conf"
-	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out.tmp" && mv "$out.tmp" "$out" ||
-		{ node_fail "packing the guest root failed"; return 1; }
+	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out.tmp.$$" && mv "$out.tmp.$$" "$out" ||
+		{ rm -rf "$root" "$out.tmp.$$"; node_fail "packing the guest root failed"; return 1; }
 	rm -rf "$root"
 }
 

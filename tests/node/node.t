@@ -193,11 +193,18 @@ t_pod_hostpath() {
 	[ "$got" = "$TOKEN" ] && [ "$kernel" = "$(gexec uname -r)" ]
 }
 
+# The kubelet lists pulled images in the Node's status at its next status
+# update (every 10 s here), which may come after the pod has finished.
 t_pod_images() {
 	local images
-	images=$(jp node "$KMM_NODE_NAME" "" '{range .status.images[*]}{.names}{"\n"}{end}')
-	WHY="node status images: $(echo "$images" | tr '\n' ' ' | head -c 500)"
-	echo "$images" | grep -qF "\"$KMM_NODE_BUSYBOX_IMAGE\"" && echo "$images" | grep -qF "\"$KMM_NODE_PAUSE_IMAGE\""
+	for _ in $(seq 40); do
+		images=$(jp node "$KMM_NODE_NAME" "" '{range .status.images[*]}{.names}{"\n"}{end}')
+		echo "$images" | grep -qF "\"$KMM_NODE_BUSYBOX_IMAGE\"" && echo "$images" | grep -qF "\"$KMM_NODE_PAUSE_IMAGE\"" &&
+			return 0
+		sleep 1
+	done
+	WHY="node status images after 40 s: $(echo "$images" | tr '\n' ' ' | head -c 500)"
+	return 1
 }
 
 t_pod_logs() {
