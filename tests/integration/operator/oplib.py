@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 
 SRC = os.environ.get("KMM_SOURCE_DIR", "")
@@ -385,3 +386,40 @@ def condition(ns, mod, ctype):
 
 def ready_on(ns, mod, nodes):
     return all(ready_label(ns, mod) in node_labels(n) for n in nodes)
+
+
+def start_operator(t, name, namespace, namespaces):
+    """An operator in a namespace of its own (cleaned up with the case namespaces), trusting
+    the testenv registry's CA, started with its probes bound."""
+    kubectl("create", "namespace", namespace, check=False)
+    namespaces.append(namespace)
+    ca = os.environ.get("KMM_TESTENV_REGISTRY_TLS_CA", "")
+    op = Operator(name, namespace, extra_config=[f"registryCAFile: {ca}"]).start()
+    t.ok(op.ports() is not None, "operator: started", op.logtext()[-2000:])
+    return op
+
+
+def run_cases(t, cases, *args):
+    """Runs each case; one that raises is a failure, and the others still run."""
+    for fn in cases:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - one broken case must not hide the others
+            t.ok(False, f"{fn.__name__}: raised", traceback.format_exc())
+
+
+def stop_checked(t, op):
+    """Stops op with SIGTERM: it exits 0, and its log has no sanitizer report."""
+    rc = op.stop()
+    t.ok(rc == 0, "operator: SIGTERM exits 0", op.logtext()[-3000:])
+    san = [ln for ln in op.logtext().splitlines()
+           if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln or "LeakSanitizer" in ln]
+    t.ok(not san, "operator: no sanitizer reports", "\n".join(san[:20]))
+
+
+def finish(t, namespaces, nodes, none_ns):
+    """Cleans up every case namespace and node (through the namespace none_ns), then ends the TAP."""
+    for ns in namespaces:
+        force_cleanup(ns, [])
+    force_cleanup(none_ns, nodes)
+    return t.finish()
