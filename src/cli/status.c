@@ -110,54 +110,70 @@ static int list(struct kmm_kube_client *c, const struct kmm_kube_resource *res, 
 	return 0;
 }
 
-/*
- * Decodes every item of a list with `decode` into a new array. Items of a
- * list carry no apiVersion/kind: they are added first. An item that does not
- * decode is reported on stderr and left out.
- */
-static int decode_items(const json_t *list, const char *kind,
-			int (*decode)(const json_t *, unsigned, void **, struct kmm_error **),
-			void ***ret, size_t *ret_n)
+/* Items of a list carry no apiVersion/kind: the decoders want them. */
+static int typed(json_t *item, const char *kind)
 {
-	const json_t *items = json_object_get(list, "items");
-	void **v = calloc(json_array_size(items) + 1, sizeof(void *));
-	size_t i, n = 0;
+	return json_object_set_new(item, "apiVersion", json_string(KMM_API_VERSION)) < 0 ||
+		       json_object_set_new(item, "kind", json_string(kind)) < 0
+		   ? -ENOMEM
+		   : 0;
+}
+
+static void skipped(const char *kind, const json_t *item, const struct kmm_error *e)
+{
+	fprintf(stderr, "%s: %s %s left out: %s\n", PROG, kind,
+		json_string_value(json_object_get(json_object_get(item, "metadata"), "name")),
+		kmm_error_message(e));
+}
+
+/*
+ * Decodes the items of the three kmm lists. An item that does not decode is
+ * reported on stderr and left out; the others still make a report.
+ */
+static int decode_all(struct cluster *cl)
+{
+	const json_t *mods = json_object_get(cl->modules, "items");
+	const json_t *nmcs = json_object_get(cl->nmcs, "items");
+	const json_t *mics = json_object_get(cl->mics, "items");
+	size_t i;
 	json_t *item;
 
-	if (!v)
+	cl->m = calloc(json_array_size(mods) + 1, sizeof(*cl->m));
+	cl->n = calloc(json_array_size(nmcs) + 1, sizeof(*cl->n));
+	cl->c = calloc(json_array_size(mics) + 1, sizeof(*cl->c));
+	if (!cl->m || !cl->n || !cl->c)
 		return -ENOMEM;
-	json_array_foreach (items, i, item) {
+	json_array_foreach (mods, i, item) {
 		_cleanup_error_ struct kmm_error *e = NULL;
 
-		json_object_set_new(item, "apiVersion", json_string(KMM_API_VERSION));
-		json_object_set_new(item, "kind", json_string(kind));
-		if (decode(item, 0, &v[n], &e) < 0) {
-			fprintf(stderr, "%s: %s %s: %s\n", PROG, kind,
-				json_string_value(
-				    json_object_get(json_object_get(item, "metadata"), "name")),
-				kmm_error_message(e));
-			continue;
-		}
-		n++;
+		if (typed(item, "Module") < 0)
+			return -ENOMEM;
+		if (kmm_module_from_json(item, 0, &cl->m[cl->n_m], &e) < 0)
+			skipped("Module", item, e);
+		else
+			cl->n_m++;
 	}
-	*ret = v;
-	*ret_n = n;
+	json_array_foreach (nmcs, i, item) {
+		_cleanup_error_ struct kmm_error *e = NULL;
+
+		if (typed(item, "NodeModulesConfig") < 0)
+			return -ENOMEM;
+		if (kmm_nmc_from_json(item, 0, &cl->n[cl->n_n], &e) < 0)
+			skipped("NodeModulesConfig", item, e);
+		else
+			cl->n_n++;
+	}
+	json_array_foreach (mics, i, item) {
+		_cleanup_error_ struct kmm_error *e = NULL;
+
+		if (typed(item, "ModuleImagesConfig") < 0)
+			return -ENOMEM;
+		if (kmm_image_config_from_json(item, 0, &cl->c[cl->n_c], &e) < 0)
+			skipped("ModuleImagesConfig", item, e);
+		else
+			cl->n_c++;
+	}
 	return 0;
-}
-
-static int decode_module(const json_t *j, unsigned f, void **ret, struct kmm_error **err)
-{
-	return kmm_module_from_json(j, f, (struct kmm_module **)ret, err);
-}
-
-static int decode_nmc(const json_t *j, unsigned f, void **ret, struct kmm_error **err)
-{
-	return kmm_nmc_from_json(j, f, (struct kmm_nmc **)ret, err);
-}
-
-static int decode_mic(const json_t *j, unsigned f, void **ret, struct kmm_error **err)
-{
-	return kmm_image_config_from_json(j, f, (struct kmm_image_config **)ret, err);
 }
 
 static int read_cluster(const struct status_args *a, struct cluster *cl, struct kmm_error **err)
@@ -178,11 +194,7 @@ static int read_cluster(const struct status_args *a, struct cluster *cl, struct 
 	    list(c, &kmm_kube_events, a->ns, NULL, "involvedObject.kind=Module", "events",
 		 &cl->events, err) < 0)
 		return -1;
-	if (decode_items(cl->modules, "Module", decode_module, (void ***)&cl->m, &cl->n_m) < 0 ||
-	    decode_items(cl->nmcs, "NodeModulesConfig", decode_nmc, (void ***)&cl->n, &cl->n_n) <
-		0 ||
-	    decode_items(cl->mics, "ModuleImagesConfig", decode_mic, (void ***)&cl->c, &cl->n_c) <
-		0)
+	if (decode_all(cl) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	return 0;
 }
