@@ -17,8 +17,8 @@
  * version_table[] and takes one step per Module; the label it writes comes
  * back as a node event and the next step follows. Two steps wait:
  *
- *   delete W  while a device plugin pod of the Module is still on the node
- *             (its pods DELETED event brings the node back);
+ *   delete W  while a device plugin or DRA driver pod of the Module is
+ *             still on the node (the pod's DELETED event brings the node back);
  *   add W     while the node still has the Module's .ready label or its NMC
  *             still reports the module loaded: the old version's unloader has
  *             not finished (the NMC status change brings the node back).
@@ -166,23 +166,34 @@ static int add_op(json_t *ops, const char *op, const char *key, const char *valu
 	return 0;
 }
 
-/* Is a device plugin pod of Module ns/name on the node (Running or terminating)? */
-static bool device_plugin_pod_on(struct kmm_op_engine *op, const char *node, const char *ns,
-				 const char *name)
+/* The caches of the pods that use a Module's devices: device plugin and DRA driver pods. */
+static const enum kmm_op_cache_id plugin_pod_caches[] = {
+	KMM_OP_CACHE_DPPODS,
+	KMM_OP_CACHE_DRAPODS,
+};
+
+/* Is a device plugin or DRA driver pod of Module ns/name on the node (Running or terminating)? */
+static bool plugin_pod_on(struct kmm_op_engine *op, const char *node, const char *ns,
+			  const char *name)
 {
-	struct kmm_obj **pods = NULL;
-	size_t n = 0;
 	bool found = false;
 
-	if (!op->cache[KMM_OP_CACHE_DPPODS])
-		return false;
-	if (kmm_informer_list(op->cache[KMM_OP_CACHE_DPPODS], &pods, &n) < 0)
-		return true; /* out of memory: rather wait than pull a module from under its plugin */
-	for (size_t i = 0; i < n && !found; i++)
-		found = strcmp(kmm_obj_str(pods[i], "spec.nodeName") ?: "", node) == 0 &&
-			strcmp(kmm_obj_str(pods[i], "metadata.namespace") ?: "", ns) == 0 &&
-			strcmp(kmm_obj_label(pods[i], KMM_LABEL_MODULE_NAME) ?: "", name) == 0;
-	kmm_obj_array_free(pods, n);
+	for (size_t c = 0; c < KMM_ARRAY_SIZE(plugin_pod_caches) && !found; c++) {
+		struct kmm_informer *inf = op->cache[plugin_pod_caches[c]];
+		struct kmm_obj **pods = NULL;
+		size_t n = 0;
+
+		if (!inf) /* DRA's, on an API server without DRA */
+			continue;
+		if (kmm_informer_list(inf, &pods, &n) < 0)
+			return true; /* out of memory: rather wait than unload under a plugin */
+		for (size_t i = 0; i < n && !found; i++)
+			found =
+			    strcmp(kmm_obj_str(pods[i], "spec.nodeName") ?: "", node) == 0 &&
+			    strcmp(kmm_obj_str(pods[i], "metadata.namespace") ?: "", ns) == 0 &&
+			    strcmp(kmm_obj_label(pods[i], KMM_LABEL_MODULE_NAME) ?: "", name) == 0;
+		kmm_obj_array_free(pods, n);
+	}
 	return found;
 }
 
@@ -237,7 +248,7 @@ static int module_step(struct kmm_op_engine *op, const char *node, const json_t 
 	case VA_NONE:
 		return 0;
 	case VA_DELETE_WORKER:
-		if (device_plugin_pod_on(op, node, ns, name))
+		if (plugin_pod_on(op, node, ns, name))
 			return 1;
 		break;
 	case VA_ADD_WORKER:
@@ -376,9 +387,10 @@ static void enqueue_node(struct kmm_op_engine *op, void *state, const struct kmm
 		kmm_op_ctl_enqueue(op->ctl[KMM_OP_VERSION], kmm_obj_key(obj));
 }
 
-/* A device plugin pod gone: the node may delete W now. */
-static void enqueue_from_dp_pod(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
-				const struct kmm_obj *obj, enum kmm_op_event ev)
+/* A device plugin or DRA driver pod gone: the node may delete W now. */
+static void enqueue_from_plugin_pod(struct kmm_op_engine *op, void *state,
+				    const struct kmm_obj *old, const struct kmm_obj *obj,
+				    enum kmm_op_event ev)
 {
 	const char *node = kmm_obj_str(obj, "spec.nodeName");
 
@@ -392,18 +404,28 @@ static bool nmc_status_changed(struct kmm_op_engine *op, void *state, const stru
 	return kmm_op_status_differs(old, obj);
 }
 
-/* An NMC's status moved (an unloader finished): its node may add W now. */
+/*
+ * An NMC's status moved (an unloader finished): its node may add W now. Only
+ * nodes with version labels: a rollout moves every NMC's status many times.
+ */
 static void enqueue_from_nmc(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
 			     const struct kmm_obj *obj, enum kmm_op_event ev)
 {
+	_cleanup_obj_unref_ struct kmm_obj *node = NULL;
+	_cleanup_json_ json_t *labels = NULL;
+
 	if (ev == KMM_OP_ADDED)
 		return; /* a new NMC reports nothing unloaded; nodes are queued by their own events */
-	kmm_op_ctl_enqueue(op->ctl[KMM_OP_VERSION], kmm_obj_key(obj));
+	node = kmm_informer_get(op->cache[KMM_OP_CACHE_NODES], kmm_obj_key(obj));
+	labels = node ? kmm_obj_get_json(node, "metadata.labels") : NULL;
+	if (has_version_labels(labels))
+		kmm_op_ctl_enqueue(op->ctl[KMM_OP_VERSION], kmm_obj_key(obj));
 }
 
 static const struct kmm_op_watch version_watches[] = {
 	{ KMM_OP_CACHE_NODES, node_labels_changed, enqueue_node },
-	{ KMM_OP_CACHE_DPPODS, NULL, enqueue_from_dp_pod },
+	{ KMM_OP_CACHE_DPPODS, NULL, enqueue_from_plugin_pod },
+	{ KMM_OP_CACHE_DRAPODS, NULL, enqueue_from_plugin_pod },
 	{ KMM_OP_CACHE_NMCS, nmc_status_changed, enqueue_from_nmc },
 };
 
