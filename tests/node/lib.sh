@@ -26,7 +26,10 @@ KMM_NODE_DIR=${KMM_NODE_DIR:-/tmp/kmm-node-$(id -u)-$KMM_NODE_NAME}
 NODE_TESTENV=$KMM_SOURCE_DIR/tests/env/testenv
 NODE_ERR=
 # Guest-side addresses of the host's loopback services (QEMU guestfwd).
+NODE_SLIRP_NET=10.0.0.0/8
 NODE_GUEST_IP=10.0.2.15
+NODE_POD_SUBNET=10.0.3.0/24
+NODE_SERVICE_IP=10.96.0.1
 NODE_HOST_ALIAS=10.0.2.100
 NODE_GUEST_APISERVER_PORT=6443
 NODE_GUEST_REGISTRY_PORT=5000
@@ -299,16 +302,22 @@ node_build() {
 # ---------------------------------------------------------------- images
 
 # Sets NODE_PAUSE_IMAGE and NODE_BUSYBOX_IMAGE after pushing both to the
-# testenv's plain registry: the sandbox image (tests/node/pause/pause.c,
+# testenv's plain registry: the sandbox image (tests/node/images/pause.c,
 # static, alone FROM scratch) and a test image (Debian's static busybox,
-# /bin/sh and its applets). Both are small; they are pushed on every up.
+# /bin/sh and its applets, and tests/node/images/incluster.c, an
+# apiserver client with the pod's credentials). Both are small; they are
+# pushed on every up.
 node_push_images() {
 	local dir=$NODE_CACHE/images key reg=${KMM_TESTENV_REGISTRY:?}
-	key=$({ cat "$NODE_LIB_DIR/pause/pause.c" "$NODE_LIB_DIR/mkimage.py"; sha256sum /bin/busybox; } | sha256sum | cut -c1-12)
+	key=$({ cat "$NODE_LIB_DIR"/images/*.c "$NODE_LIB_DIR/mkimage.py"; sha256sum /bin/busybox; } | sha256sum | cut -c1-12)
 	if [ ! -f "$dir/$key/.done" ]; then
 		rm -rf "$dir" && mkdir -p "$dir/$key/pause-root" "$dir/$key/busybox-root/bin" || return 1
-		gcc -static -Os -s -Wall -Wextra -Werror -o "$dir/$key/pause-root/pause" "$NODE_LIB_DIR/pause/pause.c" \
+		gcc -static -Os -s -Wall -Wextra -Werror -o "$dir/$key/pause-root/pause" "$NODE_LIB_DIR/images/pause.c" \
 			2>"$dir/$key/gcc.log" || { node_fail "pause.c: $(head -n 3 "$dir/$key/gcc.log" | tr '\n' ' ')"; return 1; }
+		# (static glibc warns about getaddrinfo, which it never calls: HOST is an address)
+		gcc -static -Os -s -Wall -Wextra -Werror -o "$dir/$key/busybox-root/bin/incluster" \
+			"$NODE_LIB_DIR/images/incluster.c" -lssl -lcrypto -lpthread 2>"$dir/$key/gcc.log" ||
+			{ node_fail "incluster.c: $(grep -m3 -i error "$dir/$key/gcc.log" | tr '\n' ' ')"; return 1; }
 		cp /bin/busybox "$dir/$key/busybox-root/bin/busybox" &&
 			for a in sh cat echo ls mkdir sleep test grep head uname id hostname true false; do
 				ln -s busybox "$dir/$key/busybox-root/bin/$a" || return 1
@@ -476,7 +485,7 @@ HT
       "isGateway": true,
       "ipMasq": false,
       "hairpinMode": true,
-      "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_POD_SUBNET"}]], "routes": [{"dst": "0.0.0.0/0"}]}
     }
   ]
 }
@@ -529,7 +538,11 @@ node_running() {
 # user networking with restrict=on: it reaches the apiserver and the
 # registry through guestfwd (each connection runs `busybox nc` to the
 # host's loopback port), and the host reaches the kubelet through hostfwd
-# on 127.0.0.1. Nothing else leaves the guest.
+# on 127.0.0.1. Nothing else leaves the guest. The apiserver is also
+# forwarded at the `kubernetes` Service's address, 10.96.0.1:443, which the
+# kubelet gives pods as KUBERNETES_SERVICE_HOST/PORT: with no kube-proxy,
+# QEMU plays the Service. Pods reach it unNATed: their subnet lies inside
+# QEMU's network, whose ARP requests for a pod the guest answers (proxy ARP).
 node_boot() {
 	local fwd="busybox nc 127.0.0.1"
 	cat "$NODE_BASE" "$KMM_NODE_DIR/run.cpio" >"$KMM_NODE_DIR/initrd" || return 1
@@ -538,7 +551,7 @@ node_boot() {
 		-kernel "$VMLINUX" -initrd "$KMM_NODE_DIR/initrd" \
 		-append "console=ttyS0 panic=-1 quiet ${KMM_NODE_KERNEL_ARGS:-}" \
 		-display none -monitor none -serial "file:$KMM_NODE_DIR/console.log" -no-reboot \
-		-netdev "user,id=n0,restrict=on,net=10.0.2.0/24,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_APISERVER_PORT-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT-cmd:$fwd $NODE_REGISTRY_PORT,hostfwd=tcp:127.0.0.1:$NODE_KUBELET_PORT-$NODE_GUEST_IP:$NODE_KUBELET_PORT" \
+		-netdev "user,id=n0,restrict=on,net=$NODE_SLIRP_NET,host=10.0.2.2,dns=10.0.2.3,dhcpstart=$NODE_GUEST_IP,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_APISERVER_PORT-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_SERVICE_IP:443-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT-cmd:$fwd $NODE_REGISTRY_PORT,hostfwd=tcp:127.0.0.1:$NODE_KUBELET_PORT-$NODE_GUEST_IP:$NODE_KUBELET_PORT" \
 		-device virtio-net-pci,netdev=n0 \
 		-device virtio-serial-pci -chardev "socket,id=chan,path=$KMM_NODE_DIR/chan.sock,server=on,wait=off" \
 		-device virtserialport,chardev=chan,name=kmm.chan \

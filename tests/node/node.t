@@ -16,7 +16,7 @@ NODE=$SRC/tests/node/node
 TESTENV=$SRC/tests/env/testenv
 
 CASES=(build testenv-up boot join node-identity node-runtime node-address-lease pod-succeeded
-	pod-hostpath-on-node pod-images-from-registry pod-logs proc-modules down)
+	pod-hostpath-on-node pod-images-from-registry pod-logs pod-reaches-apiserver proc-modules down)
 echo "1..${#CASES[@]}"
 
 N=0
@@ -214,6 +214,47 @@ t_pod_logs() {
 	[ "$out" = "wrote $TOKEN" ]
 }
 
+# A pod on the pod network calls the apiserver as in-cluster clients do:
+# KUBERNETES_SERVICE_HOST/PORT from the kubelet, the CA and the token the
+# kubelet projected. QEMU forwards the Service's address to the apiserver;
+# the answer names the pod's service account.
+t_pod_apiserver() {
+	kubectl apply -f - >"$WORK/pod-api.log" 2>&1 <<POD || {
+apiVersion: v1
+kind: Pod
+metadata: {name: incluster, namespace: node-t}
+spec:
+  nodeName: $KMM_NODE_NAME
+  restartPolicy: Never
+  containers:
+  - name: client
+    image: $KMM_NODE_BUSYBOX_IMAGE
+    command:
+    - /bin/sh
+    - -c
+    - >-
+      busybox ip -4 addr show eth0 | busybox grep inet;
+      exec incluster \$KUBERNETES_SERVICE_HOST \$KUBERNETES_SERVICE_PORT POST
+      /apis/authentication.k8s.io/v1/selfsubjectreviews
+      /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+      /var/run/secrets/kubernetes.io/serviceaccount/token
+      '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}'
+POD
+		WHY="kubectl apply: $(tail -n 2 "$WORK/pod-api.log" | tr '\n' ' ')"
+		return 1
+	}
+	local phase out
+	for _ in $(seq 240); do
+		phase=$(jp pod incluster node-t '{.status.phase}')
+		case $phase in Succeeded | Failed) break ;; esac
+		sleep 1
+	done
+	out=$(kubectl logs -n node-t incluster 2>&1)
+	WHY="pod phase '$phase', output: $(echo "$out" | tr '\n' ' ' | head -c 600)"
+	[ "$phase" = Succeeded ] && echo "$out" | grep -q '"username":"system:serviceaccount:node-t:default"' || return 1
+	NOTE="pod $(echo "$out" | sed -n 's/.*inet \([0-9.]*\).*/\1/p') -> 10.96.0.1:443 as system:serviceaccount:node-t:default"
+}
+
 t_proc_modules() {
 	local mods
 	mods=$(gexec cat /proc/modules) || {
@@ -258,6 +299,7 @@ step pod-succeeded t_pod_succeeded
 check pod-hostpath-on-node t_pod_hostpath
 check pod-images-from-registry t_pod_images
 check pod-logs t_pod_logs
+check pod-reaches-apiserver t_pod_apiserver
 BROKEN=$BEFORE_POD
 check proc-modules t_proc_modules
 check down t_down
