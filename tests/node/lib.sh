@@ -290,6 +290,12 @@ node_build() {
 	local force=${1:-0} t
 	t=$(node_now)
 	vm_check_tools || { node_fail "$VM_ERR"; return 1; }
+	local missing=() tool
+	for tool in skopeo openssl apt-get dpkg-deb pkg-config file flock; do
+		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+	done
+	[ -f /usr/lib/x86_64-linux-gnu/libssl.a ] || missing+=("libssl.a (libssl-dev)")
+	[ ${#missing[@]} -eq 0 ] || { node_fail "missing: ${missing[*]} (scripts/install-deps installs them)"; return 1; }
 	node_build_kubelet || return 1
 	node_build_runtime "$force" || return 1
 	vm_pick_kernel || { node_fail "$VM_ERR"; return 1; }
