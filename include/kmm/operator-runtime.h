@@ -296,6 +296,14 @@ char *kmm_op_softdep(char *const *order);
 /* The pod object with its worker-hash annotation. */
 int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct kmm_error **err);
 
+/*
+ * The init container status of a worker pod that says why it cannot start:
+ * the first one waiting (image-extractor's ErrImagePull of the kmod image comes
+ * after install-copier completed), else the first; NULL when there is none.
+ * Borrowed from statuses (status.initContainerStatuses).
+ */
+const json_t *kmm_op_worker_init_status(const json_t *statuses);
+
 /* ---- pull pods (imageCheck: pullPod) ---- */
 
 #define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"

@@ -434,7 +434,7 @@ bool kmm_op_worker_pod_trouble(const struct kmm_obj *pod, char *why, size_t size
 	/* Only the two status arrays are parsed, from the compact object. */
 	_cleanup_json_ json_t *css = kmm_obj_get_json(pod, "status.containerStatuses");
 	_cleanup_json_ json_t *icss = kmm_obj_get_json(pod, "status.initContainerStatuses");
-	const json_t *cs = json_array_get(css, 0), *ics = json_array_get(icss, 0);
+	const json_t *cs = json_array_get(css, 0), *ics = kmm_op_worker_init_status(icss);
 	const json_t *term = json_object_get(json_object_get(cs, "lastState"), "terminated");
 	const char *wait = str(json_object_get(json_object_get(ics, "state"), "waiting"), "reason");
 	const char *node = kmm_obj_str(pod, "spec.nodeName") ?: "?";
@@ -1305,7 +1305,7 @@ static json_t *pod_trouble_facts(const json_t *pod)
 {
 	const json_t *st = json_object_get(pod, "status");
 	const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
-	const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+	const json_t *ics = kmm_op_worker_init_status(json_object_get(st, "initContainerStatuses"));
 
 	return json_pack("{s:O*, s:O*, s:O*}", "restarts", json_object_get(cs, "restartCount"),
 			 "init", json_object_get(json_object_get(ics, "state"), "waiting"), "main",

@@ -137,7 +137,8 @@ static void load_pods(struct nmc_state *s, struct kmm_obj **objs, size_t n)
 		const json_t *j = kmm_obj_json(objs[i]);
 		const json_t *st = json_object_get(j, "status");
 		const json_t *cs = json_array_get(json_object_get(st, "containerStatuses"), 0);
-		const json_t *ics = json_array_get(json_object_get(st, "initContainerStatuses"), 0);
+		const json_t *ics =
+		    kmm_op_worker_init_status(json_object_get(st, "initContainerStatuses"));
 		struct wpod *p = &s->pods[s->n_pods];
 
 		p->j = j;

@@ -377,3 +377,14 @@ int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct
 	*ret = TAKE_PTR(pod);
 	return 0;
 }
+
+const json_t *kmm_op_worker_init_status(const json_t *statuses)
+{
+	const json_t *st;
+	size_t i;
+
+	json_array_foreach (statuses, i, st)
+		if (json_object_get(json_object_get(st, "state"), "waiting"))
+			return st;
+	return json_array_get(statuses, 0);
+}
