@@ -195,11 +195,13 @@ te_node_add_bulk() {
 }
 
 # te_nodes_wait_ready_bulk NAME COUNT: every NAME-i Ready and without the
-# not-ready taint, read from one listing per poll instead of one GET per node.
+# not-ready or unreachable taint (the node lifecycle controller's, when the
+# simulator took longer than its grace period to report a new node Ready),
+# read from one listing per poll instead of one GET per node.
 te_nodes_wait_ready_bulk() {
 	local name=$1 count=$2 limit=$((120 + $2 / 5)) t0=$SECONDS left
 	while :; do
-		left=$(te_kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[?(@.key=="node.kubernetes.io/not-ready")].effect}{"\n"}{end}' 2>/dev/null |
+		left=$(te_kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[?(@.key=="node.kubernetes.io/not-ready")].effect}{.spec.taints[?(@.key=="node.kubernetes.io/unreachable")].effect}{"\n"}{end}' 2>/dev/null |
 			awk -v p="$name-" 'index($1, p) == 1 && substr($1, length(p) + 1) ~ /^[0-9]+$/ { n++; if ($2 == "True" && $3 == "") ok++ }
 				END { print n - ok + 0, n + 0 }') || left="? ?"
 		case $left in "0 $count") return 0 ;; esac
