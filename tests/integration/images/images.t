@@ -256,7 +256,11 @@ s_contents() {
 		done
 		NOTE=$out
 		;;
-	*) NOTE="no shell; --version ran" ;;
+	kmm-operator | kmm-webhook)
+		# Non-root, so /tmp (kmm-webhook's default --cert-dir) must be writable by all.
+		[ "$(stat -c %a "$r/tmp" 2>/dev/null)" = 1777 ] || why "$name: /tmp is not mode 1777" || return 1
+		NOTE="no shell; --version ran; /tmp 1777"
+		;;
 	esac
 }
 
