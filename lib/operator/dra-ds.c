@@ -107,8 +107,11 @@ json_t *kmm_op_dra_device_class(const struct kmm_module *m, size_t i)
 	    KMM_LABEL_MODULE_NAMESPACE, m->namespace, "spec");
 	json_t *spec = json_object_get(dc, "spec");
 
-	if (!dc || (c->selectors && json_object_set(spec, "selectors", c->selectors) < 0) ||
-	    (c->config && json_object_set(spec, "config", c->config) < 0))
+	/* An empty list is no list: the API server stores none, and it must not look changed. */
+	if (!dc ||
+	    (json_array_size(c->selectors) &&
+	     json_object_set(spec, "selectors", c->selectors) < 0) ||
+	    (json_array_size(c->config) && json_object_set(spec, "config", c->config) < 0))
 		return NULL;
 	return TAKE_PTR(dc);
 }

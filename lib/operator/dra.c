@@ -254,14 +254,15 @@ static void dra_state_free(void *state)
 
 static int dra_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_error **err)
 {
-	struct dra_state *s = NULL;
+	struct dra_state *s;
+	void *state = NULL;
 	char minor[16];
 	int r;
 
-	r = kmm_op_plugin_state_new(&kmm_op_dra_kind, sizeof(*s), (void **)&s, err);
+	r = kmm_op_plugin_state_new(&kmm_op_dra_kind, sizeof(*s), &state, err);
 	if (r < 0)
 		return r;
-	s->k8s_minor = -1;
+	s = state;
 	if (!(s->classes_created = kmm_op_keyset_new()) || !(s->told = kmm_op_keyset_new())) {
 		dra_state_free(s);
 		return kmm_error_make(err, ENOMEM, "out of memory");
