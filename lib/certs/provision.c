@@ -31,15 +31,8 @@ static const struct kmm_kube_resource vwc_res = { "admissionregistration.k8s.io"
 static const struct kmm_kube_resource crd_res = { "apiextensions.k8s.io", "v1",
 						  "customresourcedefinitions", false };
 
-static const struct {
-	const char *key;
-	size_t offset;
-} secret_keys[] = {
-	{ "ca.crt", offsetof(struct kmm_certs_state, ca_bundle) },
-	{ "ca.key", offsetof(struct kmm_certs_state, ca_key) },
-	{ "tls.crt", offsetof(struct kmm_certs_state, tls_cert) },
-	{ "tls.key", offsetof(struct kmm_certs_state, tls_key) },
-};
+/* The Secret's keys, in the order of state_field(). */
+static const char *const secret_keys[] = { "ca.crt", "ca.key", "tls.crt", "tls.key" };
 
 /* Hands e to the caller's err (which may be NULL: the caller does not want it). */
 static void pass_error(struct kmm_error **err, struct kmm_error *e)
@@ -52,13 +45,15 @@ static void pass_error(struct kmm_error **err, struct kmm_error *e)
 
 static char **state_field(struct kmm_certs_state *s, size_t i)
 {
-	return (char **)((char *)s + secret_keys[i].offset);
+	char **fields[] = { &s->ca_bundle, &s->ca_key, &s->tls_cert, &s->tls_key };
+
+	return fields[i];
 }
 
 static char *base64(const char *s)
 {
-	size_t n = strlen(s);
-	char *out = malloc(4 * ((n + 2) / 3) + 1);
+	size_t n = s ? strlen(s) : 0;
+	char *out = s ? malloc(4 * ((n + 2) / 3) + 1) : NULL;
 
 	if (out)
 		EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
@@ -72,7 +67,7 @@ static int secret_state(const json_t *secret, struct kmm_certs_state *ret)
 	struct kmm_certs_state s = { 0 };
 
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(secret_keys); i++) {
-		const char *v = json_string_value(json_object_get(data, secret_keys[i].key));
+		const char *v = json_string_value(json_object_get(data, secret_keys[i]));
 		size_t len;
 
 		if (v && kmm_kube_base64_decode(v, state_field(&s, i), &len) == -ENOMEM) {
@@ -92,8 +87,7 @@ static json_t *secret_string_data(const struct kmm_certs_state *s)
 	if (!sd)
 		return NULL;
 	for (size_t i = 0; i < KMM_ARRAY_SIZE(secret_keys); i++)
-		if (json_object_set_new(sd, secret_keys[i].key, json_string(*state_field(st, i))) <
-		    0)
+		if (json_object_set_new(sd, secret_keys[i], json_string(*state_field(st, i))) < 0)
 			return NULL;
 	return TAKE_PTR(sd);
 }
@@ -283,8 +277,11 @@ static int sync_file(const char *dir, const char *name, const char *content, mod
 		     bool *written, struct kmm_error **err)
 {
 	_cleanup_free_ char *path = NULL, *have = NULL;
-	size_t len = strlen(content), have_len = 0;
+	size_t len, have_len = 0;
 
+	if (!content)
+		return kmm_error_make(err, EINVAL, "%s: nothing to write", name);
+	len = strlen(content);
 	if (asprintf(&path, "%s/%s", dir, name) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (kmm_read_file(path, MAX_FILE, &have, &have_len, NULL) >= 0 && have_len == len &&

@@ -10,6 +10,7 @@ caBundle reset by someone else repaired, a restart that rotates nothing, and
 the uninstall leaving nothing."""
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -28,8 +29,9 @@ TEST_NS = f"kmm-deploy-certs-{os.getpid()}"
 had_crds = False
 hooks = []
 
-# Short lifetimes: the certificate is due after two thirds of ~12 s, the CA of ~50 s.
-CERT_S, CA_S = "10", "40"
+# Short lifetimes: the certificate is due after two thirds of 20 s (+5 s backdated),
+# the CA of 60 s (+15 s).
+CERT_S, CA_S = "20", "60"
 
 
 def bad_module():
@@ -128,7 +130,8 @@ def main():
     for host in ("kmm-operator-webhook-service.kmm-operator-system.svc", "127.0.0.1"):
         ok, why = openssl_verify(s["ca.crt"], s["tls.crt"], host)
         t.ok(ok, f"openssl verifies tls.crt against ca.crt for {host}", why)
-    t.ok(served_cert(port) == s["tls.crt"], "kmm-webhook serves the Secret's certificate")
+    t.ok(wait(lambda: served_cert(port) == secret_data()["tls.crt"], 10, 0.5),
+         "kmm-webhook serves the Secret's certificate")
 
     out = kubectl_err("create", "-f", "-", input=pfv_v1beta2())
     t.ok(out[1] == "", "through the apiserver: a valid PreflightValidation passes kmm-webhook",
@@ -142,7 +145,7 @@ def main():
     # ---- certificate rotation ----
     first = s
     s2 = wait(lambda: (lambda d: d if d and d["tls.crt"] != first["tls.crt"] else None)(
-        secret_data()), 30, 0.5)
+        secret_data()), 40, 0.5)
     t.ok(s2 is not None, "the certificate is rotated once due (two thirds of its lifetime)")
     s2 = s2 or first
     t.ok(s2["ca.crt"] == first["ca.crt"] and s2["ca.key"] == first["ca.key"],
@@ -155,7 +158,7 @@ def main():
 
     # ---- CA rotation: the new CA joins the bundle before a certificate it signed is served ----
     s3 = wait(lambda: (lambda d: d if d and d["ca.key"] != first["ca.key"] else None)(
-        secret_data()), 60, 0.5)
+        secret_data()), 90, 0.5)
     t.ok(s3 is not None and pem_count(s3["ca.crt"]) == 2 and first["ca.crt"] in s3["ca.crt"],
          "the CA is rotated once due; the bundle holds the new CA and the old one",
          pem_count((s3 or {}).get("ca.crt")))
@@ -191,7 +194,7 @@ def main():
     t.ok(wh2.listening(), "kmm-webhook restarts on the existing Secret", wh2.logtext()[-1500:])
     t.ok(wait(lambda: pem_count(secret_data()["ca.crt"]) == 1 and
               lasts(secret_data()["ca.crt"], 3000) and lasts(secret_data()["tls.crt"], 3000),
-              60, 1),
+              120, 1),
          "under the new lifetimes the short CA is replaced once due and expired CAs leave "
          "the bundle", pem_count(secret_data()["ca.crt"]))
     t.ok(wait(lambda: all(v == secret_data()["ca.crt"] for v in ca_bundles().values()), 10, 0.5),
@@ -252,9 +255,14 @@ except Exception:  # noqa: BLE001 - a crash is one more failure, with its trace
 finally:
     for w in hooks:
         w.stop()
+    san = [ln for w in hooks for ln in w.logtext().splitlines()
+           if "Sanitizer" in ln or "runtime error:" in ln]
+    t.ok(not san, "no sanitizer reports from kmm-webhook", "\n".join(san[:20]))
     if leftovers():
         force_uninstall()
     kubectl("delete", "namespace", TEST_NS, "--ignore-not-found", "--wait=false", check=False)
     if had_crds:
         restore_crds()
+if not t.failed:
+    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
 sys.exit(t.finish())

@@ -72,6 +72,9 @@ def preflight(need_helm=False):
             bail(f"{tool} not found")
     if not os.access(WEBHOOK, os.X_OK):
         bail(f"{WEBHOOK} not built")
+    # A suite before this one may still be deleting its kmm namespace.
+    if wait(lambda: not leftovers(), 180, 1) is None and leftovers():
+        bail(f"kmm is still installed: {leftovers()[:5]}")
     if need_helm:
         # Built from Go modules by `testenv build` (scripts/install-deps); built here if not yet.
         p = subprocess.run([TESTENV, "helm", "version", "--short"], capture_output=True,

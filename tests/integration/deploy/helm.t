@@ -11,17 +11,19 @@ place) and `helm uninstall` leaving nothing of kmm."""
 
 import json
 import os
+import shutil
 import sys
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tempfile  # noqa: E402
 from deploylib import (CHART, DEPLOY, INSTALL, NS, Tap, Webhook, ca_bundles, docs,  # noqa: E402
                        force_uninstall, free_port, helm, ids, kj, kubectl, leftovers, preflight,
                        restore_crds, sa_kubeconfig, secret_data, wait)
-import tempfile  # noqa: E402
 
 t = Tap()
 REL = f"kmm-test-{os.getpid()}"
+TMP = tempfile.mkdtemp(prefix="kmm-deploy-helm-")
 had_crds = False
 installed = False
 
@@ -137,7 +139,7 @@ def main():
     t.ok("STATUS: deployed" in out and not missing, "helm install creates every object", (out,
                                                                                           missing))
     # kmm-webhook (on loopback) with the chart's ServiceAccount and RBAC writes its Secret.
-    tmp = tempfile.mkdtemp(prefix="kmm-deploy-helm-")
+    tmp = TMP
     os.makedirs(os.path.join(tmp, "certs"))
     wh = Webhook(free_port(), sa_kubeconfig(os.path.join(tmp, "sa.kubeconfig")),
                  os.path.join(tmp, "certs"), os.path.join(tmp, "webhook.log")).start()
@@ -206,4 +208,6 @@ finally:
         force_uninstall()
     if had_crds:
         restore_crds()
+if not t.failed:
+    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
 sys.exit(t.finish())

@@ -8,6 +8,7 @@ leaving nothing of kmm."""
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -57,7 +58,6 @@ def main():
     # An overlay that sets the registry and tag reaches the images the operator hands out.
     ov = os.path.join(TMP, "images")
     os.makedirs(ov)
-    import shutil
     shutil.copy(os.path.join(DEPLOY, "kustomizeconfig.yaml"), ov)
     with open(os.path.join(ov, "kustomization.yaml"), "w") as f:
         json.dump({"resources": [os.path.relpath(DEPLOY, ov)],
@@ -131,4 +131,6 @@ finally:
         force_uninstall()
     if had_crds:
         restore_crds()
+if not t.failed:
+    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
 sys.exit(t.finish())

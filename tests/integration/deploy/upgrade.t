@@ -13,6 +13,7 @@ Modules deleted while the operator runs (unloaded, labels and finalizers
 gone), kubectl delete -k: nothing of kmm is left, on nodes neither."""
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -200,4 +201,6 @@ finally:
         force_uninstall()
     if had_crds:
         restore_crds()
+if not t.failed:
+    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
 sys.exit(t.finish())
