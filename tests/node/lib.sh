@@ -627,27 +627,63 @@ node_up() {
 		>"$KMM_NODE_DIR/times"
 }
 
+# Saves the guest's logs under $KMM_NODE_DIR/logs (NAME.log, or
+# NAME.SUFFIX.log) and powers it off; QEMU is killed if it does not stop.
+node_poweroff() {
+	local suffix=${1:+.$1} i
+	for i in kubelet containerd; do
+		NODE_EXEC_TIMEOUT=30 node_exec cat "/var/log/$i.log" >"$KMM_NODE_DIR/logs/$i$suffix.log" 2>/dev/null
+	done
+	NODE_EXEC_TIMEOUT=10 node_exec '(sleep 1; sync; poweroff -f) >/dev/null 2>&1 &' >/dev/null 2>&1
+	for i in $(seq 30); do
+		node_running || break
+		sleep 0.5
+	done
+	node_running && kill "$NODE_QEMU_PID" 2>/dev/null
+	for i in $(seq 20); do
+		node_running || break
+		sleep 0.5
+	done
+	node_running && kill -9 "$NODE_QEMU_PID" 2>/dev/null
+	cp "$KMM_NODE_DIR/console.log" "$KMM_NODE_DIR/logs/console$suffix.log" 2>/dev/null
+	return 0
+}
+
+# A reboot: power off, boot the same node again (same name, machine ID,
+# certificates, ports; a new boot ID, and an empty /var as after a real
+# reboot of a node whose pods' state is gone), wait until the Node reports
+# the new boot ID and is Ready. Sets NODE_BOOT_SECONDS, NODE_JOIN_SECONDS.
+node_reboot() {
+	local old new t0 deadline
+	node_load_state && node_testenv_env || return 1
+	node_running || { node_fail "the guest does not run"; return 1; }
+	node_build || return 1 # (cached: sets the kernel and base initramfs paths)
+	old=$(NODE_EXEC_TIMEOUT=20 node_exec cat /proc/sys/kernel/random/boot_id) || { node_fail "cannot read the boot ID"; return 1; }
+	node_poweroff "$old"
+	t0=$(node_now)
+	node_boot || return 1
+	node_wait_channel "${KMM_NODE_BOOT_TIMEOUT:-240}" || return 1
+	NODE_BOOT_SECONDS=$(node_since "$t0")
+	new=$(NODE_EXEC_TIMEOUT=20 node_exec cat /proc/sys/kernel/random/boot_id) || { node_fail "cannot read the new boot ID"; return 1; }
+	[ "$new" != "$old" ] || { node_fail "the boot ID did not change ($new)"; return 1; }
+	deadline=$(($(date +%s) + ${KMM_NODE_JOIN_TIMEOUT:-420}))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		if [ "$(kubectl get node "$KMM_NODE_NAME" -o jsonpath='{.status.nodeInfo.bootID}' 2>/dev/null)" = "$new" ] &&
+			[ "$(node_ready_status)" = True ]; then
+			NODE_JOIN_SECONDS=$(node_since "$t0")
+			return 0
+		fi
+		sleep 2
+	done
+	node_fail "Node $KMM_NODE_NAME did not report boot ID $new and Ready in ${KMM_NODE_JOIN_TIMEOUT:-420} s"
+}
+
 # Saves the guest's logs under $KMM_NODE_DIR/logs, powers it off, deletes
 # the Node (unless keep=1).
 node_down() {
-	local keep=${1:-0} i
+	local keep=${1:-0}
 	node_load_state 2>/dev/null || return 0
-	if node_running; then
-		for i in kubelet containerd; do
-			NODE_EXEC_TIMEOUT=30 node_exec cat "/var/log/$i.log" >"$KMM_NODE_DIR/logs/$i.log" 2>/dev/null
-		done
-		NODE_EXEC_TIMEOUT=10 node_exec '(sleep 1; sync; poweroff -f) >/dev/null 2>&1 &' >/dev/null 2>&1
-		for i in $(seq 30); do
-			node_running || break
-			sleep 0.5
-		done
-		node_running && kill "$NODE_QEMU_PID" 2>/dev/null
-		for i in $(seq 20); do
-			node_running || break
-			sleep 0.5
-		done
-		node_running && kill -9 "$NODE_QEMU_PID" 2>/dev/null
-	fi
+	node_running && node_poweroff
 	if [ "$keep" = 0 ] && "$NODE_TESTENV" status >/dev/null 2>&1; then
 		eval "$("$NODE_TESTENV" env)"
 		kubectl delete node "$KMM_NODE_NAME" --ignore-not-found --wait=false >/dev/null 2>&1

@@ -16,7 +16,7 @@ NODE=$SRC/tests/node/node
 TESTENV=$SRC/tests/env/testenv
 
 CASES=(build testenv-up boot join node-identity node-runtime node-address-lease pod-succeeded
-	pod-hostpath-on-node pod-images-from-registry pod-logs pod-reaches-apiserver proc-modules down)
+	pod-hostpath-on-node pod-images-from-registry pod-logs pod-reaches-apiserver proc-modules reboot down)
 echo "1..${#CASES[@]}"
 
 N=0
@@ -267,6 +267,23 @@ t_proc_modules() {
 	NOTE="$(echo "$mods" | wc -l) modules"
 }
 
+# What kmm watches for: the same Node object with a new boot ID, Ready again.
+t_reboot() {
+	local uid old new guest
+	uid=$(jp node "$KMM_NODE_NAME" "" '{.metadata.uid}')
+	old=$(jp node "$KMM_NODE_NAME" "" '{.status.nodeInfo.bootID}')
+	"$NODE" reboot >"$WORK/reboot.log" 2>&1 || {
+		WHY="node reboot: $(tail -n 3 "$WORK/reboot.log" | tr '\n' ' ')"
+		return 1
+	}
+	new=$(jp node "$KMM_NODE_NAME" "" '{.status.nodeInfo.bootID}')
+	guest=$(gexec cat /proc/sys/kernel/random/boot_id)
+	WHY="Node uid $uid -> $(jp node "$KMM_NODE_NAME" "" '{.metadata.uid}'), bootID $old -> $new, guest boot_id $guest, Ready=$(jp node "$KMM_NODE_NAME" "" '{.status.conditions[?(@.type=="Ready")].status}')"
+	[ "$(jp node "$KMM_NODE_NAME" "" '{.metadata.uid}')" = "$uid" ] && [ "$new" != "$old" ] && [ "$new" = "$guest" ] &&
+		[ "$(jp node "$KMM_NODE_NAME" "" '{.status.conditions[?(@.type=="Ready")].status}')" = True ] || return 1
+	NOTE="$(sed -n 's/.*rebooted: //p' "$WORK/reboot.log")"
+}
+
 t_down() {
 	local pid
 	pid=$(sed -n 's/^NODE_QEMU_PID=//p' "$KMM_NODE_DIR/state")
@@ -302,4 +319,5 @@ check pod-logs t_pod_logs
 check pod-reaches-apiserver t_pod_apiserver
 BROKEN=$BEFORE_POD
 check proc-modules t_proc_modules
+check reboot t_reboot
 check down t_down
