@@ -72,9 +72,12 @@ def preflight(need_helm=False):
             bail(f"{tool} not found")
     if not os.access(WEBHOOK, os.X_OK):
         bail(f"{WEBHOOK} not built")
-    # A suite before this one may still be deleting its kmm namespace.
-    if wait(lambda: not leftovers(), 180, 1) is None and leftovers():
-        bail(f"kmm is still installed: {leftovers()[:5]}")
+    # A suite before this one may still be deleting its kmm namespace. (The CRDs
+    # may be there: the suites before install them, and these suites put them back.)
+    wait(lambda: not leftovers(crds=False), 180, 1)
+    left = leftovers(crds=False)
+    if left:
+        bail(f"kmm is still installed, uninstall it first: {left[:5]}")
     if need_helm:
         # Built from Go modules by `testenv build` (scripts/install-deps); built here if not yet.
         p = subprocess.run([TESTENV, "helm", "version", "--short"], capture_output=True,
@@ -259,13 +262,16 @@ def pem_count(pem):
     return (pem or "").count("-----BEGIN CERTIFICATE-----")
 
 
-def leftovers():
+def leftovers(crds=True):
     """Everything of kmm still in the cluster: the namespace, cluster-scoped objects
-    named kmm-* or *.kmm.sigs.x-k8s.io, objects labelled part-of=kmm anywhere."""
+    named kmm-* or *.kmm.sigs.x-k8s.io (CRDs unless crds is false), objects
+    labelled part-of=kmm anywhere."""
     left = []
     if kj("get", "namespace", NS, "--ignore-not-found", check=False):
         left.append(f"namespace/{NS}")
     for kind in CLUSTER_KINDS:
+        if kind == "customresourcedefinitions" and not crds:
+            continue
         items = (kj("get", kind, check=False) or {}).get("items", [])
         for o in items:
             n = o["metadata"]["name"]

@@ -125,7 +125,10 @@ def main():
     t.ok(sorted(cm) == sorted(kcm), "certManager.enabled gives deploy/cert-manager's objects",
          sorted(set(cm) ^ set(kcm)))
 
-    # install, upgrade, uninstall on the apiserver
+    # install, upgrade, uninstall on the apiserver. Helm adopts no object it did not
+    # create: the CRDs that suites before this one installed go first (no CR is left).
+    kubectl("delete", "-k", os.path.join(DEPLOY, "crd"), "--ignore-not-found", "--wait=true",
+            check=False)
     out = helm("install", REL, CHART, "--namespace", "default", "--wait=false", check=False,
                timeout=300)
     installed = True

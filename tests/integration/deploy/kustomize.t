@@ -97,7 +97,8 @@ def main():
          (sorted(cm_ids ^ want), annotated))
 
     # The real apiserver takes every object (server-side apply: schema, RBAC escalation checks).
-    p = kubectl("apply", "--server-side", "-k", DEPLOY, check=False)
+    # --force-conflicts: suites before this one may have edited the CRDs kmm leaves installed.
+    p = kubectl("apply", "--server-side", "--force-conflicts", "-k", DEPLOY, check=False)
     t.ok(p.count("serverside-applied") == len(INSTALL), "kubectl apply --server-side -k deploy/ "
          "is accepted for every object", p)
     live = []
