@@ -101,8 +101,8 @@ P
 	# "Scale mode"); the default values are what the test suites run with.
 	local lease_s=40 heartbeat_ms=20000 kwok_par=4 kcm_scale=()
 	if [ $scale = 1 ]; then
-		lease_s=600 heartbeat_ms=300000 kwok_par=16
-		kcm_scale=(--node-monitor-grace-period 600s --node-startup-grace-period 600s
+		lease_s=1200 heartbeat_ms=1200000 kwok_par=16
+		kcm_scale=(--node-monitor-grace-period 1200s --node-startup-grace-period 1200s
 			--node-monitor-period 15s --kube-api-qps 100 --kube-api-burst 200)
 		echo "lease=${lease_s}s heartbeat=$((heartbeat_ms / 1000))s" >"$TE_DIR/scale"
 	fi
