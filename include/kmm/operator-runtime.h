@@ -304,14 +304,28 @@ int kmm_op_worker_pod(const struct kmm_op_worker_params *p, json_t **ret, struct
  */
 const json_t *kmm_op_worker_init_status(const json_t *statuses);
 
+/*
+ * kmm-worker-copy, the static copier that runs inside kmod images (which may
+ * have no shell): the init container install-copier puts it from the worker
+ * image into the emptyDir volume KMM_OP_COPIER_VOLUME, at KMM_OP_COPIER.
+ */
+#define KMM_OP_COPIER_VOLUME "copier"
+#define KMM_OP_COPIER_DIR "/run/kmm/bin"
+#define KMM_OP_COPIER KMM_OP_COPIER_DIR "/kmm-worker-copy"
+json_t *kmm_op_copier_container(const char *worker_image);
+
 /* ---- pull pods (imageCheck: pullPod) ---- */
 
 #define KMM_LABEL_IMAGE_OWNER "kmm.node.kubernetes.io/image-owner"
 #define KMM_LABEL_PULL_POD_TYPE "kmm.node.kubernetes.io/pull-pod-type"
 
-/* The pull pod of img for mic (generateName, no name): the kmod image running `exit 0`. */
+/*
+ * The pull pod of img for mic (generateName, no name): the kmod image running
+ * `kmm-worker-copy --version`, which install-copier took from worker_image,
+ * so that FROM-scratch kmod images (no shell) pass the check too.
+ */
 int kmm_op_pull_pod(const struct kmm_image_config *mic, const struct kmm_module_image_spec *img,
-		    json_t **ret_pod, struct kmm_error **err);
+		    const char *worker_image, json_t **ret_pod, struct kmm_error **err);
 
 /* FNV-1a 64 of the sorted compact JSON of obj, as decimal text (heap). */
 char *kmm_op_hash_json(const json_t *obj);

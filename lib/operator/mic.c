@@ -682,7 +682,7 @@ static int create_pull_pod(struct mic_run *s, const struct kmm_module_image_spec
 	struct kmm_kube_target t = { &kmm_kube_pods, s->mic->namespace, NULL, NULL };
 	_cleanup_json_ json_t *pod = NULL;
 
-	if (kmm_op_pull_pod(s->mic, img, &pod, err) < 0 ||
+	if (kmm_op_pull_pod(s->mic, img, s->op->cfg.worker_image, &pod, err) < 0 ||
 	    kmm_op_create(&s->op->api, &t, pod, NULL, err) < 0)
 		return kmm_error_wrap(err, "create pull pod for %s", img->image);
 	return 0;

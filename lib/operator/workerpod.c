@@ -109,8 +109,8 @@ static json_t *host_volume(const char *name, const char *path, const char *type)
  * into the emptyDir COPIER_DIR (docs/worker.md, "Image sources").
  */
 #define COPIER_IN_WORKER_IMAGE "/usr/local/bin/kmm-worker-copy"
-#define COPIER_DIR "/run/kmm/bin"
-#define COPIER COPIER_DIR "/kmm-worker-copy"
+#define COPIER_DIR KMM_OP_COPIER_DIR
+#define COPIER KMM_OP_COPIER
 
 /* kmm-worker-copy's SRC DST pairs: the kernel's module tree, the firmware. */
 static json_t *extract_args(const struct kmm_module_config *c)
@@ -266,7 +266,7 @@ static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmw
  * Runs in the worker image as nobody, only to put the static copier where the
  * extractor, running in the kmod image, can execute it.
  */
-static json_t *copier_container(const struct kmm_op_worker_params *p)
+json_t *kmm_op_copier_container(const char *worker_image)
 {
 	_cleanup_json_ json_t *sc = locked_down_context();
 
@@ -274,9 +274,9 @@ static json_t *copier_container(const struct kmm_op_worker_params *p)
 	    json_object_set_new(sc, "runAsGroup", json_integer(65534)) < 0)
 		return NULL;
 	return json_pack("{s:s, s:s, s:[s, s, s], s:[o], s:o, s:o}", "name", "install-copier",
-			 "image", p->op->worker_image ? p->op->worker_image : "", "command",
+			 "image", worker_image ? worker_image : "", "command",
 			 COPIER_IN_WORKER_IMAGE, COPIER_IN_WORKER_IMAGE, COPIER, "volumeMounts",
-			 mount("copier", COPIER_DIR, false), "resources", resources(),
+			 mount(KMM_OP_COPIER_VOLUME, COPIER_DIR, false), "resources", resources(),
 			 "securityContext", TAKE_PTR(sc));
 }
 
@@ -291,7 +291,7 @@ static json_t *extractor_container(const struct kmm_op_worker_params *p)
 			 p->config->image_pull_policy ? p->config->image_pull_policy
 						      : KMM_DEFAULT_PULL_POLICY,
 			 "command", COPIER, "args", extract_args(p->config), "volumeMounts",
-			 mount("tmp", "/tmp", false), mount("copier", COPIER_DIR, true),
+			 mount("tmp", "/tmp", false), mount(KMM_OP_COPIER_VOLUME, COPIER_DIR, true),
 			 "resources", resources(), "securityContext", locked_down_context());
 }
 
@@ -309,8 +309,8 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, bool firmware, boo
 	s = json_pack("{s:s, s:s, s:s, s:b, s:[o, o]}", "nodeName", p->node, "restartPolicy",
 		      "OnFailure", "serviceAccountName",
 		      p->service_account && *p->service_account ? p->service_account : "default",
-		      "automountServiceAccountToken", 0, "initContainers", copier_container(p),
-		      extractor_container(p));
+		      "automountServiceAccountToken", 0, "initContainers",
+		      kmm_op_copier_container(p->op->worker_image), extractor_container(p));
 	if (!s)
 		return NULL;
 	if (p->image_repo_secret && *p->image_repo_secret &&
@@ -326,7 +326,8 @@ static json_t *pod_spec(const struct kmm_op_worker_params *p, bool firmware, boo
 	    append_new(vols, downward_volume("config", "config.yaml", KMM_ANN_WORKER_CONFIG)) < 0 ||
 	    append_new(vols, host_volume("lib-modules", "/lib/modules", "Directory")) < 0 ||
 	    append_new(vols, json_pack("{s:s, s:{}}", "name", "tmp", "emptyDir")) < 0 ||
-	    append_new(vols, json_pack("{s:s, s:{}}", "name", "copier", "emptyDir")) < 0)
+	    append_new(vols, json_pack("{s:s, s:{}}", "name", KMM_OP_COPIER_VOLUME, "emptyDir")) <
+		0)
 		return NULL;
 	if (softdep && append_new(vols, downward_volume("modules-order", "softdep.conf",
 							KMM_ANN_MODULES_ORDER)) < 0)

@@ -27,6 +27,7 @@ K1 = "6.1.0-18-amd64"
 K1_DNS = "6-1-0-18-amd64"
 REG = os.environ.get("KMM_TESTENV_REGISTRY", "")
 BUILD_IMAGE = "quay.io/buildah/stable:v1"
+WORKER_IMAGE = "registry.example/kmm-worker:test"  # oplib's RELATED_IMAGE_WORKER
 RUN = f"r{os.getpid()}"
 OWNER = "kmm.node.kubernetes.io/image-owner"
 PPT = "kmm.node.kubernetes.io/pull-pod-type"
@@ -107,8 +108,14 @@ def check_pull_pod(p, ns, mod, img, ptype):
     c = cs[0] if cs else {}
     want(len(cs) == 1 and c.get("name") == "puller" and c.get("image") == img,
          f"container {c.get('name')} {c.get('image')}")
-    want(c.get("command") == ["/bin/sh", "-c", "exit 0"] and not c.get("args"),
-         f"command {c.get('command')} args {c.get('args')}")
+    want(c.get("command") == ["/run/kmm/bin/kmm-worker-copy", "--version"] and not c.get("args")
+         and c.get("volumeMounts") == [{"name": "copier", "mountPath": "/run/kmm/bin", "readOnly": True}],
+         f"command {c.get('command')} args {c.get('args')} mounts {c.get('volumeMounts')}")
+    ics = spec.get("initContainers") or []
+    ic = ics[0] if ics else {}
+    want(len(ics) == 1 and ic.get("name") == "install-copier" and ic.get("image") == WORKER_IMAGE
+         and spec.get("volumes") == [{"name": "copier", "emptyDir": {}}],
+         f"init containers {ics} volumes {spec.get('volumes')}")
     want(c.get("imagePullPolicy") == "Always", f"imagePullPolicy {c.get('imagePullPolicy')}")
     want(spec.get("imagePullSecrets") == [{"name": "op-pp-pull"}],
          f"imagePullSecrets {spec.get('imagePullSecrets')}")
@@ -138,7 +145,8 @@ def exists_via_pull_pod():
          get("moduleimagesconfigs", ns, "ex"))
     pods = added(w)
     t.ok(len(pods) == 1 and not check_pull_pod(pods[0], ns, "ex", img, "until-success"),
-         "pull pod shape: generateName, labels, owner, puller /bin/sh -c 'exit 0', Never, "
+         "pull pod shape: generateName, labels, owner, install-copier from the worker image, "
+         "puller kmm-worker-copy --version (no shell needed), Never, "
          "pull policy, secret, tolerations",
          (check_pull_pod(pods[0], ns, "ex", img, "until-success")
           + [f"pull pods seen: {[o['metadata']['name'] for o in pods]}"]) if pods else "no pull pod seen")
@@ -253,7 +261,7 @@ def pull_failure_without_build():
 
 @case
 def failed_pull_pod():
-    """A pull pod that fails (e.g. no /bin/sh): DoesNotExist with the reason, deleted."""
+    """A pull pod that fails (e.g. an image for another architecture): DoesNotExist with the reason, deleted."""
     ns = new_ns("op-pp-fail")
     add_nodes("op-pp-fl-n", 1, labels=["op-pp/fl=yes"])
     img = f"{REG}/op-pp/fail-{RUN}:{K1}"

@@ -65,7 +65,7 @@ static int image_pod(const char *kind, json_t **ret, struct kmm_error **err)
 	if (!j || kmm_image_config_from_json(j, 0, &c, err) < 0)
 		return -1;
 	if (strcmp(kind, "pull") == 0)
-		return kmm_op_pull_pod(c, &c->images[0], ret, err);
+		return kmm_op_pull_pod(c, &c->images[0], "registry.example/kmm-worker:1", ret, err);
 	free(c->images[0].action);
 	c->images[0].action = strdup(strstr(kind, "-sign") ? KMM_ACTION_SIGN : KMM_ACTION_BUILD);
 	return kmm_buildsign_pod(

@@ -368,18 +368,31 @@ static void test_pull_pod(void **state)
 	    " \"spec\": {\"imageRepoSecret\": {\"name\": \"pull\"}, \"imagePullPolicy\": "
 	    "\"Always\", \"images\": [{\"image\": \"reg/img:1\", \"kernelVersion\": \"6.1\"}]}}");
 	_cleanup_json_ json_t *pod = NULL;
-	const json_t *ctr;
+	const json_t *ctr, *init;
 
-	assert_int_equal(kmm_op_pull_pod(c, &c->images[0], &pod, NULL), 0);
+	assert_int_equal(kmm_op_pull_pod(c, &c->images[0], "reg/kmm-worker:2", &pod, NULL), 0);
 	assert_invariants(pod);
 	ctr = nth(pod, "containers", 0);
 	assert_json(sc_of(ctr), PULL_SC);
+	/*
+	 * No shell in the kmod image is needed: the copier, from the worker
+	 * image, prints its version.
+	 */
+	assert_json(json_object_get(ctr, "command"),
+		    "[\"/run/kmm/bin/kmm-worker-copy\", \"--version\"]");
+	assert_json(
+	    json_object_get(ctr, "volumeMounts"),
+	    "[{\"name\": \"copier\", \"mountPath\": \"/run/kmm/bin\", \"readOnly\": true}]");
+	init = nth(pod, "initContainers", 0);
+	assert_string_equal(json_string_value(json_object_get(init, "name")), "install-copier");
+	assert_string_equal(json_string_value(json_object_get(init, "image")), "reg/kmm-worker:2");
+	assert_true(json_is_true(json_object_get(sc_of(init), "runAsNonRoot")));
+	assert_json(json_object_get(spec_of(pod), "volumes"),
+		    "[{\"name\": \"copier\", \"emptyDir\": {}}]");
 	/* Upstream's shape otherwise. */
-	assert_json(json_object_get(ctr, "command"), "[\"/bin/sh\", \"-c\", \"exit 0\"]");
 	assert_string_equal(json_string_value(json_object_get(ctr, "image")), "reg/img:1");
 	assert_string_equal(json_string_value(json_object_get(ctr, "imagePullPolicy")), "Always");
 	assert_json(json_object_get(spec_of(pod), "imagePullSecrets"), "[{\"name\": \"pull\"}]");
-	assert_null(json_object_get(spec_of(pod), "volumes"));
 	assert_string_equal(json_string_value(json_object_get(
 				json_object_get(json_object_get(pod, "metadata"), "labels"),
 				KMM_LABEL_PULL_POD_TYPE)),
