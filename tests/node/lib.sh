@@ -387,7 +387,8 @@ node_cert() {
 # testenv (appended to the base; the kernel unpacks both archives in turn).
 node_make_run_root() {
 	local root=$KMM_NODE_DIR/root reg_host=127.0.0.1:$NODE_REGISTRY_PORT
-	rm -rf "$root" && mkdir -p "$root"/etc/{kmm-node,kubernetes/pki,containerd/certs.d/"$reg_host",cni/net.d} || return 1
+	local guest_reg=$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT h
+	rm -rf "$root" && mkdir -p "$root"/etc/{kmm-node,kubernetes/pki,containerd/certs.d/{"$reg_host","$guest_reg"},cni/net.d} || return 1
 	cp "$KMM_NODE_DIR"/pki/{ca.crt,kubelet-client.crt,kubelet-client.key,kubelet-serving.crt,kubelet-serving.key} \
 		"$root/etc/kubernetes/pki/" || return 1
 	cat >"$root/etc/kmm-node/env" <<ENV
@@ -474,12 +475,17 @@ state = "/run/containerd"
 CT
 	# Images keep the names the host gives them (127.0.0.1:PORT/...): the
 	# guest pulls them over plain HTTP from the host's registry alias.
-	cat >"$root/etc/containerd/certs.d/$reg_host/hosts.toml" <<HT
-server = "http://$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT"
-[host."http://$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT"]
+	# The registry also by the guest's own name of it, which pods can dial
+	# (127.0.0.1 in a pod is the pod's own loopback): images a pod names and
+	# checks itself, such as kmm-operator's registry checks of kmod images.
+	for h in "$reg_host" "$guest_reg"; do
+		cat >"$root/etc/containerd/certs.d/$h/hosts.toml" <<HT || return 1
+server = "http://$guest_reg"
+[host."http://$guest_reg"]
   capabilities = ["pull", "resolve"]
   skip_verify = true
 HT
+	done
 	cat >"$root/etc/cni/net.d/10-kmm.conflist" <<CNI
 {
   "cniVersion": "1.0.0",
@@ -523,7 +529,7 @@ NODE
 node_state() {
 	local k
 	for k in KMM_NODE_NAME KMM_TESTENV_DIR NODE_KUBELET_PORT NODE_API_PORT NODE_REGISTRY_PORT NODE_QEMU_PID \
-		NODE_PAUSE_IMAGE NODE_BUSYBOX_IMAGE; do
+		NODE_PAUSE_IMAGE NODE_BUSYBOX_IMAGE KMM_NODE_HOSTFWD; do
 		printf '%s=%q\n' "$k" "${!k}"
 	done >"$KMM_NODE_DIR/state"
 }
@@ -549,15 +555,22 @@ node_running() {
 # kubelet gives pods as KUBERNETES_SERVICE_HOST/PORT: with no kube-proxy,
 # QEMU plays the Service. Pods reach it unNATed: their subnet lies inside
 # QEMU's network, whose ARP requests for a pod the guest answers (proxy ARP).
+# KMM_NODE_HOSTFWD ("HOSTPORT:GUESTPORT ...", kept across reboots) forwards
+# more of the host's loopback ports to the guest, e.g. to a hostNetwork pod
+# the apiserver must call (a webhook).
 node_boot() {
-	local fwd="busybox nc 127.0.0.1"
+	local fwd="busybox nc 127.0.0.1" extra="" p
+	for p in ${KMM_NODE_HOSTFWD:-}; do
+		[[ $p =~ ^[0-9]+:[0-9]+$ ]] || { node_fail "KMM_NODE_HOSTFWD: '$p' is not HOSTPORT:GUESTPORT"; return 1; }
+		extra="$extra,hostfwd=tcp:127.0.0.1:${p%%:*}-$NODE_GUEST_IP:${p##*:}"
+	done
 	cat "$NODE_BASE" "$KMM_NODE_DIR/run.cpio" >"$KMM_NODE_DIR/initrd" || return 1
 	rm -f "$KMM_NODE_DIR/chan.sock"
 	qemu-system-x86_64 -accel tcg,thread=multi -m "${KMM_NODE_MEM:-2048}" -smp "${KMM_NODE_CPUS:-2}" \
 		-kernel "$VMLINUX" -initrd "$KMM_NODE_DIR/initrd" \
 		-append "console=ttyS0 panic=-1 quiet ${KMM_NODE_KERNEL_ARGS:-}" \
 		-display none -monitor none -serial "file:$KMM_NODE_DIR/console.log" -no-reboot \
-		-netdev "user,id=n0,restrict=on,net=$NODE_SLIRP_NET,host=10.0.2.2,dns=10.0.2.3,dhcpstart=$NODE_GUEST_IP,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_APISERVER_PORT-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_SERVICE_IP:443-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT-cmd:$fwd $NODE_REGISTRY_PORT,hostfwd=tcp:127.0.0.1:$NODE_KUBELET_PORT-$NODE_GUEST_IP:$NODE_KUBELET_PORT" \
+		-netdev "user,id=n0,restrict=on,net=$NODE_SLIRP_NET,host=10.0.2.2,dns=10.0.2.3,dhcpstart=$NODE_GUEST_IP,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_APISERVER_PORT-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_SERVICE_IP:443-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT-cmd:$fwd $NODE_REGISTRY_PORT,hostfwd=tcp:127.0.0.1:$NODE_KUBELET_PORT-$NODE_GUEST_IP:$NODE_KUBELET_PORT$extra" \
 		-device virtio-net-pci,netdev=n0 \
 		-device virtio-serial-pci -chardev "socket,id=chan,path=$KMM_NODE_DIR/chan.sock,server=on,wait=off" \
 		-device virtserialport,chardev=chan,name=kmm.chan \

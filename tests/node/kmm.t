@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# kmm installed the way a user installs it, on the real node (tests/node/node):
+# scripts/images builds kmm's images and pushes them to the testenv registry,
+# `kubectl apply -k` of deploy/ (through a test overlay, below) installs them,
+# and the operator and kmm-webhook run as pods on the guest under their own
+# ServiceAccounts; the operator's worker pods load kernel modules built for
+# the guest's Debian kernel into the guest's kernel. Asserted on the guest
+# (/proc/modules, /sys/module, dmesg, files) and through the API:
+#   a. a kmod image built the upstream way (a shell and cp in it): loaded,
+#      the node's ready label, a ModuleLoaded event; the Module deleted:
+#      unloaded, label gone, the Module gone (its finalizer released);
+#   b. a FROM-scratch kmod image (no shell, no libc): loaded, with the
+#      module it depends on, from the image's own modules.dep;
+#   c. modulesLoadingOrder, inTreeModulesToRemove and firmware: the
+#      firmware is on the node and the driver's request_firmware() got it;
+#   e. kmm-webhook rejects an invalid Module through the apiserver and
+#      converts a v1beta2 PreflightValidation read as v1beta1;
+#   d. the guest reboots (same Node, new boot ID): b's module is loaded
+#      again with no help;
+#   g. RBAC: what the operator's and the webhook's ServiceAccounts may not do.
+# The overlay (docs/testenv.md, "kmm on the real node"): kmm-webhook on the
+# guest's host network, reached by the apiserver through a QEMU hostfwd of
+# 127.0.0.1:<port>, so the webhook configuration and the conversion webhook
+# call that URL (Services have no backend path from the host), and its
+# certificate names 127.0.0.1. Kmod images are named by the guest's address
+# of the registry (10.0.2.100:5000), which the operator's registry check
+# dials from its pod. A missing tool or a failed step fails every case after it.
+set -uo pipefail
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export KMM_SOURCE_DIR=${KMM_SOURCE_DIR:-$SRC}
+NODE=$SRC/tests/node/node
+TESTENV=$SRC/tests/env/testenv
+NS_KMM=kmm-operator-system
+NS=kmm-node-t
+OP_SA=system:serviceaccount:$NS_KMM:kmm-operator-controller
+WH_SA=system:serviceaccount:$NS_KMM:kmm-operator-webhook
+
+CASES=(prerequisites kmod-build testenv-up node-up images-pushed kmod-images-pushed install
+	operator-and-webhook-running a-loaded a-label-and-event a-deleted-unloaded b-scratch-loaded
+	c-order-intree-firmware e-webhook-rejects-invalid-module e-preflight-conversion
+	d-reboot-reloads g-rbac-denied down)
+echo "1..${#CASES[@]}"
+
+N=0
+BROKEN=
+STARTED=$(date +%s.%N)
+pass() {
+	N=$((N + 1))
+	echo "ok $N - $1${2:+ # $2}"
+}
+fail() {
+	N=$((N + 1))
+	echo "not ok $N - $1"
+	shift
+	local l
+	for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done
+}
+check() {
+	local name=$1
+	shift
+	if [ -n "$BROKEN" ]; then
+		fail "$name" "not run: '$BROKEN' failed"
+		return 1
+	fi
+	WHY=
+	NOTE=
+	if "$@"; then
+		pass "$name" "$NOTE"
+		return 0
+	fi
+	fail "$name" "${WHY:-failed}"
+	return 1
+}
+step() {
+	check "$@" || BROKEN=${BROKEN:-$1}
+}
+why() {
+	WHY=$*
+	return 1
+}
+
+WORK=$(mktemp -d /tmp/kmm-node-kmm-t.XXXXXX)
+export KMM_TESTENV_DIR=$WORK/testenv
+export KMM_NODE_NAME=kmm-node-k$$
+export KMM_NODE_DIR=$WORK/node
+cleanup() {
+	"$NODE" down >/dev/null 2>&1
+	"$TESTENV" down >/dev/null 2>&1
+	if [ -n "${KMM_NODE_T_KEEP:-}" ]; then
+		echo "# kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+gexec() { "$NODE" exec "$@"; }
+jp() { kubectl get "$1" "$2" ${3:+-n "$3"} -o jsonpath="$4" 2>/dev/null; }
+# until_ SECONDS COMMAND...: polls COMMAND every 2 s until it succeeds.
+until_() {
+	local end=$(($(date +%s) + $1))
+	shift
+	while :; do
+		"$@" && return 0
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 2
+	done
+}
+loaded() { gexec "grep -q '^$1 ' /proc/modules && [ -d /sys/module/$1 ]" >/dev/null 2>&1; }
+unloaded() { gexec "! grep -q '^$1 ' /proc/modules && [ ! -d /sys/module/$1 ]" >/dev/null 2>&1; }
+# has_label NAME: the node carries Module NAME's ready label (its value is empty).
+has_label() { jp node "$KMM_NODE_NAME" "" '{.metadata.labels}' | grep -qF "\"kmm.node.kubernetes.io/$NS.$1.ready\":"; }
+# What kmm says about a Module that does not load: its worker pods and events.
+module_trouble() {
+	echo "pods: $(kubectl get pods -n "$NS" -o wide --no-headers 2>&1 | tr '\n' ' ' | head -c 600)"
+	echo "pod states: $(kubectl get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name} {.status.initContainerStatuses[*].state} {.status.containerStatuses[*].state}{"\n"}{end}' 2>&1 | head -c 900)"
+	echo "events: $(kubectl get events -n "$NS" --no-headers 2>&1 | tail -n 8 | tr '\n' ' ' | head -c 1200)"
+	echo "operator: $(kubectl logs -n "$NS_KMM" deploy/kmm-operator-controller --tail 8 2>&1 | tr '\n' ' ' | head -c 1200)"
+	echo "guest dmesg: $(gexec dmesg 2>&1 | grep vmk_ | tail -n 5 | tr '\n' ' ')"
+}
+
+t_prereq() {
+	local missing=() t
+	for t in qemu-system-x86_64 buildah skopeo make gcc depmod python3 openssl; do
+		command -v "$t" >/dev/null 2>&1 || PATH=$PATH:/sbin:/usr/sbin command -v "$t" >/dev/null 2>&1 ||
+			missing+=("$t")
+	done
+	[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+	PATH=$PATH:/sbin:/usr/sbin
+	[ ${#missing[@]} -eq 0 ] || why "missing: ${missing[*]} (scripts/install-deps installs them)"
+}
+
+# The test modules of tests/vm (vmk_*), built for the kernel the node boots.
+t_kmod_build() {
+	# shellcheck source=tests/vm/lib.sh
+	. "$SRC/tests/vm/lib.sh"
+	vm_pick_kernel && vm_build_modules "$WORK/mod" || why "$VM_ERR" || return 1
+	local k
+	for k in "$WORK"/mod/*.ko; do strip --strip-debug "$k"; done
+	NOTE="kernel $KVER"
+}
+
+t_testenv_up() {
+	"$TESTENV" up >"$WORK/testenv-up.log" 2>&1 || why "testenv up: $(tail -n 3 "$WORK/testenv-up.log" | tr '\n' ' ')" ||
+		return 1
+	eval "$("$TESTENV" env)"
+}
+
+# The webhook's port on the host: QEMU forwards it to kmm-webhook's 9443 on
+# the guest's host network.
+t_node_up() {
+	WEBHOOK_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	export KMM_NODE_HOSTFWD=$WEBHOOK_PORT:9443
+	"$NODE" up >"$WORK/up.log" 2>&1 || why "node up: $(tail -n 3 "$WORK/up.log" | tr '\n' ' ')" || return 1
+	eval "$("$NODE" env)"
+	local kernel
+	kernel=$(gexec uname -r)
+	[ "$kernel" = "$KVER" ] || why "the guest runs '$kernel', the modules were built for '$KVER'" || return 1
+	NOTE="$(sed -n 's/.*is Ready: //p' "$WORK/up.log")"
+}
+
+t_images() {
+	local t out
+	t=$(date +%s.%N)
+	REG=$KMM_TESTENV_REGISTRY/kmm
+	out=$(KMM_IMAGES_BUILD=${KMM_IMAGES_BUILD:-$SRC/build/release} KMM_IMAGES_OUT=$WORK/images \
+		nice -n 5 "$SRC/scripts/images" build --push "$REG" --insecure 2>&1) ||
+		why "scripts/images build --push $REG failed: $(tail -n 8 <<<"$out")" || return 1
+	TAG=$(awk -F'\t' 'NR == 2 { print $2 }' "$WORK/images/sizes.tsv")
+	[ -n "$TAG" ] || why "no tag in $WORK/images/sizes.tsv" || return 1
+	NOTE="$REG/*:$TAG in $(secs "$t") s"
+}
+
+# a: vmk_a in an image with busybox's sh and cp (as upstream's images are);
+# b: vmk_b and vmk_a, FROM scratch; c: vmk_o1, vmk_o2, vmk_fw and its firmware.
+# Modules in /opt/lib/modules/<kernel>/extra with depmod's files, as kmm's
+# worker expects (docs/worker.md).
+kmod_tree() {
+	local d=$WORK/kmod/$1 k
+	shift
+	mkdir -p "$d/opt/lib/modules/$KVER/extra" || return 1
+	for k in "$@"; do cp "$WORK/mod/$k.ko" "$d/opt/lib/modules/$KVER/extra/" || return 1; done
+	depmod -b "$d/opt" "$KVER" 2>/dev/null || return 1
+}
+t_kmod_images() {
+	local a
+	kmod_tree a vmk_a && kmod_tree b vmk_a vmk_b && kmod_tree c vmk_o1 vmk_o2 vmk_fw || why "cannot lay out the kmod images" ||
+		return 1
+	mkdir -p "$WORK/kmod/a/bin" && cp /bin/busybox "$WORK/kmod/a/bin/busybox" || return 1
+	for a in sh cp ls mkdir; do ln -s busybox "$WORK/kmod/a/bin/$a"; done
+	mkdir -p "$WORK/kmod/c/firmware" && printf 'VMK firmware blob from the kmod image\n' >"$WORK/kmod/c/firmware/vmk-test.bin" ||
+		return 1
+	for a in a b c; do
+		"$TESTENV" image push "$WORK/kmod/$a" "kmm-node-t/kmod-$a:$KVER" >"$WORK/push-$a.log" 2>&1 ||
+			why "testenv image push kmod-$a: $(tail -n 3 "$WORK/push-$a.log")" || return 1
+	done
+	# The guest's name of the same registry (tests/node/lib.sh): the operator checks images from its pod.
+	KMOD_REG=$KMM_NODE_GUEST_REGISTRY/kmm-node-t
+}
+
+# deploy/ with the images just pushed and the webhook reachable from the apiserver.
+t_install() {
+	local ov=$WORK/overlay n h
+	mkdir -p "$ov" && cp "$SRC/deploy/kustomizeconfig.yaml" "$ov/" || return 1
+	{
+		echo "# kmm's install (deploy/) on the real node of tests/node: docs/testenv.md"
+		echo "resources: [$(realpath --relative-to="$ov" "$SRC/deploy")]"
+		echo "configurations: [kustomizeconfig.yaml]"
+		echo "images:"
+		for n in kmm-operator kmm-webhook kmm-worker kmm-sign kmm-builder; do
+			echo "- {name: $n, newName: $REG/$n, newTag: $TAG}"
+		done
+		cat <<OV
+patches:
+- target: {kind: Deployment, name: kmm-operator-webhook-server}
+  patch: |
+    - {op: add, path: /spec/template/spec/hostNetwork, value: true}
+    - {op: add, path: /spec/template/spec/containers/0/args/-, value: --cert-host=127.0.0.1}
+- target: {kind: CustomResourceDefinition, name: preflightvalidations.kmm.sigs.x-k8s.io}
+  patch: |
+    - {op: replace, path: /spec/conversion/webhook/clientConfig, value: {url: "https://127.0.0.1:$WEBHOOK_PORT/convert"}}
+- target: {kind: ValidatingWebhookConfiguration, name: kmm-operator-validating-webhook-configuration}
+  patch: |
+OV
+		n=0
+		for h in validate-kmm-sigs-x-k8s-io-v1beta1-module validate-kmm-sigs-x-k8s-io-v1beta2-preflightvalidation \
+			validate--v1-namespace; do
+			echo "    - {op: replace, path: /webhooks/$n/clientConfig, value: {url: \"https://127.0.0.1:$WEBHOOK_PORT/$h\"}}"
+			n=$((n + 1))
+		done
+	} >"$ov/kustomization.yaml"
+	# The overlay replaces the webhooks by position: they must be the ones named.
+	local built
+	built=$(kubectl kustomize "$ov" 2>&1) || why "kubectl kustomize: $(tail -n 3 <<<"$built")" || return 1
+	[ "$(grep -c "url: https://127.0.0.1:$WEBHOOK_PORT/" <<<"$built")" = 4 ] ||
+		why "the overlay does not set 4 webhook URLs" || return 1
+	kubectl apply --server-side -k "$ov" >"$WORK/install.log" 2>&1 ||
+		why "kubectl apply --server-side -k: $(tail -n 5 "$WORK/install.log" | tr '\n' ' ')" || return 1
+	NOTE="$(grep -c serverside-applied "$WORK/install.log") objects"
+}
+
+deployment_ready() { [ "$(jp deployment "$1" "$NS_KMM" '{.status.readyReplicas}')" = 1 ]; }
+cabundles_set() {
+	[ -n "$(jp validatingwebhookconfiguration kmm-operator-validating-webhook-configuration "" '{.webhooks[2].clientConfig.caBundle}')" ] &&
+		[ -n "$(jp crd preflightvalidations.kmm.sigs.x-k8s.io "" '{.spec.conversion.webhook.clientConfig.caBundle}')" ]
+}
+t_running() {
+	local t pods sa
+	t=$(date +%s.%N)
+	until_ 600 eval 'deployment_ready kmm-operator-controller && deployment_ready kmm-operator-webhook-server && cabundles_set' ||
+		why "not ready in 600 s: $(kubectl get pods -n "$NS_KMM" -o wide --no-headers 2>&1 | tr '\n' ' ');" \
+			"events: $(kubectl get events -n "$NS_KMM" --no-headers 2>&1 | tail -n 6 | tr '\n' ' ' | head -c 1200)" || return 1
+	pods=$(kubectl get pods -n "$NS_KMM" -o jsonpath='{range .items[*]}{.spec.nodeName} {.spec.serviceAccountName} {.spec.containers[0].image}{"\n"}{end}')
+	for sa in kmm-operator-controller kmm-operator-webhook; do
+		grep -q "^$KMM_NODE_NAME $sa $REG/" <<<"$pods" || why "no pod of $sa on $KMM_NODE_NAME from $REG: $pods" || return 1
+	done
+	NOTE="both Ready, caBundles set, $(secs "$t") s after apply"
+}
+
+# module NAME IMAGE MODULE [EXTRA YAML under container:]
+apply_module() {
+	local name=$1 image=$2 mod=$3 extra=${4:-}
+	kubectl apply -f - >"$WORK/module-$name.log" 2>&1 <<M
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: $name, namespace: $NS}
+spec:
+  selector: {kubernetes.io/hostname: $KMM_NODE_NAME}
+  moduleLoader:
+    container:
+      modprobe:
+        moduleName: $mod
+$extra
+      kernelMappings:
+      - regexp: '^.+$'
+        containerImage: $KMOD_REG/$image:\${KERNEL_FULL_VERSION}
+        registryTLS: {insecure: true}
+M
+}
+
+t_a_loaded() {
+	kubectl create namespace "$NS" >/dev/null 2>&1
+	A_T0=$(date +%s.%N)
+	apply_module kmod-a kmod-a vmk_a || why "kubectl apply: $(tail -n 3 "$WORK/module-kmod-a.log")" || return 1
+	until_ 600 loaded vmk_a || why "vmk_a not in the guest's /proc/modules after 600 s; $(module_trouble)" || return 1
+	NOTE="Module apply to loaded $(secs "$A_T0") s (first pulls of kmm-worker and the kmod image)"
+	gexec dmesg | grep -q 'vmk_a: loaded' || why "no 'vmk_a: loaded' in the guest's dmesg"
+}
+
+t_a_label_event() {
+	until_ 120 has_label kmod-a || why "no ready label on $KMM_NODE_NAME: $(jp node "$KMM_NODE_NAME" "" '{.metadata.labels}')" ||
+		return 1
+	local ev
+	# on the Node, as upstream records it
+	until_ 60 eval 'ev=$(kubectl get events -A --field-selector "reason=ModuleLoaded,involvedObject.kind=Node,involvedObject.name=$KMM_NODE_NAME" -o jsonpath="{.items[*].message}")
+		grep -q "Module $NS/kmod-a loaded" <<<"$ev"' ||
+		why "no ModuleLoaded event for kmod-a on the Node: $(kubectl get events -A --no-headers 2>&1 | grep -v kmm-operator-system | tail -n 5 | tr '\n' ' ')" ||
+		return 1
+	NOTE="event: $ev"
+}
+
+t_a_deleted() {
+	local t
+	t=$(date +%s.%N)
+	kubectl delete module -n "$NS" kmod-a --wait=false >/dev/null 2>&1 || why "kubectl delete module failed" || return 1
+	until_ 300 unloaded vmk_a || why "vmk_a still loaded 300 s after the delete; $(module_trouble)" || return 1
+	until_ 120 eval '! has_label kmod-a' || why "the ready label is still on the node" || return 1
+	until_ 120 eval '! kubectl get module -n "$NS" kmod-a >/dev/null 2>&1' ||
+		why "the Module is still there: finalizers $(jp module kmod-a "$NS" '{.metadata.finalizers}')" || return 1
+	gexec dmesg | grep -q 'vmk_a: unloaded' || why "no 'vmk_a: unloaded' in dmesg" || return 1
+	NOTE="delete to unloaded and gone $(secs "$t") s"
+}
+
+t_b_loaded() {
+	local t
+	t=$(date +%s.%N)
+	apply_module kmod-b kmod-b vmk_b || why "kubectl apply: $(tail -n 3 "$WORK/module-kmod-b.log")" || return 1
+	until_ 600 loaded vmk_b || why "vmk_b not loaded after 600 s; $(module_trouble)" || return 1
+	loaded vmk_a || why "vmk_b loaded without vmk_a" || return 1
+	until_ 120 has_label kmod-b || why "no ready label for kmod-b" || return 1
+	NOTE="Module apply to loaded $(secs "$t") s"
+}
+
+# modulesLoadingOrder [vmk_fw, vmk_o1, vmk_o2] loads vmk_o2, vmk_o1, then
+# vmk_fw (docs/worker.md), which fails to load without its firmware. The
+# in-tree driver: vmk_intree, installed under the guest's own /lib/modules
+# and loaded before the Module exists; the worker removes it first.
+t_c() {
+	local t d ko=/lib/modules/$KVER/kernel/drivers/misc/vmk_intree.ko
+	gexec "mkdir -p ${ko%/*} && echo $(base64 -w0 "$WORK/mod/vmk_intree.ko") | busybox base64 -d >$ko && insmod $ko" \
+		>"$WORK/intree.log" 2>&1 && loaded vmk_intree || why "cannot load vmk_intree on the guest: $(cat "$WORK/intree.log")" ||
+		return 1
+	t=$(date +%s.%N)
+	apply_module kmod-c kmod-c vmk_fw "        modulesLoadingOrder: [vmk_fw, vmk_o1, vmk_o2]
+        firmwarePath: /firmware
+      inTreeModulesToRemove: [vmk_intree]" || why "kubectl apply: $(tail -n 3 "$WORK/module-kmod-c.log")" || return 1
+	until_ 600 eval 'loaded vmk_o2 && loaded vmk_o1 && loaded vmk_fw' ||
+		why "not all of vmk_o2 vmk_o1 vmk_fw loaded after 600 s; $(module_trouble)" || return 1
+	NOTE="Module apply to loaded $(secs "$t") s"
+	unloaded vmk_intree || why "the in-tree vmk_intree is still loaded" || return 1
+	d=$(gexec dmesg | grep -E 'vmk_(o1|o2|fw|intree):')
+	[ "$(grep -E 'vmk_intree: unloaded|vmk_o2: loaded|vmk_o1: loaded|vmk_fw: got' <<<"$d" | cut -d: -f1 | sed 's/.*\] //' | tr '\n' ' ')" = \
+		"vmk_intree vmk_o2 vmk_o1 vmk_fw " ] || why "dmesg order (want vmk_intree unloaded, vmk_o2, vmk_o1, vmk_fw): $d" || return 1
+	grep -q "vmk_fw: got vmk-test.bin, $(wc -c <"$WORK/kmod/c/firmware/vmk-test.bin") bytes, starts with 'VMK firmware blo'" <<<"$d" ||
+		why "vmk_fw's request_firmware() did not get the image's file: $d" || return 1
+	[ "$(gexec cat /lib/firmware/vmk-test.bin)" = "$(cat "$WORK/kmod/c/firmware/vmk-test.bin")" ] ||
+		why "/lib/firmware/vmk-test.bin on the node is not the image's" || return 1
+}
+
+t_e_reject() {
+	local out
+	out=$(kubectl apply -f - 2>&1 <<M
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: invalid, namespace: $NS}
+spec:
+  selector: {kubernetes.io/hostname: $KMM_NODE_NAME}
+  moduleLoader:
+    container:
+      modprobe: {moduleName: vmk_a}
+      kernelMappings:
+      - {regexp: '^.+$', literal: $KVER, containerImage: $KMOD_REG/kmod-a:$KVER}
+M
+	) && why "the invalid Module was accepted: $out" || true
+	WHY="kubectl apply said: $out"
+	grep -q 'admission webhook "vmodule.kb.io" denied the request' <<<"$out" &&
+		grep -q 'regexp and literal are mutually exclusive' <<<"$out" || return 1
+	! kubectl get module -n "$NS" invalid >/dev/null 2>&1 || why "the invalid Module exists" || return 1
+	NOTE="$(tail -n 1 <<<"$out" | head -c 200)"
+}
+
+t_e_conversion() {
+	local out ver
+	out=$(kubectl apply -f - 2>&1 <<P
+apiVersion: kmm.sigs.x-k8s.io/v1beta2
+kind: PreflightValidation
+metadata: {name: kmm-node-t}
+spec: {kernelVersion: 9.9.9-kmm-node-t}
+P
+	) || why "creating a v1beta2 PreflightValidation: $out" || return 1
+	ver=$(kubectl get preflightvalidations.v1beta1.kmm.sigs.x-k8s.io kmm-node-t -o jsonpath='{.apiVersion} {.spec.kernelVersion}' 2>"$WORK/conversion.err")
+	kubectl delete preflightvalidation kmm-node-t --wait=false >/dev/null 2>&1
+	[ "$ver" = "kmm.sigs.x-k8s.io/v1beta1 9.9.9-kmm-node-t" ] || why "read as v1beta1: '$ver' $(cat "$WORK/conversion.err")" || return 1
+	NOTE="read as v1beta1 through https://127.0.0.1:$WEBHOOK_PORT/convert"
+}
+
+t_d_reboot() {
+	local old new t
+	old=$(jp node "$KMM_NODE_NAME" "" '{.status.nodeInfo.bootID}')
+	t=$(date +%s.%N)
+	"$NODE" reboot >"$WORK/reboot.log" 2>&1 || why "node reboot: $(tail -n 3 "$WORK/reboot.log" | tr '\n' ' ')" || return 1
+	new=$(jp node "$KMM_NODE_NAME" "" '{.status.nodeInfo.bootID}')
+	[ -n "$new" ] && [ "$new" != "$old" ] || why "boot ID $old -> $new" || return 1
+	local ready
+	ready=$(secs "$t")
+	until_ 600 eval 'loaded vmk_b && loaded vmk_a' || why "vmk_b not loaded again 600 s after the reboot; $(module_trouble)" || return 1
+	gexec dmesg | grep -q 'vmk_a: loaded' || why "no 'vmk_a: loaded' in this boot's dmesg" || return 1
+	until_ 120 has_label kmod-b || why "no ready label after the reboot" || return 1
+	NOTE="boot ID $old -> $new; power-off to Ready ${ready} s, to vmk_b loaded $(secs "$t") s"
+}
+
+# can_i VERB RESOURCE[/NAME][:SUBRESOURCE] AS [NS]: kubectl auth can-i's answer (yes/no).
+can_i() {
+	local r=$2
+	case $r in *:*) set -- "$1" "${r%%:*}" "$3" "${4:-}" --subresource "${r#*:}" ;; esac
+	kubectl auth can-i "$1" "$2" --as "$3" ${4:+-n "$4"} "${@:5}" 2>/dev/null
+}
+t_g_rbac() {
+	local c got bad=()
+	# what each uses: asked first, so that a "no" below is a denial, not a broken check
+	for c in "create pods $OP_SA $NS" "patch nodes $OP_SA" "update modules.kmm.sigs.x-k8s.io:status $OP_SA $NS" \
+		"patch validatingwebhookconfigurations/kmm-operator-validating-webhook-configuration $WH_SA" \
+		"update secrets/kmm-operator-webhook-server-cert $WH_SA $NS_KMM"; do
+		# shellcheck disable=SC2086
+		got=$(can_i $c)
+		[ "$got" = yes ] || bad+=("'$c': $got, wanted yes")
+	done
+	for c in "create secrets $OP_SA $NS" "list secrets $OP_SA $NS" "delete nodes $OP_SA" "update nodes $OP_SA" \
+		"create pods:exec $OP_SA $NS" "create serviceaccounts:token $OP_SA $NS" "create deployments $OP_SA $NS" \
+		"create clusterrolebindings $OP_SA" "escalate clusterroles $OP_SA" "delete namespaces $OP_SA" \
+		"create pods $WH_SA $NS" "update modules.kmm.sigs.x-k8s.io $WH_SA $NS" "get secrets/other $WH_SA $NS_KMM" \
+		"list secrets $WH_SA $NS_KMM" "patch validatingwebhookconfigurations/other $WH_SA" \
+		"patch customresourcedefinitions/modules.kmm.sigs.x-k8s.io $WH_SA" "patch nodes $WH_SA"; do
+		# shellcheck disable=SC2086
+		got=$(can_i $c)
+		[ "$got" = no ] || bad+=("'$c': $got, wanted no")
+	done
+	[ ${#bad[@]} -eq 0 ] || why "${bad[@]}"
+}
+
+t_down() {
+	"$NODE" down >"$WORK/down.log" 2>&1 || why "node down: $(tail -n 2 "$WORK/down.log" | tr '\n' ' ')"
+}
+
+step prerequisites t_prereq
+step kmod-build t_kmod_build
+step testenv-up t_testenv_up
+step node-up t_node_up
+step images-pushed t_images
+step kmod-images-pushed t_kmod_images
+step install t_install
+step operator-and-webhook-running t_running
+step a-loaded t_a_loaded
+check a-label-and-event t_a_label_event
+check a-deleted-unloaded t_a_deleted
+step b-scratch-loaded t_b_loaded
+check c-order-intree-firmware t_c
+check e-webhook-rejects-invalid-module t_e_reject
+check e-preflight-conversion t_e_conversion
+check d-reboot-reloads t_d_reboot
+check g-rbac-denied t_g_rbac
+BROKEN=
+check down t_down
+echo "# wall time $(secs "$STARTED") s"
