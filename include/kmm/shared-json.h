@@ -22,4 +22,11 @@ static inline bool kmm_json_same(const json_t *a, const json_t *b)
 	return a == b || (a && b && json_equal(a, b));
 }
 
+/*
+ * One object key as a JSON-pointer reference token (RFC 6901: '~' as "~0",
+ * '/' as "~1"), for JSON patches of label keys such as
+ * "kmm.node.kubernetes.io/...". Heap; NULL when out of memory.
+ */
+char *kmm_json_pointer_escape(const char *key);
+
 #endif

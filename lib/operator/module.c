@@ -128,28 +128,6 @@ static size_t name_hash(const char *s)
 	return h;
 }
 
-/* JSON-pointer escaping of one key. */
-static char *ptr_escape(const char *k)
-{
-	size_t n = 0, j = 0;
-	char *out;
-
-	for (const char *p = k; *p; p++)
-		n += (*p == '/' || *p == '~') ? 2 : 1;
-	out = calloc(n + 1, 1);
-	if (!out)
-		return NULL;
-	for (const char *p = k; *p; p++) {
-		if (*p == '/' || *p == '~') {
-			out[j++] = '~';
-			out[j++] = *p == '/' ? '1' : '0';
-		} else {
-			out[j++] = *p;
-		}
-	}
-	return out;
-}
-
 static int add_op(json_t *ops, const char *op, const char *path, json_t *value)
 {
 	json_t *o = json_pack("{s:s, s:s}", "op", op, "path", path);
@@ -171,7 +149,7 @@ static int label_ops(json_t *ops, const json_t *nmc, const char *const *keys, bo
 		return add_op(ops, "add", "/metadata/labels", all);
 	}
 	for (size_t i = 0; keys[i]; i++) {
-		_cleanup_free_ char *esc = ptr_escape(keys[i]);
+		_cleanup_free_ char *esc = kmm_json_pointer_escape(keys[i]);
 		char path[600];
 
 		if (!esc)

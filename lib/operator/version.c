@@ -134,24 +134,11 @@ static bool has_version_labels(const json_t *labels)
 /* JSON-pointer path of a label. */
 static char *label_path(const char *key)
 {
-	size_t n = strlen("/metadata/labels/") + 1, j;
+	_cleanup_free_ char *esc = kmm_json_pointer_escape(key);
 	char *out;
 
-	for (const char *p = key; *p; p++)
-		n += (*p == '/' || *p == '~') ? 2 : 1;
-	out = malloc(n);
-	if (!out)
+	if (!esc || asprintf(&out, "/metadata/labels/%s", esc) < 0)
 		return NULL;
-	j = (size_t)sprintf(out, "/metadata/labels/");
-	for (const char *p = key; *p; p++) {
-		if (*p == '/' || *p == '~') {
-			out[j++] = '~';
-			out[j++] = *p == '/' ? '1' : '0';
-		} else {
-			out[j++] = *p;
-		}
-	}
-	out[j] = 0;
 	return out;
 }
 
