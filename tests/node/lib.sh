@@ -530,7 +530,7 @@ node_state() {
 	local k
 	for k in KMM_NODE_NAME KMM_TESTENV_DIR NODE_KUBELET_PORT NODE_API_PORT NODE_REGISTRY_PORT NODE_QEMU_PID \
 		NODE_PAUSE_IMAGE NODE_BUSYBOX_IMAGE KMM_NODE_HOSTFWD; do
-		printf '%s=%q\n' "$k" "${!k}"
+		printf '%s=%q\n' "$k" "${!k:-}"
 	done >"$KMM_NODE_DIR/state"
 }
 
