@@ -7,7 +7,7 @@
  *
  * Two layers:
  * - pure functions on PEM text (x509.c, plan.c): make a CA, issue a serving
- *   certificate, read validity, check a pair, merge CA bundles, and
+ *   certificate (or make a self-signed one, for lib/server), read validity, check a pair, merge CA bundles, and
  *   kmm_certs_plan(), which decides from the current state and the clock what
  *   the next state is. No I/O; `now` is always a parameter.
  * - kmm_certs_sync() (provision.c): one round against the API (GET the Secret,
@@ -45,6 +45,15 @@ int kmm_certs_new_ca(const char *common_name, time_t now, int64_t valid_seconds,
 int kmm_certs_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *const *hosts,
 		    time_t now, int64_t valid_seconds, char **ret_cert_pem, char **ret_key_pem,
 		    struct kmm_error **err);
+
+/*
+ * A self-signed serving certificate (EC P-256, CA:FALSE, serverAuth) for hosts
+ * (as kmm_certs_issue()), valid from now (backdated as kmm_certs_new_ca()) for
+ * valid_seconds: for a server given no certificate, whose clients pin it or
+ * skip verification.
+ */
+int kmm_certs_self_signed(const char *const *hosts, time_t now, int64_t valid_seconds,
+			  char **ret_cert_pem, char **ret_key_pem, struct kmm_error **err);
 
 /* notBefore and notAfter of the first certificate in pem. */
 int kmm_certs_validity(const char *pem, time_t *ret_not_before, time_t *ret_not_after,

@@ -249,14 +249,54 @@ static int set_basics(X509 *x, EVP_PKEY *key, const char *cn, time_t now, time_t
 	return 0;
 }
 
-static int check_hosts(const char *const *hosts, struct kmm_error **err)
+/* what names the certificate in error messages. */
+static int check_hosts(const char *const *hosts, const char *what, struct kmm_error **err)
 {
 	if (!hosts || !hosts[0])
-		return kmm_error_make(err, EINVAL, "certificate: no host name");
+		return kmm_error_make(err, EINVAL, "%s: no host name", what);
 	for (size_t i = 0; hosts[i]; i++)
 		if (!*hosts[i] || strlen(hosts[i]) > MAX_HOST)
-			return kmm_error_make(err, EINVAL, "certificate: bad host name '%.64s'",
+			return kmm_error_make(err, EINVAL, "%s: bad host name '%.64s'", what,
 					      hosts[i]);
+	return 0;
+}
+
+/* What a new certificate is: its names, extensions and validity. */
+struct cert_spec {
+	const char *what; /* names it in error messages */
+	const char *common_name;
+	const char *const *hosts; /* subjectAltNames, or NULL for none */
+	const char *const (*exts)[2];
+	size_t n_exts;
+	time_t now;
+	time_t not_after;
+};
+
+/* A new key and a certificate for it, signed by ca and ca_key, or by itself
+ * when ca is NULL; both as PEM. */
+static int make_cert(const struct cert_spec *s, X509 *ca, EVP_PKEY *ca_key, char **ret_cert_pem,
+		     char **ret_key_pem, struct kmm_error **err)
+{
+	_cleanup_(evp_pkey_freep) EVP_PKEY *key = EVP_EC_gen("P-256");
+	_cleanup_(x509_freep) X509 *x = X509_new();
+	_cleanup_free_ char *c = NULL, *k = NULL;
+	X509 *issuer;
+
+	if (!key || !x)
+		return kmm_error_make(err, ENOMEM, "%s: generate a key", s->what);
+	issuer = ca ? ca : x;
+	if (set_basics(x, key, s->common_name, s->now, s->not_after) < 0 ||
+	    !X509_set_issuer_name(x, X509_get_subject_name(issuer)) ||
+	    (s->hosts && add_sans(x, s->hosts) < 0) ||
+	    add_exts(x, issuer, s->exts, s->n_exts) < 0 ||
+	    !X509_sign(x, ca ? ca_key : key, EVP_sha256()))
+		return kmm_error_make(err, EIO, "%s: build and sign", s->what);
+	c = cert_pem(x);
+	k = key_pem(key);
+	if (!c || !k)
+		return kmm_error_make(err, ENOMEM, "%s: encode PEM", s->what);
+	*ret_cert_pem = TAKE_PTR(c);
+	*ret_key_pem = TAKE_PTR(k);
 	return 0;
 }
 
@@ -268,45 +308,36 @@ int kmm_certs_new_ca(const char *common_name, time_t now, int64_t valid_seconds,
 		{ "keyUsage", "critical,keyCertSign,cRLSign,digitalSignature" },
 		{ "subjectKeyIdentifier", "hash" },
 	};
-	_cleanup_(evp_pkey_freep) EVP_PKEY *key = NULL;
-	_cleanup_(x509_freep) X509 *x = NULL;
-	_cleanup_free_ char *c = NULL, *k = NULL;
 
 	if (!common_name || !*common_name || valid_seconds <= 0)
 		return kmm_error_make(err, EINVAL, "CA: no name or no validity");
-	key = EVP_EC_gen("P-256");
-	x = X509_new();
-	if (!key || !x)
-		return kmm_error_make(err, ENOMEM, "CA: generate a key");
-	if (set_basics(x, key, common_name, now, now + (time_t)valid_seconds) < 0 ||
-	    !X509_set_issuer_name(x, X509_get_subject_name(x)) ||
-	    add_exts(x, x, exts, KMM_ARRAY_SIZE(exts)) < 0 || !X509_sign(x, key, EVP_sha256()))
-		return kmm_error_make(err, EIO, "CA: build and sign");
-	c = cert_pem(x);
-	k = key_pem(key);
-	if (!c || !k)
-		return kmm_error_make(err, ENOMEM, "CA: encode PEM");
-	*ret_cert_pem = TAKE_PTR(c);
-	*ret_key_pem = TAKE_PTR(k);
-	return 0;
+	return make_cert(&(struct cert_spec){ .what = "CA",
+					      .common_name = common_name,
+					      .exts = exts,
+					      .n_exts = KMM_ARRAY_SIZE(exts),
+					      .now = now,
+					      .not_after = now + (time_t)valid_seconds },
+			 NULL, NULL, ret_cert_pem, ret_key_pem, err);
 }
+
+/* A serving certificate's extensions; an issued one also names its CA's key. */
+static const char *const serving_exts[][2] = {
+	{ "basicConstraints", "critical,CA:FALSE" },
+	{ "keyUsage", "critical,digitalSignature" },
+	{ "extendedKeyUsage", "serverAuth" },
+	{ "authorityKeyIdentifier", "keyid:always" },
+};
+#define SELF_SIGNED_EXTS 3 /* all but authorityKeyIdentifier: no CA key to name */
 
 int kmm_certs_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *const *hosts,
 		    time_t now, int64_t valid_seconds, char **ret_cert_pem, char **ret_key_pem,
 		    struct kmm_error **err)
 {
-	static const char *const exts[][2] = {
-		{ "basicConstraints", "critical,CA:FALSE" },
-		{ "keyUsage", "critical,digitalSignature" },
-		{ "extendedKeyUsage", "serverAuth" },
-		{ "authorityKeyIdentifier", "keyid:always" },
-	};
-	_cleanup_(evp_pkey_freep) EVP_PKEY *key = NULL, *ca_key = read_key(ca_key_pem);
-	_cleanup_(x509_freep) X509 *x = NULL, *ca = read_cert(ca_cert_pem);
-	_cleanup_free_ char *c = NULL, *k = NULL;
+	_cleanup_(evp_pkey_freep) EVP_PKEY *ca_key = read_key(ca_key_pem);
+	_cleanup_(x509_freep) X509 *ca = read_cert(ca_cert_pem);
 	time_t not_after, ca_not_after;
 
-	if (check_hosts(hosts, err) < 0)
+	if (check_hosts(hosts, "certificate", err) < 0)
 		return -EINVAL;
 	if (!ca || !ca_key)
 		return kmm_error_make(err, EINVAL, "certificate: the CA or its key does not parse");
@@ -316,21 +347,31 @@ int kmm_certs_issue(const char *ca_cert_pem, const char *ca_key_pem, const char 
 	not_after = now + (time_t)valid_seconds;
 	if (not_after > ca_not_after)
 		not_after = ca_not_after;
-	key = EVP_EC_gen("P-256");
-	x = X509_new();
-	if (!key || !x)
-		return kmm_error_make(err, ENOMEM, "certificate: generate a key");
-	if (set_basics(x, key, hosts[0], now, not_after) < 0 ||
-	    !X509_set_issuer_name(x, X509_get_subject_name(ca)) || add_sans(x, hosts) < 0 ||
-	    add_exts(x, ca, exts, KMM_ARRAY_SIZE(exts)) < 0 || !X509_sign(x, ca_key, EVP_sha256()))
-		return kmm_error_make(err, EIO, "certificate: build and sign");
-	c = cert_pem(x);
-	k = key_pem(key);
-	if (!c || !k)
-		return kmm_error_make(err, ENOMEM, "certificate: encode PEM");
-	*ret_cert_pem = TAKE_PTR(c);
-	*ret_key_pem = TAKE_PTR(k);
-	return 0;
+	return make_cert(&(struct cert_spec){ .what = "certificate",
+					      .common_name = hosts[0],
+					      .hosts = hosts,
+					      .exts = serving_exts,
+					      .n_exts = KMM_ARRAY_SIZE(serving_exts),
+					      .now = now,
+					      .not_after = not_after },
+			 ca, ca_key, ret_cert_pem, ret_key_pem, err);
+}
+
+int kmm_certs_self_signed(const char *const *hosts, time_t now, int64_t valid_seconds,
+			  char **ret_cert_pem, char **ret_key_pem, struct kmm_error **err)
+{
+	if (check_hosts(hosts, "self-signed certificate", err) < 0)
+		return -EINVAL;
+	if (valid_seconds <= 0)
+		return kmm_error_make(err, EINVAL, "self-signed certificate: no validity");
+	return make_cert(&(struct cert_spec){ .what = "self-signed certificate",
+					      .common_name = hosts[0],
+					      .hosts = hosts,
+					      .exts = serving_exts,
+					      .n_exts = SELF_SIGNED_EXTS,
+					      .now = now,
+					      .not_after = now + (time_t)valid_seconds },
+			 NULL, NULL, ret_cert_pem, ret_key_pem, err);
 }
 
 int kmm_certs_validity(const char *pem, time_t *ret_not_before, time_t *ret_not_after,
@@ -412,7 +453,7 @@ int kmm_certs_check_serving(const char *ca_cert_pem, const char *cert_pem, const
 	_cleanup_(x509_store_freep) X509_STORE *store = X509_STORE_new();
 	_cleanup_(x509_store_ctx_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 
-	if (check_hosts(hosts, err) < 0)
+	if (check_hosts(hosts, "certificate", err) < 0)
 		return -EINVAL;
 	if (!ca || !x || !key)
 		return kmm_error_make(err, EINVAL, "CA, certificate or key does not parse");
