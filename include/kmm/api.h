@@ -337,6 +337,20 @@ int kmm_kube_version_minor(const char *version);
 /* The internal tolerations KMM appends to every workload (§2.3). */
 extern const char *const kmm_internal_toleration_keys[3];
 
+/*
+ * Whether a node with these labels (a JSON object, NULL for none) matches the
+ * Module's selector. On false, *ret_term (may be NULL) is the index in
+ * s->selector of the first term the labels do not carry.
+ */
+bool kmm_module_selects(const struct kmm_module_spec *s, const json_t *labels, size_t *ret_term);
+
+/*
+ * The first NoSchedule or NoExecute taint of taints (a JSON array of core/v1
+ * Taint, NULL for none) that neither the Module's tolerations nor KMM's
+ * internal ones tolerate, or NULL when the Module's pods can run on the node.
+ */
+const json_t *kmm_module_untolerated_taint(const struct kmm_module_spec *s, const json_t *taints);
+
 /* ------------------------------------------------------------------------- */
 /* NodeModulesConfig                                                         */
 

@@ -13,6 +13,63 @@ const char *const kmm_internal_toleration_keys[3] = {
 	"node.kubernetes.io/pid-pressure",
 };
 
+static bool same(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+bool kmm_module_selects(const struct kmm_module_spec *s, const json_t *labels, size_t *ret_term)
+{
+	const struct kmm_strmap *sel = &s->selector;
+
+	for (size_t i = 0; i < sel->n; i++)
+		if (!same(json_string_value(json_object_get(labels, sel->keys[i])),
+			  sel->values[i])) {
+			if (ret_term)
+				*ret_term = i;
+			return false;
+		}
+	return true;
+}
+
+static bool tolerated(const struct kmm_module_spec *s, const json_t *taint)
+{
+	const char *key = json_string_value(json_object_get(taint, "key"));
+	const char *value = json_string_value(json_object_get(taint, "value"));
+	const char *effect = json_string_value(json_object_get(taint, "effect"));
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(kmm_internal_toleration_keys); i++)
+		if (same(key, kmm_internal_toleration_keys[i]) && same(effect, "NoSchedule"))
+			return true;
+	for (size_t i = 0; i < s->n_tolerations; i++) {
+		const struct kmm_toleration *t = &s->tolerations[i];
+		bool exists = same(t->operator, "Exists");
+
+		if (t->effect && *t->effect && !same(t->effect, effect))
+			continue;
+		if (exists && (!t->key || !*t->key || same(t->key, key)))
+			return true;
+		if (!exists && same(t->key, key) &&
+		    strcmp(t->value ? t->value : "", value ? value : "") == 0)
+			return true;
+	}
+	return false;
+}
+
+const json_t *kmm_module_untolerated_taint(const struct kmm_module_spec *s, const json_t *taints)
+{
+	size_t i;
+	json_t *t;
+
+	json_array_foreach ((json_t *)taints, i, t) {
+		const char *effect = json_string_value(json_object_get(t, "effect"));
+
+		if ((same(effect, "NoSchedule") || same(effect, "NoExecute")) && !tolerated(s, t))
+			return t;
+	}
+	return NULL;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Toleration, TLSOptions                                                    */
 

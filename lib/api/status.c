@@ -88,57 +88,6 @@ static bool node_condition_true(const json_t *node, const char *type)
 	return false;
 }
 
-/* ---- which nodes a Module targets (the Module reconciler's rules) ---- */
-
-static bool selector_matches(const struct kmm_module *m, const json_t *node)
-{
-	const struct kmm_strmap *sel = &m->spec.selector;
-
-	for (size_t i = 0; i < sel->n; i++)
-		if (!same(label(node, sel->keys[i]), sel->values[i]))
-			return false;
-	return true;
-}
-
-static bool tolerated(const struct kmm_module *m, const json_t *taint)
-{
-	const char *key = json_string_value(json_object_get(taint, "key"));
-	const char *value = json_string_value(json_object_get(taint, "value"));
-	const char *effect = json_string_value(json_object_get(taint, "effect"));
-
-	for (size_t i = 0; i < KMM_ARRAY_SIZE(kmm_internal_toleration_keys); i++)
-		if (same(key, kmm_internal_toleration_keys[i]) && same(effect, "NoSchedule"))
-			return true;
-	for (size_t i = 0; i < m->spec.n_tolerations; i++) {
-		const struct kmm_toleration *t = &m->spec.tolerations[i];
-		bool exists = same(t->operator, "Exists");
-
-		if (t->effect && *t->effect && !same(t->effect, effect))
-			continue;
-		if (exists && (!t->key || !*t->key || same(t->key, key)))
-			return true;
-		if (!exists && same(t->key, key) &&
-		    strcmp(t->value ? t->value : "", value ? value : "") == 0)
-			return true;
-	}
-	return false;
-}
-
-/* The first NoSchedule/NoExecute taint the Module does not tolerate, or NULL. */
-static const json_t *untolerated_taint(const struct kmm_module *m, const json_t *node)
-{
-	size_t i;
-	json_t *t;
-
-	json_array_foreach (json_object_get(json_object_get(node, "spec"), "taints"), i, t) {
-		const char *effect = json_string_value(json_object_get(t, "effect"));
-
-		if ((same(effect, "NoSchedule") || same(effect, "NoExecute")) && !tolerated(m, t))
-			return t;
-	}
-	return NULL;
-}
-
 /* ---- lookups in the input ---- */
 
 static const struct kmm_nmc *find_nmc(const struct kmm_status_input *in, const char *node)
@@ -353,7 +302,8 @@ static int target_state(struct kmm_status_node *row, const struct kmm_module *m,
 {
 	_cleanup_(kmm_resolved_mapping_freep) struct kmm_resolved_mapping *res = NULL;
 	const char *version = m->spec.module_loader->container.version;
-	const json_t *taint = untolerated_taint(m, node);
+	const json_t *taint = kmm_module_untolerated_taint(
+	    &m->spec, json_object_get(json_object_get(node, "spec"), "taints"));
 	int r;
 
 	if (taint) {
@@ -498,7 +448,8 @@ static int build_row(const struct module_ctx *c, const json_t *node, struct kmm_
 	    nmc ? nmc_entry(nmc->status_modules, nmc->n_status_modules, m) : NULL;
 	const char *boot_id = str_at(json_object_get(node, "status"), "nodeInfo", "bootID");
 	const json_t *worker = find_pod(c->in, m, meta(node, "name"), true);
-	bool selected = selector_matches(m, node);
+	bool selected = kmm_module_selects(
+	    &m->spec, json_object_get(json_object_get(node, "metadata"), "labels"), NULL);
 	int r = 0;
 
 	*ret_keep = selected || spec || st || worker || has_module_labels(node, m);

@@ -79,11 +79,10 @@ static const struct kmm_options plan_spec = {
 };
 
 struct target {
-	char *node;   /* NULL for a bare --kernel */
-	char *kernel; /* as reported by the node */
-	bool has_labels;
-	struct kmm_strmap labels;
-	json_t *taints; /* borrowed from the nodes document, may be NULL */
+	char *node;	/* NULL for a bare --kernel */
+	char *kernel;	/* as reported by the node */
+	json_t *labels; /* an object; NULL: unknown, the selector is assumed to match */
+	json_t *taints; /* a copy of the Node's, may be NULL */
 };
 
 static void targets_free(struct target *t, size_t n)
@@ -91,16 +90,19 @@ static void targets_free(struct target *t, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(t[i].node);
 		free(t[i].kernel);
-		kmm_strmap_done(&t[i].labels);
+		json_decref(t[i].labels);
+		json_decref(t[i].taints);
 	}
 	free(t);
 }
 
-static int parse_labels(const char *s, struct kmm_strmap *m)
+/* "k=v,k2=v2" as a labels object. Returns 0, -ENOMEM, or -EINVAL for a pair without '='. */
+static int parse_labels(const char *s, json_t **ret)
 {
 	_cleanup_strv_free_ char **pairs = NULL;
+	_cleanup_json_ json_t *labels = json_object();
 
-	if (kmm_strv_split(s, ",", &pairs) < 0)
+	if (!labels || kmm_strv_split(s, ",", &pairs) < 0)
 		return -ENOMEM;
 	KMM_STRV_FOREACH (p, pairs) {
 		char *eq = strchr(p, '=');
@@ -108,70 +110,12 @@ static int parse_labels(const char *s, struct kmm_strmap *m)
 		if (!eq)
 			return -EINVAL;
 		*eq = '\0';
-		if (kmm_strmap_set(m, p, eq + 1) < 0)
+		/* Taken as given, as a Node's labels would be: no UTF-8 check. */
+		if (json_object_set_new_nocheck(labels, p, json_string_nocheck(eq + 1)) < 0)
 			return -ENOMEM;
 	}
+	*ret = TAKE_PTR(labels);
 	return 0;
-}
-
-static bool selector_matches(const struct kmm_strmap *sel, const struct target *t, char **ret_why)
-{
-	if (!t->has_labels)
-		return true;
-	for (size_t i = 0; i < sel->n; i++) {
-		const char *v = kmm_strmap_get(&t->labels, sel->keys[i]);
-
-		if (!v || strcmp(v, sel->values[i]) != 0) {
-			if (asprintf(ret_why, "selector %s=%s does not match the node labels",
-				     sel->keys[i], sel->values[i]) < 0)
-				*ret_why = NULL;
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool tolerated(const struct kmm_module_spec *s, const json_t *taint)
-{
-	const char *key = json_string_value(json_object_get(taint, "key"));
-	const char *value = json_string_value(json_object_get(taint, "value"));
-	const char *effect = json_string_value(json_object_get(taint, "effect"));
-
-	for (size_t i = 0; i < KMM_ARRAY_SIZE(kmm_internal_toleration_keys); i++)
-		if (key && strcmp(key, kmm_internal_toleration_keys[i]) == 0 && effect &&
-		    strcmp(effect, "NoSchedule") == 0)
-			return true;
-	for (size_t i = 0; i < s->n_tolerations; i++) {
-		const struct kmm_toleration *t = &s->tolerations[i];
-		bool exists = t->operator&& strcmp(t->operator, "Exists") == 0;
-
-		if (t->effect && *t->effect && (!effect || strcmp(t->effect, effect) != 0))
-			continue;
-		if (exists && (!t->key || !*t->key || (key && strcmp(t->key, key) == 0)))
-			return true;
-		if (!exists && key && t->key && strcmp(t->key, key) == 0 &&
-		    strcmp(t->value ? t->value : "", value ? value : "") == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Why a node is unschedulable for the Module (NULL if it is schedulable). */
-static const json_t *untolerated_taint(const struct kmm_module_spec *s, const json_t *taints)
-{
-	size_t i;
-	json_t *t;
-
-	json_array_foreach ((json_t *)taints, i, t) {
-		const char *effect = json_string_value(json_object_get(t, "effect"));
-
-		if (!effect ||
-		    (strcmp(effect, "NoSchedule") != 0 && strcmp(effect, "NoExecute") != 0))
-			continue;
-		if (!tolerated(s, t))
-			return t;
-	}
-	return NULL;
 }
 
 static json_t *strv_json(char *const *v)
@@ -263,6 +207,7 @@ static int plan_one(const struct kmm_module *m, const struct kmm_mapper *mp, con
 	_cleanup_free_ char *why = NULL, *key = NULL;
 	const json_t *taint;
 	json_t *row;
+	size_t term;
 	int r;
 
 	if (asprintf(&key, "%s/%s", m->namespace, m->name) < 0)
@@ -271,14 +216,17 @@ static int plan_one(const struct kmm_module *m, const struct kmm_mapper *mp, con
 			t->node ? json_string(t->node) : json_null(), "kernel", t->kernel);
 	if (!row || json_array_append_new(rows, row) < 0)
 		return -ENOMEM;
-	if (!selector_matches(&m->spec.selector, t, &why)) {
+	if (t->labels && !kmm_module_selects(&m->spec, t->labels, &term)) {
+		if (asprintf(&why, "selector %s=%s does not match the node labels",
+			     m->spec.selector.keys[term], m->spec.selector.values[term]) < 0)
+			why = NULL;
 		return json_object_set_new(row, "targeted", json_false()) < 0 ||
 			       json_object_set_new(row, "reason",
 						   json_string(why ? why : "selector")) < 0
 			   ? -ENOMEM
 			   : 0;
 	}
-	if (t->taints && (taint = untolerated_taint(&m->spec, t->taints))) {
+	if ((taint = kmm_module_untolerated_taint(&m->spec, t->taints))) {
 		if (asprintf(&why, "node taint %s:%s is not tolerated",
 			     json_string_value(json_object_get(taint, "key")),
 			     json_string_value(json_object_get(taint, "effect"))) < 0)
@@ -419,8 +367,6 @@ static int add_node_target(const json_t *j, const char *origin, struct target **
 	const json_t *labels = json_object_get(json_object_get(j, "metadata"), "labels");
 	const json_t *taints = json_object_get(json_object_get(j, "spec"), "taints");
 	struct target *nt;
-	const char *k;
-	json_t *v;
 
 	if (!name || !kernel)
 		return kmm_error_make(
@@ -431,13 +377,12 @@ static int add_node_target(const json_t *j, const char *origin, struct target **
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	*t = nt;
 	nt = &(*t)[(*n)++];
-	*nt = (struct target){ strdup(name), strdup(kernel), true, { 0 }, NULL };
-	if (!nt->node || !nt->kernel)
+	/* The target outlives the document: it keeps copies. A Node without labels has none. */
+	*nt = (struct target){ strdup(name), strdup(kernel),
+			       json_is_object(labels) ? json_deep_copy(labels) : json_object(),
+			       NULL };
+	if (!nt->node || !nt->kernel || !nt->labels)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	json_object_foreach ((json_t *)labels, k, v)
-		if (json_is_string(v) && kmm_strmap_set(&nt->labels, k, json_string_value(v)) < 0)
-			return kmm_error_make(err, ENOMEM, "out of memory");
-	/* The target outlives the document: keep a copy of the taints. */
 	if (taints && !(nt->taints = json_deep_copy(taints)))
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	return 0;
@@ -531,7 +476,7 @@ static int add_kernel_targets(char **kernels, const char *labels, struct target 
 			return -ENOMEM;
 		*targets = nt;
 		nt = &nt[(*n_targets)++];
-		*nt = (struct target){ NULL, strdup(k), labels != NULL, { 0 }, NULL };
+		*nt = (struct target){ NULL, strdup(k), NULL, NULL };
 		if (!nt->kernel)
 			return -ENOMEM;
 		if (labels && parse_labels(labels, &nt->labels) < 0)
@@ -629,8 +574,6 @@ int kmmctl_plan(int argc, char **argv)
 	else if (kmmctl_print(rows, output) < 0)
 		rc = KMM_EXIT_FAILURE;
 out:
-	for (size_t t = 0; t < n_targets; t++)
-		json_decref(targets[t].taints);
 	targets_free(targets, n_targets);
 	kmmctl_docs_done(&docs);
 	return rc;
