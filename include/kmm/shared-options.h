@@ -41,7 +41,7 @@ struct kmm_option {
 	char short_name;  /* 0: none; an entry with neither name ends a table */
 	enum kmm_option_type type;
 	const char *arg; /* the argument's name in --help ("FILE"); NULL: takes none */
-	size_t offset;	 /* of the field in the caller's context (FLAG, STRING, STRV) */
+	size_t offset;	 /* of the field in ctx (FLAG, STRING, STRV; a CALL's parse() may use it) */
 	/*
 	 * CALL: handles the option (arg is NULL for one without an argument).
 	 * Returns 0, or a negative errno with *err saying what is wrong with the

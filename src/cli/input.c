@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Reading manifests and printing JSON/YAML for kmmctl. */
+/* Reading manifests and the cluster, and printing JSON/YAML, for kmmctl. */
 #include <errno.h>
 #include <libfyaml.h>
 #include <stdbool.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kmm/api.h"
+#include "kmm/kube.h"
 #include "kmm/shared-buf.h"
 #include "kmm/shared-fileio.h"
 #include "kmm/shared-json.h"
@@ -202,6 +203,36 @@ static struct fy_node *yaml_node(struct fy_document *fyd, const json_t *v)
 	}
 	}
 	return NULL;
+}
+
+int kmmctl_parse_output(const struct kmm_option *o, const char *arg, void *ctx,
+			struct kmm_error **err)
+{
+	void *field = (char *)ctx + o->offset;
+
+	if (strcmp(arg, "table") != 0 && strcmp(arg, "json") != 0 && strcmp(arg, "yaml") != 0)
+		return kmm_error_make(err, EINVAL, "invalid --output '%s' (table, json or yaml)",
+				      arg);
+	*(const char **)field = arg;
+	return 0;
+}
+
+int kmmctl_connect(const char *kubeconfig, struct kmm_kube_client **ret_client,
+		   struct kmm_error **err)
+{
+	_cleanup_kube_config_ struct kmm_kube_config *cfg = NULL;
+	int r = kmm_kube_config_load_default(kubeconfig, NULL, &cfg, err);
+
+	return r < 0 ? r : kmm_kube_client_new(cfg, NULL, ret_client, err);
+}
+
+int kmmctl_set_kind(json_t *item, const char *kind)
+{
+	/* Items of a list carry no apiVersion/kind. */
+	return json_object_set_new(item, "apiVersion", json_string(KMM_API_VERSION)) < 0 ||
+		       json_object_set_new(item, "kind", json_string(kind)) < 0
+		   ? -ENOMEM
+		   : 0;
 }
 
 int kmmctl_print(const json_t *j, const char *format)

@@ -8,6 +8,9 @@
 #include <stddef.h>
 
 #include "kmm/shared-error.h"
+#include "kmm/shared-options.h"
+
+struct kmm_kube_client;
 
 #define PROG "kmmctl"
 
@@ -34,6 +37,20 @@ void kmmctl_docs_done(struct kmmctl_docs *d);
 
 /* Prints j as JSON (indented) or YAML (block style) to stdout. Returns 0 or -errno. */
 int kmmctl_print(const json_t *j, const char *format);
+
+/*
+ * parse() of an --output option: "table", "json" or "yaml", stored in the
+ * const char * at the option's offset in ctx.
+ */
+int kmmctl_parse_output(const struct kmm_option *o, const char *arg, void *ctx,
+			struct kmm_error **err);
+
+/* A client for the cluster of kubeconfig (NULL: $KUBECONFIG, then in-cluster, as every binary). */
+int kmmctl_connect(const char *kubeconfig, struct kmm_kube_client **ret_client,
+		   struct kmm_error **err);
+
+/* Gives an item of a list of kmm objects the apiVersion and kind the decoders want. */
+int kmmctl_set_kind(json_t *item, const char *kind);
 
 int kmmctl_validate(int argc, char **argv);
 int kmmctl_plan(int argc, char **argv);

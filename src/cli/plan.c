@@ -24,19 +24,6 @@ struct plan_args {
 	const char *labels, *nodes, *ns, *output, *kubeconfig;
 };
 
-static int parse_output(const struct kmm_option *o, const char *arg, void *ctx,
-			struct kmm_error **err)
-{
-	struct plan_args *a = ctx;
-
-	(void)o;
-	if (strcmp(arg, "table") != 0 && strcmp(arg, "json") != 0 && strcmp(arg, "yaml") != 0)
-		return kmm_error_make(err, EINVAL, "invalid --output '%s' (table, json or yaml)",
-				      arg);
-	a->output = arg;
-	return 0;
-}
-
 static const struct kmm_option plan_options[] = {
 	{ "filename", 'f', KMM_OPTION_STRV, "FILE", offsetof(struct plan_args, files), NULL,
 	  "manifest file with Modules (YAML or JSON, '-' for stdin)" },
@@ -52,8 +39,8 @@ static const struct kmm_option plan_options[] = {
 	  "namespace for Modules that have none (default \"default\");\n"
 	  "with --kubeconfig and no -f, where to read Modules from\n"
 	  "(default: all namespaces)" },
-	{ "output", 'o', KMM_OPTION_CALL, "FORMAT", 0, parse_output,
-	  "table (default), json or yaml" },
+	{ "output", 'o', KMM_OPTION_CALL, "FORMAT", offsetof(struct plan_args, output),
+	  kmmctl_parse_output, "table (default), json or yaml" },
 	{ "kubeconfig", 0, KMM_OPTION_STRING, "FILE", offsetof(struct plan_args, kubeconfig), NULL,
 	  "plan against the nodes of a live cluster, and its Modules\n"
 	  "when no -f is given" },
@@ -413,7 +400,6 @@ static int read_cluster(const char *kubeconfig, const char *ns, bool want_module
 			struct target **t, size_t *n, struct kmmctl_docs *docs,
 			struct kmm_error **err)
 {
-	_cleanup_kube_config_ struct kmm_kube_config *cfg = NULL;
 	_cleanup_kube_client_ struct kmm_kube_client *c = NULL;
 	_cleanup_json_ json_t *nodes = NULL, *mods = NULL;
 	struct kmm_kube_target nt = { &kmm_kube_nodes, NULL, NULL, NULL };
@@ -422,9 +408,7 @@ static int read_cluster(const char *kubeconfig, const char *ns, bool want_module
 	json_t *item;
 	int r;
 
-	r = kmm_kube_config_load_default(kubeconfig, NULL, &cfg, err);
-	if (r >= 0)
-		r = kmm_kube_client_new(cfg, NULL, &c, err);
+	r = kmmctl_connect(kubeconfig, &c, err);
 	if (r >= 0)
 		r = kmm_kube_list_all(c, &nt, NULL, &nodes, err);
 	if (r < 0)
@@ -448,9 +432,7 @@ static int read_cluster(const char *kubeconfig, const char *ns, bool want_module
 			return kmm_error_make(err, ENOMEM, "out of memory");
 		}
 		docs->docs = d;
-		/* Items of a list carry no apiVersion/kind. */
-		json_object_set_new(copy, "apiVersion", json_string(KMM_API_VERSION));
-		json_object_set_new(copy, "kind", json_string("Module"));
+		(void)kmmctl_set_kind(copy, "Module");
 		d[docs->n].json = copy;
 		d[docs->n].origin = strdup("cluster");
 		if (!d[docs->n].origin) {

@@ -21,26 +21,13 @@ struct status_args {
 	const char *ns, *node, *output, *kubeconfig;
 };
 
-static int parse_output(const struct kmm_option *o, const char *arg, void *ctx,
-			struct kmm_error **err)
-{
-	struct status_args *a = ctx;
-
-	(void)o;
-	if (strcmp(arg, "table") != 0 && strcmp(arg, "json") != 0 && strcmp(arg, "yaml") != 0)
-		return kmm_error_make(err, EINVAL, "invalid --output '%s' (table, json or yaml)",
-				      arg);
-	a->output = arg;
-	return 0;
-}
-
 static const struct kmm_option status_options[] = {
 	{ "namespace", 'n', KMM_OPTION_STRING, "NS", offsetof(struct status_args, ns), NULL,
 	  "only the Modules of this namespace (default: all namespaces)" },
 	{ "node", 0, KMM_OPTION_STRING, "NODE", offsetof(struct status_args, node), NULL,
 	  "only this node" },
-	{ "output", 'o', KMM_OPTION_CALL, "FORMAT", 0, parse_output,
-	  "table (default), json or yaml" },
+	{ "output", 'o', KMM_OPTION_CALL, "FORMAT", offsetof(struct status_args, output),
+	  kmmctl_parse_output, "table (default), json or yaml" },
 	{ "kubeconfig", 0, KMM_OPTION_STRING, "FILE", offsetof(struct status_args, kubeconfig),
 	  NULL, "the cluster's kubeconfig (default $KUBECONFIG, then in-cluster)" },
 	{ 0 },
@@ -110,15 +97,6 @@ static int list(struct kmm_kube_client *c, const struct kmm_kube_resource *res, 
 	return 0;
 }
 
-/* Items of a list carry no apiVersion/kind: the decoders want them. */
-static int typed(json_t *item, const char *kind)
-{
-	return json_object_set_new(item, "apiVersion", json_string(KMM_API_VERSION)) < 0 ||
-		       json_object_set_new(item, "kind", json_string(kind)) < 0
-		   ? -ENOMEM
-		   : 0;
-}
-
 static void skipped(const char *kind, const json_t *item, const struct kmm_error *e)
 {
 	fprintf(stderr, "%s: %s %s left out: %s\n", PROG, kind,
@@ -146,7 +124,7 @@ static int decode_all(struct cluster *cl)
 	json_array_foreach (mods, i, item) {
 		_cleanup_error_ struct kmm_error *e = NULL;
 
-		if (typed(item, "Module") < 0)
+		if (kmmctl_set_kind(item, "Module") < 0)
 			return -ENOMEM;
 		if (kmm_module_from_json(item, 0, &cl->m[cl->n_m], &e) < 0)
 			skipped("Module", item, e);
@@ -156,7 +134,7 @@ static int decode_all(struct cluster *cl)
 	json_array_foreach (nmcs, i, item) {
 		_cleanup_error_ struct kmm_error *e = NULL;
 
-		if (typed(item, "NodeModulesConfig") < 0)
+		if (kmmctl_set_kind(item, "NodeModulesConfig") < 0)
 			return -ENOMEM;
 		if (kmm_nmc_from_json(item, 0, &cl->n[cl->n_n], &e) < 0)
 			skipped("NodeModulesConfig", item, e);
@@ -166,7 +144,7 @@ static int decode_all(struct cluster *cl)
 	json_array_foreach (mics, i, item) {
 		_cleanup_error_ struct kmm_error *e = NULL;
 
-		if (typed(item, "ModuleImagesConfig") < 0)
+		if (kmmctl_set_kind(item, "ModuleImagesConfig") < 0)
 			return -ENOMEM;
 		if (kmm_image_config_from_json(item, 0, &cl->c[cl->n_c], &e) < 0)
 			skipped("ModuleImagesConfig", item, e);
@@ -178,11 +156,9 @@ static int decode_all(struct cluster *cl)
 
 static int read_cluster(const struct status_args *a, struct cluster *cl, struct kmm_error **err)
 {
-	_cleanup_kube_config_ struct kmm_kube_config *cfg = NULL;
 	_cleanup_kube_client_ struct kmm_kube_client *c = NULL;
 
-	if (kmm_kube_config_load_default(a->kubeconfig, NULL, &cfg, err) < 0 ||
-	    kmm_kube_client_new(cfg, NULL, &c, err) < 0)
+	if (kmmctl_connect(a->kubeconfig, &c, err) < 0)
 		return -1;
 	/* Worker and device-plugin pods all carry the module.name label. */
 	if (list(c, &modules_res, a->ns, NULL, NULL, "modules", &cl->modules, err) < 0 ||
