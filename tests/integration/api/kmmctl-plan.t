@@ -13,11 +13,7 @@ N1=kmm-api-plan-$ID-a
 N2=kmm-api-plan-$ID-b
 N3=kmm-api-plan-$ID-c
 T=$(mktemp -d)
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; [ -s "$T/out" ] && sed 's/^/# /' "$T/out" | head -30; }
-check() { name=$1; shift; if eval "$@"; then ok "$name"; else nok "$name"; fi; }
+. "$SRC/tests/integration/api/tap.sh"
 cleanup() {
 	"$TE" nodes remove "$N1" "$N2" "$N3" >/dev/null 2>&1
 	kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1

@@ -18,11 +18,7 @@ C=kmm-api-status-$ID-c
 D=kmm-api-status-$ID-d
 MOD=st-mod
 T=$(mktemp -d)
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; [ -s "$T/out" ] && sed 's/^/# /' "$T/out" | head -30; }
-check() { name=$1; shift; if eval "$@"; then ok "$name"; else nok "$name"; fi; }
+. "$SRC/tests/integration/api/tap.sh"
 cleanup() {
 	kubectl delete nmc "$A" "$B" "$D" >/dev/null 2>&1
 	kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1

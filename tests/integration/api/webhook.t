@@ -16,11 +16,8 @@ VWC=kmm-api-webhook-test-$ID
 CRD=preflightvalidations.kmm.sigs.x-k8s.io
 T=$(mktemp -d)
 WPID=
-n=0
-fail=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; [ -s "$T/out" ] && sed 's/^/# /' "$T/out" | head -20; }
-check() { name=$1; shift; if eval "$@"; then ok "$name"; else nok "$name"; fi; }
+TAP_DIAG_LINES=20
+. "$SRC/tests/integration/api/tap.sh"
 ORIG_CONVERSION='{"spec":{"conversion":{"strategy":"Webhook","webhook":{"conversionReviewVersions":["v1"],"clientConfig":{"url":null,"caBundle":null,"service":{"name":"kmm-operator-webhook-service","namespace":"kmm-operator-system","path":"/convert"}}}}}}'
 cleanup() {
 	kubectl delete validatingwebhookconfiguration "$VWC" >/dev/null 2>&1
