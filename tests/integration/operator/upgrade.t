@@ -21,11 +21,11 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oplib import (Operator, Suite, Tap, apply, force_cleanup, kj, kubectl,  # noqa: E402
-                   module, module_obj, nmc, node_labels, preflight, push_image, wait)
+from oplib import (Suite, Tap, apply, finish, kj, kubectl, module, module_obj,  # noqa: E402
+                   nmc, node_labels, preflight, push_image, run_cases, start_operator,
+                   stop_checked, wait)
 
 K1 = "6.1.0-18-amd64"
 NS = "op-up"
@@ -329,27 +329,12 @@ def rollout_steps(nodes, images, pods, nodes_w):
 
 def main():
     preflight()
-    op = Operator("upgrade", "op-up-system",
-                  extra_config=[f"registryCAFile: {os.environ.get('KMM_TESTENV_REGISTRY_TLS_CA', '')}"])
-    kubectl("create", "namespace", "op-up-system", check=False)
-    NAMESPACES.append("op-up-system")
-    op.start()
+    op = start_operator(t, "upgrade", "op-up-system", NAMESPACES)
     try:
-        t.ok(op.ports() is not None, "operator: started", op.logtext()[-2000:])
-        try:
-            rollout()
-        except Exception:  # noqa: BLE001 - report, then clean up
-            t.ok(False, "rollout: raised", traceback.format_exc())
+        run_cases(t, [rollout])
     finally:
-        rc = op.stop()
-        t.ok(rc == 0, "operator: SIGTERM exits 0", op.logtext()[-3000:])
-        san = [ln for ln in op.logtext().splitlines()
-               if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln or "LeakSanitizer" in ln]
-        t.ok(not san, "operator: no sanitizer reports", "\n".join(san[:20]))
-        for ns in NAMESPACES:
-            force_cleanup(ns, [])
-        force_cleanup("op-up-none", NODES)
-    return t.finish()
+        stop_checked(t, op)
+    return finish(t, NAMESPACES, NODES, "op-up-none")
 
 
 if __name__ == "__main__":
