@@ -57,6 +57,32 @@ te_node_wait_ready() {
 	te_die "node $name: Ready/not-ready taint is '$got', wanted $want after 30 s (kwok log: $TE_DIR/logs/kwok.log)"
 }
 
+# The Node both ways of `nodes add` create, as a jq expression of $name, $boot,
+# $machine, $uuid and the --arg/--argjson values of te_node_add.
+TE_NODE_JQ='{
+	apiVersion: "v1", kind: "Node",
+	metadata: {
+		name: $name,
+		annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+			"kmm.testenv/simulated": "true"},
+		labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
+			"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
+			"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
+	},
+	spec: (if ($taints | length) > 0 then {taints: $taints} else {} end),
+	status: {
+		capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+		allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
+		addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
+		nodeInfo: {
+			kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
+			bootID: $boot, machineID: $machine, systemUUID: $uuid,
+			containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
+			kubeProxyVersion: ""
+		}
+	}
+}'
+
 te_node_add() {
 	local name="" kernel=6.1.0-18-amd64 os="Debian GNU/Linux 12 (bookworm)" arch=amd64
 	local cpu=8 memory=32Gi pods=110 wait=1 count=0 labels=() taints=()
@@ -103,29 +129,7 @@ te_node_add() {
 			--arg boot "$(te_new_boot_id)" --arg machine "$(te_new_boot_id | tr -d -)" \
 			--arg uuid "$(te_new_boot_id)" --arg kubelet "$KUBE_VERSION" \
 			--arg cpu "$cpu" --arg mem "$memory" --arg pods "$pods" \
-			--argjson labels "$lj" --argjson taints "$tj" '{
-			apiVersion: "v1", kind: "Node",
-			metadata: {
-				name: $name,
-				annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
-					"kmm.testenv/simulated": "true"},
-				labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
-					"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
-					"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
-			},
-			spec: (if ($taints | length) > 0 then {taints: $taints} else {} end),
-			status: {
-				capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
-				allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
-				addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
-				nodeInfo: {
-					kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
-					bootID: $boot, machineID: $machine, systemUUID: $uuid,
-					containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
-					kubeProxyVersion: ""
-				}
-			}
-		}'
+			--argjson labels "$lj" --argjson taints "$tj" "$TE_NODE_JQ"
 	done | jq -s '{apiVersion: "v1", kind: "List", items: .}' >"$list"
 	te_kubectl create -f "$list" >/dev/null || te_die "nodes add: creating node(s) ${names[*]} failed"
 	if [ $wait = 1 ]; then
@@ -157,29 +161,7 @@ te_node_add_bulk() {
 		printf '%s-%d\t%s\t%s\t%s\n' "$name" "$i" "$boot" "${machine//-/}" "$uuid"
 	done | jq -R -c --arg kernel "$kernel" --arg os "$os" --arg arch "$arch" --arg kubelet "$KUBE_VERSION" \
 		--arg cpu "$cpu" --arg mem "$memory" --arg pods "$pods" \
-		--argjson labels "$lj" --argjson taints "$tj" 'split("\t") as [$name, $boot, $machine, $uuid] | {
-		apiVersion: "v1", kind: "Node",
-		metadata: {
-			name: $name,
-			annotations: {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
-				"kmm.testenv/simulated": "true"},
-			labels: ({"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux",
-				"kubernetes.io/arch": $arch, "beta.kubernetes.io/os": "linux",
-				"beta.kubernetes.io/arch": $arch, "type": "kwok"} + $labels)
-		},
-		spec: (if ($taints | length) > 0 then {taints: $taints} else {} end),
-		status: {
-			capacity: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
-			allocatable: {cpu: $cpu, memory: $mem, pods: $pods, "ephemeral-storage": "100Gi"},
-			addresses: [{type: "InternalIP", address: "127.0.0.1"}, {type: "Hostname", address: $name}],
-			nodeInfo: {
-				kernelVersion: $kernel, osImage: $os, architecture: $arch, operatingSystem: "linux",
-				bootID: $boot, machineID: $machine, systemUUID: $uuid,
-				containerRuntimeVersion: "testenv://simulated", kubeletVersion: $kubelet,
-				kubeProxyVersion: ""
-			}
-		}
-	}' >"$dir/nodes.jsonl" || te_die "nodes add: building the node list failed"
+		--argjson labels "$lj" --argjson taints "$tj" 'split("\t") as [$name, $boot, $machine, $uuid] | '"$TE_NODE_JQ" >"$dir/nodes.jsonl" || te_die "nodes add: building the node list failed"
 	# Four lists, created at once: kubectl creates the items of one list one at a time.
 	split -n l/4 -d "$dir/nodes.jsonl" "$dir/part-"
 	local part pids=() rc=0
