@@ -262,6 +262,18 @@ def pem_count(pem):
     return (pem or "").count("-----BEGIN CERTIFICATE-----")
 
 
+def missing_objects(objects):
+    """The (kind, namespace, name) of objects that do not exist in the cluster."""
+    out = []
+    for kind, ns, name in objects:
+        args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
+        if ns:
+            args += ["-n", ns]
+        if not kubectl(*args, check=False).strip():
+            out.append((kind, ns, name))
+    return out
+
+
 def leftovers(crds=True):
     """Everything of kmm still in the cluster: the namespace, cluster-scoped objects
     named kmm-* or *.kmm.sigs.x-k8s.io (CRDs unless crds is false), objects

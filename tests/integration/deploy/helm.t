@@ -18,8 +18,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tempfile  # noqa: E402
 from deploylib import (CHART, DEPLOY, INSTALL, NS, Tap, Webhook, ca_bundles, docs,  # noqa: E402
-                       force_uninstall, free_port, helm, ids, kj, kubectl, leftovers, preflight,
-                       restore_crds, sa_kubeconfig, secret_data, wait)
+                       force_uninstall, free_port, helm, ids, kj, kubectl, leftovers,
+                       missing_objects, preflight, restore_crds, sa_kubeconfig, secret_data, wait)
 
 t = Tap()
 REL = f"kmm-test-{os.getpid()}"
@@ -132,13 +132,7 @@ def main():
     out = helm("install", REL, CHART, "--namespace", "default", "--wait=false", check=False,
                timeout=300)
     installed = True
-    missing = []
-    for kind, ns, name in INSTALL:
-        args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
-        if ns:
-            args += ["-n", ns]
-        if not kubectl(*args, check=False).strip():
-            missing.append((kind, ns, name))
+    missing = missing_objects(INSTALL)
     t.ok("STATUS: deployed" in out and not missing, "helm install creates every object", (out,
                                                                                           missing))
     # kmm-webhook (on loopback) with the chart's ServiceAccount and RBAC writes its Secret.

@@ -15,7 +15,8 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploylib import (DEPLOY, INSTALL, NS, VWC, Tap, docs, force_uninstall, ids, kj,  # noqa: E402
-                       kubectl, leftovers, preflight, restore_crds, uninstall_kustomize)
+                       kubectl, leftovers, missing_objects, preflight, restore_crds,
+                       uninstall_kustomize)
 
 t = Tap()
 TMP = tempfile.mkdtemp(prefix="kmm-deploy-kustomize-")
@@ -101,13 +102,7 @@ def main():
     p = kubectl("apply", "--server-side", "--force-conflicts", "-k", DEPLOY, check=False)
     t.ok(p.count("serverside-applied") == len(INSTALL), "kubectl apply --server-side -k deploy/ "
          "is accepted for every object", p)
-    live = []
-    for kind, ns, name in INSTALL:
-        args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
-        if ns:
-            args += ["-n", ns]
-        if not kubectl(*args, check=False).strip():
-            live.append((kind, ns, name))
+    live = missing_objects(INSTALL)
     t.ok(not live, "every object of the install exists in the cluster", live)
     gens = {n: kj("get", "deployment", "-n", NS, n)["metadata"]["generation"]
             for n in ("kmm-operator-controller", "kmm-operator-webhook-server")}
