@@ -10,17 +10,15 @@ caBundle reset by someone else repaired, a restart that rotates nothing, and
 the uninstall leaving nothing."""
 
 import os
-import shutil
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploylib import (NS, PFV_CRD, SECRET, VWC, WEBHOOK_SA, Tap, Webhook, ca_bundles,  # noqa: E402
-                       force_uninstall, free_port, kj, kubectl, leftovers, openssl_verify,
-                       pem_count, preflight, restore_crds, sa_kubeconfig, secret_data,
-                       served_cert, uninstall_kustomize, wait, write_overlay)
+                       free_port, kj, kubectl, leftovers, openssl_verify, pem_count, preflight,
+                       run_suite, sa_kubeconfig, secret_data, served_cert, uninstall_kustomize,
+                       wait, write_overlay)
 
 t = Tap()
 TMP = tempfile.mkdtemp(prefix="kmm-deploy-certs-")
@@ -248,21 +246,13 @@ def main():
          leftovers())
 
 
-try:
-    main()
-except Exception:  # noqa: BLE001 - a crash is one more failure, with its trace
-    t.ok(False, "the suite ran to the end", traceback.format_exc())
-finally:
+def cleanup():
     for w in hooks:
         w.stop()
     san = [ln for w in hooks for ln in w.logtext().splitlines()
            if "Sanitizer" in ln or "runtime error:" in ln]
     t.ok(not san, "no sanitizer reports from kmm-webhook", "\n".join(san[:20]))
-    if leftovers():
-        force_uninstall()
     kubectl("delete", "namespace", TEST_NS, "--ignore-not-found", "--wait=false", check=False)
-    if had_crds:
-        restore_crds()
-if not t.failed:
-    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
-sys.exit(t.finish())
+
+
+sys.exit(run_suite(t, main, TMP, lambda: had_crds, cleanup))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 SRC = os.environ.get("KMM_SOURCE_DIR", "")
 BUILD = os.environ.get("KMM_BUILD_DIR", "")
@@ -326,3 +327,24 @@ def restore_crds():
     deploy/crd themselves, but an api suite run alone after this must find them too)."""
     kubectl("apply", "--server-side", "--force-conflicts", "-k", os.path.join(DEPLOY, "crd"),
             check=False)
+
+
+def run_suite(t, main, tmp, had_crds, cleanup=None):
+    """Runs a deploy suite's main(): a crash is one more failure, with its trace. Then
+    cleanup() (the suite's own processes and objects), an uninstall of whatever of kmm
+    is left, and the CRDs put back when had_crds() says a previous suite had left them.
+    tmp goes when all passed (logs stay for a failure). Returns the exit code."""
+    try:
+        main()
+    except Exception:  # noqa: BLE001 - a crash is one more failure, with its trace
+        t.ok(False, "the suite ran to the end", traceback.format_exc())
+    finally:
+        if cleanup:
+            cleanup()
+        if leftovers():
+            force_uninstall()
+        if had_crds():
+            restore_crds()
+    if not t.failed:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return t.finish()

@@ -11,15 +11,13 @@ place) and `helm uninstall` leaving nothing of kmm."""
 
 import json
 import os
-import shutil
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tempfile  # noqa: E402
 from deploylib import (CHART, DEPLOY, INSTALL, NS, Tap, Webhook, ca_bundles, docs,  # noqa: E402
-                       force_uninstall, free_port, helm, ids, kj, kubectl, leftovers,
-                       missing_objects, preflight, restore_crds, sa_kubeconfig, secret_data, wait)
+                       free_port, helm, ids, kj, kubectl, leftovers, missing_objects, preflight,
+                       run_suite, sa_kubeconfig, secret_data, wait)
 
 t = Tap()
 REL = f"kmm-test-{os.getpid()}"
@@ -192,19 +190,11 @@ def main():
          "nor any Helm release record")
 
 
-try:
-    main()
-except Exception:  # noqa: BLE001 - a crash is one more failure, with its trace
-    t.ok(False, "the suite ran to the end", traceback.format_exc())
-finally:
+def cleanup():
     if installed:
         helm("uninstall", REL, "--namespace", "default", check=False)
     kubectl("delete", "namespace", f"{REL}-mods", "--ignore-not-found", "--wait=false",
             check=False)
-    if leftovers():
-        force_uninstall()
-    if had_crds:
-        restore_crds()
-if not t.failed:
-    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
-sys.exit(t.finish())
+
+
+sys.exit(run_suite(t, main, TMP, lambda: had_crds, cleanup))

@@ -11,12 +11,10 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploylib import (DEPLOY, INSTALL, NS, VWC, Tap, docs, force_uninstall, ids, kj,  # noqa: E402
-                       kubectl, leftovers, missing_objects, preflight, restore_crds,
-                       uninstall_kustomize)
+from deploylib import (DEPLOY, INSTALL, NS, VWC, Tap, docs, ids, kj, kubectl,  # noqa: E402
+                       leftovers, missing_objects, preflight, run_suite, uninstall_kustomize)
 
 t = Tap()
 TMP = tempfile.mkdtemp(prefix="kmm-deploy-kustomize-")
@@ -118,15 +116,4 @@ def main():
     t.ok(gone, "kubectl delete -k deploy/ leaves nothing of kmm", leftovers())
 
 
-try:
-    main()
-except Exception:  # noqa: BLE001 - a crash is one more failure, with its trace
-    t.ok(False, "the suite ran to the end", traceback.format_exc())
-finally:
-    if leftovers():
-        force_uninstall()
-    if had_crds:
-        restore_crds()
-if not t.failed:
-    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
-sys.exit(t.finish())
+sys.exit(run_suite(t, main, TMP, lambda: had_crds))

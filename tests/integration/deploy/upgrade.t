@@ -13,16 +13,14 @@ Modules deleted while the operator runs (unloaded, labels and finalizers
 gone), kubectl delete -k: nothing of kmm is left, on nodes neither."""
 
 import os
-import shutil
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploylib import (NS, Tap, Webhook, free_port, kj, kubectl, leftovers,  # noqa: E402
-                       force_uninstall, preflight, restore_crds, sa_kubeconfig,
-                       uninstall_kustomize, wait, write_overlay)
+                       preflight, run_suite, sa_kubeconfig, uninstall_kustomize, wait,
+                       write_overlay)
 from oplib import (Operator, PodWatch, apply, module, module_obj, nmc_entry,  # noqa: E402
                    node_labels, push_image, ready_label, testenv)
 import oplib  # noqa: E402
@@ -183,11 +181,7 @@ def main():
          "no kmm label on any node, no worker pod left")
 
 
-try:
-    main()
-except Exception:  # noqa: BLE001 - a crash is one more failure, with its trace
-    t.ok(False, "the suite ran to the end", traceback.format_exc())
-finally:
+def cleanup():
     for p in procs:
         p.stop()
     san = []
@@ -197,10 +191,6 @@ finally:
                     if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln]
     t.ok(not san, "no sanitizer reports from the operators", "\n".join(san[:20]))
     oplib.force_cleanup(MODNS, NODES)
-    if leftovers():
-        force_uninstall()
-    if had_crds:
-        restore_crds()
-if not t.failed:
-    shutil.rmtree(TMP, ignore_errors=True)  # logs stay for a failure
-sys.exit(t.finish())
+
+
+sys.exit(run_suite(t, main, TMP, lambda: had_crds, cleanup))
