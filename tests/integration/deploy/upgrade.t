@@ -121,7 +121,9 @@ def main():
     apply(module_obj(MODNS, "drv", {PREFIX: "yes"},
                      [{"regexp": "^.+$", "containerImage": f"{REG}/{PREFIX}/drv:{K1}",
                        "registryTLS": {"insecure": True}}]))
-    loaded = wait(lambda: all(ready_label(MODNS, "drv") in node_labels(n) for n in NODES), 90)
+    # The ready labels come before the status write that says Ready: wait for both.
+    loaded = wait(lambda: all(ready_label(MODNS, "drv") in node_labels(n) for n in NODES)
+                  and ready(), 90)
     t.ok(loaded and ready(), "the Module is loaded on both nodes, Ready", op.logtext()[-1500:])
     wait(lambda: not kj("get", "pods", "-n", MODNS)["items"], 30)
     w.close()
