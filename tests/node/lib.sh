@@ -341,6 +341,39 @@ node_push_images() {
 		node_fail "pushing the node images to $reg failed"
 }
 
+# Kubernetes' own sample device plugin (k8s.io/kubernetes/test/images/
+# sample-device-plugin at KUBE_VERSION, built static in testenv's Go module,
+# tests/env/tools), alone FROM scratch with an empty /tmp (its Allocate
+# creates a file there): it serves two devices of `example.com/resource` on
+# a socket in /var/lib/kubelet/device-plugins and registers with the
+# kubelet. Cached in $NODE_CACHE/sample-device-plugin/<key>, keyed by the
+# module's pins and this recipe; pushed to REGISTRY/kmm/node-sample-device-plugin:<key>.
+# Sets NODE_SAMPLE_DP_IMAGE (the tag, without the registry) and NODE_SAMPLE_DP_TAG.
+NODE_SAMPLE_DP_REPO=kmm/node-sample-device-plugin
+node_push_sample_device_plugin() {
+	local reg=${1:?} dir=$NODE_CACHE/sample-device-plugin key log tools=$KMM_SOURCE_DIR/tests/env/tools
+	key=$({
+		echo "$KUBE_VERSION"
+		cat "$tools/go.mod" "$tools/go.sum" "$NODE_LIB_DIR/mkimage.py"
+		declare -f node_push_sample_device_plugin
+	} | sha256sum | cut -c1-12)
+	if [ ! -f "$dir/$key/.done" ]; then
+		rm -rf "$dir" && mkdir -p "$dir/$key/root/tmp" || { node_fail "cannot create $dir"; return 1; }
+		log=$dir/$key/build.log
+		(cd "$tools" && CGO_ENABLED=0 node_go build -trimpath -ldflags "-s -w" -o "$dir/$key/root/sampledeviceplugin" \
+			k8s.io/kubernetes/test/images/sample-device-plugin) >"$log" 2>&1 ||
+			{ node_fail "go build sample-device-plugin failed: $(tail -n 3 "$log" | tr '\n' ' ')"; return 1; }
+		python3 "$NODE_LIB_DIR/mkimage.py" "$dir/$key/root" "$dir/$key/image" sample-device-plugin '["/sampledeviceplugin"]' \
+			>>"$log" 2>&1 || { node_fail "mkimage.py sample-device-plugin failed; see $log"; return 1; }
+		: >"$dir/$key/.done"
+	fi
+	NODE_SAMPLE_DP_TAG=$key
+	NODE_SAMPLE_DP_IMAGE=$NODE_SAMPLE_DP_REPO:$key
+	skopeo copy --quiet --dest-tls-verify=false "oci:$dir/$key/image:sample-device-plugin" \
+		"docker://$reg/$NODE_SAMPLE_DP_IMAGE" >/dev/null 2>&1 ||
+		node_fail "pushing the sample device plugin to $reg failed"
+}
+
 # ---------------------------------------------------------------- run
 
 # Reads the testenv to join (its env lines: KUBECONFIG, apiserver, registry, CA).
