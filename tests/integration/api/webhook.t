@@ -25,6 +25,16 @@ cleanup() {
 	kubectl delete namespace "$NS" "$NSG" --wait=false >/dev/null 2>&1
 	kubectl delete pfv -l "kmm-api-test=$ID" >/dev/null 2>&1
 	kubectl patch crd "$CRD" --type=merge -p "$ORIG_CONVERSION" >/dev/null 2>&1
+	# The patch's field manager now owns clientConfig.service (with the port the
+	# apiserver defaulted); a later server-side apply of an install whose conversion
+	# uses a url could not remove them, and would be refused (url and service). Drop
+	# every manager's claim, then apply the CRD as an install does, port included,
+	# so that kubectl's apply manager alone owns the service fields.
+	kubectl patch crd "$CRD" --type=json \
+		-p '[{"op":"replace","path":"/metadata/managedFields","value":[{}]}]' >/dev/null 2>&1
+	sed 's|^\( *\)path: /convert$|&\n\1port: 443|' \
+		"$SRC/deploy/crd/kmm.sigs.x-k8s.io_preflightvalidations.yaml" |
+		kubectl apply --server-side --force-conflicts -f - >/dev/null 2>&1
 	[ -n "$WPID" ] && kill "$WPID" 2>/dev/null && wait "$WPID" 2>/dev/null
 	rm -rf "$T"
 }

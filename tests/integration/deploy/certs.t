@@ -91,7 +91,8 @@ def main():
     port = free_port()
     overlay = write_overlay(os.path.join(TMP, "overlay"), port)
     out = kubectl("apply", "--server-side", "--force-conflicts", "-k", overlay, check=False)
-    t.ok("validatingwebhookconfiguration.admissionregistration.k8s.io/" + VWC in out,
+    t.ok("validatingwebhookconfiguration.admissionregistration.k8s.io/" + VWC in out
+         and f"customresourcedefinition.apiextensions.k8s.io/{PFV_CRD} serverside-applied" in out,
          "the install (deploy/ with loopback webhook URLs) is applied server-side", out)
     kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PFV_CRD}",
             "crd/modules.kmm.sigs.x-k8s.io", check=False)
