@@ -43,6 +43,28 @@ te_up_preflight() {
 	[ -z "$missing" ] || te_die "up: step 'preflight': missing${missing%,}; run scripts/install-deps"
 }
 
+# Requests by the ServiceAccounts of kmm's namespace, appended to
+# $KMM_TESTENV_AUDIT_LOG: Metadata (who, verb, object, the RBAC decision) for
+# all, and the request body of writes (the ownerReferences the finalizers rules
+# are checked for), except Secrets' and ConfigMaps' (their data stays out).
+te_audit_policy() {
+	cat <<'A'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts:kmm-operator-system"]
+  resources: [{group: "", resources: [secrets, configmaps]}]
+- level: Request
+  userGroups: ["system:serviceaccounts:kmm-operator-system"]
+  verbs: [create, update, patch]
+- level: Metadata
+  userGroups: ["system:serviceaccounts:kmm-operator-system"]
+- level: None
+A
+}
+
 te_up() {
 	local t0=$SECONDS scale=0
 	while [ $# -gt 0 ]; do
@@ -123,6 +145,16 @@ P
 	te_registries_start
 	te_wait etcd etcd 30 "etcd /health" curl -fsS --max-time 2 "http://127.0.0.1:$1/health"
 
+	# KMM_TESTENV_AUDIT_LOG: what kmm's ServiceAccounts ask the apiserver, for
+	# tests/node/rbac.t (docs/testenv.md, "Audit log"); OwnerReferencesPermissionEnforcement
+	# then checks the finalizers rules that blockOwnerDeletion needs, as OpenShift does.
+	local audit=() admission=NodeRestriction
+	if [ -n "${KMM_TESTENV_AUDIT_LOG:-}" ]; then
+		te_audit_policy >"$TE_DIR/audit-policy.yaml"
+		audit=(--audit-policy-file "$TE_DIR/audit-policy.yaml" --audit-log-path "$KMM_TESTENV_AUDIT_LOG"
+			--audit-log-format json)
+		admission=$admission,OwnerReferencesPermissionEnforcement
+	fi
 	# shellcheck disable=SC2086 # KMM_TESTENV_*_ARGS: extra flags, split on spaces
 	te_start kube-apiserver "$TE_BIN_DIR/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$1" \
@@ -132,7 +164,7 @@ P
 		--kubelet-client-certificate "$TE_DIR/pki/apiserver-kubelet-client.crt" \
 		--kubelet-client-key "$TE_DIR/pki/apiserver-kubelet-client.key" \
 		--authorization-mode Node,RBAC \
-		--enable-admission-plugins NodeRestriction \
+		--enable-admission-plugins "$admission" "${audit[@]}" \
 		--allow-privileged=true \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$TE_DIR/pki/sa.pub" \
