@@ -3,9 +3,11 @@
 # $TE_BIN_DIR (outside the repository), keyed by the pinned versions.
 # Quiet when the cache is already good; progress and a log path otherwise.
 
-# ./versions without helm's block (its pin builds helm alone: te_build_helm).
+# ./versions without helm's and OCM's blocks (each pin builds its own tool
+# alone: te_build_helm, tests/env/ocm).
 te_versions_control_plane() {
-	sed '/^# Helm: /,/^HELM_VERSION=/d' "$TE_SRC/versions"
+	sed -e '/^# Helm: /,/^HELM_VERSION=/d' -e '/^# Open Cluster Management: /,/^OCM_VERSION=/d' \
+		"$TE_SRC/versions"
 }
 
 # Hash of everything that determines the binaries.
