@@ -291,17 +291,17 @@ def root(spec, status, spec_required=True):
     return {"openAPIV3Schema": d}
 
 
-def crd(plural, kind, scope, versions, short=None, conversion=None):
+def crd(plural, kind, scope, versions, short=None, conversion=None, group=GROUP):
     names = {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()}
     if short:
         names["shortNames"] = short
-    spec = {"group": GROUP, "names": names, "scope": scope, "versions": versions}
+    spec = {"group": group, "names": names, "scope": scope, "versions": versions}
     if conversion:
         spec["conversion"] = conversion
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{group}"},
         "spec": spec,
     }
 
@@ -419,6 +419,36 @@ PFV = crd("preflightvalidations", "PreflightValidation", "Cluster", [
     },
 })
 
+# The hub's CRD (docs/hub-spoke.md): its own directory, so that only the hub
+# overlay (deploy/hub) installs it.
+HUB_GROUP = "hub.kmm.sigs.x-k8s.io"
+
+MCM = crd("managedclustermodules", "ManagedClusterModule", "Cluster", [version("v1beta1", root(
+    obj({
+        "moduleSpec": dict(MODULE_SPEC, description="The Module's spec each selected cluster gets; "
+                           "the hub builds and signs its images and hands out literal mappings."),
+        "spokeNamespace": s("Namespace of the Module on the spokes.", minLength=1),
+        "selector": strmap("ManagedCluster label selector (all pairs must match)."),
+    }, required=["moduleSpec", "spokeNamespace", "selector"]),
+    obj({
+        "numberDesired": i32("ManifestWorks the hub made for selected clusters."),
+        "numberApplied": i32("ManifestWorks whose Applied condition is True."),
+        "numberDegraded": i32("ManifestWorks whose Degraded condition is True."),
+        "conditions": arr(CONDITION, "kmm addition: Ready/Progressing/Degraded style conditions.",
+                          **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+    }),
+), columns=[
+    col("Desired", ".status.numberDesired", desc="Selected clusters with a ManifestWork"),
+    col("Applied", ".status.numberApplied", desc="ManifestWorks applied on their spoke"),
+    col("Degraded", ".status.numberDegraded", desc="ManifestWorks degraded on their spoke"),
+    col("Spoke-Namespace", ".spec.spokeNamespace", "string", priority=1),
+    AGE,
+])], group=HUB_GROUP)
+
+HUB_FILES = {
+    "hub.kmm.sigs.x-k8s.io_managedclustermodules.yaml": MCM,
+}
+
 FILES = {
     "kmm.sigs.x-k8s.io_modules.yaml": MODULE,
     "kmm.sigs.x-k8s.io_nodemodulesconfigs.yaml": NMC,
@@ -485,33 +515,35 @@ def render(doc):
     return HEADER + "\n".join(emit(doc)) + "\n"
 
 
-def main():
-    check = "--check" in sys.argv[1:]
-    drift = []
-    for name, doc in FILES.items():
-        path = os.path.join(HERE, name)
-        text = render(doc)
+def write_dir(directory, files, check, drift):
+    """Writes (or with check, compares) files and their kustomization.yaml."""
+    rendered = {name: render(doc) for name, doc in files.items()}
+    rendered["kustomization.yaml"] = ("# SPDX-License-Identifier: Apache-2.0\nresources:\n" +
+                                      "".join(f"- {n}\n" for n in files))
+    for name, text in rendered.items():
+        path = os.path.join(directory, name)
+        rel = os.path.relpath(path, HERE)
         if check:
             try:
                 with open(path, encoding="utf-8") as f:
                     if f.read() != text:
-                        drift.append(name)
+                        drift.append(rel)
             except FileNotFoundError:
-                drift.append(name)
+                drift.append(rel)
         else:
+            os.makedirs(directory, exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-    kust = "# SPDX-License-Identifier: Apache-2.0\nresources:\n" + "".join(f"- {n}\n" for n in FILES)
-    kpath = os.path.join(HERE, "kustomization.yaml")
-    if check:
-        if not os.path.exists(kpath) or open(kpath, encoding="utf-8").read() != kust:
-            drift.append("kustomization.yaml")
-        if drift:
-            print("CRDs out of date, run deploy/crd/generate.py:", " ".join(drift))
-            return 1
-        return 0
-    with open(kpath, "w", encoding="utf-8") as f:
-        f.write(kust)
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    drift = []
+    write_dir(HERE, FILES, check, drift)
+    write_dir(os.path.join(HERE, "hub"), HUB_FILES, check, drift)
+    if drift:
+        print("CRDs out of date, run deploy/crd/generate.py:", " ".join(drift))
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@
  * Paths, as upstream:
  *   /validate-kmm-sigs-x-k8s-io-v1beta1-module           Module CREATE/UPDATE
  *   /validate-kmm-sigs-x-k8s-io-v1beta2-preflightvalidation  PFV CREATE/UPDATE
+ *   /validate-hub-kmm-sigs-x-k8s-io-v1beta1-managedclustermodule  MCM CREATE/UPDATE (hub)
  *   /validate--v1-namespace                               Namespace DELETE guard
  *   /convert                                              PFV v1beta1 <-> v1beta2
  */
@@ -23,6 +24,7 @@
 
 #define KMM_WEBHOOK_PATH_MODULE "/validate-kmm-sigs-x-k8s-io-v1beta1-module"
 #define KMM_WEBHOOK_PATH_PFV "/validate-kmm-sigs-x-k8s-io-v1beta2-preflightvalidation"
+#define KMM_WEBHOOK_PATH_MCM "/validate-hub-kmm-sigs-x-k8s-io-v1beta1-managedclustermodule"
 #define KMM_WEBHOOK_PATH_NAMESPACE "/validate--v1-namespace"
 #define KMM_WEBHOOK_PATH_CONVERT "/convert"
 
@@ -32,8 +34,9 @@
 struct kmm_webhook_options {
 	bool enable_module;
 	bool enable_namespace;
-	bool enable_preflightvalidation; /* validation and /convert */
-	int k8s_minor;			 /* apiserver 1.<minor> for the DRA gate; -1 skips it */
+	bool enable_preflightvalidation;  /* validation and /convert */
+	int k8s_minor;			  /* apiserver 1.<minor> for the DRA gate; -1 skips it */
+	bool enable_managedclustermodule; /* the hub's ManagedClusterModule validation */
 };
 
 /*

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kmm/api.h"
+#include "kmm/api-hub.h"
 #include "kmm/shared-json.h"
 #include "kmm/api-webhook.h"
 
@@ -75,6 +76,26 @@ static int module_review(const struct kmm_webhook_options *o, const json_t *req,
 	return kmm_module_validate(m, old, o->k8s_minor, false, err);
 }
 
+/* Upstream's MCM webhook: the Module rules on spec.moduleSpec, without the DRA gate. */
+static int mcm_review(const json_t *req, struct kmm_error **err)
+{
+	_cleanup_(kmm_mcm_freep) struct kmm_mcm *m = NULL, *old = NULL;
+	const char *op = json_string_value(json_object_get(req, "operation"));
+	int r;
+
+	if (op && strcmp(op, "CREATE") != 0 && strcmp(op, "UPDATE") != 0)
+		return 0;
+	r = kmm_mcm_from_json(json_object_get(req, "object"), 0, &m, err);
+	if (r < 0)
+		return r;
+	if (op && strcmp(op, "UPDATE") == 0) {
+		r = kmm_mcm_from_json(json_object_get(req, "oldObject"), 0, &old, err);
+		if (r < 0)
+			return kmm_error_wrap(err, "oldObject");
+	}
+	return kmm_mcm_validate(m, old, false, err);
+}
+
 static int pfv_review(const json_t *req, struct kmm_error **err)
 {
 	_cleanup_(kmm_pfv_freep) struct kmm_pfv *p = NULL;
@@ -119,6 +140,8 @@ static int admission(const struct kmm_webhook_options *o, const char *path, cons
 		r = module_review(o, req, &err);
 	else if (strcmp(path, KMM_WEBHOOK_PATH_PFV) == 0)
 		r = pfv_review(req, &err);
+	else if (strcmp(path, KMM_WEBHOOK_PATH_MCM) == 0)
+		r = mcm_review(req, &err);
 	else
 		r = namespace_review(req, &err);
 	if (r == -ENOMEM)
@@ -204,7 +227,8 @@ int kmm_webhook_handle(const struct kmm_webhook_options *o, const char *path, co
 	enabled = (strcmp(path, KMM_WEBHOOK_PATH_MODULE) == 0 && o->enable_module) ||
 		  (strcmp(path, KMM_WEBHOOK_PATH_PFV) == 0 && o->enable_preflightvalidation) ||
 		  (strcmp(path, KMM_WEBHOOK_PATH_CONVERT) == 0 && o->enable_preflightvalidation) ||
-		  (strcmp(path, KMM_WEBHOOK_PATH_NAMESPACE) == 0 && o->enable_namespace);
+		  (strcmp(path, KMM_WEBHOOK_PATH_NAMESPACE) == 0 && o->enable_namespace) ||
+		  (strcmp(path, KMM_WEBHOOK_PATH_MCM) == 0 && o->enable_managedclustermodule);
 	if (!enabled) {
 		*ret_status = 404;
 		*ret_body = NULL;

@@ -90,12 +90,6 @@ static int parse_reload(const struct kmm_option *opt, const char *arg, void *ctx
 	return 0;
 }
 
-static int parse_mcm(const struct kmm_option *opt, const char *arg, void *ctx,
-		     struct kmm_error **err)
-{
-	return kmm_error_make(err, ENOTSUP, "ManagedClusterModule (hub) is not supported");
-}
-
 static int parse_kube_version(const struct kmm_option *opt, const char *arg, void *ctx,
 			      struct kmm_error **err)
 {
@@ -133,7 +127,9 @@ static const struct kmm_option options[] = {
 	{ "enable-preflightvalidation", 0, KMM_OPTION_FLAG, NULL,
 	  ARG(o.hooks.enable_preflightvalidation), NULL,
 	  "validate PreflightValidations and convert them" },
-	{ "enable-managedclustermodule", 0, KMM_OPTION_CALL, NULL, 0, parse_mcm, NULL },
+	{ "enable-managedclustermodule", 0, KMM_OPTION_FLAG, NULL,
+	  ARG(o.hooks.enable_managedclustermodule), NULL,
+	  "validate ManagedClusterModules (the hub)" },
 	{ "kube-version", 0, KMM_OPTION_CALL, "1.N", 0, parse_kube_version,
 	  "apiserver version for the DRA gate (default: not checked)" },
 	{ "config", 0, KMM_OPTION_STRING, "NAME", ARG(config), NULL,
@@ -283,7 +279,8 @@ int main(int argc, char **argv)
 	kmm_log(KMM_LOG_INFO, "webhook server listening", "port", port, "kube-minor", minor_s,
 		"module", o->hooks.enable_module ? "true" : "false", "namespace",
 		o->hooks.enable_namespace ? "true" : "false", "preflightvalidation",
-		o->hooks.enable_preflightvalidation ? "true" : "false", NULL);
+		o->hooks.enable_preflightvalidation ? "true" : "false", "managedclustermodule",
+		o->hooks.enable_managedclustermodule ? "true" : "false", NULL);
 	sigwait(&set, &sig);
 	kmm_log(KMM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 		NULL);

@@ -13,7 +13,7 @@
 #include "kmm/shared-json.h"
 #include "kmm/api-webhook.h"
 
-static const struct kmm_webhook_options all = { true, true, true, 33 };
+static const struct kmm_webhook_options all = { true, true, true, 33, false };
 
 static json_t *call(const char *path, const char *body, int want_status)
 {
