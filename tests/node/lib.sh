@@ -562,7 +562,7 @@ NODE
 node_state() {
 	local k
 	for k in KMM_NODE_NAME KMM_TESTENV_DIR NODE_KUBELET_PORT NODE_API_PORT NODE_REGISTRY_PORT NODE_QEMU_PID \
-		NODE_PAUSE_IMAGE NODE_BUSYBOX_IMAGE KMM_NODE_HOSTFWD; do
+		NODE_PAUSE_IMAGE NODE_BUSYBOX_IMAGE KMM_NODE_HOSTFWD KMM_NODE_SECURE_BOOT; do
 		printf '%s=%q\n' "$k" "${!k:-}"
 	done >"$KMM_NODE_DIR/state"
 }
@@ -579,6 +579,31 @@ node_running() {
 		tr '\0' ' ' <"/proc/$NODE_QEMU_PID/cmdline" | grep -qF "$KMM_NODE_DIR/chan.sock"
 }
 
+# KMM_NODE_SECURE_BOOT=CERT (PEM or DER; kept across reboots): the node boots
+# under OVMF with Secure Boot on, as tests/chain's guest does (OVMF's snakeoil
+# PK/KEK/db, the kernel signed with the snakeoil key, CERT added as the EFI
+# variable MokListRT, which Debian's kernel trusts for modules) and with
+# module.sig_enforce=1. A fresh variable store each boot, in $KMM_NODE_DIR.
+# Sets NODE_SB_FIRMWARE (QEMU's machine, firmware and kernel arguments).
+node_secure_boot_firmware() {
+	local sb=$KMM_NODE_DIR/secure-boot efi
+	mkdir -p "$sb" || return 1
+	openssl x509 -in "$KMM_NODE_SECURE_BOOT" -outform DER -out "$sb/mok.der" 2>/dev/null ||
+		openssl x509 -inform DER -in "$KMM_NODE_SECURE_BOOT" -outform DER -out "$sb/mok.der" 2>/dev/null ||
+		{ node_fail "KMM_NODE_SECURE_BOOT: '$KMM_NODE_SECURE_BOOT' is not a certificate"; return 1; }
+	# tests/chain's helpers, in a subshell: its lib re-reads tests/vm's.
+	efi=$(
+		# shellcheck source=tests/chain/lib.sh
+		. "$KMM_SOURCE_DIR/tests/chain/lib.sh" && CHAIN_WORK=$sb &&
+			chain_efi_kernel && chain_vars "$sb/vars.fd" "$sb/mok.der" && echo "$EFI_KERNEL" ||
+			{ echo "${CHAIN_ERR:-Secure Boot firmware setup failed}" >&2; exit 1; }
+	) 2>"$sb/setup.err" || { node_fail "Secure Boot: $(cat "$sb/setup.err")"; return 1; }
+	# shellcheck disable=SC2054 # QEMU option values hold commas
+	NODE_SB_FIRMWARE=(-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on
+		-drive "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+		-drive "if=pflash,format=raw,file=$sb/vars.fd" -kernel "$efi")
+}
+
 # Boots the guest in the background. The guest's only network is QEMU's
 # user networking with restrict=on: it reaches the apiserver and the
 # registry through guestfwd (each connection runs `busybox nc` to the
@@ -592,16 +617,21 @@ node_running() {
 # more of the host's loopback ports to the guest, e.g. to a hostNetwork pod
 # the apiserver must call (a webhook).
 node_boot() {
-	local fwd="busybox nc 127.0.0.1" extra="" p
+	local fwd="busybox nc 127.0.0.1" extra="" p firmware=(-kernel "$VMLINUX") sb_args=""
 	for p in ${KMM_NODE_HOSTFWD:-}; do
 		[[ $p =~ ^[0-9]+:[0-9]+$ ]] || { node_fail "KMM_NODE_HOSTFWD: '$p' is not HOSTPORT:GUESTPORT"; return 1; }
 		extra="$extra,hostfwd=tcp:127.0.0.1:${p%%:*}-$NODE_GUEST_IP:${p##*:}"
 	done
+	if [ -n "${KMM_NODE_SECURE_BOOT:-}" ]; then
+		node_secure_boot_firmware || return 1
+		firmware=("${NODE_SB_FIRMWARE[@]}")
+		sb_args="module.sig_enforce=1"
+	fi
 	cat "$NODE_BASE" "$KMM_NODE_DIR/run.cpio" >"$KMM_NODE_DIR/initrd" || return 1
 	rm -f "$KMM_NODE_DIR/chan.sock"
 	qemu-system-x86_64 -accel tcg,thread=multi -m "${KMM_NODE_MEM:-2048}" -smp "${KMM_NODE_CPUS:-2}" \
-		-kernel "$VMLINUX" -initrd "$KMM_NODE_DIR/initrd" \
-		-append "console=ttyS0 panic=-1 quiet ${KMM_NODE_KERNEL_ARGS:-}" \
+		"${firmware[@]}" -initrd "$KMM_NODE_DIR/initrd" \
+		-append "console=ttyS0 panic=-1 quiet $sb_args ${KMM_NODE_KERNEL_ARGS:-}" \
 		-display none -monitor none -serial "file:$KMM_NODE_DIR/console.log" -no-reboot \
 		-netdev "user,id=n0,restrict=on,net=$NODE_SLIRP_NET,host=10.0.2.2,dns=10.0.2.3,dhcpstart=$NODE_GUEST_IP,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_APISERVER_PORT-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_SERVICE_IP:443-cmd:$fwd $NODE_API_PORT,guestfwd=tcp:$NODE_HOST_ALIAS:$NODE_GUEST_REGISTRY_PORT-cmd:$fwd $NODE_REGISTRY_PORT,hostfwd=tcp:127.0.0.1:$NODE_KUBELET_PORT-$NODE_GUEST_IP:$NODE_KUBELET_PORT$extra" \
 		-device virtio-net-pci,netdev=n0 \
