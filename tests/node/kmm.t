@@ -18,7 +18,13 @@
 #      converts a v1beta2 PreflightValidation read as v1beta1;
 #   d. the guest reboots (same Node, new boot ID): b's module is loaded
 #      again with no help;
-#   g. RBAC: what the operator's and the webhook's ServiceAccounts may not do.
+#   g. RBAC: what the operator's and the webhook's ServiceAccounts may not do;
+#      and what uses the rules no case above needs (tests/node/rbac.t reads
+#      the audit log and names the request that used each rule): /metrics
+#      scraped with a token (TokenReview, SubjectAccessReview), a DRA Module's
+#      DeviceClass created, patched and deleted, a PreflightValidation for
+#      the node's kernel (its MICs, an imageRepoSecret read),
+#      kmm-webhook's serving certificate Secret broken and repaired (update).
 # The overlay (docs/testenv.md, "kmm on the real node"): kmm-webhook on the
 # guest's host network, reached by the apiserver through a QEMU hostfwd of
 # 127.0.0.1:<port>, so the webhook configuration and the conversion webhook
@@ -39,7 +45,8 @@ WH_SA=system:serviceaccount:$NS_KMM:kmm-operator-webhook
 CASES=(prerequisites kmod-build testenv-up node-up images-pushed kmod-images-pushed install
 	operator-and-webhook-running a-loaded a-label-and-event a-deleted-unloaded b-scratch-loaded
 	c-order-intree-firmware e-webhook-rejects-invalid-module e-preflight-conversion
-	d-reboot-reloads g-rbac-denied down)
+	d-reboot-reloads g-rbac-denied g-metrics-token-reviewed g-dra-deviceclasses g-preflight-on-node
+	g-webhook-repairs-cert down)
 echo "1..${#CASES[@]}"
 
 SUITE_TAG=kmm
@@ -213,6 +220,143 @@ t_g_rbac() {
 	[ ${#bad[@]} -eq 0 ] || why "${bad[@]}"
 }
 
+# /metrics through `kubectl port-forward` to the operator's pod: a token of a
+# ServiceAccount bound to kmm-operator-metrics-reader is let in, one unbound is
+# refused; the operator asked the apiserver (TokenReview, SubjectAccessReview).
+t_g_metrics() {
+	local port pf ok no
+	kubectl create serviceaccount -n "$NS" scraper >/dev/null 2>&1 && kubectl create serviceaccount -n "$NS" stranger >/dev/null 2>&1 &&
+		kubectl create clusterrolebinding kmm-node-t-scraper --clusterrole kmm-operator-metrics-reader \
+			--serviceaccount "$NS:scraper" >/dev/null 2>&1 || why "cannot create the scraper's ServiceAccounts and binding" || return 1
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	kubectl port-forward -n "$NS_KMM" deploy/kmm-operator-controller "$port:8443" >"$WORK/port-forward.log" 2>&1 &
+	pf=$!
+	until_ 60 curl -sk -o /dev/null "https://127.0.0.1:$port/metrics"
+	ok=$(curl -sk -w '%{http_code}' -o "$WORK/metrics.txt" -H "Authorization: Bearer $(kubectl create token -n "$NS" scraper)" \
+		"https://127.0.0.1:$port/metrics")
+	no=$(curl -sk -w '%{http_code}' -o /dev/null -H "Authorization: Bearer $(kubectl create token -n "$NS" stranger)" \
+		"https://127.0.0.1:$port/metrics")
+	kill "$pf" 2>/dev/null
+	wait "$pf" 2>/dev/null
+	[ "$ok" = 200 ] && grep -q '^kmm_' "$WORK/metrics.txt" ||
+		why "the bound token got HTTP '$ok' ($(head -c 200 "$WORK/metrics.txt")); port-forward: $(tail -n 3 "$WORK/port-forward.log")" ||
+		return 1
+	[ "$no" = 403 ] || why "the unbound token got HTTP '$no', wanted 403" || return 1
+	NOTE="bound token 200 ($(grep -c '^kmm_' "$WORK/metrics.txt") kmm_ samples), unbound 403"
+}
+
+# A DRA Module whose selector matches no node (its DaemonSet runs nothing):
+# kmm creates its DeviceClass, patches it when the Module's selectors change,
+# patches the DaemonSet when its container changes, deletes the DeviceClass
+# when the Module no longer names it, and the DaemonSet with the Module.
+DC=kmm-node-t.example.com
+dc_selectors() { kubectl get deviceclass "$DC" -o jsonpath='{.spec.selectors[*].cel.expression}' 2>/dev/null; }
+t_g_dra() {
+	local out
+	out=$(kubectl apply -f - 2>&1 <<M
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: dra, namespace: $NS}
+spec:
+  selector: {kmm-node-t/no-such-node: "true"}
+  dra:
+    driverName: $DC
+    container: {image: $REG/kmm-worker:$TAG}
+    deviceClasses:
+    - name: $DC
+M
+	) || why "kubectl apply: $out" || return 1
+	until_ 120 eval '[ "$(jp deviceclass "$DC" "" "{.metadata.labels.kmm\.node\.kubernetes\.io/module\.name}")" = dra ]' ||
+		why "no DeviceClass $DC of Module dra after 120 s; $(module_trouble)" || return 1
+	kubectl patch module -n "$NS" dra --type json -p '[{"op": "add", "path": "/spec/dra/deviceClasses/0/selectors",
+		"value": [{"cel": {"expression": "device.driver == \"'"$DC"'\""}}]}]' >"$WORK/dra-patch.log" 2>&1 ||
+		why "kubectl patch module: $(cat "$WORK/dra-patch.log")" || return 1
+	until_ 120 eval '[ "$(dc_selectors)" = "device.driver == \"$DC\"" ]' ||
+		why "the DeviceClass's selectors are '$(dc_selectors)' 120 s after the Module's changed" || return 1
+	# a new container template: kmm patches the DaemonSet's
+	kubectl patch module -n "$NS" dra --type json -p '[{"op": "add", "path": "/spec/dra/container/args", "value": ["--kmm-node-t"]}]' \
+		>"$WORK/dra-patch.log" 2>&1 || why "kubectl patch module: $(cat "$WORK/dra-patch.log")" || return 1
+	until_ 120 eval 'kubectl get ds -n "$NS" -l kmm.node.kubernetes.io/module.name=dra \
+		-o jsonpath="{.items[*].spec.template.spec.containers[0].args}" 2>/dev/null | grep -q -- --kmm-node-t' ||
+		why "Module dra's DaemonSet has no --kmm-node-t 120 s after the Module's container changed" || return 1
+	kubectl patch module -n "$NS" dra --type json -p '[{"op": "replace", "path": "/spec/dra/deviceClasses", "value": []}]' \
+		>"$WORK/dra-patch.log" 2>&1 || why "kubectl patch module: $(cat "$WORK/dra-patch.log")" || return 1
+	until_ 120 eval '! kubectl get deviceclass "$DC" >/dev/null 2>&1' ||
+		why "DeviceClass $DC still there 120 s after the Module dropped it" || return 1
+	kubectl delete module -n "$NS" dra --wait=false >/dev/null 2>&1 || why "kubectl delete module dra failed" || return 1
+	until_ 120 eval '[ -z "$(kubectl get ds -n "$NS" -l kmm.node.kubernetes.io/module.name=dra -o name 2>/dev/null)" ]' ||
+		why "Module dra's DaemonSet still there 120 s after the delete" || return 1
+	until_ 120 eval '! kubectl get module -n "$NS" dra >/dev/null 2>&1' || why "Module dra is still there" || return 1
+	NOTE="DeviceClass created, patched, deleted; DaemonSet patched, gone with the Module"
+}
+
+# A PreflightValidation for the node's kernel, with a Module that selects no
+# node (nothing loads) and has an imageRepoSecret: kmm verifies its image
+# through a MIC the PreflightValidation owns (the registry check reads the
+# Secret) and reports it; the Module's image changed, the MIC's too; the
+# Module deleted, its entry and MIC go.
+PFV=kmm-node-t-preflight
+pfv_entries() {
+	kubectl get preflightvalidations.v1beta2.kmm.sigs.x-k8s.io "$PFV" \
+		-o jsonpath='{range .status.modules[*]}{.namespace}/{.name}={.verificationStatus} {end}' 2>/dev/null
+}
+t_g_preflight() {
+	local out
+	kubectl create secret docker-registry -n "$NS" kmod-pull --docker-server "$KMM_NODE_GUEST_REGISTRY" \
+		--docker-username kmm --docker-password unused >/dev/null 2>&1 || why "cannot create the Secret" || return 1
+	out=$(kubectl apply -f - 2>&1 <<M
+apiVersion: kmm.sigs.x-k8s.io/v1beta1
+kind: Module
+metadata: {name: kmod-p, namespace: $NS}
+spec:
+  selector: {kmm-node-t/no-such-node: "true"}
+  imageRepoSecret: {name: kmod-pull}
+  moduleLoader:
+    container:
+      modprobe: {moduleName: vmk_a}
+      kernelMappings:
+      - {literal: $KVER, containerImage: $KMOD_REG/kmod-a:$KVER, registryTLS: {insecure: true}}
+---
+apiVersion: kmm.sigs.x-k8s.io/v1beta2
+kind: PreflightValidation
+metadata: {name: $PFV}
+spec: {kernelVersion: $KVER}
+M
+	) || why "kubectl apply: $out" || return 1
+	until_ 300 eval 'grep -q "$NS/kmod-p=Success " <<<"$(pfv_entries)"' ||
+		why "no Success for $NS/kmod-p 300 s later: '$(pfv_entries)'; $(module_trouble)" || return 1
+	NOTE="$(pfv_entries)"
+	# another image for the kernel: kmm patches the MIC's spec
+	kubectl patch module -n "$NS" kmod-p --type json -p '[{"op": "replace",
+		"path": "/spec/moduleLoader/container/kernelMappings/0/containerImage", "value": "'"$KMOD_REG/kmod-b:$KVER"'"}]' \
+		>"$WORK/pfv-patch.log" 2>&1 || why "kubectl patch module: $(cat "$WORK/pfv-patch.log")" || return 1
+	until_ 120 eval 'kubectl get moduleimagesconfig -n "$NS" "kmod-p-preflight-$PFV" -o jsonpath="{.spec.images[*].image}" 2>/dev/null |
+		grep -q "/kmod-b:"' || why "the MIC kmod-p-preflight-$PFV has no kmod-b image 120 s after the Module's changed" || return 1
+	kubectl delete module -n "$NS" kmod-p --wait=false >/dev/null 2>&1 || why "kubectl delete module kmod-p failed" || return 1
+	until_ 120 eval '! grep -q "$NS/kmod-p=" <<<"$(pfv_entries)" && ! kubectl get moduleimagesconfig -n "$NS" "kmod-p-preflight-$PFV" >/dev/null 2>&1' ||
+		why "kmod-p still in the status ('$(pfv_entries)') or its MIC still there 120 s after the delete" || return 1
+	kubectl delete preflightvalidation "$PFV" --wait=false >/dev/null 2>&1
+	NOTE="$NOTE; kmod-p's entry and MIC gone after its delete"
+}
+
+# kmm-webhook checks its Secret every 60 s (--cert-check-interval) and
+# writes a new certificate over one that is not valid.
+SECRET=kmm-operator-webhook-server-cert
+cert_valid() {
+	kubectl get secret -n "$NS_KMM" "$SECRET" -o jsonpath='{.data.tls\.crt}' 2>/dev/null | base64 -d 2>/dev/null |
+		openssl x509 -noout 2>/dev/null
+}
+t_g_cert_repair() {
+	local t
+	cert_valid || why "the Secret's tls.crt is not a certificate to begin with" || return 1
+	kubectl patch secret -n "$NS_KMM" "$SECRET" -p "{\"data\": {\"tls.crt\": \"$(printf 'not a certificate' | base64 -w0)\"}}" \
+		>"$WORK/secret-patch.log" 2>&1 || why "kubectl patch secret: $(cat "$WORK/secret-patch.log")" || return 1
+	t=$(date +%s.%N)
+	until_ 180 cert_valid || why "tls.crt still not a certificate 180 s later; kmm-webhook:" \
+		"$(kubectl logs -n "$NS_KMM" deploy/kmm-operator-webhook-server --tail 5 2>&1 | tr '\n' ' ' | head -c 900)" || return 1
+	NOTE="repaired $(secs "$t") s after the damage"
+}
+
 step prerequisites t_prereq
 step kmod-build t_kmod_build
 step testenv-up t_testenv_up
@@ -230,6 +374,10 @@ check e-webhook-rejects-invalid-module t_e_reject
 check e-preflight-conversion t_e_conversion
 check d-reboot-reloads t_d_reboot
 check g-rbac-denied t_g_rbac
+check g-metrics-token-reviewed t_g_metrics
+check g-dra-deviceclasses t_g_dra
+check g-preflight-on-node t_g_preflight
+check g-webhook-repairs-cert t_g_cert_repair
 BROKEN=
 check down t_down
 echo "# wall time $(secs "$STARTED") s"

@@ -33,8 +33,9 @@ EXPECTED = {
     ("kmm-operator-controller", "modulebuildsignconfigs"): "tests/node/buildsign.t (a Module with build or sign: its MBSC)",
     ("kmm-operator-controller", "modulebuildsignconfigs/status"): "tests/node/buildsign.t (the build and sign pods' results)",
     ("kmm-operator-controller", "modulebuildsignconfigs/finalizers"): "tests/node/buildsign.t (build and sign pods owned by an MBSC)",
-    ("kmm-operator-controller", "secrets"): "tests/node/buildsign.t (imageRepoSecret, sign.keySecret and certSecret)",
-    ("kmm-operator-controller", "deviceclasses"): "a DRA Module on the real node (its DeviceClass); no node suite has one yet",
+    ("kmm-operator-controller", "moduleimagesconfigs/finalizers"): "tests/node/buildsign.t (an MBSC owned by its MIC)",
+    ("kmm-operator-controller", "secrets"): "kmm.t's g-preflight-on-node (imageRepoSecret) or tests/node/buildsign.t (sign.keySecret and certSecret)",
+    ("kmm-operator-controller", "nodemodulesconfigs"): "a create of the node's NMC that another writer won (409, then get): a race no case can order",
 }
 
 
@@ -192,6 +193,8 @@ def main(argv):
             print(f"ok\t{rule_name(item)}\t{note}")
         else:
             exp = EXPECTED.get((item[0], item[4]))
+            if item[4] == "nodemodulesconfigs" and item[2] != "get":
+                exp = None
             print(f"fail\t{rule_name(item)}\tno request used it" + (f"; expected from {exp}" if exp else ""))
     return 0
 

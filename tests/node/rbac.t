@@ -12,7 +12,7 @@
 # with its resourceNames and namespace) naming the first request in the
 # audit log that used it (tests/node/rbac-coverage.py). A rule no request
 # used fails with its name, and with the suite expected to use it when that
-# is another suite's. Then `kubectl auth can-i --as` each ServiceAccount
+# is another suite's; a request RBAC refused fails no-request-forbidden. Then `kubectl auth can-i --as` each ServiceAccount
 # (with its groups) shows what it may not do.
 set -uo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -64,6 +64,17 @@ t_rules() {
 	python3 "$SRC/tests/node/rbac-coverage.py" "$NS_KMM" "$WORK/rbac.json" $(audit_files) >"$WORK/coverage.tsv" \
 		2>"$WORK/coverage.err" || why "rbac-coverage.py: $(tail -n 5 "$WORK/coverage.err")" || return 1
 	NOTE="$(wc -l <"$WORK/coverage.tsv") rules bound to $NS_KMM's ServiceAccounts"
+}
+
+# No request of kmm's ServiceAccounts was refused by RBAC: the rules cover
+# everything kmm did (a removed rule kmm needed shows here).
+t_none_forbidden() {
+	# shellcheck disable=SC2046 # one word per file
+	cat $(audit_files) | jq -r --arg p "system:serviceaccount:$NS_KMM:" 'select((.user.username // "") | startswith($p))
+		| select(.annotations["authorization.k8s.io/decision"] == "forbid")
+		| "\(.user.username) \(.verb) \(.objectRef.apiGroup // "")/\(.objectRef.resource // .requestURI)\(if .objectRef.subresource then "/" + .objectRef.subresource else "" end) \(.objectRef.namespace // "")/\(.objectRef.name // "")"' \
+		2>"$WORK/forbidden.err" | sort | uniq -c >"$WORK/forbidden.txt" || why "jq: $(head -n 3 "$WORK/forbidden.err")" || return 1
+	[ ! -s "$WORK/forbidden.txt" ] || why "refused: $(head -n 20 "$WORK/forbidden.txt")"
 }
 
 # One case per rule, from rbac-coverage.py's lines.
@@ -154,6 +165,7 @@ step audit-log t_audit
 step testenv-up t_testenv_up
 step install t_install_plain
 step rules-read t_rules
+check no-request-forbidden t_none_forbidden
 if [ -s "$WORK/coverage.tsv" ]; then rule_cases; else check rule-cases false; fi
 step can-i-uses t_can
 check operator-may-not t_operator_may_not
