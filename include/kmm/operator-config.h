@@ -18,6 +18,17 @@
 #include "kmm/shared-error.h"
 
 #define KMM_OPERATOR_CONFIG_KEY "controller_config.yaml"
+#define KMM_ENV_MANAGED "KMM_MANAGED"
+
+/*
+ * Which controllers kmm-operator runs (docs/hub-spoke.md): one bit each, so
+ * that a reconciler or cache can name every mode it runs in.
+ */
+enum kmm_op_mode {
+	KMM_OP_MODE_STANDALONE = 1 << 0, /* a cluster on its own (the default) */
+	KMM_OP_MODE_SPOKE = 1 << 1,	 /* KMM_MANAGED=1: fed by a hub, builds nothing */
+	KMM_OP_MODE_HUB = 1 << 2,	 /* --hub: ManagedClusterModules, builds, ManifestWorks */
+};
 
 /* How the operator learns whether a Module's kmod image exists. */
 enum kmm_image_check {
@@ -48,9 +59,10 @@ struct kmm_operator_config {
 	char **registry_allowed_networks;
 	char **registry_denied_networks;
 
-	/* From the environment. */
+	/* From the environment (and --hub). */
+	enum kmm_op_mode mode;	  /* KMM_MANAGED=1: SPOKE; --hub: HUB (set before from_env) */
 	char *operator_namespace; /* OPERATOR_NAMESPACE, required */
-	char *worker_image;	  /* RELATED_IMAGE_WORKER, required */
+	char *worker_image;	  /* RELATED_IMAGE_WORKER, required but on the hub */
 	char *build_image;	  /* RELATED_IMAGE_BUILD, optional */
 	char *sign_image;	  /* RELATED_IMAGE_SIGN, optional */
 };
@@ -68,8 +80,10 @@ int kmm_operator_config_parse(struct kmm_operator_config *c, const char *yaml, s
 			      const char *source, struct kmm_error **err);
 
 /*
- * Reads OPERATOR_NAMESPACE and the RELATED_IMAGE_* variables through getenv_fn
- * (secure_getenv in production; tests pass their own).
+ * Reads OPERATOR_NAMESPACE, the RELATED_IMAGE_* variables and KMM_MANAGED
+ * (Go's strconv.ParseBool spellings; true makes a standalone config a
+ * spoke's, and is refused on the hub) through getenv_fn (secure_getenv in
+ * production; tests pass their own).
  */
 int kmm_operator_config_from_env(struct kmm_operator_config *c,
 				 char *(*getenv_fn)(const char *name), struct kmm_error **err);

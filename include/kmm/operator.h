@@ -28,6 +28,15 @@
  *   Node version labels ──▶ worker / schedule version labels (ordered upgrade)
  *     (the Module's NMC entries and device plugin DaemonSets follow them)
  *
+ * Modes (enum kmm_op_mode, docs/hub-spoke.md): a spoke (KMM_MANAGED=1) runs
+ * no build, sign or preflight and keeps the kernel-versions ClusterClaim; a
+ * hub (--hub) runs only the image reconcilers (MIC, MBSC) and the
+ * ManagedClusterModule one:
+ *
+ *   ManagedClusterModule × ManagedCluster (its kernels claim)
+ *     ──▶ ModuleImagesConfig "<mcm>-<cluster>" (build, sign on the hub)
+ *     ──▶ ManifestWork "<mcm>" in namespace <cluster>: the spoke's Module
+ *
  * A reconcile reads caches only and writes through the API (kmm/operator-runtime.h);
  * it never waits for its own write to come back: watches bring it in again.
  * Adding a controller: docs/internals/operator.md.
@@ -69,6 +78,11 @@ enum kmm_op_cache_id {
 	KMM_OP_CACHE_DRA_DAEMONSETS,
 	KMM_OP_CACHE_DRAPODS,
 	KMM_OP_CACHE_DEVICECLASSES,
+	/* the hub's: ManagedClusterModules and ManifestWorks (ours, labelled) whole,
+	 * OCM ManagedClusters projected (labels, claims) */
+	KMM_OP_CACHE_MCMS,
+	KMM_OP_CACHE_MANAGEDCLUSTERS,
+	KMM_OP_CACHE_MANIFESTWORKS,
 	KMM_OP_CACHE_COUNT,
 };
 
@@ -86,6 +100,10 @@ enum kmm_op_reconciler_id {
 	KMM_OP_VERSION,
 	/* Module -> DRA driver DaemonSet, DeviceClasses, dra-ready node labels, status */
 	KMM_OP_DRA,
+	/* spoke: Node kernels -> the kernel-versions.kmm.node.kubernetes.io ClusterClaim */
+	KMM_OP_CLUSTERCLAIM,
+	/* hub: ManagedClusterModule -> MICs, ManifestWorks, status */
+	KMM_OP_HUB,
 	KMM_OP_RECONCILER_COUNT,
 };
 
@@ -125,6 +143,8 @@ struct kmm_op_reconciler {
 	const char *name;     /* controller name in metrics ("nodemodulesconfig") */
 	const char *log_name; /* in log lines ("nmc") */
 	int workers;	      /* concurrent reconciles; 0: the engine's workers option */
+	/* enum kmm_op_mode bits it runs in; 0: standalone and spoke */
+	unsigned modes;
 	const struct kmm_op_watch *watches;
 	size_t n_watches;
 	/* Its state, created before any watch runs; NULL state_new: none. */

@@ -33,6 +33,7 @@ int kmm_operator_config_init(struct kmm_operator_config *c)
 		.leader_election_enabled = true,
 		.metrics_secure_serving = true,
 		.metrics_enable_authn_authz = true,
+		.mode = KMM_OP_MODE_STANDALONE,
 	};
 	if (set_str(&c->health_probe_bind_address, ":8081") < 0 ||
 	    set_str(&c->leader_election_resource_id, "kmm.sigs.x-k8s.io") < 0 ||
@@ -362,6 +363,31 @@ int kmm_operator_config_parse(struct kmm_operator_config *c, const char *yaml, s
 	return 0;
 }
 
+/* KMM_MANAGED as Go's strconv.ParseBool reads it (upstream's spoke switch). */
+static int managed_from_env(struct kmm_operator_config *c, const char *value,
+			    struct kmm_error **err)
+{
+	static const char *const yes[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const no[] = { "0", "f", "F", "FALSE", "false", "False" };
+
+	if (!value || !*value)
+		return 0;
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(no); i++)
+		if (strcmp(value, no[i]) == 0)
+			return 0;
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(yes); i++) {
+		if (strcmp(value, yes[i]) != 0)
+			continue;
+		if (c->mode == KMM_OP_MODE_HUB)
+			return kmm_error_make(err, EINVAL,
+					      "%s=%s: a hub (--hub) is not a managed cluster",
+					      KMM_ENV_MANAGED, value);
+		c->mode = KMM_OP_MODE_SPOKE;
+		return 0;
+	}
+	return kmm_error_make(err, EINVAL, "%s=\"%s\": not a boolean", KMM_ENV_MANAGED, value);
+}
+
 int kmm_operator_config_from_env(struct kmm_operator_config *c,
 				 char *(*getenv_fn)(const char *name), struct kmm_error **err)
 {
@@ -380,7 +406,8 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 		const char *value = getenv_fn(vars[i].var);
 
 		if (!value || !*value) {
-			if (vars[i].required)
+			if (vars[i].required &&
+			    !(c->mode == KMM_OP_MODE_HUB && vars[i].offset == FIELD(worker_image)))
 				return kmm_error_make(err, EINVAL,
 						      "environment variable %s must be set",
 						      vars[i].var);
@@ -391,7 +418,7 @@ int kmm_operator_config_from_env(struct kmm_operator_config *c,
 		if (set_str(field, value) < 0)
 			return kmm_error_make_errno(err, ENOMEM, "read %s", vars[i].var);
 	}
-	return 0;
+	return managed_from_env(c, getenv_fn(KMM_ENV_MANAGED), err);
 }
 
 int kmm_operator_config_load(struct kmm_operator_config *c, struct kmm_kube_client *kube,

@@ -76,6 +76,20 @@ extern const struct kmm_op_reconciler kmm_op_device_plugin_reconciler;
 extern const struct kmm_op_reconciler kmm_op_preflight_reconciler;
 extern const struct kmm_op_reconciler kmm_op_version_reconciler;
 extern const struct kmm_op_reconciler kmm_op_dra_reconciler;
+extern const struct kmm_op_reconciler kmm_op_clusterclaim_reconciler;
+extern const struct kmm_op_reconciler kmm_op_hub_reconciler;
+
+/* Does the reconciler / cache run in the engine's mode? (0 modes: standalone and spoke) */
+static inline bool kmm_op_in_mode(const struct kmm_op_engine *eng, unsigned modes)
+{
+	return (eng->cfg.mode & (modes ? modes : KMM_OP_MODE_STANDALONE | KMM_OP_MODE_SPOKE)) != 0;
+}
+
+/* hub.c: the hub's kinds */
+extern const struct kmm_kube_resource kmm_op_mcms, kmm_op_managedclusters, kmm_op_manifestworks;
+/* clusterclaim.c: OCM ClusterClaims (cluster.open-cluster-management.io/v1alpha1) */
+extern const struct kmm_kube_resource kmm_op_clusterclaims;
+#define KMM_LABEL_MCM_NAME "kmm.node.kubernetes.io/managedclustermodule.name"
 
 /* dra.c: does the API server serve DRA (asked when the engine is created)? */
 bool kmm_op_dra_served(const struct kmm_op_engine *op);
@@ -115,10 +129,23 @@ int kmm_op_ns_event(struct kmm_op_engine *op, const char *api_version, const cha
 		    const char *reason, const char *message, const json_t *annotations,
 		    struct kmm_error **err);
 
+/* The .dockerconfigjson of Secret ns/name (heap string), or NULL with err. */
+char *kmm_op_pull_secret(struct kmm_op_engine *op, const char *ns, const char *name,
+			 struct kmm_error **err);
+
 /* preflight.c: PreflightValidation reconciler */
 extern const struct kmm_kube_resource kmm_op_pfvs;
 
 /* module.c */
+struct kmm_resolved_mapping;
+/*
+ * Adds the MIC spec.images entry of a resolved mapping of Module m to images
+ * (a JSON object keyed by image; one entry per image). 0 or -ENOMEM.
+ */
+int kmm_op_mic_image_add(json_t *images, const struct kmm_module *m,
+			 const struct kmm_resolved_mapping *res);
+/* The MIC spec of Module m for those images (sorted; nulls for absent fields). */
+json_t *kmm_op_mic_spec(const struct kmm_module *m, const json_t *images);
 /* Why a worker pod failed or cannot start, in why; false when it is fine. */
 bool kmm_op_worker_pod_trouble(const struct kmm_obj *pod, char *why, size_t size);
 /* Pod index "trouble": "<ns>/<module>" for troubled worker pods, nothing for others. */

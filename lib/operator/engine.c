@@ -25,7 +25,11 @@ const struct kmm_op_reconciler *const kmm_op_reconcilers[KMM_OP_RECONCILER_COUNT
 	[KMM_OP_PREFLIGHT] = &kmm_op_preflight_reconciler,
 	[KMM_OP_VERSION] = &kmm_op_version_reconciler,
 	[KMM_OP_DRA] = &kmm_op_dra_reconciler,
+	[KMM_OP_CLUSTERCLAIM] = &kmm_op_clusterclaim_reconciler,
+	[KMM_OP_HUB] = &kmm_op_hub_reconciler,
 };
+
+#define ALL_MODES (KMM_OP_MODE_STANDALONE | KMM_OP_MODE_SPOKE | KMM_OP_MODE_HUB)
 
 /* ---- the caches ---- */
 
@@ -54,6 +58,13 @@ static const char *const pod_projection[] = {
 };
 
 static const char *const ns_projection[] = { "metadata.labels", NULL };
+
+/* What the hub reads of an OCM ManagedCluster: its labels and its ClusterClaims. */
+static const char *const managedcluster_projection[] = {
+	"metadata.labels",
+	"status.clusterClaims",
+	NULL,
+};
 
 static const char *const pullpod_projection[] = {
 	"metadata.labels",
@@ -96,6 +107,12 @@ static int worker_pod_indexes(struct kmm_informer *inf)
 	return 0;
 }
 
+/* The hub finds an MCM's MICs and ManifestWorks by its label. */
+static int mcm_label_index(struct kmm_informer *inf)
+{
+	return kmm_informer_add_label_index(inf, "mcm", KMM_LABEL_MCM_NAME) < 0 ? -ENOMEM : 0;
+}
+
 /* Pull pods only exist when asked for: no extra watch otherwise. */
 static bool pull_pods_needed(const struct kmm_op_engine *eng)
 {
@@ -110,6 +127,7 @@ struct cache_spec {
 	bool overlay;
 	bool (*needed)(const struct kmm_op_engine *eng); /* NULL: always */
 	int (*add_indexes)(struct kmm_informer *inf);
+	unsigned modes; /* enum kmm_op_mode bits it is made in; 0: standalone and spoke */
 };
 
 /*
@@ -137,11 +155,20 @@ static const struct cache_spec cache_specs[KMM_OP_CACHE_COUNT] = {
 	[KMM_OP_CACHE_BSPODS] = { .name = "buildsignpods",
 				  .res = &kmm_kube_pods,
 				  .label_selector = KMM_LABEL_RESOURCE_TYPE,
-				  .projection = bspod_projection },
-	[KMM_OP_CACHE_MBSCS] = { .name = "modulebuildsignconfigs", .res = &kmm_op_mbscs },
-	[KMM_OP_CACHE_MICS] = { .name = "moduleimagesconfigs", .res = &kmm_op_mics },
+				  .projection = bspod_projection,
+				  .modes = ALL_MODES },
+	[KMM_OP_CACHE_MBSCS] = { .name = "modulebuildsignconfigs",
+				 .res = &kmm_op_mbscs,
+				 .modes = ALL_MODES },
+	[KMM_OP_CACHE_MICS] = { .name = "moduleimagesconfigs",
+				.res = &kmm_op_mics,
+				.add_indexes = mcm_label_index,
+				.modes = ALL_MODES },
 	[KMM_OP_CACHE_MODULES] = { .name = "modules", .res = &kmm_op_modules },
-	[KMM_OP_CACHE_PFVS] = { .name = "preflightvalidations", .res = &kmm_op_pfvs },
+	/* A spoke runs no preflight. */
+	[KMM_OP_CACHE_PFVS] = { .name = "preflightvalidations",
+				.res = &kmm_op_pfvs,
+				.modes = KMM_OP_MODE_STANDALONE },
 	[KMM_OP_CACHE_DAEMONSETS] = { .name = "daemonsets",
 				      .res = &kmm_kube_daemonsets,
 				      .label_selector = KMM_DP_SELECTOR,
@@ -168,7 +195,20 @@ static const struct cache_spec cache_specs[KMM_OP_CACHE_COUNT] = {
 				    .res = &kmm_kube_pods,
 				    .label_selector = KMM_LABEL_PULL_POD_TYPE,
 				    .projection = pullpod_projection,
-				    .needed = pull_pods_needed },
+				    .needed = pull_pods_needed,
+				    .modes = ALL_MODES },
+	[KMM_OP_CACHE_MCMS] = { .name = "managedclustermodules",
+				.res = &kmm_op_mcms,
+				.modes = KMM_OP_MODE_HUB },
+	[KMM_OP_CACHE_MANAGEDCLUSTERS] = { .name = "managedclusters",
+					   .res = &kmm_op_managedclusters,
+					   .projection = managedcluster_projection,
+					   .modes = KMM_OP_MODE_HUB },
+	[KMM_OP_CACHE_MANIFESTWORKS] = { .name = "manifestworks",
+					 .res = &kmm_op_manifestworks,
+					 .label_selector = KMM_LABEL_MCM_NAME,
+					 .add_indexes = mcm_label_index,
+					 .modes = KMM_OP_MODE_HUB },
 };
 
 /* ---- dispatch: informer events to watches ---- */
@@ -201,6 +241,8 @@ static void dispatch(struct cache_binding *b, const struct kmm_obj *old, const s
 	for (size_t i = 0; i < KMM_OP_RECONCILER_COUNT; i++) {
 		const struct kmm_op_reconciler *r = kmm_op_reconcilers[i];
 
+		if (!eng->ctl[i])
+			continue; /* not in this mode */
 		for (size_t w = 0; w < r->n_watches; w++) {
 			const struct kmm_op_watch *watch = &r->watches[w];
 
@@ -246,7 +288,7 @@ static int make_cache(struct kmm_op_engine_private *p, enum kmm_op_cache_id id,
 	int r;
 
 	p->caches[id] = (struct cache_binding){ eng, id };
-	if (spec->needed && !spec->needed(eng))
+	if (!kmm_op_in_mode(eng, spec->modes) || (spec->needed && !spec->needed(eng)))
 		return 0;
 	r = kmm_informer_new(eng->kube, &o, &eng->cache[id], err);
 	if (r < 0)
@@ -343,6 +385,9 @@ int64_t kmm_op_engine_reconcile(struct kmm_op_engine *eng, enum kmm_op_reconcile
 
 	if ((unsigned)id >= KMM_OP_RECONCILER_COUNT)
 		return kmm_error_make(err, EINVAL, "no reconciler %d", (int)id);
+	if (!eng->ctl[id])
+		return kmm_error_make(err, EINVAL, "reconciler %s does not run in this mode",
+				      kmm_op_reconcilers[id]->name);
 	return run_reconcile(key, &p->reconcilers[id], err);
 }
 
@@ -379,13 +424,17 @@ int kmm_op_engine_new(const struct kmm_op_engine_options *o, struct kmm_op_engin
 	for (size_t i = 0; r >= 0 && i < KMM_OP_RECONCILER_COUNT; i++) {
 		p->reconcilers[i] =
 		    (struct reconciler_binding){ eng, (enum kmm_op_reconciler_id)i };
+		if (!kmm_op_in_mode(eng, kmm_op_reconcilers[i]->modes))
+			continue;
 		if (kmm_op_reconcilers[i]->state_new)
 			r = kmm_op_reconcilers[i]->state_new(eng, &eng->state[i], err);
 	}
 	if (r >= 0)
 		r = register_cache_metrics(eng, err);
 	for (size_t i = 0; r >= 0 && i < KMM_OP_RECONCILER_COUNT; i++)
-		r = kmm_op_ctl_new(kmm_op_reconcilers[i]->name, eng->metrics, &eng->ctl[i], err);
+		if (kmm_op_in_mode(eng, kmm_op_reconcilers[i]->modes))
+			r = kmm_op_ctl_new(kmm_op_reconcilers[i]->name, eng->metrics, &eng->ctl[i],
+					   err);
 	for (size_t i = 0; r >= 0 && i < KMM_OP_CACHE_COUNT; i++)
 		r = make_cache(p, (enum kmm_op_cache_id)i, err);
 	if (r < 0)
@@ -431,8 +480,9 @@ int kmm_op_engine_start(struct kmm_op_engine *eng, struct kmm_error **err)
 
 	for (size_t i = 0; i < KMM_OP_RECONCILER_COUNT; i++) {
 		int workers = kmm_op_reconcilers[i]->workers ?: eng->workers;
-		int r =
-		    kmm_op_ctl_start(eng->ctl[i], workers, run_reconcile, &p->reconcilers[i], err);
+		int r = !eng->ctl[i] ? 0
+				     : kmm_op_ctl_start(eng->ctl[i], workers, run_reconcile,
+							&p->reconcilers[i], err);
 
 		if (r < 0)
 			return r;

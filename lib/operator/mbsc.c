@@ -835,4 +835,6 @@ const struct kmm_op_reconciler kmm_op_mbsc_reconciler = {
 	.state_new = mbsc_state_new,
 	.state_free = mbsc_state_free,
 	.reconcile = mbsc_reconcile,
+	/* A spoke builds and signs nothing: its hub does (reference §3.1). */
+	.modes = KMM_OP_MODE_STANDALONE | KMM_OP_MODE_HUB,
 };

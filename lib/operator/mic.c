@@ -81,7 +81,7 @@ static struct mic_state *mic_reconciler_state(struct kmm_op_engine *op)
 
 static int64_t backoff_ms(int failures);
 
-static char *pull_secret(struct kmm_op_engine *op, const char *ns, const char *name,
+char *kmm_op_pull_secret(struct kmm_op_engine *op, const char *ns, const char *name,
 			 struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_kube_secrets, ns, name, NULL };
@@ -357,7 +357,7 @@ static int submit_check(struct kmm_op_engine *op, const struct kmm_image_config 
 	if (!c)
 		return -EIO;
 	/* The apiserver, not the registry: fine on a reconcile worker. */
-	if (secret && !(docker_config = pull_secret(op, mic->namespace, secret, ret_e))) {
+	if (secret && !(docker_config = kmm_op_pull_secret(op, mic->namespace, secret, ret_e))) {
 		/* The apiserver's or pull_secret()'s words, not a registry's. */
 		status_text(why, why_size, "pull secret %s: %s", secret, kmm_error_message(*ret_e));
 		return -EINVAL;
@@ -897,6 +897,8 @@ static void missing_event(struct mic_run *s, const struct kmm_module_image_spec 
 	_cleanup_obj_unref_ struct kmm_obj *mod = NULL;
 	struct kmm_error *e = NULL;
 
+	if (!s->op->cache[KMM_OP_CACHE_MODULES])
+		return; /* the hub: a MIC of a ManagedClusterModule, no Module */
 	snprintf(key, sizeof(key), "%s/%s", s->mic->namespace, s->mic->name);
 	mod = kmm_informer_get(s->op->cache[KMM_OP_CACHE_MODULES], key);
 	if (!mod)
@@ -1250,4 +1252,6 @@ const struct kmm_op_reconciler kmm_op_mic_reconciler = {
 	.state_stop = mic_state_stop,
 	.state_free = mic_state_free,
 	.reconcile = mic_reconcile,
+	/* The hub checks (and has built) the images of its ManagedClusterModules. */
+	.modes = KMM_OP_MODE_STANDALONE | KMM_OP_MODE_SPOKE | KMM_OP_MODE_HUB,
 };

@@ -670,13 +670,13 @@ static json_t *tls_json(const struct kmm_tls_options *t)
 	return o;
 }
 
-static int mic_add(struct mic_images *mc, const struct kmm_module *m,
-		   const struct kmm_resolved_mapping *res)
+int kmm_op_mic_image_add(json_t *images, const struct kmm_module *m,
+			 const struct kmm_resolved_mapping *res)
 {
 	const char *dir = m->spec.module_loader->container.modprobe.dir_name;
 	json_t *e;
 
-	if (json_object_get(mc->images, res->container_image))
+	if (json_object_get(images, res->container_image))
 		return 0;
 	e = json_pack("{s:s, s:s, s:o, s:s}", "image", res->container_image, "kernelVersion",
 		      res->kernel, "registryTLS", tls_json(&res->registry_tls), "dirName",
@@ -687,7 +687,7 @@ static int mic_add(struct mic_images *mc, const struct kmm_module *m,
 		json_object_set_new(e, "build", kmm_build_to_json(res->build));
 	if (res->sign)
 		json_object_set_new(e, "sign", kmm_sign_to_json(res->sign));
-	return json_object_set_new(mc->images, res->container_image, e);
+	return json_object_set_new(images, res->container_image, e);
 }
 
 static const char *mic_state(const struct mic_images *mc, const char *image)
@@ -755,7 +755,7 @@ static int cmp_image(const void *a, const void *b)
 		      json_string_value(json_object_get(*(json_t *const *)b, "image")) ?: "");
 }
 
-static json_t *mic_spec(const struct kmm_module *m, const json_t *images)
+json_t *kmm_op_mic_spec(const struct kmm_module *m, const json_t *images)
 {
 	const struct kmm_module_loader_container *c = &m->spec.module_loader->container;
 	size_t n = json_object_size(images), i = 0;
@@ -798,7 +798,7 @@ static int sync_mic(struct kmm_op_engine *op, const struct kmm_module *m,
 		    const struct mic_images *mc, struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_op_mics, m->namespace, NULL, NULL };
-	_cleanup_json_ json_t *spec = mic_spec(m, mc->images), *want = NULL, *obj = NULL;
+	_cleanup_json_ json_t *spec = kmm_op_mic_spec(m, mc->images), *want = NULL, *obj = NULL;
 	int r;
 
 	if (!spec)
@@ -891,7 +891,7 @@ static int kernel_plan(struct kmm_op_engine *op, const struct kmm_module *m, str
 		return r; /* not remembered: every node of this kernel reports it */
 	p.mapped = r > 0;
 	if (p.mapped) {
-		if (mic_add(mc, m, res) < 0)
+		if (kmm_op_mic_image_add(mc->images, m, res) < 0)
 			return kmm_error_make(err, ENOMEM, "out of memory");
 		p.ready = image_ready(op, m, mc, res, p.why, sizeof(p.why));
 	}

@@ -564,4 +564,5 @@ const struct kmm_op_reconciler kmm_op_preflight_reconciler = {
 	.state_new = pfv_state_new,
 	.state_free = pfv_state_free,
 	.reconcile = pfv_reconcile,
+	.modes = KMM_OP_MODE_STANDALONE, /* not on a spoke (reference §3.1) */
 };

@@ -143,14 +143,23 @@ static void note_added(struct kmm_op_ctl *c, const char *key, double when)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/*
+ * The enqueues take a NULL controller and do nothing: a reconciler that does
+ * not run in the operator's mode (kmm_op_reconciler.modes) has none, and
+ * the others' watches need not know.
+ */
 void kmm_op_ctl_enqueue(struct kmm_op_ctl *c, const char *key)
 {
+	if (!c)
+		return;
 	note_added(c, key, now_s());
 	kmm_workqueue_add(c->q, key);
 }
 
 void kmm_op_ctl_enqueue_first(struct kmm_op_ctl *c, const char *key)
 {
+	if (!c)
+		return;
 	note_added(c, key, now_s());
 	kmm_workqueue_add_first(c->q, key);
 }
@@ -159,6 +168,8 @@ void kmm_op_ctl_enqueue_coalesced(struct kmm_op_ctl *c, const char *key, int64_t
 {
 	bool pending;
 
+	if (!c)
+		return;
 	pthread_mutex_lock(&c->lock);
 	pending = kmm_hashmap_contains(c->added, key);
 	pthread_mutex_unlock(&c->lock);
@@ -169,6 +180,8 @@ void kmm_op_ctl_enqueue_coalesced(struct kmm_op_ctl *c, const char *key, int64_t
 
 void kmm_op_ctl_enqueue_after(struct kmm_op_ctl *c, const char *key, int64_t delay_ms)
 {
+	if (!c)
+		return;
 	note_added(c, key, now_s() + (double)delay_ms / 1000.0);
 	kmm_workqueue_add_after(c->q, key, delay_ms);
 }

@@ -28,6 +28,7 @@
 struct process {
 	const char *kubeconfig, *config_map, *config_file, *metrics_cert_dir;
 	int workers;
+	bool hub; /* --hub */
 	double qps;
 	int burst;
 	struct kmm_operator_config cfg; /* until the engine takes it */
@@ -72,6 +73,9 @@ static const struct kmm_option options[] = {
 	{ "metrics-cert-dir", 0, KMM_OPTION_STRING, "DIR", ARG(metrics_cert_dir), NULL,
 	  "tls.crt and tls.key for the metrics server, reloaded\n"
 	  "when they change (default: a self-signed certificate)" },
+	{ "hub", 0, KMM_OPTION_FLAG, NULL, ARG(hub), NULL,
+	  "run as the hub of a fleet (docs/hub-spoke.md): ManagedClusterModules\n"
+	  "to ManifestWorks, images built and signed here" },
 	{ "workers", 0, KMM_OPTION_CALL, "N", 0, parse_number,
 	  "concurrent reconciles per controller (default 4)" },
 	{ "kube-qps", 0, KMM_OPTION_CALL, "N", 0, parse_number, NULL },
@@ -95,8 +99,9 @@ static const struct kmm_options spec = {
 		 "\n",
 	.groups = groups,
 	.footer = "\n"
-		  "Environment: OPERATOR_NAMESPACE and RELATED_IMAGE_WORKER (required),\n"
-		  "RELATED_IMAGE_BUILD, RELATED_IMAGE_SIGN.\n",
+		  "Environment: OPERATOR_NAMESPACE and RELATED_IMAGE_WORKER (required;\n"
+		  "the hub needs no worker), RELATED_IMAGE_BUILD, RELATED_IMAGE_SIGN,\n"
+		  "KMM_MANAGED=1 (a spoke of a hub: no build, sign or preflight).\n",
 };
 
 /* Leader election (kmm/controller-leader.h): the engine starts once leading. */
@@ -176,6 +181,16 @@ static int setup(struct process *p, struct kmm_error **e)
 
 	if (kmm_operator_config_init(&p->cfg) < 0 || !(p->metrics = kmm_metrics_new()))
 		return fail("out of memory", NULL);
+	if (p->hub) {
+		/* upstream's hub Lease: a hub and an operator may share a namespace */
+		char *id = strdup("kmm-hub.sigs.x-k8s.io");
+
+		if (!id)
+			return fail("out of memory", NULL);
+		free(p->cfg.leader_election_resource_id);
+		p->cfg.leader_election_resource_id = id;
+		p->cfg.mode = KMM_OP_MODE_HUB;
+	}
 	if (kmm_operator_config_from_env(&p->cfg, secure_getenv, e) < 0)
 		return fail("bad environment", *e);
 	if (p->config_file &&
@@ -246,7 +261,11 @@ static int run(struct process *p, sigset_t *sigs)
 		return fail("cannot start controllers", e);
 	kmm_op_trim_heap(); /* give back what the initial LISTs needed only briefly */
 	kmm_log(KMM_LOG_INFO, "caches synced, controllers running", "namespace",
-		cfg->operator_namespace, NULL);
+		cfg->operator_namespace, "mode",
+		cfg->mode == KMM_OP_MODE_HUB	 ? "hub"
+		: cfg->mode == KMM_OP_MODE_SPOKE ? "spoke"
+						 : "standalone",
+		NULL);
 
 	for (;;) {
 		const struct timespec every = { .tv_sec = KMM_OP_HEAP_TRIM_EVERY_S };
