@@ -84,6 +84,7 @@ def main():
             kubectl("delete", MC, c, "--ignore-not-found", "--wait=false", check=False)
         for ns in [NS] + ALL_CLUSTERS:
             kubectl("delete", "ns", ns, "--wait=false", "--ignore-not-found", check=False)
+        hublib.remove_hub_crd()
 
 
 def cases(op, digests):

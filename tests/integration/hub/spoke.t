@@ -57,6 +57,7 @@ def main():
         oplib.run(oplib.TESTENV, "nodes", "remove", *NODES, check=False, timeout=300)
         kubectl("delete", CLAIM, KERNEL_CLAIM, "--ignore-not-found", check=False)
         kubectl("delete", "ns", NS, "--wait=false", "--ignore-not-found", check=False)
+        hublib.remove_hub_crd()
 
 
 def cases(op):

@@ -40,6 +40,11 @@ app.kubernetes.io/component: webhook-server
 {{- $_ := set $out $k $v -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.hub.enabled $out.leaderElection -}}
+{{- if eq (toString $out.leaderElection.resourceID) "kmm.sigs.x-k8s.io" -}}
+{{- $_ := set $out.leaderElection "resourceID" "kmm-hub.sigs.x-k8s.io" -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
 
