@@ -190,7 +190,7 @@ chain_apt_sources() {
 # candidate version of each package (apt-cache, i.e. the mirror as of the
 # last apt-get update) and CHAIN_BASE_RECIPE, so the base is remade when any
 # moves. Bump CHAIN_BASE_RECIPE when chain_make_base changes what it makes.
-CHAIN_BASE_RECIPE=1
+CHAIN_BASE_RECIPE=2
 chain_base_key() {
 	local p v
 	BASE_KEY=$({
@@ -211,8 +211,29 @@ chain_base_key() {
 	done
 }
 
-# mmdebstrap's root filesystem imported as a one-layer image and written to
-# the cache as an OCI layout (gzip'ed, 140-odd MB).
+# What a module build never runs, removed from the base: the real node's
+# build pod pulls and unpacks the base under TCG, where every megabyte
+# counts. Perl and its modules (only usrmerge needs them, after it ran), gcc's
+# LTO compiler and dumper, the sanitizer and gprofng runtimes, apt, the
+# headers of other architectures, apt's lists and the documentation.
+chain_base_trim_hook() {
+	cat <<'HOOK'
+set -e
+chroot "$1" dpkg --purge --force-depends --force-remove-essential usrmerge libfile-find-rule-perl \
+	libnumber-compare-perl libtext-glob-perl perl perl-modules-5.36 libperl5.36 apt libapt-pkg6.0 >/dev/null
+rm -rf "$1"/usr/lib/gcc/x86_64-linux-gnu/12/lto1 \
+	"$1"/usr/bin/x86_64-linux-gnu-lto-dump-12 "$1"/usr/lib/x86_64-linux-gnu/lib*san.so* \
+	"$1"/usr/lib/gcc/x86_64-linux-gnu/12/lib*san*.a "$1"/usr/lib/x86_64-linux-gnu/libgprofng* \
+	"$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/cache/debconf/*-old "$1"/usr/share/doc/* \
+	"$1"/usr/share/man/* "$1"/usr/share/info/*
+for a in "$1"/usr/src/linux-headers-*-common/arch/*; do
+	[ "${a##*/}" = x86 ] || rm -rf "$a"
+done
+HOOK
+}
+
+# mmdebstrap's root filesystem, trimmed, imported as a one-layer image and
+# written to the cache as an OCI layout (gzip'ed).
 chain_make_base() {
 	local out=$1 tar=$CHAIN_WORK/base.tar c log=$CHAIN_WORK/mmdebstrap.log srcs
 	srcs=$CHAIN_WORK/base.sources
@@ -221,7 +242,7 @@ chain_make_base() {
 	mmdebstrap --variant=minbase --mode=root --format=tar \
 		--include="$(chain_base_packages | tr ' ' ',')" \
 		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-		--dpkgopt='path-exclude=/usr/share/locale/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' --customize-hook="$(chain_base_trim_hook)" --skip=output/dev \
 		bookworm "$tar" "$srcs" >"$log" 2>&1 ||
 		{ chain_fail "mmdebstrap failed: $(grep -m3 -iE 'error|E:' "$log" | tr '\n' ' ')"; return 1; }
 	c=$(chain_buildah from scratch) &&
