@@ -69,4 +69,23 @@ json_t *kmm_hub_spoke_module(const struct kmm_mcm *mcm, const struct kmm_hub_ker
  */
 json_t *kmm_hub_manifest_work(const struct kmm_mcm *mcm, const char *cluster, const json_t *module);
 
+/* What an MCM reconcile saw, for its status (counters and the Ready condition). */
+struct kmm_hub_progress {
+	int64_t desired;    /* this MCM's ManifestWorks */
+	int64_t applied;    /* ... whose Applied condition is True */
+	int64_t degraded;   /* ... whose Degraded condition is True */
+	int64_t waiting;    /* selected clusters whose images do not all exist yet */
+	const char *failed; /* what failed, per cluster; NULL: nothing */
+};
+
+/*
+ * The MCM's Ready condition (kmm's addition): True when every ManifestWork
+ * is applied and none is degraded, nothing waits and nothing failed; else
+ * False with the first of Failed, ImagesNotReady, Degraded, NotApplied.
+ * lastTransitionTime stays that of the same status in old_conditions (the
+ * MCM's status.conditions, may be NULL), else now (RFC 3339).
+ */
+json_t *kmm_hub_ready_condition(const struct kmm_hub_progress *p, int64_t generation,
+				const json_t *old_conditions, const char *now);
+
 #endif

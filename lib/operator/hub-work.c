@@ -181,6 +181,44 @@ json_t *kmm_hub_spoke_module(const struct kmm_mcm *mcm, const struct kmm_hub_ker
 			 "spec", spec);
 }
 
+json_t *kmm_hub_ready_condition(const struct kmm_hub_progress *p, int64_t generation,
+				const json_t *old_conditions, const char *now)
+{
+	const char *reason = "Applied", *since = now, *status;
+	char msg[1024];
+	size_t i;
+	const json_t *c;
+
+	if (p->failed) {
+		reason = "Failed";
+		snprintf(msg, sizeof(msg), "%s", p->failed);
+	} else if (p->waiting > 0) {
+		reason = "ImagesNotReady";
+		snprintf(msg, sizeof(msg),
+			 "%lld cluster(s) wait for their images (checked, built and signed on the "
+			 "hub)",
+			 (long long)p->waiting);
+	} else if (p->degraded > 0) {
+		reason = "Degraded";
+		snprintf(msg, sizeof(msg), "%lld of %lld ManifestWork(s) degraded",
+			 (long long)p->degraded, (long long)p->desired);
+	} else if (p->applied < p->desired) {
+		reason = "NotApplied";
+		snprintf(msg, sizeof(msg), "%lld of %lld ManifestWork(s) applied",
+			 (long long)p->applied, (long long)p->desired);
+	} else {
+		snprintf(msg, sizeof(msg), "%lld ManifestWork(s) applied", (long long)p->desired);
+	}
+	status = strcmp(reason, "Applied") == 0 ? "True" : "False";
+	json_array_foreach ((json_t *)old_conditions, i, c)
+		if (strcmp(str(c, "type") ?: "", "Ready") == 0 &&
+		    strcmp(str(c, "status") ?: "", status) == 0 && str(c, "lastTransitionTime"))
+			since = str(c, "lastTransitionTime");
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "type", "Ready", "status", status, "reason",
+			 reason, "message", msg, "lastTransitionTime", since, "observedGeneration",
+			 (json_int_t)generation);
+}
+
 /* The Module status counters, as upstream's feedback rules name them. */
 static json_t *feedback_paths(void)
 {

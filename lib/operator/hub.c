@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kmm/operator-hub.h"
 #include "kmm/registry.h"
@@ -416,7 +417,7 @@ static int sync_cluster(struct kmm_op_engine *op, const struct kmm_mcm *mcm, con
 		/* Only what exists goes out: the MIC's status brings the key back. */
 		for (size_t i = 0; i < p.n; i++)
 			if (p.res[i] && !image_exists(mic, p.res[i]->container_image))
-				return 0;
+				return 1; /* waiting */
 	}
 	k = calloc(p.n ? p.n : 1, sizeof(*k));
 	pinned = calloc(p.n + 1, sizeof(*pinned));
@@ -452,34 +453,61 @@ static bool condition_true(const struct kmm_obj *work, const char *type)
 	return false;
 }
 
+/* The same condition but for lastTransitionTime (which only follows the status). */
+static bool condition_same(const json_t *a, const json_t *b)
+{
+	static const char *const keys[] = { "type", "status", "reason", "message",
+					    "observedGeneration" };
+
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(keys); i++)
+		if (!kmm_json_same(json_object_get(a, keys[i]), json_object_get(b, keys[i])))
+			return false;
+	return true;
+}
+
 static int patch_status(struct kmm_op_engine *op, const struct kmm_obj *obj, const char *mcm,
-			struct kmm_error **err)
+			struct kmm_hub_progress *p, struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_op_mcms, NULL, mcm, "status" };
 	_cleanup_json_ json_t *have = kmm_obj_get_json(obj, "status"), *want = NULL;
+	json_t *ready, *have_ready = NULL, *c;
 	struct kmm_obj **works = NULL;
-	size_t n = 0;
-	json_int_t applied = 0, degraded = 0;
+	_cleanup_json_ json_t *gen = kmm_obj_get_json(obj, "metadata.generation");
+	size_t n = 0, i;
+	char now[64];
+	struct tm tm;
+	time_t clock = time(NULL);
 
 	if (kmm_informer_by_index(op->cache[KMM_OP_CACHE_MANIFESTWORKS], "mcm", mcm, &works, &n) <
 	    0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		applied += condition_true(works[i], "Applied");
-		degraded += condition_true(works[i], "Degraded");
+	p->desired = (int64_t)n;
+	for (i = 0; i < n; i++) {
+		p->applied += condition_true(works[i], "Applied");
+		p->degraded += condition_true(works[i], "Degraded");
 	}
 	kmm_obj_array_free(works, n);
-	want = json_pack("{s:I,s:I,s:I}", "numberDesired", (json_int_t)n, "numberApplied", applied,
-			 "numberDegraded", degraded);
+	gmtime_r(&clock, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ready = kmm_hub_ready_condition(p, json_integer_value(gen),
+					json_object_get(have, "conditions"), now);
+	want = json_pack("{s:I,s:I,s:I,s:[o]}", "numberDesired", (json_int_t)p->desired,
+			 "numberApplied", (json_int_t)p->applied, "numberDegraded",
+			 (json_int_t)p->degraded, "conditions", ready);
 	if (!want)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (have) {
-		const char *k;
-		json_t *v;
+	json_array_foreach (json_object_get(have, "conditions"), i, c)
+		if (strcmp(str(c, "type") ?: "", "Ready") == 0)
+			have_ready = c;
+	if (have && json_array_size(json_object_get(have, "conditions")) == 1 && have_ready &&
+	    condition_same(have_ready, ready)) {
+		static const char *const counters[] = { "numberDesired", "numberApplied",
+							"numberDegraded" };
 		bool same = true;
 
-		json_object_foreach (want, k, v)
-			same = same && json_equal(v, json_object_get(have, k));
+		for (i = 0; i < KMM_ARRAY_SIZE(counters); i++)
+			same = same && json_equal(json_object_get(want, counters[i]),
+						  json_object_get(have, counters[i]));
 		if (same)
 			return 0;
 	}
@@ -504,6 +532,7 @@ static int64_t hub_reconcile(struct kmm_op_engine *op, void *state, const char *
 	_cleanup_(kmm_mcm_freep) struct kmm_mcm *mcm = NULL;
 	_cleanup_strv_free_ char **keep = NULL;
 	_cleanup_free_ char *failed = NULL;
+	struct kmm_hub_progress progress = {};
 	struct kmm_obj **clusters = NULL;
 	size_t n = 0;
 	int r;
@@ -532,7 +561,9 @@ static int64_t hub_reconcile(struct kmm_op_engine *op, void *state, const char *
 		}
 		if (!claim)
 			continue; /* not reporting kernels yet: leave what it has */
-		if (sync_cluster(op, mcm, cluster, claim, &e) < 0) {
+		r = sync_cluster(op, mcm, cluster, claim, &e);
+		progress.waiting += r > 0;
+		if (r < 0) {
 			/* One cluster's trouble (a registry down) must not hold the others. */
 			char *joined = NULL;
 
@@ -542,14 +573,16 @@ static int64_t hub_reconcile(struct kmm_op_engine *op, void *state, const char *
 				failed = joined;
 			}
 			kmm_error_free(e);
+			r = 0;
 		}
 	}
 	kmm_obj_array_free(clusters, n);
 	if (r == -ENOMEM)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	r = collect(op, mcm->name, keep, err);
+	progress.failed = failed;
 	if (r >= 0)
-		r = patch_status(op, obj, mcm->name, err);
+		r = patch_status(op, obj, mcm->name, &progress, err);
 	if (r < 0)
 		return kmm_error_wrap(err, "reconcile %s", key);
 	if (failed)

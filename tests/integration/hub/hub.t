@@ -55,6 +55,13 @@ def mcm_obj(selector):
                                                 REG + "/hub/kmod:${KERNEL_FULL_VERSION}"}]}}}}}
 
 
+def ready():
+    for c in (kj("get", MCM, NAME).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status"), c.get("reason")
+    return None
+
+
 def literals(work):
     ms = (((work or {}).get("spec") or {}).get("workload") or {}).get("manifests") or []
     if len(ms) != 1:
@@ -129,6 +136,8 @@ def cases(op, digests):
          "no ManifestWork for a cluster the selector does not pick")
     st = wait(lambda: (kj("get", MCM, NAME).get("status") or {}).get("numberDesired") == 1, 30)
     t.ok(st, "status.numberDesired counts the ManifestWorks", kj("get", MCM, NAME).get("status"))
+    t.ok(wait(lambda: ready() == ("False", "NotApplied"), 30),
+         "Ready is False (NotApplied) until the work agent applies it", ready())
 
     # The work agent reports: Applied and Degraded conditions come back as counters.
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -139,6 +148,8 @@ def cases(op, digests):
     t.ok(wait(lambda: (kj("get", MCM, NAME).get("status") or {}).get("numberApplied") == 1, 30),
          "status.numberApplied follows the ManifestWork's Applied condition",
          kj("get", MCM, NAME).get("status"))
+    t.ok(wait(lambda: ready() == ("True", "Applied"), 30), "then Ready is True (Applied)",
+         ready())
 
     # A kernel more on spoke-a (its claim changes): the ManifestWork follows.
     hublib.set_claim("hub-spoke-a", [K1, K2, K3])

@@ -238,6 +238,42 @@ static void test_resolution_per_kernel(void **state)
 	assert_int_equal(kmm_mapper_resolve(mp, mcm->module, "4.19.0-1", &none, NULL), 0);
 }
 
+static void test_ready_condition(void **state)
+{
+	struct {
+		struct kmm_hub_progress p;
+		const char *status, *reason, *message;
+	} cases[] = {
+		{ { 2, 2, 0, 0, NULL }, "True", "Applied", "2 ManifestWork(s) applied" },
+		{ { 0, 0, 0, 0, NULL }, "True", "Applied", "0 ManifestWork(s) applied" },
+		{ { 2, 1, 0, 0, NULL }, "False", "NotApplied", "1 of 2 ManifestWork(s) applied" },
+		{ { 2, 2, 1, 0, NULL }, "False", "Degraded", "1 of 2 ManifestWork(s) degraded" },
+		{ { 2, 2, 1, 3, NULL }, "False", "ImagesNotReady", "3 cluster(s) wait" },
+		{ { 2, 2, 1, 3, "cluster c: registry down" },
+		  "False",
+		  "Failed",
+		  "cluster c: registry down" },
+	};
+	_cleanup_json_ json_t *old = json_loads("[{\"type\":\"Ready\",\"status\":\"True\","
+						"\"lastTransitionTime\":\"2020-01-01T00:00:00Z\"}]",
+						0, NULL);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		_cleanup_json_ json_t *c =
+		    kmm_hub_ready_condition(&cases[i].p, 7, old, "2030-01-01T00:00:00Z");
+		bool same = strcmp(cases[i].status, "True") == 0;
+
+		assert_string_equal(str_of(c, "type"), "Ready");
+		assert_string_equal(str_of(c, "status"), cases[i].status);
+		assert_string_equal(str_of(c, "reason"), cases[i].reason);
+		assert_non_null(strstr(str_of(c, "message"), cases[i].message));
+		assert_int_equal(json_integer_value(json_object_get(c, "observedGeneration")), 7);
+		/* The transition time moves only with the status. */
+		assert_string_equal(str_of(c, "lastTransitionTime"),
+				    same ? "2020-01-01T00:00:00Z" : "2030-01-01T00:00:00Z");
+	}
+}
+
 static const char *env_managed, *env_worker;
 
 static char *fake_env(const char *name)
@@ -309,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_spoke_module_literal_mappings),
 		cmocka_unit_test(test_manifest_work),
 		cmocka_unit_test(test_resolution_per_kernel),
+		cmocka_unit_test(test_ready_condition),
 		cmocka_unit_test(test_kmm_managed),
 	};
 
