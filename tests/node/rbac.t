@@ -32,8 +32,11 @@ unset KMM_TESTENV_AUDIT_LOG
 # shellcheck source=tests/node/kmm-suite.sh
 . "$SRC/tests/node/kmm-suite.sh"
 
-# The audit log and the files the apiserver rotated it into.
-audit_files() { ls "$AUDIT" "${AUDIT%.log}"-*.log 2>/dev/null; }
+# The audit log and the files the apiserver rotated it into (none is no error).
+audit_files() {
+	local f
+	for f in "$AUDIT" "${AUDIT%.log}"-*.log; do [ ! -f "$f" ] || echo "$f"; done
+}
 t_audit() {
 	local missing=() t
 	for t in python3 jq; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
