@@ -83,7 +83,8 @@ def main():
     try:
         cases(op, digests)
     finally:
-        kubectl("delete", MCM, NAME, "--ignore-not-found", "--wait=false", check=False)
+        kubectl("delete", MCM, NAME, "hubbuild", "--ignore-not-found", "--wait=false",
+                check=False)
         wait(lambda: not kj("get", MW, "-A", "-l", f"{MCM_LABEL}={NAME}")["items"], 30)
         st = op.stop()
         t.ok(st == 0, "the hub stops cleanly on SIGTERM", f"exit {st}\n{op.logtext()[-3000:]}")
@@ -178,6 +179,36 @@ def cases(op, digests):
     time.sleep(3)
     t.ok(hublib.manifest_work("hub-spoke-a", NAME) is None,
          "a selected cluster that reports no kernels gets no ManifestWork")
+
+    # An image that does not exist and has a build: built on the hub, nothing sent yet.
+    build = mcm_obj({"fleet": "a"})
+    build["metadata"]["name"] = "hubbuild"
+    c = build["spec"]["moduleSpec"]["moduleLoader"]["container"]
+    c["kernelMappings"][0]["containerImage"] = REG + "/hub/built:${KERNEL_FULL_VERSION}"
+    c["build"] = {"dockerfileConfigMap": {"name": "hubbuild-dockerfile"}}
+    oplib.apply(build)
+    mic = "hubbuild-hub-spoke-b"
+    states = wait(lambda: {s["image"]: s["status"] for s in (kj(
+        "get", MIC, "-n", NS, mic, "--ignore-not-found") or {}).get("status", {}).get(
+        "imagesStates") or []} or None, 90)
+    t.ok(states == {f"{REG}/hub/built:{K1}": "NeedsBuilding"},
+         "an image missing with a build: the hub's MIC says NeedsBuilding", states)
+    mbsc = wait(lambda: kj("get", "modulebuildsignconfigs.kmm.sigs.x-k8s.io", "-n", NS, mic,
+                           "--ignore-not-found"), 60)
+    t.ok(mbsc and [(i["image"], i["action"]) for i in mbsc["spec"]["images"]]
+         == [(f"{REG}/hub/built:{K1}", "BuildImage")],
+         "and the build is asked for on the hub (MBSC BuildImage in the operator's namespace)",
+         mbsc)
+    st = wait(lambda: next((c for c in (kj("get", MCM, "hubbuild").get("status") or {}).get(
+        "conditions") or [] if c["type"] == "Ready" and c["reason"] == "ImagesNotReady"), None),
+        30)
+    t.ok(st and st["status"] == "False" and "1 cluster(s) wait" in st["message"],
+         "Ready is False (ImagesNotReady) while the hub builds", st)
+    t.ok(hublib.manifest_work("hub-spoke-b", "hubbuild") is None,
+         "no ManifestWork before every image exists")
+    kubectl("delete", MCM, "hubbuild", "--wait=false")
+    t.ok(wait(lambda: not kj("get", MIC, "-n", NS, mic, "--ignore-not-found"), 60),
+         "its MIC goes with the MCM")
 
     # The MCM goes: its ManifestWorks and MICs go with it.
     kubectl("delete", MCM, NAME, "--wait=false")
