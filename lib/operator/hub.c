@@ -10,7 +10,8 @@
  *   kernel mappings; the MIC "<mcm>-<cluster>" in the operator's namespace
  *   (labelled and owned by the MCM) lists the images, so mic.c and mbsc.c
  *   check, build and sign them here on the hub; once the MIC says every
- *   image Exists, each image's digest is asked of its registry and the
+ *   image Exists, each image's digest is asked of its registry (remembered
+ *   for DIGEST_TTL_MS) and the
  *   ManifestWork "<mcm>" in namespace <cluster> (labelled and owned by the
  *   MCM) carries the spoke's Module: build and sign removed, one literal
  *   mapping per kernel, its image pinned by digest, so that every spoke
@@ -28,6 +29,7 @@
  * (also without the garbage collector).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,8 @@
 
 #include "kmm/operator-hub.h"
 #include "kmm/registry.h"
+#include "kmm/shared-clock.h"
+#include "kmm/shared-hashmap.h"
 #include "kmm/shared-json.h"
 #include "kmm/shared-strv.h"
 #include "engine-internal.h"
@@ -48,9 +52,73 @@ const struct kmm_kube_resource kmm_op_managedclusters = { "cluster.open-cluster-
 const struct kmm_kube_resource kmm_op_manifestworks = { "work.open-cluster-management.io", "v1",
 							"manifestworks", true };
 
+/*
+ * How long a digest asked of a registry is used without asking again. Every
+ * ManifestWork status change reconciles its MCM (the feedback counters), and
+ * a fleet's works change often: a HEAD per image per reconcile would be the
+ * registry's load. A rebuild on the hub changes the MIC, which reconciles at
+ * once, but within this time still finds the old digest: it is asked again
+ * at the next reconcile after the time is up, which the status changes of
+ * the rollout's own works bring.
+ */
+#define DIGEST_TTL_MS 30000
+
+struct digest_entry {
+	char *digest;
+	int64_t at_ms;
+};
+
 struct hub_state {
 	struct kmm_registry_policy *policy; /* registryAllowed/DeniedNetworks */
+	pthread_mutex_t lock;		    /* guards digests */
+	struct kmm_hashmap *digests;	    /* digest_cache_key() -> struct digest_entry */
 };
+
+static void digest_entry_free(void *p)
+{
+	struct digest_entry *e = p;
+
+	if (e)
+		free(e->digest);
+	free(e);
+}
+
+/* The image and everything that decides what a registry answers for it. */
+static void digest_cache_key(char *buf, size_t size, const struct kmm_mcm *mcm,
+			     const struct kmm_resolved_mapping *res)
+{
+	snprintf(buf, size, "%s|%d|%d|%s", res->container_image, res->registry_tls.insecure,
+		 res->registry_tls.insecure_skip_tls_verify,
+		 mcm->module->spec.image_repo_secret ?: "");
+}
+
+static char *digest_cached(struct hub_state *s, const char *key)
+{
+	struct digest_entry *e;
+	char *out = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	e = kmm_hashmap_get(s->digests, key);
+	if (e && kmm_now_mono_ms() - e->at_ms < DIGEST_TTL_MS)
+		out = strdup(e->digest);
+	pthread_mutex_unlock(&s->lock);
+	return out;
+}
+
+static void digest_remember(struct hub_state *s, const char *key, const char *digest)
+{
+	struct digest_entry *e = calloc(1, sizeof(*e));
+
+	if (!e || !(e->digest = strdup(digest))) {
+		digest_entry_free(e);
+		return; /* a cache: asked again next time */
+	}
+	e->at_ms = kmm_now_mono_ms();
+	pthread_mutex_lock(&s->lock);
+	if (kmm_hashmap_put(s->digests, key, e, NULL) < 0)
+		digest_entry_free(e);
+	pthread_mutex_unlock(&s->lock);
+}
 
 static struct hub_state *hub_state(struct kmm_op_engine *op)
 {
@@ -199,8 +267,8 @@ static bool image_exists(const struct kmm_image_config *mic, const char *image)
 /* ---- digests ---- */
 
 static int image_digest(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
-			const struct kmm_resolved_mapping *res, const char *docker_config,
-			char **ret, struct kmm_error **err)
+			const struct kmm_resolved_mapping *res, char **docker_config, char **ret,
+			struct kmm_error **err)
 {
 	_cleanup_(kmm_registry_freep) struct kmm_registry *reg = NULL;
 	struct kmm_registry_options ro = {
@@ -209,12 +277,22 @@ static int image_digest(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
 		.ca_file = op->cfg.registry_ca_file && *op->cfg.registry_ca_file
 			       ? op->cfg.registry_ca_file
 			       : NULL,
-		.docker_config = docker_config,
 		.policy = hub_state(op)->policy,
 	};
-	char *digest = NULL;
+	char *digest = NULL, key[1024];
 	int r;
 
+	digest_cache_key(key, sizeof(key), mcm, res);
+	if ((digest = digest_cached(hub_state(op), key))) {
+		*ret = digest;
+		return 0;
+	}
+	/* The pull secret is read once per reconcile, and only when a registry is asked. */
+	if (mcm->module->spec.image_repo_secret && !*docker_config &&
+	    !(*docker_config = kmm_op_pull_secret(op, op->cfg.operator_namespace,
+						  mcm->module->spec.image_repo_secret, err)))
+		return kmm_error_wrap(err, "pull secret");
+	ro.docker_config = *docker_config;
 	r = kmm_registry_new(&ro, &reg, err);
 	if (r < 0)
 		return r;
@@ -227,6 +305,7 @@ static int image_digest(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
 				      r == 0 ? "the registry does not have it"
 					     : "the registry sent no digest");
 	}
+	digest_remember(hub_state(op), key, digest);
 	*ret = digest;
 	return 0;
 }
@@ -353,10 +432,6 @@ static int pinned_kernels(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
 
 	if (!digests)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (mcm->module->spec.image_repo_secret &&
-	    !(docker_config = kmm_op_pull_secret(op, op->cfg.operator_namespace,
-						 mcm->module->spec.image_repo_secret, err)))
-		return kmm_error_wrap(err, "pull secret");
 	for (size_t i = 0; i < p->n; i++) {
 		const struct kmm_resolved_mapping *res = p->res[i];
 		const char *digest;
@@ -368,7 +443,7 @@ static int pinned_kernels(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
 		if (!digest) {
 			char *d = NULL;
 
-			r = image_digest(op, mcm, res, docker_config, &d, err);
+			r = image_digest(op, mcm, res, &docker_config, &d, err);
 			if (r < 0)
 				return r;
 			r = json_object_set_new(digests, res->container_image, json_string(d));
@@ -630,9 +705,21 @@ static void enqueue_owner(struct kmm_op_engine *op, void *state, const struct km
 		kmm_op_ctl_enqueue(op->ctl[KMM_OP_HUB], mcm);
 }
 
+/*
+ * Only labels and claims count: OCM's registration agent updates a cluster's
+ * status (leases, conditions, capacity) all the time.
+ */
+static bool cluster_changed(struct kmm_op_engine *op, void *state, const struct kmm_obj *old,
+			    const struct kmm_obj *obj)
+{
+	static const char *const paths[] = { "metadata.labels", "status.clusterClaims" };
+
+	return kmm_op_obj_paths_differ(old, obj, paths, KMM_ARRAY_SIZE(paths));
+}
+
 static const struct kmm_op_watch hub_watches[] = {
 	{ KMM_OP_CACHE_MCMS, mcm_changed, enqueue_mcm },
-	{ KMM_OP_CACHE_MANAGEDCLUSTERS, NULL, enqueue_all },
+	{ KMM_OP_CACHE_MANAGEDCLUSTERS, cluster_changed, enqueue_all },
 	{ KMM_OP_CACHE_MANIFESTWORKS, NULL, enqueue_owner },
 	{ KMM_OP_CACHE_MICS, NULL, enqueue_owner },
 };
@@ -646,6 +733,8 @@ static void hub_state_free(void *state)
 	if (!s)
 		return;
 	kmm_registry_policy_free(s->policy);
+	kmm_hashmap_free(s->digests);
+	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
@@ -655,10 +744,15 @@ static int hub_state_new(struct kmm_op_engine *op, void **ret_state, struct kmm_
 
 	if (!s)
 		return kmm_error_make(err, ENOMEM, "out of memory");
+	pthread_mutex_init(&s->lock, NULL);
+	if (!(s->digests = kmm_hashmap_new(digest_entry_free))) {
+		hub_state_free(s);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
 	if (kmm_registry_policy_new((const char *const *)op->cfg.registry_allowed_networks,
 				    (const char *const *)op->cfg.registry_denied_networks,
 				    &s->policy, err) < 0) {
-		free(s);
+		hub_state_free(s);
 		return -EINVAL;
 	}
 	*ret_state = s;
