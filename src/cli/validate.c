@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kmm/api.h"
+#include "kmm/api-hub.h"
 #include "kmm/shared-options.h"
 #include "kmm/shared-strv.h"
 #include "src/cli/kmmctl.h"
@@ -57,7 +58,8 @@ static const struct kmm_options validate_spec = {
 	    "Usage: " PROG " validate -f FILE [-f FILE...] [OPTIONS]\n"
 	    "\n"
 	    "Checks kmm.sigs.x-k8s.io objects (Module, PreflightValidation, NodeModulesConfig,\n"
-	    "ModuleImagesConfig, ModuleBuildSignConfig) with the schema and the rules of the\n"
+	    "ModuleImagesConfig, ModuleBuildSignConfig) and hub.kmm.sigs.x-k8s.io\n"
+	    "ManagedClusterModules with the schema and the rules of the\n"
 	    "validating webhook, without a cluster. Unknown fields are errors (as with kubectl's\n"
 	    "strict field validation). Other kinds in the files are skipped. FILE may be '-'.\n"
 	    "Exits 1 if any object is invalid.\n"
@@ -90,6 +92,12 @@ static int validate_one(const json_t *j, const char *kind, const char *def_ns, i
 			return kmm_error_make(err, ENOMEM, "out of memory");
 		}
 		return kmm_module_validate(m, NULL, minor, all, err);
+	}
+	if (strcmp(kind, KMM_HUB_KIND_MCM) == 0) {
+		_cleanup_(kmm_mcm_freep) struct kmm_mcm *m = NULL;
+
+		r = kmm_mcm_from_json(j, KMM_API_STRICT, &m, err);
+		return r < 0 ? r : kmm_mcm_validate(m, NULL, all, err);
 	}
 	if (strcmp(kind, "PreflightValidation") == 0) {
 		_cleanup_(kmm_pfv_freep) struct kmm_pfv *p = NULL;
@@ -143,10 +151,14 @@ int kmmctl_validate(int argc, char **argv)
 		const char *kind = kmm_api_kind_of(j);
 		_cleanup_error_ struct kmm_error *e = NULL;
 		_cleanup_free_ char *what = NULL;
+		const char *av = json_string_value(json_object_get(j, "apiVersion"));
 
+		if (!kind && av && strcmp(av, KMM_HUB_API_VERSION) == 0 &&
+		    strcmp(json_string_value(json_object_get(j, "kind")) ?: "", KMM_HUB_KIND_MCM) ==
+			0)
+			kind = KMM_HUB_KIND_MCM; /* the hub's kind */
 		if (!kind) {
 			const char *k = json_string_value(json_object_get(j, "kind"));
-			const char *av = json_string_value(json_object_get(j, "apiVersion"));
 
 			if (av && strncmp(av, KMM_API_GROUP "/", strlen(KMM_API_GROUP) + 1) == 0) {
 				printf("INVALID %s: unknown kind \"%s\" in %s\n",

@@ -16,7 +16,7 @@ check() { # name, then a shell condition
 	if eval "$@"; then ok "$name"; else nok "$name"; fi
 }
 
-echo "1..30"
+echo "1..32"
 "$K" validate -f "$SRC/deploy/samples/module.yaml" >"$T/out" 2>&1; rc=$?
 check "sample module.yaml is valid" '[ $rc -eq 0 ] && grep -q "^valid   .*Module default/kmm-ci" "$T/out"'
 args=
@@ -32,6 +32,10 @@ check "loading order reported (all violations by default)" 'grep -q "modulesLoad
 check "unknown field reported with path" 'grep -q "Module typo: spec.moduleLoadr: unknown field" "$T/out"'
 check "non-kmm kinds are skipped" 'grep -q "skipped .*ConfigMap" "$T/out"'
 check "default namespace used when absent" 'grep -q "Module default/bad" "$T/out"'
+"$K" validate -f "$SRC/deploy/samples/hub/managedclustermodule.yaml" >"$T/out" 2>&1; rc=$?
+check "the hub's sample ManagedClusterModule is valid" '[ $rc -eq 0 ] && grep -q "^valid   .*ManagedClusterModule kmm-ci" "$T/out"'
+"$K" validate -f "$D/mcm-invalid.yaml" >"$T/out" 2>&1; rc=$?
+check "ManagedClusterModules checked with spec.moduleSpec paths" '[ $rc -eq 1 ] && grep -q "ManagedClusterModule no-tag: spec.moduleSpec.moduleLoader.container.kernelMappings\[0\].containerImage: Invalid value: \"x\"" "$T/out" && grep -q "no-spoke-namespace: spec.spokeNamespace: Required value" "$T/out"'
 "$K" validate --first -f "$D/invalid.yaml" >"$T/out" 2>&1
 check "--first reports one violation per object" '! grep -q "modulesLoadingOrder" "$T/out" && grep -q "back-reference" "$T/out"'
 "$K" validate -f "$D/args-one-side.yaml" >"$T/out" 2>&1; rc=$?
