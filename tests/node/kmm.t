@@ -200,7 +200,7 @@ can_i() {
 t_g_rbac() {
 	local c got bad=()
 	# what each uses: asked first, so that a "no" below is a denial, not a broken check
-	for c in "create pods $OP_SA $NS" "patch nodes $OP_SA" "update modules.kmm.sigs.x-k8s.io:status $OP_SA $NS" \
+	for c in "create pods $OP_SA $NS" "patch nodes $OP_SA" "patch modules.kmm.sigs.x-k8s.io:status $OP_SA $NS" \
 		"patch validatingwebhookconfigurations/kmm-operator-validating-webhook-configuration $WH_SA" \
 		"update secrets/kmm-operator-webhook-server-cert $WH_SA $NS_KMM"; do
 		# shellcheck disable=SC2086
