@@ -78,7 +78,11 @@ def main():
     t.ok(all(digests.values()), "kmod images pushed, digests known", digests)
     hublib.managed_cluster("hub-spoke-a", {"fleet": "a"}, [K2, K1, K1 + "+"])
     hublib.managed_cluster("hub-spoke-b", {"fleet": "b"}, [K1])
-    op = hublib.Operator("hub", NS, args=["--hub"], extra_env={"RELATED_IMAGE_WORKER": ""})
+    # The hub runs with the install's RBAC only (deploy/rbac's role and deploy/hub's).
+    sa = hublib.ServiceAccount(NS, "hub", [os.path.join(oplib.SRC, "deploy", "rbac", "role.yaml"),
+                                           os.path.join(oplib.SRC, "deploy", "hub", "rbac.yaml")])
+    op = hublib.Operator("hub", NS, args=["--hub"],
+                         extra_env={"RELATED_IMAGE_WORKER": "", "KUBECONFIG": sa.kubeconfig})
     op.start()
     try:
         cases(op, digests)
@@ -88,6 +92,10 @@ def main():
         wait(lambda: not kj("get", MW, "-A", "-l", f"{MCM_LABEL}={NAME}")["items"], 30)
         st = op.stop()
         t.ok(st == 0, "the hub stops cleanly on SIGTERM", f"exit {st}\n{op.logtext()[-3000:]}")
+        t.ok("forbidden" not in op.logtext().lower(),
+             "the install's RBAC (deploy/rbac, deploy/hub) allowed every request",
+             "\n".join(x for x in op.logtext().splitlines() if "orbidden" in x)[:3000])
+        sa.remove()
         for c in ALL_CLUSTERS:
             kubectl("delete", MC, c, "--ignore-not-found", "--wait=false", check=False)
         for ns in [NS] + ALL_CLUSTERS:

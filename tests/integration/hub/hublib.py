@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "operator"))
 import oplib  # noqa: E402
@@ -114,3 +115,44 @@ def remove_hub_crd():
     """The MCM CRD goes at the end: its name ends in .kmm.sigs.x-k8s.io, which the
     deploy suites' "nothing of kmm is left" checks count (OCM's CRDs may stay)."""
     oplib.kubectl("delete", "crd", MCM, "--ignore-not-found", "--wait=false", check=False)
+
+
+class ServiceAccount:
+    """A ServiceAccount bound to the ClusterRoles of the given install files (copies named
+    hubtest-*, unlabelled, so that no "nothing of kmm is left" check counts them) and a
+    kubeconfig with its token: the operator runs with the install's RBAC and no more."""
+
+    def __init__(self, ns, name, role_files):
+        self.ns, self.name, self.objs = ns, name, []
+        oplib.kubectl("create", "serviceaccount", name, "-n", ns, check=False)
+        for f in role_files:
+            out = oplib.kubectl("create", "--dry-run=client", "-o", "json", "-f", f)
+            dec, i, items = json.JSONDecoder(), 0, []
+            while out[i:].strip():
+                o, i = dec.raw_decode(out, len(out) - len(out[i:].lstrip()))
+                items.extend(o["items"] if o.get("kind") == "List" else [o])
+            for o in items:
+                if o["kind"] != "ClusterRole":
+                    continue
+                role = f"hubtest-{name}-{o['metadata']['name']}"
+                self.objs += [("clusterrole", role), ("clusterrolebinding", role)]
+                oplib.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                             "metadata": {"name": role}, "rules": o["rules"]})
+                oplib.apply({"apiVersion": "rbac.authorization.k8s.io/v1",
+                             "kind": "ClusterRoleBinding", "metadata": {"name": role},
+                             "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                         "kind": "ClusterRole", "name": role},
+                             "subjects": [{"kind": "ServiceAccount", "name": name,
+                                           "namespace": ns}]})
+        token = oplib.kubectl("create", "token", name, "-n", ns, "--duration=2h").strip()
+        cfg = json.loads(oplib.kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+        cfg["users"] = [{"name": name, "user": {"token": token}}]
+        cfg["contexts"][0]["context"]["user"] = name
+        fd, self.kubeconfig = tempfile.mkstemp(prefix="kmm-hubtest-", suffix=".kubeconfig")
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f)
+
+    def remove(self):
+        for kind, name in self.objs:
+            oplib.kubectl("delete", kind, name, "--ignore-not-found", check=False)
+        os.unlink(self.kubeconfig)

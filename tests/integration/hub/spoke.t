@@ -36,6 +36,7 @@ def main():
     hublib.install_crds()
     kubectl("create", "ns", NS, check=False)
     kubectl("delete", CLAIM, KERNEL_CLAIM, "--ignore-not-found", check=False)
+    oplib.run(oplib.TESTENV, "nodes", "remove", *NODES, check=False, timeout=300)  # a crash's
     oplib.testenv("nodes", "add", NODES[0], "--kernel", "6.8.0-31-generic")
     oplib.testenv("nodes", "add", NODES[1], "--kernel", "6.1.0-11-amd64")
     oplib.testenv("nodes", "add", NODES[2], "--kernel", "6.8.0-31-generic")
@@ -47,13 +48,22 @@ def main():
     t.ok(bad.returncode != 0 and "KMM_MANAGED" in bad.stdout + bad.stderr,
          "KMM_MANAGED=yes is refused, naming the variable", bad.stdout + bad.stderr)
 
-    op = hublib.Operator("spoke", NS, extra_env={"KMM_MANAGED": "1"})
+    # The spoke runs with the install's RBAC only (deploy/rbac's role and deploy/spoke's).
+    sa = hublib.ServiceAccount(NS, "spoke", [
+        os.path.join(oplib.SRC, "deploy", "rbac", "role.yaml"),
+        os.path.join(oplib.SRC, "deploy", "spoke", "rbac.yaml")])
+    op = hublib.Operator("spoke", NS, extra_env={"KMM_MANAGED": "1",
+                                                 "KUBECONFIG": sa.kubeconfig})
     op.start()
     try:
         cases(op)
     finally:
         st = op.stop()
         t.ok(st == 0, "the spoke stops cleanly on SIGTERM", f"exit {st}\n{op.logtext()[-3000:]}")
+        t.ok("forbidden" not in op.logtext().lower(),
+             "the install's RBAC (deploy/rbac, deploy/spoke) allowed every request",
+             "\n".join(x for x in op.logtext().splitlines() if "orbidden" in x)[:3000])
+        sa.remove()
         oplib.run(oplib.TESTENV, "nodes", "remove", *NODES, check=False, timeout=300)
         kubectl("delete", CLAIM, KERNEL_CLAIM, "--ignore-not-found", check=False)
         kubectl("delete", "ns", NS, "--wait=false", "--ignore-not-found", check=False)
