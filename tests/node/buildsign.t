@@ -3,9 +3,10 @@
 # In-cluster build and sign on the real node under Secure Boot, following
 # docs/cookbook/build.md and sign.md ("In the cluster, on a real node" and
 # "... on a Secure Boot node", kept in step by hand): kmm installed as kmm.t
-# installs it (tests/node/kmm-suite.sh) on a node that boots under OVMF with Secure Boot on, the suite's signing
-# certificate in MokListRT and module.sig_enforce=1 (KMM_NODE_SECURE_BOOT,
-# tests/node/lib.sh). Then the cookbook's sample (deploy/samples/build-sign):
+# installs it (tests/node/kmm-suite.sh) on a node that boots under OVMF with
+# Secure Boot on, the suite's signing certificate in MokListRT and
+# module.sig_enforce=1 (KMM_NODE_SECURE_BOOT, tests/node/lib.sh). Then the
+# cookbook's sample (deploy/samples/build-sign):
 #   - the Debian build base (gcc, make, libc6-dev, kmod, the guest kernel's
 #     headers; tests/chain's cached base) and the module sources pushed to the
 #     registry (tests/chain/step base, source);
