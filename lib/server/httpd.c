@@ -1,14 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TLS certificate rotation: a reloader thread polls the files' mtimes. When
- * they changed and the new pair loads, a second daemon is started on the same
- * address (SO_REUSEPORT), made current, and the old one quiesced (no new
- * connections), given a grace period for in-flight requests, then stopped.
- * The address never goes away; the next handshake sees the new certificate.
+ * they changed, the serving daemon is quiesced and its listening socket is
+ * handed to a new daemon with the new pair: connections that arrive between
+ * the two wait in the socket's backlog, none is refused or reset. The old
+ * daemon keeps the connections it has (a webhook client such as the
+ * apiserver keeps them alive) and answers each next request on them with
+ * "Connection: close", so the client opens its next connection to the new
+ * certificate; it is stopped once it has none left, or after the idle
+ * timeout. Stopping it earlier would close connections a client may just be
+ * sending a request on, which the client sees as a failed call.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,7 +35,10 @@
 #define RESPONSE_MAX (32 * 1024 * 1024)
 #define MAX_PEM (1024 * 1024)
 #define DEFAULT_RELOAD_MS 10000
-#define QUIESCE_GRACE_MS 2000
+#define CONNECTION_TIMEOUT_S 30
+/* An old daemon's idle connections are closed by its own idle timeout. */
+#define RETIRE_MAX_MS ((CONNECTION_TIMEOUT_S + 5) * 1000)
+#define RETIRE_POLL_MS 200
 #define AUTH_THREADS 4
 
 struct route {
@@ -69,12 +80,14 @@ struct kmm_httpd {
 	char *cert_file, *key_file;
 	unsigned reload_ms;
 
-	pthread_mutex_t lock; /* guards cur, the mtimes, loads, stopping */
+	pthread_mutex_t lock; /* guards cur, retiring, the mtimes, loads, stopping */
 	pthread_cond_t cond;
 	bool stopping;
 	bool reloader_running;
 	pthread_t reloader;
 	struct generation cur;
+	struct generation retiring; /* quiesced, serving its last connections */
+	struct timespec retire_deadline;
 	struct timespec cert_mtime, key_mtime;
 	unsigned loads;
 };
@@ -243,8 +256,31 @@ static const struct route *find_route(const struct kmm_httpd *h, const char *url
 	return NULL;
 }
 
-static enum MHD_Result respond(struct MHD_Connection *conn, int status, const char *type,
-			       const char *body, size_t len)
+/* Each connection remembers the generation that accepted it, by the address of
+ * its certificate, which lives as long as the daemon and its connections. */
+static void note_generation(void *cls, struct MHD_Connection *conn, void **socket_context,
+			    enum MHD_ConnectionNotificationCode toe)
+{
+	(void)conn;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		*socket_context = cls;
+}
+
+/* Whether conn was accepted by a daemon that a rotation has since retired. */
+static bool on_retired_daemon(struct kmm_httpd *h, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	bool retired;
+
+	pthread_mutex_lock(&h->lock);
+	retired = ci && h->cur.cert && ci->socket_context != h->cur.cert;
+	pthread_mutex_unlock(&h->lock);
+	return retired;
+}
+
+static enum MHD_Result respond(struct kmm_httpd *h, struct MHD_Connection *conn, int status,
+			       const char *type, const char *body, size_t len)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -255,12 +291,14 @@ static enum MHD_Result respond(struct MHD_Connection *conn, int status, const ch
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (on_retired_daemon(h, conn))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
 }
 
-static enum MHD_Result respond_status(struct MHD_Connection *conn, int status)
+static enum MHD_Result respond_status(struct kmm_httpd *h, struct MHD_Connection *conn, int status)
 {
 	const char *text;
 	char line[64];
@@ -280,11 +318,11 @@ static enum MHD_Result respond_status(struct MHD_Connection *conn, int status)
 		text = "Error";
 	}
 	n = snprintf(line, sizeof(line), "%s\n", text);
-	return respond(conn, status, "text/plain; charset=utf-8", line, (size_t)n);
+	return respond(h, conn, status, "text/plain; charset=utf-8", line, (size_t)n);
 }
 
-static enum MHD_Result run_route(struct MHD_Connection *conn, const struct route *rt,
-				 const char *url, const struct upload *up)
+static enum MHD_Result run_route(struct kmm_httpd *h, struct MHD_Connection *conn,
+				 const struct route *rt, const char *url, const struct upload *up)
 {
 	struct kmm_http_response resp = { .status = 200,
 					  .content_type = "text/plain; charset=utf-8" };
@@ -295,7 +333,8 @@ static enum MHD_Result run_route(struct MHD_Connection *conn, const struct route
 		rt->post_fn(&resp, url, kmm_buf_str(&up->body), up->body.len, rt->userdata);
 	else
 		rt->fn(&resp, rt->userdata);
-	ret = respond(conn, resp.status, resp.content_type, kmm_buf_str(&resp.body), resp.body.len);
+	ret = respond(h, conn, resp.status, resp.content_type, kmm_buf_str(&resp.body),
+		      resp.body.len);
 	kmm_buf_free(&resp.body);
 	return ret;
 }
@@ -340,16 +379,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		int st = h->authorize(authz, method, url, h->authorize_userdata);
 
 		if (st != MHD_HTTP_OK)
-			return respond_status(conn, st >= 400 && st < 600 ? st : 500);
+			return respond_status(h, conn, st >= 400 && st < 600 ? st : 500);
 	}
 	if (!rt)
-		return respond(conn, 404, "text/plain; charset=utf-8", "not found\n", 10);
+		return respond(h, conn, 404, "text/plain; charset=utf-8", "not found\n", 10);
 	if (rt->post_fn ? !post : strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return respond(conn, 405, "text/plain; charset=utf-8", "method not allowed\n", 19);
+		return respond(h, conn, 405, "text/plain; charset=utf-8", "method not allowed\n",
+			       19);
 	if (up && up->too_big)
-		return respond(conn, 413, "text/plain; charset=utf-8", "request body too large\n",
-			       23);
-	return run_route(conn, rt, url, up);
+		return respond(h, conn, 413, "text/plain; charset=utf-8",
+			       "request body too large\n", 23);
+	return run_route(h, conn, rt, url, up);
 }
 
 static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -387,21 +427,29 @@ static void fill_sockaddr(const struct kmm_httpd *h, struct sockaddr_storage *ss
 	}
 }
 
-/* Starts one daemon on h's address, with the pair in g (NULL for plain HTTP). */
-static int start_daemon(struct kmm_httpd *h, struct generation *g, struct kmm_error **err)
+/* Starts one daemon with the pair in g (none for plain HTTP): on h's address,
+ * or on listen_fd, the listening socket of a daemon it replaces. */
+static int start_daemon(struct kmm_httpd *h, struct generation *g, MHD_socket listen_fd,
+			struct kmm_error **err)
 {
 	struct sockaddr_storage ss = { 0 };
 	const union MHD_DaemonInfo *info;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
-	struct MHD_OptionItem o[12];
+	struct MHD_OptionItem o[13];
 	size_t n = 0;
 
 	fill_sockaddr(h, &ss, &flags);
-	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
+	if (listen_fd != MHD_INVALID_SOCKET)
+		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL };
+	else
+		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, 64, NULL };
-	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL };
+	o[n++] =
+	    (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, NULL };
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed,
 					  NULL };
+	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)note_generation,
+					  g->cert };
 	if (h->threads > 1)
 		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL };
 	if (g->cert) {
@@ -409,11 +457,9 @@ static int start_daemon(struct kmm_httpd *h, struct generation *g, struct kmm_er
 		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, g->cert };
 		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, g->key };
 	}
-	if (h->cert_file) {
-		/* Two generations share the address while switching certificates. */
+	/* Quiescing, to hand the socket over at a rotation, needs the ITC. */
+	if (h->cert_file)
 		flags |= MHD_USE_ITC;
-		o[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL };
-	}
 	o[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	errno = 0;
 	g->daemon =
@@ -446,16 +492,113 @@ static bool file_changed(const char *path, struct timespec *last, bool update)
 	return diff;
 }
 
-/* Reads the pair from the files, serves it, and retires the previous daemon. */
+/* Whether the PEM pair parses and the key is the certificate's: a pair written
+ * halfway is found here, before the serving daemon is touched. */
+static bool pair_usable(const char *cert_pem, const char *key_pem)
+{
+	BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	bool ok = x && k && X509_check_private_key(x, k) == 1;
+
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(kb);
+	BIO_free(cb);
+	ERR_clear_error();
+	return ok;
+}
+
+/* Stops the daemon of the rotation before, whatever it still serves. */
+static void stop_retiring(struct kmm_httpd *h)
+{
+	struct generation r;
+
+	pthread_mutex_lock(&h->lock);
+	r = h->retiring;
+	h->retiring = (struct generation){ 0 };
+	pthread_mutex_unlock(&h->lock);
+	generation_stop(&r);
+}
+
+/* Stops the retired daemon once its last connection is gone or its time is up. */
+static void check_retiring(struct kmm_httpd *h)
+{
+	const union MHD_DaemonInfo *info;
+	struct timespec now;
+	bool done;
+
+	pthread_mutex_lock(&h->lock);
+	if (!h->retiring.daemon) {
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	info = MHD_get_daemon_info(h->retiring.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	done =
+	    (info && info->num_connections == 0) || now.tv_sec > h->retire_deadline.tv_sec ||
+	    (now.tv_sec == h->retire_deadline.tv_sec && now.tv_nsec >= h->retire_deadline.tv_nsec);
+	pthread_mutex_unlock(&h->lock);
+	if (done)
+		stop_retiring(h);
+}
+
+/* Serves g on the listening socket of the current daemon, which retires. On
+ * failure the current daemon is serving as before. */
+static int hand_over(struct kmm_httpd *h, struct generation *g, struct kmm_error **err)
+{
+	struct generation old;
+	MHD_socket fd;
+	int r;
+
+	/* One retired daemon at a time: the one before has had a round at least. */
+	stop_retiring(h);
+	pthread_mutex_lock(&h->lock);
+	old = h->cur;
+	pthread_mutex_unlock(&h->lock);
+	fd = MHD_quiesce_daemon(old.daemon);
+	if (fd == MHD_INVALID_SOCKET)
+		return kmm_error_make(err, EIO,
+				      "rotate the certificate of %s: cannot quiesce "
+				      "the serving daemon",
+				      h->bind_address);
+	r = start_daemon(h, g, fd, err);
+	if (r < 0) {
+		/* The old pair takes the socket back; connections waited in its backlog. */
+		struct generation back = { .cert = strdup(old.cert), .key = strdup(old.key) };
+
+		if (!back.cert || !back.key || start_daemon(h, &back, fd, NULL) < 0) {
+			generation_stop(&back);
+			close(fd);
+			return kmm_error_wrap(err,
+					      "rotate the certificate of %s; the address "
+					      "is no longer served",
+					      h->bind_address);
+		}
+		generation_stop(g);
+		*g = back;
+	}
+	pthread_mutex_lock(&h->lock);
+	h->retiring = old;
+	h->cur = *g;
+	h->retire_deadline = kmm_deadline_after_ms(CLOCK_REALTIME, RETIRE_MAX_MS);
+	pthread_mutex_unlock(&h->lock);
+	*g = (struct generation){ 0 };
+	return r;
+}
+
+/* Reads the pair from the files and serves it (see the top of the file). */
 static int load_and_serve(struct kmm_httpd *h, struct kmm_error **err)
 {
-	struct generation g = { 0 }, old;
+	struct generation g = { 0 };
 	struct timespec cm, km;
+	bool serving;
 	int r;
 
 	pthread_mutex_lock(&h->lock);
 	cm = h->cert_mtime;
 	km = h->key_mtime;
+	serving = h->cur.daemon != NULL;
 	pthread_mutex_unlock(&h->lock);
 	/* mtimes first: a write racing the read shows up again next round. */
 	file_changed(h->cert_file, &cm, true);
@@ -463,33 +606,23 @@ static int load_and_serve(struct kmm_httpd *h, struct kmm_error **err)
 	r = kmm_read_file(h->cert_file, MAX_PEM, &g.cert, NULL, err);
 	if (r >= 0)
 		r = kmm_read_file(h->key_file, MAX_PEM, &g.key, NULL, err);
+	if (r >= 0 && !pair_usable(g.cert, g.key))
+		r = kmm_error_make(err, EINVAL, "%s and %s: not a certificate and its key",
+				   h->cert_file, h->key_file);
 	if (r >= 0)
-		r = start_daemon(h, &g, err);
+		r = serving ? hand_over(h, &g, err) : start_daemon(h, &g, MHD_INVALID_SOCKET, err);
 	if (r < 0) {
 		generation_stop(&g);
 		return r;
 	}
 	pthread_mutex_lock(&h->lock);
-	old = h->cur;
-	h->cur = g;
+	if (!serving)
+		h->cur = g;
 	h->cert_mtime = cm;
 	h->key_mtime = km;
-	pthread_mutex_unlock(&h->lock);
-	if (old.daemon) {
-		MHD_socket fd = MHD_quiesce_daemon(old.daemon);
-
-		/* After quiescing the listening socket is ours to close. */
-		if (fd != MHD_INVALID_SOCKET)
-			close(fd);
-	}
 	/* Counted once only the new pair accepts connections on the address. */
-	pthread_mutex_lock(&h->lock);
 	h->loads++;
 	pthread_mutex_unlock(&h->lock);
-	if (old.daemon) {
-		kmm_sleep_ms(QUIESCE_GRACE_MS);
-		generation_stop(&old);
-	}
 	return 0;
 }
 
@@ -499,12 +632,18 @@ static void *reloader(void *arg)
 
 	pthread_mutex_lock(&h->lock);
 	while (!h->stopping) {
-		struct timespec until = kmm_deadline_after_ms(CLOCK_REALTIME, h->reload_ms);
+		unsigned wait_ms = h->retiring.daemon && h->reload_ms > RETIRE_POLL_MS
+				       ? RETIRE_POLL_MS
+				       : h->reload_ms;
+		struct timespec until = kmm_deadline_after_ms(CLOCK_REALTIME, wait_ms);
 		bool due;
 
 		pthread_cond_timedwait(&h->cond, &h->lock, &until);
 		if (h->stopping)
 			break;
+		pthread_mutex_unlock(&h->lock);
+		check_retiring(h);
+		pthread_mutex_lock(&h->lock);
 		due = file_changed(h->cert_file, &h->cert_mtime, false) ||
 		      file_changed(h->key_file, &h->key_mtime, false);
 		if (!due)
@@ -543,7 +682,7 @@ int kmm_httpd_start(struct kmm_httpd *h, struct kmm_error **err)
 	}
 	g.cert = TAKE_PTR(h->mem_cert);
 	g.key = TAKE_PTR(h->mem_key);
-	r = start_daemon(h, &g, err);
+	r = start_daemon(h, &g, MHD_INVALID_SOCKET, err);
 	if (r < 0) {
 		generation_stop(&g);
 		return r;
@@ -593,6 +732,7 @@ void kmm_httpd_free(struct kmm_httpd *h)
 		pthread_mutex_unlock(&h->lock);
 		pthread_join(h->reloader, NULL);
 	}
+	generation_stop(&h->retiring);
 	generation_stop(&h->cur);
 	if (h->authorize_free)
 		h->authorize_free(h->authorize_userdata);

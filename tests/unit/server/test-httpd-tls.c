@@ -2,6 +2,7 @@
 /* HTTPS and the authorize hook of kmm_httpd, against a real libcurl client. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -369,6 +370,149 @@ static void test_certificate_files_are_reloaded(void **state)
 	rmdir(dir);
 }
 
+/* A client that keeps its connection alive across a rotation (the apiserver
+ * calling a webhook) gets every answer: the old daemon answers on the old
+ * connection and asks the client to close it; the next request connects to
+ * the new certificate. Meanwhile new connections, opened back to back while
+ * the certificate rotates several times, are all served. */
+static void echo_handler(struct kmm_http_response *resp, const char *path, const char *body,
+			 size_t len, void *userdata)
+{
+	(void)path;
+	(void)userdata;
+	kmm_buf_append(&resp->body, body, len);
+}
+
+static int allow_all(const char *authorization, const char *method, const char *path,
+		     void *userdata)
+{
+	(void)authorization;
+	(void)method;
+	(void)path;
+	(void)userdata;
+	return 200;
+}
+
+struct hammer {
+	uint16_t port;
+	const char *ca;
+	volatile bool stop;
+	int sent, failed;
+};
+
+static void *hammer_run(void *arg)
+{
+	struct hammer *hm = arg;
+
+	while (!hm->stop) {
+		struct req r = { .ca = hm->ca };
+
+		if (fetch(hm->port, "/metrics", &r) != CURLE_OK || r.status != 200)
+			hm->failed++;
+		hm->sent++;
+		req_clear(&r);
+	}
+	return NULL;
+}
+
+static bool header_has(const struct kmm_buf *b, const char *needle)
+{
+	return strcasestr(kmm_buf_str(b), needle) != NULL;
+}
+
+static void test_rotation_loses_no_request(void **state)
+{
+	_cleanup_(kmm_httpd_freep) struct kmm_httpd *h = NULL;
+	_cleanup_free_ char *c1 = NULL, *k1 = NULL, *c2 = NULL, *k2 = NULL, *both = NULL;
+	struct kmm_httpd_options o = { .bind_address = "127.0.0.1:0" };
+	char dir[] = "/tmp/kmm-httpd-tls-XXXXXX", cf[512], kf[512], url[128];
+	struct timespec poll = { 0, 20 * 1000000L };
+	struct kmm_buf hdrs, body;
+	struct curl_blob blob;
+	struct hammer hm = { 0 };
+	pthread_t th;
+	long connects;
+	CURL *c;
+	int calls = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cf, sizeof(cf), "%s/tls.crt", dir);
+	snprintf(kf, sizeof(kf), "%s/tls.key", dir);
+	assert_int_equal(kmm_tls_self_signed(local_hosts, &c1, &k1, NULL), 0);
+	assert_int_equal(kmm_tls_self_signed(local_hosts, &c2, &k2, NULL), 0);
+	assert_true(asprintf(&both, "%s%s", c1, c2) > 0);
+	write_pair(dir, c1, k1);
+	assert_int_equal(kmm_httpd_new(&o, &h, NULL), 0);
+	assert_int_equal(kmm_httpd_set_tls_files(h, cf, kf, 50), 0);
+	assert_int_equal(kmm_httpd_route(h, "/metrics", ok_handler, &calls), 0);
+	assert_int_equal(kmm_httpd_route_post(h, "/review", echo_handler, NULL, 1024), 0);
+	/* An authorize hook gives the server its pool of threads, as kmm-webhook's has. */
+	kmm_httpd_set_authorize(h, allow_all, NULL, NULL);
+	assert_int_equal(kmm_httpd_start(h, NULL), 0);
+
+	c = curl_easy_init();
+	assert_non_null(c);
+	kmm_buf_init(&hdrs, 1 << 16);
+	kmm_buf_init(&body, 1 << 20);
+	/* POST, as the apiserver calls a webhook: the server keeps the connection
+	 * alive (it closes one whose answer came before the request was read). */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/review", kmm_httpd_port(h));
+	blob = (struct curl_blob){ both, strlen(both), CURL_BLOB_COPY };
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+	curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hdrs);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	assert_false(header_has(&hdrs, "connection: close"));
+
+	write_pair(dir, c2, k2);
+	while (kmm_httpd_cert_loads(h) < 2)
+		nanosleep(&poll, NULL);
+	/* The kept connection: reused, answered by the old daemon, told to close. */
+	kmm_buf_reset(&hdrs);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	assert_int_equal(curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects), CURLE_OK);
+	assert_int_equal(connects, 0);
+	assert_true(header_has(&hdrs, "connection: close"));
+	/* The next request opens a connection to the new certificate. */
+	kmm_buf_reset(&hdrs);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	assert_int_equal(curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects), CURLE_OK);
+	assert_int_equal(connects, 1);
+	assert_false(header_has(&hdrs, "connection: close"));
+
+	hm.port = kmm_httpd_port(h);
+	hm.ca = both;
+	assert_int_equal(pthread_create(&th, NULL, hammer_run, &hm), 0);
+	for (unsigned round = 0; round < 6; round++) {
+		unsigned want = kmm_httpd_cert_loads(h) + 1;
+
+		/* A new mtime each round, whatever the file system's granularity. */
+		nanosleep(&(struct timespec){ 0, 30 * 1000000L }, NULL);
+		write_pair(dir, round % 2 ? c2 : c1, round % 2 ? k2 : k1);
+		while (kmm_httpd_cert_loads(h) < want)
+			nanosleep(&poll, NULL);
+	}
+	hm.stop = true;
+	pthread_join(th, NULL);
+	assert_true(hm.sent > 0);
+	assert_int_equal(hm.failed, 0);
+	assert_int_equal(kmm_httpd_port(h), hm.port);
+
+	curl_easy_cleanup(c);
+	kmm_buf_free(&hdrs);
+	kmm_buf_free(&body);
+	unlink(cf);
+	unlink(kf);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -378,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_authorize_hook_401_403_500_200),
 		cmocka_unit_test(test_authorize_applies_to_plain_http),
 		cmocka_unit_test(test_certificate_files_are_reloaded),
+		cmocka_unit_test(test_rotation_loses_no_request),
 	};
 	int r;
 
