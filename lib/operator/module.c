@@ -407,6 +407,27 @@ static void add_reason(struct counts *c, const char *a, const char *b)
 	}
 }
 
+/* The last non-empty line of a container's termination message (the tail of its
+ * log), without control characters, at most size - 1 bytes of it. */
+static void last_line(const char *msg, char *out, size_t size)
+{
+	const char *end, *start;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (!msg)
+		return;
+	end = msg + strlen(msg);
+	while (end > msg && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+		end--;
+	start = end;
+	while (start > msg && start[-1] != '\n')
+		start--;
+	for (const char *p = start; p < end && n + 1 < size; p++)
+		out[n++] = (unsigned char)*p < 0x20 ? ' ' : *p;
+	out[n] = '\0';
+}
+
 bool kmm_op_worker_pod_trouble(const struct kmm_obj *pod, char *why, size_t size)
 {
 	/* Only the two status arrays are parsed, from the compact object. */
@@ -418,10 +439,13 @@ bool kmm_op_worker_pod_trouble(const struct kmm_obj *pod, char *why, size_t size
 	const char *node = kmm_obj_str(pod, "spec.nodeName") ?: "?";
 
 	if (term) {
-		snprintf(why, size, "node %s: worker failed %d time(s), last exit code %d (%s)",
+		char said[256];
+
+		last_line(str(term, "message"), said, sizeof(said));
+		snprintf(why, size, "node %s: worker failed %d time(s), last exit code %d (%s)%s%s",
 			 node, (int)json_integer_value(json_object_get(cs, "restartCount")),
 			 (int)json_integer_value(json_object_get(term, "exitCode")),
-			 str(term, "reason") ?: "Error");
+			 str(term, "reason") ?: "Error", said[0] ? ": " : "", said);
 		return true;
 	}
 	if (wait && strcmp(wait, "PodInitializing") != 0) {

@@ -227,9 +227,12 @@ static json_t *worker_container(const struct kmm_op_worker_params *p, bool firmw
 	_cleanup_json_ json_t *c = NULL;
 	json_t *args, *mounts;
 
-	c = json_pack("{s:s, s:s, s:[s, s, s]}", "name", "worker", "image",
+	/* kmm-worker's last log line on a failure becomes the termination message,
+	 * which kmm quotes in the Module's status. */
+	c = json_pack("{s:s, s:s, s:[s, s, s], s:s}", "name", "worker", "image",
 		      p->op->worker_image ? p->op->worker_image : "", "args", "kmod",
-		      p->action == KMM_OP_LOAD ? "load" : "unload", "/etc/kmm-worker/config.yaml");
+		      p->action == KMM_OP_LOAD ? "load" : "unload", "/etc/kmm-worker/config.yaml",
+		      "terminationMessagePolicy", "FallbackToLogsOnError");
 	if (!c)
 		return NULL;
 	args = json_object_get(c, "args");

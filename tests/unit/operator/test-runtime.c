@@ -14,6 +14,7 @@
 #include "kmm/shared-json.h"
 #include "kmm/operator-runtime.h"
 #include "lib/informer/informer-internal.h"
+#include "lib/operator/engine-internal.h"
 
 static json_t *parse(const char *text)
 {
@@ -341,10 +342,33 @@ static void test_nmc_digests(void **state)
 	kmm_op_overlay_free(o);
 }
 
+/* A failed worker's reason reaches the Module's status: the last line of the
+ * termination message (the worker's log tail), control characters blanked. */
+static void test_worker_failure_quotes_the_worker(void **state)
+{
+	_cleanup_json_ json_t *j = json_loads(
+	    "{\"metadata\":{\"name\":\"w\",\"namespace\":\"ns\"},\"spec\":{\"nodeName\":\"n1\"},"
+	    "\"status\":{\"containerStatuses\":[{\"restartCount\":3,\"lastState\":{\"terminated\":"
+	    "{\"exitCode\":1,\"reason\":\"Error\",\"message\":\"pulling\\nkmm-worker: load vmk: "
+	    "the module is not signed\\tand this kernel only loads signed modules\\n\\n\"}}}]}}",
+	    0, NULL);
+	_cleanup_obj_unref_ struct kmm_obj *pod = NULL;
+	char why[512];
+
+	(void)state;
+	assert_non_null(j);
+	assert_int_equal(kmm_obj_new(j, "ns/w", &pod), 0);
+	assert_true(kmm_op_worker_pod_trouble(pod, why, sizeof(why)));
+	assert_string_equal(why, "node n1: worker failed 3 time(s), last exit code 1 (Error): "
+				 "kmm-worker: load vmk: the module is not signed and this kernel "
+				 "only loads signed modules");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_loader_shape),
+		cmocka_unit_test(test_worker_failure_quotes_the_worker),
 		cmocka_unit_test(test_firmware_loader_is_root),
 		cmocka_unit_test(test_hash_changes_with_spec),
 		cmocka_unit_test(test_node_change),
