@@ -24,8 +24,7 @@
 #      scraped with a token (TokenReview, SubjectAccessReview), a DRA Module's
 #      DeviceClass created, patched and deleted, a PreflightValidation for
 #      the node's kernel (its MICs, an imageRepoSecret read),
-#      kmm-webhook's serving certificate Secret broken and repaired (update),
-#      a module loaded again on the node: its ModuleLoaded Event counted (patch).
+#      kmm-webhook's serving certificate Secret broken and repaired (update).
 # The overlay (docs/testenv.md, "kmm on the real node"): kmm-webhook on the
 # guest's host network, reached by the apiserver through a QEMU hostfwd of
 # 127.0.0.1:<port>, so the webhook configuration and the conversion webhook
@@ -47,7 +46,7 @@ CASES=(prerequisites kmod-build testenv-up node-up images-pushed kmod-images-pus
 	operator-and-webhook-running a-loaded a-label-and-event a-deleted-unloaded b-scratch-loaded
 	c-order-intree-firmware e-webhook-rejects-invalid-module e-preflight-conversion
 	d-reboot-reloads g-rbac-denied g-metrics-token-reviewed g-dra-deviceclasses g-preflight-on-node
-	g-webhook-repairs-cert g-event-repeated down)
+	g-webhook-repairs-cert down)
 echo "1..${#CASES[@]}"
 
 SUITE_TAG=kmm
@@ -358,31 +357,6 @@ t_g_cert_repair() {
 	NOTE="repaired $(secs "$t") s after the damage"
 }
 
-# kmod-b's selector moved off the node and back: vmk_b unloaded and loaded
-# again by the same operator, which counts the repeated ModuleLoaded Event
-# on the Node (a patch of its count) instead of writing a second one.
-# "EVENTS COUNT": kmod-b's ModuleLoaded Events on the Node and the sum of their counts.
-loaded_events() {
-	kubectl get events -A --field-selector "reason=ModuleLoaded,involvedObject.kind=Node,involvedObject.name=$KMM_NODE_NAME" \
-		-o jsonpath='{range .items[*]}{.message}={.count}{"\n"}{end}' 2>/dev/null |
-		awk -F= -v m="Module $NS/kmod-b loaded" 'index($1, m) == 1 { n++; c += $2 } END { print n + 0, c + 0 }'
-}
-t_g_event_repeated() {
-	local before after
-	before=$(loaded_events)
-	kubectl patch module -n "$NS" kmod-b --type merge -p '{"spec": {"selector": {"kubernetes.io/hostname": "kmm-node-t-nowhere"}}}' \
-		>"$WORK/b-patch.log" 2>&1 || why "kubectl patch module: $(cat "$WORK/b-patch.log")" || return 1
-	until_ 300 unloaded vmk_b || why "vmk_b still loaded 300 s after the selector moved off; $(module_trouble)" || return 1
-	kubectl patch module -n "$NS" kmod-b --type merge -p '{"spec": {"selector": {"kubernetes.io/hostname": "'"$KMM_NODE_NAME"'"}}}' \
-		>"$WORK/b-patch.log" 2>&1 || why "kubectl patch module: $(cat "$WORK/b-patch.log")" || return 1
-	until_ 600 loaded vmk_b || why "vmk_b not loaded again 600 s after the selector came back; $(module_trouble)" || return 1
-	# as many Events as before, one more in their counts
-	until_ 120 eval 'after=$(loaded_events); [ "${after% *}" = "${before% *}" ] && [ "${after#* }" -gt "${before#* }" ]' ||
-		why "kmod-b's ModuleLoaded Events (number, counts): '$before' before, '$(loaded_events)' after; wanted the same number, a higher count" ||
-		return 1
-	NOTE="kmod-b's ModuleLoaded Events (number, counts): $before -> $after"
-}
-
 step prerequisites t_prereq
 step kmod-build t_kmod_build
 step testenv-up t_testenv_up
@@ -404,7 +378,6 @@ check g-metrics-token-reviewed t_g_metrics
 check g-dra-deviceclasses t_g_dra
 check g-preflight-on-node t_g_preflight
 check g-webhook-repairs-cert t_g_cert_repair
-check g-event-repeated t_g_event_repeated
 BROKEN=
 check down t_down
 echo "# wall time $(secs "$STARTED") s"

@@ -139,7 +139,7 @@ t_operator_may_not() {
 		"create mutatingwebhookconfigurations $OP_SA" "create certificatesigningrequests $OP_SA" \
 		"create deployments $OP_SA $NS" "create namespaces $OP_SA" "delete namespaces $OP_SA" \
 		"create modules.kmm.sigs.x-k8s.io $OP_SA $NS" "delete modules.kmm.sigs.x-k8s.io $OP_SA $NS" \
-		"create events.events.k8s.io $OP_SA $NS"
+		"create events.events.k8s.io $OP_SA $NS" "patch events $OP_SA $NS"
 }
 
 t_webhook_may_not() {
