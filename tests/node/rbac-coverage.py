@@ -20,7 +20,7 @@ it when a write sets an owner reference with blockOwnerDeletion, so a
 successful write of that ServiceAccount carrying such a reference to a
 <kind> uses it.
 
-Prints one line per rule, tab-separated: ok|fail, the rule, what used it
+Prints one line per rule, tab-separated: ok|fail|todo, the rule, what used it
 (or what should have: EXPECTED below).
 """
 
@@ -30,12 +30,20 @@ import sys
 # Rules that only a case of another suite exercises: named when the audit log
 # has no request for them, so that a failure says where to look.
 EXPECTED = {
-    ("kmm-operator-controller", "modulebuildsignconfigs"): "tests/node/buildsign.t (a Module with build or sign: its MBSC)",
-    ("kmm-operator-controller", "modulebuildsignconfigs/status"): "tests/node/buildsign.t (the build and sign pods' results)",
-    ("kmm-operator-controller", "modulebuildsignconfigs/finalizers"): "tests/node/buildsign.t (build and sign pods owned by an MBSC)",
-    ("kmm-operator-controller", "moduleimagesconfigs/finalizers"): "tests/node/buildsign.t (an MBSC owned by its MIC)",
+    ("kmm-operator-controller", "modulebuildsignconfigs"): "kmm.t's g-build-failed (created, patched for new build args, deleted for a rebuild)",
+    ("kmm-operator-controller", "modulebuildsignconfigs/status"): "kmm.t's g-build-failed (the failed build pod's result)",
+    ("kmm-operator-controller", "modulebuildsignconfigs/finalizers"): "kmm.t's g-build-failed (its build pod owned by the MBSC)",
+    ("kmm-operator-controller", "moduleimagesconfigs/finalizers"): "kmm.t's g-build-failed (an MBSC owned by its MIC)",
     ("kmm-operator-controller", "secrets"): "kmm.t's g-preflight-on-node (imageRepoSecret) or tests/node/buildsign.t (sign.keySecret and certSecret)",
-    ("kmm-operator-controller", "nodemodulesconfigs"): "a create of the node's NMC that another writer won (409, then get): a race no case can order",
+}
+
+# Rules whose only use is a race no case can order: reported as TODO (tests/run
+# counts them as skipped, with this reason), never as used.
+RACE_ONLY = {
+    ("kmm-operator-controller", "get", "nodemodulesconfigs"):
+        "kmm reads a node's NMC only when its create lost to another writer (409), a race "
+        "no case on the node can order; the path is tests/data/operator/"
+        "module-nmc-create-exists.yaml (unit, stub apiserver)",
 }
 
 
@@ -191,10 +199,11 @@ def main(argv):
             if finalizer_uses(item, uses[0], user):
                 note += " (blockOwnerDeletion owner reference)"
             print(f"ok\t{rule_name(item)}\t{note}")
+        elif (item[0], item[2], item[4]) in RACE_ONLY:
+            print(f"todo\t{rule_name(item)}\tno request used it: "
+                  f"{RACE_ONLY[(item[0], item[2], item[4])]}")
         else:
             exp = EXPECTED.get((item[0], item[4]))
-            if item[4] == "nodemodulesconfigs" and item[2] != "get":
-                exp = None
             print(f"fail\t{rule_name(item)}\tno request used it" + (f"; expected from {exp}" if exp else ""))
     return 0
 
