@@ -226,10 +226,4 @@ def cases(op, digests):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, f"suite crashed: {e}")
-        import traceback
-        t.diag(traceback.format_exc())
-    sys.exit(t.finish())
+    hublib.run_main(t, main)

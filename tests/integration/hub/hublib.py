@@ -156,3 +156,15 @@ class ServiceAccount:
         for kind, name in self.objs:
             oplib.kubectl("delete", kind, name, "--ignore-not-found", check=False)
         os.unlink(self.kubeconfig)
+
+
+def run_main(t, main):
+    """Runs a suite's main(): a crash is a failed case with its traceback, and
+    the process exits with the plan's verdict."""
+    import traceback
+    try:
+        main()
+    except Exception as e:  # noqa: BLE001
+        t.ok(False, f"suite crashed: {e}")
+        t.diag(traceback.format_exc())
+    sys.exit(t.finish())

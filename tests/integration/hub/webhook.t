@@ -138,10 +138,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        t.ok(False, f"suite crashed: {e}")
-        t.diag(traceback.format_exc())
-    sys.exit(t.finish())
+    hublib.run_main(t, main)
