@@ -20,11 +20,8 @@ struct kmm_webhook_server {
 };
 
 static const char *const webhook_paths[] = {
-	KMM_WEBHOOK_PATH_MODULE,
-	KMM_WEBHOOK_PATH_PFV,
-	KMM_WEBHOOK_PATH_MCM,
-	KMM_WEBHOOK_PATH_NAMESPACE,
-	KMM_WEBHOOK_PATH_CONVERT,
+	KMM_WEBHOOK_PATH_MODULE,    KMM_WEBHOOK_PATH_PFV,     KMM_WEBHOOK_PATH_MCM,
+	KMM_WEBHOOK_PATH_NAMESPACE, KMM_WEBHOOK_PATH_CONVERT,
 };
 
 static void serve_ok(struct kmm_http_response *resp, void *userdata)
