@@ -370,6 +370,15 @@ def cases():
     t.ok(ok, "the MCM's status: 2 desired, 2 applied, none degraded, Ready True (Applied)",
          mcm_status())
 
+    # The work agent writes status (feedback every 2 s), which reconciles the MCM:
+    # the hub must not rewrite what it sent.
+    gens = {c: (work(c) or {}).get("metadata", {}).get("generation") for c in SPOKES}
+    time.sleep(6)
+    now = {c: (work(c) or {}).get("metadata", {}).get("generation") for c in SPOKES}
+    t.ok(gens == now and all(gens.values()),
+         "the hub leaves its ManifestWorks alone while the spokes report status "
+         "(generations unchanged over 6 s)", f"before {gens}, after {now}")
+
     # 3: a kernel change on spoke1's node flows to the hub and back.
     node = "e2e-s1-n1"
     t0 = time.time()
@@ -404,8 +413,10 @@ def cases():
     t.ok(ok, "spoke2's operator unloaded it: no NMC lists it", kj("spoke2", "get", NMC))
     t.ok(wait(lambda: kj("hub", "get", MIC, "-n", HUB_NS, f"{NAME}-spoke2",
                          "--ignore-not-found") is None
-              and mcm_status().get("numberDesired") == 1, 30),
-         "the hub dropped spoke2's MIC; the MCM counts 1 ManifestWork", mcm_status())
+              and mcm_status().get("numberDesired") == 1
+              and mcm_status().get("numberApplied") == 1 and ready() == ("True", "Applied"), 30),
+         "the hub dropped spoke2's MIC; the MCM counts 1 ManifestWork, applied, Ready",
+         mcm_status())
     t.ok(spoke_module("spoke1") is not None and work("spoke1") is not None,
          "spoke1 keeps its ManifestWork and Module")
     t0 = time.time()
