@@ -46,6 +46,18 @@ const char *kmm_hub_cluster_claim(const json_t *cluster, const char *claim);
  */
 int kmm_hub_pin_image(const char *image, const char *digest, char **ret, struct kmm_error **err);
 
+struct kmm_image_config;
+
+/*
+ * An image's state in the status of the hub's MIC for a cluster: 1 it
+ * Exists; 0 not known yet, or being built or signed on the hub (wait);
+ * -ENOENT DoesNotExist: checked absent with nothing on the hub to make it,
+ * or its build or sign failed. The MIC reconciler checks it again, but until
+ * then the cluster cannot get its ManifestWork, which is an error to report,
+ * not a wait.
+ */
+int kmm_hub_image_ready(const struct kmm_image_config *mic, const char *image);
+
 /* One kernel of a spoke and what it gets. */
 struct kmm_hub_kernel_image {
 	const char *kernel;			    /* the literal (trimmed kernel) */

@@ -149,6 +149,20 @@ static json_t *literal_mapping(const struct kmm_hub_kernel_image *k)
 	return m;
 }
 
+int kmm_hub_image_ready(const struct kmm_image_config *mic, const char *image)
+{
+	for (size_t i = 0; mic && image && i < mic->n_states; i++) {
+		const char *status = mic->states[i].status;
+
+		if (!mic->states[i].image || strcmp(mic->states[i].image, image) != 0)
+			continue;
+		if (status && strcmp(status, KMM_IMAGE_EXISTS) == 0)
+			return 1;
+		return status && strcmp(status, KMM_IMAGE_DOES_NOT_EXIST) == 0 ? -ENOENT : 0;
+	}
+	return 0;
+}
+
 json_t *kmm_hub_spoke_module(const struct kmm_mcm *mcm, const struct kmm_hub_kernel_image *k,
 			     size_t n)
 {

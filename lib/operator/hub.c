@@ -255,15 +255,6 @@ static int sync_mic(struct kmm_op_engine *op, const struct kmm_mcm *mcm, const c
 }
 
 /* Does the MIC's status say image Exists? */
-static bool image_exists(const struct kmm_image_config *mic, const char *image)
-{
-	for (size_t i = 0; mic && i < mic->n_states; i++)
-		if (mic->states[i].image && strcmp(mic->states[i].image, image) == 0)
-			return mic->states[i].status &&
-			       strcmp(mic->states[i].status, KMM_IMAGE_EXISTS) == 0;
-	return false;
-}
-
 /* ---- digests ---- */
 
 static int image_digest(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
@@ -476,6 +467,7 @@ static int sync_cluster(struct kmm_op_engine *op, const struct kmm_mcm *mcm, con
 	_cleanup_json_ json_t *module = NULL, *work = NULL;
 	char **pinned = NULL;
 	char name[512];
+	bool waiting = false;
 	size_t n = 0;
 	int r;
 
@@ -490,9 +482,19 @@ static int sync_cluster(struct kmm_op_engine *op, const struct kmm_mcm *mcm, con
 		if (r < 0)
 			return r;
 		/* Only what exists goes out: the MIC's status brings the key back. */
-		for (size_t i = 0; i < p.n; i++)
-			if (p.res[i] && !image_exists(mic, p.res[i]->container_image))
-				return 1; /* waiting */
+		for (size_t i = 0; i < p.n; i++) {
+			if (!p.res[i])
+				continue;
+			r = kmm_hub_image_ready(mic, p.res[i]->container_image);
+			if (r == -ENOENT)
+				return kmm_error_make(err, ENOENT,
+						      "image %s (kernel %s) does not exist, and no "
+						      "build or sign on the hub made it",
+						      p.res[i]->container_image, p.kernels[i]);
+			waiting |= r == 0;
+		}
+		if (waiting)
+			return 1;
 	}
 	k = calloc(p.n ? p.n : 1, sizeof(*k));
 	pinned = calloc(p.n + 1, sizeof(*pinned));

@@ -274,6 +274,28 @@ static void test_ready_condition(void **state)
 	}
 }
 
+static void test_image_ready(void **state)
+{
+	struct kmm_image_state states[] = {
+		{ .image = (char *)"r/a:1", .status = (char *)"Exists" },
+		{ .image = (char *)"r/b:1", .status = (char *)"DoesNotExist" },
+		{ .image = (char *)"r/c:1", .status = (char *)"NeedsBuilding" },
+		{ .image = (char *)"r/d:1", .status = (char *)"NeedsSigning" },
+		{ .image = (char *)"r/e:1", .status = NULL },
+	};
+	struct kmm_image_config mic = { .n_states = 5, .states = states };
+
+	assert_int_equal(kmm_hub_image_ready(&mic, "r/a:1"), 1);
+	/* Absent with nothing to make it (or a failed build): an error, not a wait. */
+	assert_int_equal(kmm_hub_image_ready(&mic, "r/b:1"), -ENOENT);
+	/* Built or signed on the hub, not checked yet, unknown to the MIC: wait. */
+	assert_int_equal(kmm_hub_image_ready(&mic, "r/c:1"), 0);
+	assert_int_equal(kmm_hub_image_ready(&mic, "r/d:1"), 0);
+	assert_int_equal(kmm_hub_image_ready(&mic, "r/e:1"), 0);
+	assert_int_equal(kmm_hub_image_ready(&mic, "r/f:1"), 0);
+	assert_int_equal(kmm_hub_image_ready(NULL, "r/a:1"), 0);
+}
+
 static const char *env_managed, *env_worker;
 
 static char *fake_env(const char *name)
@@ -346,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_manifest_work),
 		cmocka_unit_test(test_resolution_per_kernel),
 		cmocka_unit_test(test_ready_condition),
+		cmocka_unit_test(test_image_ready),
 		cmocka_unit_test(test_kmm_managed),
 	};
 
