@@ -39,6 +39,7 @@ SPOKE_NS = "kmm-e2e"
 MODULE = "modules.kmm.sigs.x-k8s.io"
 NMC = "nodemodulesconfigs.kmm.sigs.x-k8s.io"
 K_OLD, K_NEW = "6.1.0-18-amd64", "6.8.0-1-amd64"
+K_NONE = "6.12.0-9-amd64"  # no image for it
 # spoke -> {node: kernel}
 NODES = {"spoke1": {"e2e-s1-n1": K_OLD},
          "spoke2": {"e2e-s2-n1": K_NEW, "e2e-s2-n2": K_OLD}}
@@ -378,6 +379,23 @@ def cases():
     t.ok(gens == now and all(gens.values()),
          "the hub leaves its ManifestWorks alone while the spokes report status "
          "(generations unchanged over 6 s)", f"before {gens}, after {now}")
+
+    # A spoke node on a kernel with no image (and no build): the hub says so, naming
+    # the cluster and the image, and spoke2 keeps what it has; the node gone, all is well.
+    te("spoke2", "nodes", "add", "e2e-s2-n3", "--kernel", K_NONE)
+    missing = f"{reg}/e2e/kmod:{K_NONE}"
+    cond = wait(lambda: next((c for c in mcm_status().get("conditions") or []
+                              if c.get("type") == "Ready" and c.get("reason") == "Failed"
+                              and "spoke2" in c.get("message", "")
+                              and missing in c.get("message", "")), None), 60)
+    t.ok(cond and cond["status"] == "False",
+         "a kernel with no image on spoke2: Ready False (Failed) naming spoke2 and the image",
+         mcm_status())
+    t.ok(literals(work("spoke2")) == want_lit["spoke2"] and loaded("spoke2", NODES["spoke2"]),
+         "spoke2 keeps its ManifestWork and its loaded nodes", literals(work("spoke2")))
+    te("spoke2", "nodes", "remove", "e2e-s2-n3")
+    t.ok(wait(lambda: ready() == ("True", "Applied"), 60),
+         "that node removed: Ready True (Applied) again", mcm_status())
 
     # 3: a kernel change on spoke1's node flows to the hub and back.
     node = "e2e-s1-n1"
