@@ -190,6 +190,26 @@ static int convert_scalar(struct conv *c, struct fy_node *n, json_t **ret)
 	return 0;
 }
 
+/* The node an alias names, for a key or a value alike. */
+static int resolve_alias(struct conv *c, struct fy_node *alias, struct fy_node **ret)
+{
+	size_t len = 0;
+	const char *name = fy_node_get_scalar(alias, &len);
+
+	/*
+	 * libfyaml 0.7.12 resolves an alias with a '/' as a path and reads past
+	 * the name's end doing so
+	 * (tests/fuzz/worker-config/regressions/libfyaml-overflow-alias-path and
+	 * libfyaml-overflow-alias-path-key).
+	 */
+	if (!name || memchr(name, '/', len))
+		return conv_error(c, alias, EINVAL, "alias names with '/' are not supported", "");
+	*ret = fy_node_resolve_alias(alias);
+	if (!*ret)
+		return conv_error(c, alias, EINVAL, "alias to an unknown anchor", "");
+	return 0;
+}
+
 static int convert_mapping(struct conv *c, struct fy_node *n, int depth, json_t **ret)
 {
 	_cleanup_json_ json_t *obj = json_object();
@@ -204,8 +224,11 @@ static int convert_mapping(struct conv *c, struct fy_node *n, int depth, json_t 
 		_cleanup_json_ json_t *key = NULL, *value = NULL;
 		_cleanup_free_ char *keystr = NULL;
 
-		if (k && fy_node_is_alias(k))
-			k = fy_node_resolve_alias(k);
+		if (k && fy_node_is_alias(k)) {
+			r = resolve_alias(c, k, &k);
+			if (r < 0)
+				return r;
+		}
 		if (!k || !fy_node_is_scalar(k))
 			return conv_error(c, k ? k : n, EINVAL, "mapping key is not a scalar", "");
 		r = convert_scalar(c, k, &key);
@@ -263,22 +286,10 @@ static int convert(struct conv *c, struct fy_node *n, int depth, json_t **ret)
 	if (++c->nodes > KMM_YAML_MAX_NODES)
 		return conv_error(c, n, E2BIG, "document expands to more nodes than the limit", "");
 	if (fy_node_is_alias(n)) {
-		size_t len = 0;
-		const char *name = fy_node_get_scalar(n, &len);
 		struct fy_node *target;
+		int r = resolve_alias(c, n, &target);
 
-		/*
-		 * libfyaml 0.7.12 resolves an alias with a '/' as a path and reads
-		 * past the name's end doing so
-		 * (tests/fuzz/worker-config/regressions/libfyaml-overflow-alias-path).
-		 */
-		if (!name || memchr(name, '/', len))
-			return conv_error(c, n, EINVAL, "alias names with '/' are not supported",
-					  "");
-		target = fy_node_resolve_alias(n);
-		if (!target)
-			return conv_error(c, n, EINVAL, "alias to an unknown anchor", "");
-		return convert(c, target, depth + 1, ret);
+		return r < 0 ? r : convert(c, target, depth + 1, ret);
 	}
 	switch (fy_node_get_type(n)) {
 	case FYNT_SCALAR:

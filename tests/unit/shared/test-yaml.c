@@ -136,6 +136,17 @@ static void test_self_referencing_alias_is_stopped(void **state)
 	assert_non_null(strstr(msg, "deeper than the limit"));
 }
 
+static void test_path_like_alias_is_refused_as_key_and_value(void **state)
+{
+	/* libfyaml would resolve these as paths, reading past the name. */
+	_cleanup_free_ char *key = parse_err("- : : ? */-\n");
+	_cleanup_free_ char *value = parse_err("a: &x 1\nb: */x\n");
+
+	(void)state;
+	assert_non_null(strstr(key, "alias names with '/' are not supported"));
+	assert_non_null(strstr(value, "alias names with '/' are not supported"));
+}
+
 static void test_invalid_utf8_is_refused_before_parsing(void **state)
 {
 	/* A truncated sequence after a directive once made the YAML parser spin. */
@@ -201,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_source_and_line),
 		cmocka_unit_test(test_alias_bomb_is_stopped),
 		cmocka_unit_test(test_self_referencing_alias_is_stopped),
+		cmocka_unit_test(test_path_like_alias_is_refused_as_key_and_value),
 		cmocka_unit_test(test_invalid_utf8_is_refused_before_parsing),
 		cmocka_unit_test(test_parse_file_and_missing_file),
 		cmocka_unit_test(test_write_file_atomic_replaces_content),
