@@ -254,7 +254,6 @@ static int sync_mic(struct kmm_op_engine *op, const struct kmm_mcm *mcm, const c
 	return r < 0 ? kmm_error_wrap(err, "create MIC %s", key) : 0;
 }
 
-/* Does the MIC's status say image Exists? */
 /* ---- digests ---- */
 
 static int image_digest(struct kmm_op_engine *op, const struct kmm_mcm *mcm,
