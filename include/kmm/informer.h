@@ -146,7 +146,8 @@ bool kmm_informer_has_synced(struct kmm_informer *inf);
 /* Waits up to timeout_ms for has_synced. Returns 0 or -ETIMEDOUT. */
 int kmm_informer_wait_synced(struct kmm_informer *inf, int64_t timeout_ms);
 
-/* A new reference to the object under key, or NULL. */
+/* A new reference to the object under key, or NULL; NULL too for a NULL
+ * informer (the operator makes each cache only in the modes that use it). */
 struct kmm_obj *kmm_informer_get(struct kmm_informer *inf, const char *key);
 /*
  * full reduced to what this informer stores (its projection, or the whole

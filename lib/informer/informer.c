@@ -819,6 +819,8 @@ struct kmm_obj *kmm_informer_get(struct kmm_informer *inf, const char *key)
 {
 	struct kmm_obj *o;
 
+	if (!inf)
+		return NULL;
 	pthread_rwlock_rdlock(&inf->lock);
 	o = kmm_obj_ref(kmm_hashmap_get(inf->store, key));
 	pthread_rwlock_unlock(&inf->lock);

@@ -26,16 +26,18 @@ NAME = "hubkmod"
 REG = os.environ.get("KMM_TESTENV_REGISTRY", "")
 K1, K2, K3 = "6.1.0-11-amd64", "6.8.0-31-generic", "5.15.0-9-generic"
 ALL_CLUSTERS = ["hub-spoke-a", "hub-spoke-b"]
+# The repository the hub "builds" into: new in every run, as the registry outlives it.
+BUILT = f"hub/built-{os.getpid()}"
 
 
-def push(kernel):
+def push(kernel, repo="hub/kmod"):
     """A kmod image for kernel; returns its digest as the registry has it."""
     with tempfile.TemporaryDirectory() as d:
         kd = os.path.join(d, "opt", "lib", "modules", kernel)
         os.makedirs(kd)
         with open(os.path.join(kd, "hubkmod.ko"), "w") as f:
             f.write(f"not really a module for {kernel}\n")
-        out = oplib.testenv("image", "push", d, f"hub/kmod:{kernel}")
+        out = oplib.testenv("image", "push", d, f"{repo}:{kernel}")
     digest = [w for w in out.split() if w.startswith("sha256:")]
     return digest[-1] if digest else None
 
@@ -82,7 +84,8 @@ def main():
     sa = hublib.ServiceAccount(NS, "hub", [os.path.join(oplib.SRC, "deploy", "rbac", "role.yaml"),
                                            os.path.join(oplib.SRC, "deploy", "hub", "rbac.yaml")])
     op = hublib.Operator("hub", NS, args=["--hub"],
-                         extra_env={"RELATED_IMAGE_WORKER": "", "KUBECONFIG": sa.kubeconfig})
+                         extra_env={"RELATED_IMAGE_WORKER": "", "KUBECONFIG": sa.kubeconfig,
+                                    "RELATED_IMAGE_BUILD": "registry.example/kmm-builder:test"})
     op.start()
     try:
         cases(op, digests)
@@ -192,19 +195,22 @@ def cases(op, digests):
     build = mcm_obj({"fleet": "a"})
     build["metadata"]["name"] = "hubbuild"
     c = build["spec"]["moduleSpec"]["moduleLoader"]["container"]
-    c["kernelMappings"][0]["containerImage"] = REG + "/hub/built:${KERNEL_FULL_VERSION}"
+    c["kernelMappings"][0]["containerImage"] = f"{REG}/{BUILT}:${{KERNEL_FULL_VERSION}}"
     c["build"] = {"dockerfileConfigMap": {"name": "hubbuild-dockerfile"}}
+    # On the hub the build's ConfigMap lives in the operator's namespace.
+    kubectl("create", "configmap", "-n", NS, "hubbuild-dockerfile",
+            "--from-literal=dockerfile=FROM scratch", check=False)
     oplib.apply(build)
     mic = "hubbuild-hub-spoke-b"
     states = wait(lambda: {s["image"]: s["status"] for s in (kj(
         "get", MIC, "-n", NS, mic, "--ignore-not-found") or {}).get("status", {}).get(
         "imagesStates") or []} or None, 90)
-    t.ok(states == {f"{REG}/hub/built:{K1}": "NeedsBuilding"},
+    t.ok(states == {f"{REG}/{BUILT}:{K1}": "NeedsBuilding"},
          "an image missing with a build: the hub's MIC says NeedsBuilding", states)
     mbsc = wait(lambda: kj("get", "modulebuildsignconfigs.kmm.sigs.x-k8s.io", "-n", NS, mic,
                            "--ignore-not-found"), 60)
     t.ok(mbsc and [(i["image"], i["action"]) for i in mbsc["spec"]["images"]]
-         == [(f"{REG}/hub/built:{K1}", "BuildImage")],
+         == [(f"{REG}/{BUILT}:{K1}", "BuildImage")],
          "and the build is asked for on the hub (MBSC BuildImage in the operator's namespace)",
          mbsc)
     st = wait(lambda: next((c for c in (kj("get", MCM, "hubbuild").get("status") or {}).get(
@@ -214,6 +220,24 @@ def cases(op, digests):
          "Ready is False (ImagesNotReady) while the hub builds", st)
     t.ok(hublib.manifest_work("hub-spoke-b", "hubbuild") is None,
          "no ManifestWork before every image exists")
+    # The "build": the image pushed as the builder would, then a hub node for the
+    # build pod, which kwok completes; only then the ManifestWork goes out, pinned
+    # to what was built.
+    built = push(K1, repo=BUILT)
+    oplib.testenv("nodes", "add", "hub-builder", "--count", "1", "--kernel", K1,
+                  "--label", "kubernetes.io/os=linux")
+    try:
+        work = wait(lambda: hublib.manifest_work("hub-spoke-b", "hubbuild"), 120)
+        lit = literals(work) or {}
+        t.ok(built and list(lit) == [K1] and
+             lit[K1].get("containerImage") == f"{REG}/{BUILT}@{built}",
+             "once the hub's build succeeded (MBSC Success, MIC Exists), the ManifestWork goes "
+             "out with the built image pinned by digest",
+             (built, lit, (kj("get", MIC, "-n", NS, mic, "--ignore-not-found") or {}).get(
+                 "status")))
+    finally:
+        kubectl("delete", "node", "hub-builder-1", "--ignore-not-found", "--wait=false",
+                check=False)
     kubectl("delete", MCM, "hubbuild", "--wait=false")
     t.ok(wait(lambda: not kj("get", MIC, "-n", NS, mic, "--ignore-not-found"), 60),
          "its MIC goes with the MCM")
