@@ -87,7 +87,7 @@ struct kmm_httpd {
 	pthread_t reloader;
 	struct generation cur;
 	struct generation retiring; /* quiesced, serving its last connections */
-	struct timespec retire_deadline;
+	int64_t retire_deadline_ms; /* monotonic */
 	struct timespec cert_mtime, key_mtime;
 	unsigned loads;
 };
@@ -525,7 +525,6 @@ static void stop_retiring(struct kmm_httpd *h)
 static void check_retiring(struct kmm_httpd *h)
 {
 	const union MHD_DaemonInfo *info;
-	struct timespec now;
 	bool done;
 
 	pthread_mutex_lock(&h->lock);
@@ -533,11 +532,8 @@ static void check_retiring(struct kmm_httpd *h)
 		pthread_mutex_unlock(&h->lock);
 		return;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
 	info = MHD_get_daemon_info(h->retiring.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-	done =
-	    (info && info->num_connections == 0) || now.tv_sec > h->retire_deadline.tv_sec ||
-	    (now.tv_sec == h->retire_deadline.tv_sec && now.tv_nsec >= h->retire_deadline.tv_nsec);
+	done = (info && info->num_connections == 0) || kmm_now_mono_ms() >= h->retire_deadline_ms;
 	pthread_mutex_unlock(&h->lock);
 	if (done)
 		stop_retiring(h);
@@ -581,7 +577,7 @@ static int hand_over(struct kmm_httpd *h, struct generation *g, struct kmm_error
 	pthread_mutex_lock(&h->lock);
 	h->retiring = old;
 	h->cur = *g;
-	h->retire_deadline = kmm_deadline_after_ms(CLOCK_REALTIME, RETIRE_MAX_MS);
+	h->retire_deadline_ms = kmm_now_mono_ms() + RETIRE_MAX_MS;
 	pthread_mutex_unlock(&h->lock);
 	*g = (struct generation){ 0 };
 	return r;
