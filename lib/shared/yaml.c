@@ -286,7 +286,7 @@ static int convert(struct conv *c, struct fy_node *n, int depth, json_t **ret)
 	if (++c->nodes > KMM_YAML_MAX_NODES)
 		return conv_error(c, n, E2BIG, "document expands to more nodes than the limit", "");
 	if (fy_node_is_alias(n)) {
-		struct fy_node *target;
+		struct fy_node *target = NULL;
 		int r = resolve_alias(c, n, &target);
 
 		return r < 0 ? r : convert(c, target, depth + 1, ret);
