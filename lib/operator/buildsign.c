@@ -474,7 +474,9 @@ static json_t *buildah_container(const struct kmm_buildsign_params *p, char **ar
  * chroot into the build container, and to hand the same set to RUN steps,
  * which switch users (SETUID, SETGID) and trim their bounding set (SETPCAP).
  * The runtimes' defaults minus MKNOD, NET_RAW and AUDIT_WRITE; all within
- * the Pod Security Standards' baseline list.
+ * the Pod Security Standards' baseline list. kmm-builder's containers.conf
+ * (scripts/images) names the same list: buildah's built-in one has those
+ * three, and asking for a capability the pod lacks fails every RUN.
  */
 static const char *const builder_caps[] = { "CHOWN",   "DAC_OVERRIDE",	   "FOWNER",	"FSETID",
 					    "KILL",    "NET_BIND_SERVICE", "SETFCAP",	"SETGID",

@@ -251,9 +251,16 @@ s_contents() {
 		# The build pod's shell and builder, and what buildah reads.
 		out=$(in_root "$name" /bin/sh -c 'buildah --version' 2>"$W/err") ||
 			why "kmm-builder: /bin/sh -c buildah --version: $out $(cat "$W/err")" || return 1
-		for f in etc/containers/policy.json etc/containers/registries.conf etc/ssl/certs/ca-certificates.crt; do
+		for f in etc/containers/policy.json etc/containers/registries.conf etc/containers/containers.conf \
+			etc/ssl/certs/ca-certificates.crt; do
 			[ -s "$r/$f" ] || why "kmm-builder lacks /$f" || return 1
 		done
+		# RUN steps ask for exactly what the build pod is granted (buildsign.c's builder_caps)
+		local want got
+		want=$(sed -n '/builder_caps\[\] = {/,/};/p' "$KMM_SOURCE_DIR/lib/operator/buildsign.c" | grep -o '"[A-Z_]*"' | sort | tr '\n' ' ')
+		got=$(sed -n '/default_capabilities/,/]/p' "$r/etc/containers/containers.conf" | grep -o '"[A-Z_]*"' | sort | tr '\n' ' ')
+		[ -n "$want" ] && [ "$want" = "$got" ] ||
+			why "containers.conf's default_capabilities ($got) are not the build pod's ($want)" || return 1
 		NOTE=$out
 		;;
 	kmm-operator | kmm-webhook)
