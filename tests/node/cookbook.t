@@ -31,16 +31,7 @@ KMMCTL_DIR=${KMM_IMAGES_BUILD:-$SRC/build/release}/src/cli
 KERNEL_NEXT=6.12.38+deb13-amd64
 KERNEL_OLD=5.10.0-35-amd64
 
-CASES=(prerequisites kmod-build testenv-up node-up images-pushed kmod-images-pushed install
-	operator-and-webhook-running recipes-extracted
-	prebuilt-loaded prebuilt-label-and-event prebuilt-on-node prebuilt-undone
-	node-selection-unmatched-not-loaded node-selection-labelled-loaded node-selection-unlabelled-unloaded
-	node-selection-undone
-	per-kernel-plan per-kernel-each-node-its-mapping per-kernel-undone
-	several-kmods-loaded-in-order several-kmods-undone
-	firmware-loaded firmware-undone down)
-echo "1..${#CASES[@]}"
-
+SHARES_NODE=1
 SUITE_TAG=cookbook
 export KMM_NODE_NAME=${KMM_NODE_NAME:-kmm-node-c$$}
 # shellcheck source=tests/node/kmm-suite.sh
@@ -55,7 +46,7 @@ t_kmod_images() {
 	local a d=$WORK/kmod/next/opt/lib/modules/$KERNEL_NEXT/extra
 	kmod_tree vmk-a vmk_a && kmod_shell vmk-a && kmod_tree vmk-multi vmk_a vmk_b vmk_o1 vmk_o2 &&
 		kmod_tree vmk-fw vmk_fw || why "cannot lay out the kmod images" || return 1
-	mkdir -p "$WORK/kmod/vmk-fw/firmware" "$d" && cp "$WORK/mod/vmk_a.ko" "$d/" &&
+	mkdir -p "$WORK/kmod/vmk-fw/firmware" "$d" && cp "$MOD_DIR/vmk_a.ko" "$d/" &&
 		depmod -b "$WORK/kmod/next/opt" "$KERNEL_NEXT" 2>/dev/null || return 1
 	printf 'VMK firmware blob from the cookbook\n' >"$WORK/kmod/vmk-fw/firmware/vmk-test.bin"
 	for a in vmk-a vmk-multi vmk-fw; do
@@ -309,14 +300,14 @@ t_fw_undone() {
 		return 1
 }
 
-step prerequisites t_prereq
-step kmod-build t_kmod_build
-step testenv-up t_testenv_up
-step node-up t_node_up
-step images-pushed t_images
+shared_step prerequisites t_prereq
+shared_step kmod-build t_kmod_build
+shared_step testenv-up t_testenv_up
+shared_step node-up t_node_up
+shared_step images-pushed t_images
 step kmod-images-pushed t_kmod_images
-step install t_install
-step operator-and-webhook-running t_running
+shared_step install t_install
+shared_step operator-and-webhook-running t_running
 step recipes-extracted t_extract
 # One page that fails does not hide the next: its leftovers are removed
 # (reset_node) and the next page runs, unless the install itself failed.
@@ -347,7 +338,5 @@ step several-kmods-undone t_multi_undone
 page
 step firmware-loaded t_fw_loaded
 step firmware-undone t_fw_undone
-BROKEN=
-check down t_down
 echo "# apply to loaded: $(printf '%s, ' "${TIMES[@]}" | sed 's/, $//')"
-echo "# wall time $(secs "$STARTED") s"
+finish

@@ -28,12 +28,7 @@ NS_KMM=kmm-operator-system
 NS=kmm-dp-t
 RESOURCE=example.com/resource
 
-CASES=(prerequisites kmod-build testenv-up node-up images-pushed kmod-and-plugin-images-pushed install
-	operator-and-webhook-running module-loaded plugin-pod-running device-plugin-ready-label
-	kubelet-registered plugin-socket-on-node pod-gets-device module-deleted-plugin-gone
-	kubelet-capacity-dropped down)
-echo "1..${#CASES[@]}"
-
+SHARES_NODE=1
 SUITE_TAG=deviceplugin
 export KMM_NODE_NAME=kmm-node-d$$
 # shellcheck source=tests/node/kmm-suite.sh
@@ -172,14 +167,14 @@ t_capacity() {
 	NOTE="capacity '$(resource capacity)' $(secs "$PLUGIN_GONE") s after the plugin pod was gone"
 }
 
-step prerequisites t_prereq
-step kmod-build t_kmod_build
-step testenv-up t_testenv_up
-step node-up t_node_up
-step images-pushed t_images
+shared_step prerequisites t_prereq
+shared_step kmod-build t_kmod_build
+shared_step testenv-up t_testenv_up
+shared_step node-up t_node_up
+shared_step images-pushed t_images
 step kmod-and-plugin-images-pushed t_images_dp
-step install t_install
-step operator-and-webhook-running t_running
+shared_step install t_install
+shared_step operator-and-webhook-running t_running
 step module-loaded t_module
 step plugin-pod-running t_plugin_pod
 check device-plugin-ready-label t_ready_label
@@ -188,6 +183,4 @@ check plugin-socket-on-node t_socket
 check pod-gets-device t_pod_device
 step module-deleted-plugin-gone t_deleted
 check kubelet-capacity-dropped t_capacity
-BROKEN=
-check down t_down
-echo "# wall time $(secs "$STARTED") s"
+finish

@@ -1,12 +1,43 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: Apache-2.0
 # What the suites that install kmm on the real node share (kmm.t,
-# deviceplugin.t): the TAP harness, a testenv and a node of their own in a
-# work directory, the test modules of tests/vm built for the node's kernel,
-# kmm's images and its install (deploy/ through the overlay of
-# docs/testenv.md, "kmm on the real node"), Modules and what kmm says about
-# them. The sourcing suite sets SRC, NODE, TESTENV, NS_KMM, NS, SUITE_TAG (its
-# work directory's name) and KMM_NODE_NAME first, and prints its plan.
+# deviceplugin.t, cookbook.t, rbac.t, buildsign.t): the TAP harness, a
+# testenv and a node of their own in a work directory, the test modules of
+# tests/vm built for the node's kernel, kmm's images and its install
+# (deploy/ through the overlay of docs/testenv.md, "kmm on the real node"),
+# Modules and what kmm says about them. The sourcing suite sets SRC, NODE,
+# TESTENV, NS_KMM, NS, SUITE_TAG (its work directory's name) and
+# KMM_NODE_NAME first, and prints its plan when it ends.
+#
+# One node for several suites: a suite that sets SHARES_NODE=1 before
+# sourcing this file, run with KMM_NODE_SHARED=DIR (tests/run's node stage
+# does), takes the node of DIR/env when an earlier suite left one there: its
+# setup steps (shared_step) are then one case, shared-node, which checks that
+# the node is Ready and kmm runs on it. With no DIR/env, the suite sets the
+# node up itself, in DIR, and publishes it once kmm runs (t_running). Either
+# way it ends with cleaned-up (t_finish) instead of down: its Modules and
+# namespace deleted and no test module left loaded, so the next suite starts
+# clean; whoever made DIR brings the node and its testenv down
+# (`tests/node/kmm-suite.sh down DIR`, tests/run after the stage).
+# `tests/node/kmm-suite.sh down DIR`: the shared node of DIR and its testenv
+# brought down (tests/run, after the node stage).
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	[ "${1:-}" = down ] && [ -n "${2:-}" ] || {
+		echo "usage: tests/node/kmm-suite.sh down DIR" >&2
+		exit 2
+	}
+	[ -f "$2/env" ] || exit 0
+	set -a
+	# shellcheck disable=SC1091 # written by the suite that set the node up
+	. "$2/env" || exit 1
+	set +a
+	rc=0
+	"$(dirname "${BASH_SOURCE[0]}")/node" down || rc=1
+	"$(dirname "${BASH_SOURCE[0]}")/../env/testenv" down || rc=1
+	rm -f "$2/env"
+	exit $rc
+fi
+
 N=0
 BROKEN=
 STARTED=$(date +%s.%N)
@@ -45,12 +76,34 @@ why() {
 	return 1
 }
 
+# shared_step NAME FUNCTION: a setup step, which a suite on a shared node
+# (SHARED_REUSE) does not take: the first one of them is shared-node instead.
+shared_step() {
+	if [ -z "$SHARED_REUSE" ]; then
+		step "$@"
+	elif [ -z "${SHARED_CHECKED:-}" ]; then
+		SHARED_CHECKED=1
+		step shared-node t_shared_node
+	fi
+}
+
 WORK=$(mktemp -d "/tmp/kmm-node-$SUITE_TAG-t.XXXXXX")
-export KMM_TESTENV_DIR=$WORK/testenv
-export KMM_NODE_DIR=$WORK/node
+SHARED=
+[ -n "${SHARES_NODE:-}" ] && SHARED=${KMM_NODE_SHARED:-}
+if [ -n "$SHARED" ] && [ -f "$SHARED/env" ]; then
+	SHARED_REUSE=1
+else
+	SHARED_REUSE=
+fi
+export KMM_TESTENV_DIR=${SHARED:-$WORK}/testenv
+export KMM_NODE_DIR=${SHARED:-$WORK}/node
+MOD_DIR=${SHARED:-$WORK}/mod
 cleanup() {
-	"$NODE" down >/dev/null 2>&1
-	"$TESTENV" down >/dev/null 2>&1
+	# a published shared node stays up for the next suite
+	if [ -z "$SHARED" ] || [ ! -f "$SHARED/env" ]; then
+		"$NODE" down >/dev/null 2>&1
+		"$TESTENV" down >/dev/null 2>&1
+	fi
 	if [ -n "${KMM_NODE_T_KEEP:-}" ]; then
 		echo "# kept $WORK"
 	else
@@ -101,9 +154,9 @@ t_prereq() {
 t_kmod_build() {
 	# shellcheck source=tests/vm/lib.sh
 	. "$SRC/tests/vm/lib.sh"
-	vm_pick_kernel && vm_build_modules "$WORK/mod" || why "$VM_ERR" || return 1
+	vm_pick_kernel && vm_build_modules "$MOD_DIR" || why "$VM_ERR" || return 1
 	local k
-	for k in "$WORK"/mod/*.ko; do strip --strip-debug "$k"; done
+	for k in "$MOD_DIR"/*.ko; do strip --strip-debug "$k"; done
 	NOTE="kernel $KVER"
 }
 
@@ -144,7 +197,7 @@ kmod_tree() {
 	local d=$WORK/kmod/$1 k
 	shift
 	mkdir -p "$d/opt/lib/modules/$KVER/extra" || return 1
-	for k in "$@"; do cp "$WORK/mod/$k.ko" "$d/opt/lib/modules/$KVER/extra/" || return 1; done
+	for k in "$@"; do cp "$MOD_DIR/$k.ko" "$d/opt/lib/modules/$KVER/extra/" || return 1; done
 	depmod -b "$d/opt" "$KVER" 2>/dev/null || return 1
 }
 # kmod_shell IMAGE: busybox's sh and cp in the image, as upstream's kmod images have.
@@ -211,6 +264,33 @@ t_running() {
 		grep -q "^$KMM_NODE_NAME $sa $REG/" <<<"$pods" || why "no pod of $sa on $KMM_NODE_NAME from $REG: $pods" || return 1
 	done
 	NOTE="both Ready, caBundles set, $(secs "$t") s after apply"
+	[ -z "$SHARED" ] || shared_publish || why "cannot write $SHARED/env"
+}
+
+# What the next suite on the shared node needs of this one's setup.
+shared_publish() {
+	{
+		printf 'KMM_TESTENV_DIR=%q\nKMM_NODE_DIR=%q\nKMM_NODE_NAME=%q\n' "$KMM_TESTENV_DIR" "$KMM_NODE_DIR" "$KMM_NODE_NAME"
+		printf 'WEBHOOK_PORT=%q\nREG=%q\nTAG=%q\nKVER=%q\nSHARED_BY=%q\nSHARED_SINCE=%q\n' \
+			"$WEBHOOK_PORT" "$REG" "$TAG" "$KVER" "$SUITE_TAG" "$(date +%s)"
+	} >"$SHARED/env.new" && mv "$SHARED/env.new" "$SHARED/env"
+}
+
+# The node an earlier suite left in KMM_NODE_SHARED: still Ready, kmm's
+# operator and webhook still running on it.
+t_shared_node() {
+	local ready
+	PATH=$PATH:/sbin:/usr/sbin
+	# shellcheck disable=SC1091 # written by shared_publish
+	. "$SHARED/env" || why "cannot read $SHARED/env" || return 1
+	export KMM_TESTENV_DIR KMM_NODE_DIR KMM_NODE_NAME
+	eval "$("$TESTENV" env)" && eval "$("$NODE" env)" || why "testenv env / node env failed for $SHARED" || return 1
+	ready=$(jp node "$KMM_NODE_NAME" "" '{.status.conditions[?(@.type=="Ready")].status}')
+	[ "$ready" = True ] || why "node $KMM_NODE_NAME of $SHARED_BY.t: Ready '$ready'" || return 1
+	[ "$(gexec uname -r)" = "$KVER" ] || why "the guest does not answer, or runs another kernel than $KVER" || return 1
+	deployment_ready kmm-operator-controller && deployment_ready kmm-operator-webhook-server ||
+		why "kmm is not running: $(kubectl get pods -n "$NS_KMM" -o wide --no-headers 2>&1 | tr '\n' ' ')" || return 1
+	NOTE="$KMM_NODE_NAME, set up by $SHARED_BY.t $(($(date +%s) - SHARED_SINCE)) s ago"
 }
 
 # apply_module NAME IMAGE MODULE [YAML under container:] [YAML under spec:]
@@ -237,4 +317,30 @@ M
 
 t_down() {
 	"$NODE" down >"$WORK/down.log" 2>&1 || why "node down: $(tail -n 2 "$WORK/down.log" | tr '\n' ' ')"
+}
+
+# The suite's last case: down, or on a shared node cleaned-up: the suite's
+# Modules deleted (FINISH_HOOK first: what else it made), no test module left
+# loaded, its namespace deleted.
+vmk_loaded() { gexec "grep -o '^vmk_[a-z0-9_]*' /proc/modules" 2>/dev/null | tr '\n' ' '; }
+ns_modules() { kubectl get modules -n "$NS" -o name 2>/dev/null | tr '\n' ' '; }
+t_cleaned_up() {
+	local t
+	t=$(date +%s.%N)
+	[ -z "${FINISH_HOOK:-}" ] || "$FINISH_HOOK"
+	kubectl delete modules -n "$NS" --all --wait=false >/dev/null 2>&1
+	until_ 300 eval '[ -z "$(ns_modules)" ]' || why "Modules left in $NS 300 s after their delete: $(ns_modules)" || return 1
+	until_ 300 eval '[ -z "$(vmk_loaded)" ]' || why "still loaded on the node: $(vmk_loaded); $(module_trouble)" || return 1
+	[ "$NS" = default ] || kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
+	NOTE="the node left clean for the next suite in $(secs "$t") s"
+}
+finish() {
+	BROKEN=
+	if [ -n "$SHARED" ] && [ -f "$SHARED/env" ]; then
+		check cleaned-up t_cleaned_up
+	else
+		check down t_down
+	fi
+	echo "1..$N"
+	echo "# wall time $(secs "$STARTED") s"
 }

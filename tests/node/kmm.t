@@ -42,13 +42,7 @@ NS=kmm-node-t
 OP_SA=system:serviceaccount:$NS_KMM:kmm-operator-controller
 WH_SA=system:serviceaccount:$NS_KMM:kmm-operator-webhook
 
-CASES=(prerequisites kmod-build testenv-up node-up images-pushed kmod-images-pushed install
-	operator-and-webhook-running a-loaded a-label-and-event a-deleted-unloaded b-scratch-loaded
-	c-order-intree-firmware e-webhook-rejects-invalid-module e-preflight-conversion
-	d-reboot-reloads g-rbac-denied g-metrics-token-reviewed g-dra-deviceclasses g-preflight-on-node
-	g-webhook-repairs-cert g-build-failed down)
-echo "1..${#CASES[@]}"
-
+SHARES_NODE=1
 SUITE_TAG=kmm
 export KMM_NODE_NAME=kmm-node-k$$
 # shellcheck source=tests/node/kmm-suite.sh
@@ -119,7 +113,7 @@ t_b_loaded() {
 # and loaded before the Module exists; the worker removes it first.
 t_c() {
 	local t d ko=/lib/modules/$KVER/kernel/drivers/misc/vmk_intree.ko
-	gexec "mkdir -p ${ko%/*} && echo $(base64 -w0 "$WORK/mod/vmk_intree.ko") | busybox base64 -d >$ko && insmod $ko" \
+	gexec "mkdir -p ${ko%/*} && echo $(base64 -w0 "$MOD_DIR/vmk_intree.ko") | busybox base64 -d >$ko && insmod $ko" \
 		>"$WORK/intree.log" 2>&1 && loaded vmk_intree || why "cannot load vmk_intree on the guest: $(cat "$WORK/intree.log")" ||
 		return 1
 	t=$(date +%s.%N)
@@ -414,14 +408,21 @@ M
 	kubectl delete configmap -n "$NS" kmod-nobuild-dockerfile >/dev/null 2>&1
 }
 
-step prerequisites t_prereq
-step kmod-build t_kmod_build
-step testenv-up t_testenv_up
-step node-up t_node_up
-step images-pushed t_images
+# On a shared node: what the cases made besides Modules in $NS.
+kmm_t_leftovers() {
+	kubectl delete clusterrolebinding kmm-node-t-scraper --ignore-not-found >/dev/null 2>&1
+	kubectl delete preflightvalidations.v1beta2.kmm.sigs.x-k8s.io kmm-node-t "$PFV" --ignore-not-found --wait=false >/dev/null 2>&1
+}
+FINISH_HOOK=kmm_t_leftovers
+
+shared_step prerequisites t_prereq
+shared_step kmod-build t_kmod_build
+shared_step testenv-up t_testenv_up
+shared_step node-up t_node_up
+shared_step images-pushed t_images
 step kmod-images-pushed t_kmod_images
-step install t_install
-step operator-and-webhook-running t_running
+shared_step install t_install
+shared_step operator-and-webhook-running t_running
 step a-loaded t_a_loaded
 check a-label-and-event t_a_label_event
 check a-deleted-unloaded t_a_deleted
@@ -436,6 +437,4 @@ check g-dra-deviceclasses t_g_dra
 check g-preflight-on-node t_g_preflight
 check g-webhook-repairs-cert t_g_cert_repair
 check g-build-failed t_g_build_failed
-BROKEN=
-check down t_down
-echo "# wall time $(secs "$STARTED") s"
+finish
