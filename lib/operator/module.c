@@ -163,21 +163,30 @@ static int label_ops(json_t *ops, const json_t *nmc, const char *const *keys, bo
 	return 0;
 }
 
+/* A new NMC for node, holding entry: the Module's labels, owned by the Node. */
+static json_t *new_nmc(const struct kmm_obj *node, const struct kmm_module *m, const json_t *entry)
+{
+	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
+	const char *name = kmm_obj_key(node);
+
+	if (!cl || !ul)
+		return NULL;
+	return json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s, s:s}]}, s:{s:[O]}}",
+			 "apiVersion", KMM_API_VERSION, "kind", "NodeModulesConfig", "metadata",
+			 "name", name, "labels", cl, "", ul, "", "ownerReferences", "apiVersion",
+			 "v1", "kind", "Node", "name", name, "uid",
+			 kmm_obj_str(node, "metadata.uid") ?: "", "spec", "modules", entry);
+}
+
 static int create_nmc(struct kmm_op_engine *op, const struct kmm_obj *node,
 		      const struct kmm_module *m, json_t *entry, struct kmm_error **err)
 {
 	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, NULL, NULL };
-	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
-	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
-	_cleanup_json_ json_t *obj = NULL, *out = NULL;
+	_cleanup_json_ json_t *obj = new_nmc(node, m, entry), *out = NULL;
 	const char *name = kmm_obj_key(node);
 	int r;
 
-	obj = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s, s:s}]}, s:{s:[O]}}",
-			"apiVersion", KMM_API_VERSION, "kind", "NodeModulesConfig", "metadata",
-			"name", name, "labels", cl, "", ul, "", "ownerReferences", "apiVersion",
-			"v1", "kind", "Node", "name", name, "uid",
-			kmm_obj_str(node, "metadata.uid") ?: "", "spec", "modules", entry);
 	if (!obj)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	r = kmm_op_create(&op->api, &t, obj, &out, err);
@@ -224,29 +233,62 @@ static bool nmc_up_to_date(struct kmm_op_engine *op, const char *name, const str
  * kmm_op_nmc_entry_digest()) into the node's NMC. Returns 1 when something
  * was written.
  */
+/*
+ * The JSON patch that makes nmc carry entry (NULL: not carry the Module's
+ * entry), labels included: an empty array when it already does, NULL when
+ * out of memory.
+ */
+static json_t *entry_patch(const json_t *nmc, const struct kmm_module *m, json_t *entry)
+{
+	_cleanup_json_ json_t *ops = json_array();
+	_cleanup_free_ char *cl = kmm_op_nmc_configured_label(m->namespace, m->name);
+	_cleanup_free_ char *ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
+	const json_t *have;
+	size_t i = 0;
+	char path[64];
+
+	if (!ops || !cl || !ul)
+		return NULL;
+	const char *add_keys[] = { cl, ul, NULL }, *rm_keys[] = { cl, NULL };
+
+	have = find_entry(nmc, m->namespace, m->name, &i);
+	if (entry ? (have && entry_equal(have, entry) && kmm_op_label(nmc, cl) &&
+		     kmm_op_label(nmc, ul))
+		  : (!have && !kmm_op_label(nmc, cl)))
+		return TAKE_PTR(ops);
+	if (have) {
+		snprintf(path, sizeof(path), "/spec/modules/%zu/name", i);
+		add_op(ops, "test", path, json_string(m->name));
+		snprintf(path, sizeof(path), "/spec/modules/%zu/namespace", i);
+		add_op(ops, "test", path, json_string(m->namespace));
+		snprintf(path, sizeof(path), "/spec/modules/%zu", i);
+		add_op(ops, entry ? "replace" : "remove", path, entry ? json_incref(entry) : NULL);
+	} else if (entry) {
+		if (json_object_get(json_object_get(nmc, "spec"), "modules")) {
+			add_op(ops, "add", "/spec/modules/-", json_incref(entry));
+		} else {
+			add_op(ops, "test", "/metadata/resourceVersion",
+			       json_string(kmm_kube_meta_str(nmc, "resourceVersion")));
+			add_op(ops, "add", "/spec/modules", json_pack("[O]", entry));
+		}
+	}
+	if (label_ops(ops, nmc, entry ? add_keys : rm_keys, entry != NULL) < 0)
+		return NULL;
+	return TAKE_PTR(ops);
+}
+
 static int set_entry(struct kmm_op_engine *op, const struct kmm_obj *node,
 		     const struct kmm_module *m, json_t *entry, const unsigned char *digest,
 		     struct kmm_error **err)
 {
 	const char *name = kmm_obj_key(node);
 	_cleanup_json_ json_t *nmc = NULL, *ops = NULL, *out = NULL;
-	_cleanup_free_ char *cl = NULL, *ul = NULL;
 	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, name, NULL };
-	const json_t *have;
-	size_t i = 0;
-	char path[64];
 	int r;
 
 	/* The usual case, for every node on every reconcile: nothing to write, nothing allocated. */
 	if (nmc_up_to_date(op, name, m, entry, digest))
 		return 0;
-	ops = json_array();
-	cl = kmm_op_nmc_configured_label(m->namespace, m->name);
-	ul = kmm_op_nmc_in_use_label(m->namespace, m->name);
-	if (!ops || !cl || !ul)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	const char *add_keys[] = { cl, ul, NULL }, *rm_keys[] = { cl, NULL };
-
 	nmc =
 	    kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], name);
 	if (!nmc) {
@@ -271,28 +313,8 @@ static int set_entry(struct kmm_op_engine *op, const struct kmm_obj *node,
 		if (!nmc)
 			return kmm_error_make(err, EAGAIN, "NMC %s: created concurrently", name);
 	}
-	have = find_entry(nmc, m->namespace, m->name, &i);
-	if (entry ? (have && entry_equal(have, entry) && kmm_op_label(nmc, cl) &&
-		     kmm_op_label(nmc, ul))
-		  : (!have && !kmm_op_label(nmc, cl)))
-		return 0;
-	if (have) {
-		snprintf(path, sizeof(path), "/spec/modules/%zu/name", i);
-		add_op(ops, "test", path, json_string(m->name));
-		snprintf(path, sizeof(path), "/spec/modules/%zu/namespace", i);
-		add_op(ops, "test", path, json_string(m->namespace));
-		snprintf(path, sizeof(path), "/spec/modules/%zu", i);
-		add_op(ops, entry ? "replace" : "remove", path, entry ? json_incref(entry) : NULL);
-	} else if (entry) {
-		if (json_object_get(json_object_get(nmc, "spec"), "modules")) {
-			add_op(ops, "add", "/spec/modules/-", json_incref(entry));
-		} else {
-			add_op(ops, "test", "/metadata/resourceVersion",
-			       json_string(kmm_kube_meta_str(nmc, "resourceVersion")));
-			add_op(ops, "add", "/spec/modules", json_pack("[O]", entry));
-		}
-	}
-	if (label_ops(ops, nmc, entry ? add_keys : rm_keys, entry != NULL) < 0)
+	ops = entry_patch(nmc, m, entry);
+	if (!ops)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	if (json_array_size(ops) == 0)
 		return 0;
@@ -624,6 +646,179 @@ static void keep_first(struct kmm_error **first, struct kmm_error *e)
 		kmm_error_free(e);
 }
 
+/*
+ * A reconcile's NMC writes go out together, NMC_WRITES_PER_BATCH at a time,
+ * each lot one pipelined batch (kmm_op_batch): one after the other, a
+ * rollout to 1,000 nodes waited 1,000 round trips before the last node's
+ * NMC, and so its worker pod, existed (docs/benchmarks.md, "Where the time
+ * goes"). A lot bounds what the prepared requests hold at once.
+ */
+#define NMC_WRITES_PER_BATCH 64
+
+struct nmc_write {
+	const struct kmm_obj *node;
+	json_t *entry; /* a reference; NULL: take the Module's entry out */
+	/* a copy: the plans it comes from move as they grow */
+	unsigned char digest[KMM_OP_ENTRY_DIGEST_LEN];
+	bool create;
+	bool redo; /* another Module created the NMC meanwhile: set_entry() it */
+	size_t item;
+	struct kmm_kube_prepared prep;
+};
+
+struct nmc_writer {
+	struct kmm_op_engine *op;
+	const struct kmm_module *m;
+	struct nmc_write w[NMC_WRITES_PER_BATCH];
+	size_t n;
+	struct kmm_error *first;
+};
+
+/* set_entry()'s request for w, not sent: 1 when there is one, 0 when nothing is to write. */
+static int prepare_entry(struct kmm_op_engine *op, const struct kmm_module *m, struct nmc_write *w,
+			 struct kmm_error **err)
+{
+	const char *name = kmm_obj_key(w->node);
+	_cleanup_json_ json_t *nmc = NULL, *body = NULL;
+	int r;
+
+	if (nmc_up_to_date(op, name, m, w->entry, w->entry ? w->digest : NULL))
+		return 0;
+	nmc =
+	    kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], name);
+	if (!nmc) {
+		struct kmm_kube_target t = { &kmm_op_nmcs, NULL, NULL, NULL };
+
+		if (!w->entry)
+			return 0;
+		body = new_nmc(w->node, m, w->entry);
+		if (!body)
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		w->create = true;
+		r = kmm_op_prepare_create(&t, body, &w->prep, err);
+		return r < 0 ? kmm_error_wrap(err, "create NMC %s", name) : 1;
+	}
+	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, name, NULL };
+
+	body = entry_patch(nmc, m, w->entry);
+	if (!body)
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	if (json_array_size(body) == 0)
+		return 0;
+	r = kmm_op_prepare_patch(&t, KMM_KUBE_PATCH_JSON, body, &w->prep, err);
+	return r < 0 ? kmm_error_wrap(err, "%s NMC %s", w->entry ? "update" : "clear", name) : 1;
+}
+
+/* What the batch did for w; set_entry() again when the NMC it meant to create exists. */
+static void write_outcome(struct nmc_writer *wr, struct nmc_write *w,
+			  const struct kmm_kube_batch_item *items)
+{
+	struct kmm_op_engine *op = wr->op;
+	const char *name = kmm_obj_key(w->node);
+	_cleanup_json_ json_t *out = NULL;
+	struct kmm_error *e = NULL;
+	int r = w->redo ? -EEXIST : kmm_kube_batch_item_json(&items[w->item], &out, &e);
+
+	if (r >= 0) {
+		kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS],
+				   out);
+		return;
+	}
+	if (w->create && r == -EEXIST) {
+		/* Another Module created it first: read it (unless the cache has it), then patch it. */
+		struct kmm_kube_target g = { &kmm_op_nmcs, NULL, name, NULL };
+
+		kmm_error_free(e);
+		e = NULL;
+		if (!w->redo && kmm_op_get(&op->api, &g, &out, &e) < 0) {
+			kmm_error_wrap(&e, "read NMC %s", name);
+			keep_first(&wr->first, e);
+			return;
+		}
+		if (out)
+			kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS],
+					   op->cache[KMM_OP_CACHE_NMCS], out);
+		if (set_entry(op, w->node, wr->m, w->entry, w->entry ? w->digest : NULL, &e) < 0)
+			keep_first(&wr->first, e);
+		return;
+	}
+	kmm_error_wrap(&e, "%s NMC %s", w->create ? "create" : w->entry ? "update" : "clear", name);
+	keep_first(&wr->first, e);
+}
+
+static void writer_flush(struct nmc_writer *wr)
+{
+	struct module_state *ms = module_state(wr->op);
+	bool stripe[KMM_ARRAY_SIZE(ms->nmc_create_locks)] = { false };
+	struct kmm_kube_batch_item items[NMC_WRITES_PER_BATCH];
+	size_t k = 0;
+
+	memset(items, 0, sizeof(items));
+	/*
+	 * Modules reconciled at once must not all POST the same new NMC: the
+	 * stripes of the names created here, taken in ascending order (so two
+	 * reconciles never wait on each other) and held across the batch.
+	 */
+	for (size_t i = 0; i < wr->n; i++)
+		if (wr->w[i].create)
+			stripe[name_hash(kmm_obj_key(wr->w[i].node)) % KMM_ARRAY_SIZE(stripe)] =
+			    true;
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(stripe); i++)
+		if (stripe[i])
+			pthread_mutex_lock(&ms->nmc_create_locks[i]);
+	for (size_t i = 0; i < wr->n; i++) {
+		struct nmc_write *w = &wr->w[i];
+		_cleanup_json_ json_t *now = NULL;
+
+		if (w->create)
+			now = kmm_op_overlay_get(wr->op->overlay[KMM_OP_CACHE_NMCS],
+						 wr->op->cache[KMM_OP_CACHE_NMCS],
+						 kmm_obj_key(w->node));
+		if (now) {
+			w->redo = true;
+			continue;
+		}
+		w->item = k;
+		items[k++].req = w->prep.req;
+	}
+	if (k > 0)
+		(void)kmm_op_batch(&wr->op->api, items, k, NULL); /* every item has its outcome */
+	for (size_t i = 0; i < KMM_ARRAY_SIZE(stripe); i++)
+		if (stripe[i])
+			pthread_mutex_unlock(&ms->nmc_create_locks[i]);
+	for (size_t i = 0; i < wr->n; i++)
+		write_outcome(wr, &wr->w[i], items);
+	kmm_kube_batch_clear(items, k);
+	for (size_t i = 0; i < wr->n; i++) {
+		kmm_kube_prepared_clear(&wr->w[i].prep);
+		json_decref(wr->w[i].entry);
+	}
+	wr->n = 0;
+}
+
+/* set_entry(), batched: the write, if any, goes out with the next flush. */
+static void writer_add(struct nmc_writer *wr, const struct kmm_obj *node, json_t *entry,
+		       const unsigned char *digest)
+{
+	struct nmc_write *w = &wr->w[wr->n];
+	struct kmm_error *e = NULL;
+	int r;
+
+	*w = (struct nmc_write){ .node = node, .entry = json_incref(entry) };
+	if (entry && digest)
+		memcpy(w->digest, digest, sizeof(w->digest));
+	r = prepare_entry(wr->op, wr->m, w, &e);
+	if (r <= 0) {
+		kmm_kube_prepared_clear(&w->prep);
+		json_decref(w->entry);
+		if (r < 0)
+			keep_first(&wr->first, e);
+		return;
+	}
+	if (++wr->n == NMC_WRITES_PER_BATCH)
+		writer_flush(wr);
+}
+
 static int64_t finalize(struct kmm_op_engine *op, const struct kmm_module *m,
 			struct kmm_error **err)
 {
@@ -636,11 +831,18 @@ static int64_t finalize(struct kmm_op_engine *op, const struct kmm_module *m,
 	if (!has_finalizer(m))
 		return 0;
 	kmm_informer_list(op->cache[KMM_OP_CACHE_NODES], &nodes, &n_nodes);
-	for (size_t i = 0; i < n_nodes; i++) {
-		struct kmm_error *e = NULL;
+	{
+		_cleanup_free_ struct nmc_writer *wr = calloc(1, sizeof(*wr));
 
-		if (set_entry(op, nodes[i], m, NULL, NULL, &e) < 0)
-			keep_first(&first, e);
+		if (!wr) {
+			kmm_obj_array_free(nodes, n_nodes);
+			return kmm_error_make(err, ENOMEM, "out of memory");
+		}
+		*wr = (struct nmc_writer){ .op = op, .m = m };
+		for (size_t i = 0; i < n_nodes; i++)
+			writer_add(wr, nodes[i], NULL, NULL);
+		writer_flush(wr);
+		first = wr->first;
 	}
 	kmm_obj_array_free(nodes, n_nodes);
 	kmm_informer_list(op->cache[KMM_OP_CACHE_NMCS], &nmcs, &n_nmcs);
@@ -1115,6 +1317,7 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 	_cleanup_(mic_images_done) struct mic_images mc = {};
 	_cleanup_json_ json_t *tols = NULL;
 	_cleanup_(kernel_plans_done) struct kernel_plans plans = {};
+	_cleanup_free_ struct nmc_writer *wr = NULL;
 	int64_t retry_ms = 0;
 	int r;
 
@@ -1144,6 +1347,12 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 	if (!mc.images || kmm_informer_list(op->cache[KMM_OP_CACHE_NODES], &nodes, &n_nodes) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	tols = kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations);
+	wr = calloc(1, sizeof(*wr));
+	if (!wr) {
+		kmm_obj_array_free(nodes, n_nodes);
+		return kmm_error_make(err, ENOMEM, "out of memory");
+	}
+	*wr = (struct nmc_writer){ .op = op, .m = m };
 	for (size_t i = 0; i < n_nodes; i++) {
 		const struct kernel_plan *plan = NULL;
 		struct kmm_error *e = NULL;
@@ -1155,10 +1364,11 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 		}
 		if (r > 0 && !plan)
 			continue; /* image unknown yet, or another version: leave the NMC as it is */
-		if (set_entry(op, nodes[i], m, plan ? plan->entry : NULL,
-			      plan ? plan->digest : NULL, &e) < 0)
-			keep_first(&first, e);
+		writer_add(wr, nodes[i], plan ? plan->entry : NULL, plan ? plan->digest : NULL);
 	}
+	writer_flush(wr);
+	if (wr->first)
+		keep_first(&first, TAKE_PTR(wr->first));
 	{
 		struct kmm_error *e = NULL;
 
