@@ -179,35 +179,6 @@ static json_t *new_nmc(const struct kmm_obj *node, const struct kmm_module *m, c
 			 kmm_obj_str(node, "metadata.uid") ?: "", "spec", "modules", entry);
 }
 
-static int create_nmc(struct kmm_op_engine *op, const struct kmm_obj *node,
-		      const struct kmm_module *m, json_t *entry, struct kmm_error **err)
-{
-	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, NULL, NULL };
-	_cleanup_json_ json_t *obj = new_nmc(node, m, entry), *out = NULL;
-	const char *name = kmm_obj_key(node);
-	int r;
-
-	if (!obj)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	r = kmm_op_create(&op->api, &t, obj, &out, err);
-	if (r == -EEXIST) {
-		/* Another Module created it first: read it so the patch path sees it. */
-		struct kmm_kube_target g = { &kmm_op_nmcs, NULL, name, NULL };
-
-		kmm_error_free(*err);
-		*err = NULL;
-		r = kmm_op_get(&op->api, &g, &out, err);
-		if (r >= 0)
-			kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS],
-					   op->cache[KMM_OP_CACHE_NMCS], out);
-		return r < 0 ? kmm_error_wrap(err, "read NMC %s", name) : -EAGAIN;
-	}
-	if (r < 0)
-		return kmm_error_wrap(err, "create NMC %s", name);
-	kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], out);
-	return 0;
-}
-
 /*
  * True when the NMC already says what entry (NULL: no entry; digest: its
  * kmm_op_nmc_entry_digest()) wants, judged from the NMC's digest: no DOM of
@@ -228,11 +199,6 @@ static bool nmc_up_to_date(struct kmm_op_engine *op, const char *name, const str
 	       memcmp(digest, st.entry_digest, KMM_OP_ENTRY_DIGEST_LEN) == 0;
 }
 
-/*
- * Puts `entry` (NULL: removes the Module's entry; digest: the entry's
- * kmm_op_nmc_entry_digest()) into the node's NMC. Returns 1 when something
- * was written.
- */
 /*
  * The JSON patch that makes nmc carry entry (NULL: not carry the Module's
  * entry), labels included: an empty array when it already does, NULL when
@@ -275,54 +241,6 @@ static json_t *entry_patch(const json_t *nmc, const struct kmm_module *m, json_t
 	if (label_ops(ops, nmc, entry ? add_keys : rm_keys, entry != NULL) < 0)
 		return NULL;
 	return TAKE_PTR(ops);
-}
-
-static int set_entry(struct kmm_op_engine *op, const struct kmm_obj *node,
-		     const struct kmm_module *m, json_t *entry, const unsigned char *digest,
-		     struct kmm_error **err)
-{
-	const char *name = kmm_obj_key(node);
-	_cleanup_json_ json_t *nmc = NULL, *ops = NULL, *out = NULL;
-	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, name, NULL };
-	int r;
-
-	/* The usual case, for every node on every reconcile: nothing to write, nothing allocated. */
-	if (nmc_up_to_date(op, name, m, entry, digest))
-		return 0;
-	nmc =
-	    kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], name);
-	if (!nmc) {
-		pthread_mutex_t *lock =
-		    &module_state(op)
-			 ->nmc_create_locks[name_hash(name) %
-					    KMM_ARRAY_SIZE(module_state(op)->nmc_create_locks)];
-
-		if (!entry)
-			return 0;
-		/* Modules reconciled at once must not all POST the same new NMC. */
-		pthread_mutex_lock(lock);
-		nmc = kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS],
-					 op->cache[KMM_OP_CACHE_NMCS], name);
-		r = nmc ? 0 : create_nmc(op, node, m, entry, err);
-		pthread_mutex_unlock(lock);
-		if (!nmc && r != -EAGAIN)
-			return r < 0 ? r : 1;
-		if (!nmc)
-			nmc = kmm_op_overlay_get(op->overlay[KMM_OP_CACHE_NMCS],
-						 op->cache[KMM_OP_CACHE_NMCS], name);
-		if (!nmc)
-			return kmm_error_make(err, EAGAIN, "NMC %s: created concurrently", name);
-	}
-	ops = entry_patch(nmc, m, entry);
-	if (!ops)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (json_array_size(ops) == 0)
-		return 0;
-	r = kmm_op_patch(&op->api, &t, KMM_KUBE_PATCH_JSON, ops, &out, err);
-	if (r < 0)
-		return kmm_error_wrap(err, "%s NMC %s", entry ? "update" : "clear", name);
-	kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS], out);
-	return 1;
 }
 
 /* ---- finalizer, namespace label, status ---- */
@@ -647,11 +565,14 @@ static void keep_first(struct kmm_error **first, struct kmm_error *e)
 }
 
 /*
- * A reconcile's NMC writes go out together, NMC_WRITES_PER_BATCH at a time,
- * each lot one pipelined batch (kmm_op_batch): one after the other, a
- * rollout to 1,000 nodes waited 1,000 round trips before the last node's
- * NMC, and so its worker pod, existed (docs/benchmarks.md, "Where the time
- * goes"). A lot bounds what the prepared requests hold at once.
+ * Every NMC write of a reconcile: putting the Module's entry into a node's
+ * NMC (creating the NMC if there is none) or taking it out. They go out
+ * together, NMC_WRITES_PER_BATCH at a time, each lot one pipelined batch
+ * (kmm_op_batch): one after the other, a rollout to 1,000 nodes waited
+ * 1,000 round trips before the last node's NMC, and so its worker pod,
+ * existed (docs/benchmarks.md, "Where the time goes"). A lot bounds what
+ * the prepared requests hold at once. Our writes are read back through the
+ * NMC overlay.
  */
 #define NMC_WRITES_PER_BATCH 64
 
@@ -661,7 +582,7 @@ struct nmc_write {
 	/* a copy: the plans it comes from move as they grow */
 	unsigned char digest[KMM_OP_ENTRY_DIGEST_LEN];
 	bool create;
-	bool redo; /* another Module created the NMC meanwhile: set_entry() it */
+	bool lost; /* its create lost to another Module's before it was sent */
 	size_t item;
 	struct kmm_kube_prepared prep;
 };
@@ -669,12 +590,31 @@ struct nmc_write {
 struct nmc_writer {
 	struct kmm_op_engine *op;
 	const struct kmm_module *m;
+	bool retry; /* writes again what lost a create: patches only */
 	struct nmc_write w[NMC_WRITES_PER_BATCH];
 	size_t n;
 	struct kmm_error *first;
 };
 
-/* set_entry()'s request for w, not sent: 1 when there is one, 0 when nothing is to write. */
+static struct nmc_writer *writer_new(struct kmm_op_engine *op, const struct kmm_module *m)
+{
+	struct nmc_writer *wr = calloc(1, sizeof(*wr));
+
+	if (wr) {
+		wr->op = op;
+		wr->m = m;
+	}
+	return wr;
+}
+
+static void writer_add(struct nmc_writer *wr, const struct kmm_obj *node, json_t *entry,
+		       const unsigned char *digest);
+static void writer_flush(struct nmc_writer *wr);
+
+/*
+ * The request that makes w's node carry w's entry (NULL: not carry the
+ * Module's), not sent: 1 when there is one, 0 when the NMC already says so.
+ */
 static int prepare_entry(struct kmm_op_engine *op, const struct kmm_module *m, struct nmc_write *w,
 			 struct kmm_error **err)
 {
@@ -682,6 +622,7 @@ static int prepare_entry(struct kmm_op_engine *op, const struct kmm_module *m, s
 	_cleanup_json_ json_t *nmc = NULL, *body = NULL;
 	int r;
 
+	/* The usual case, for every node on every reconcile: nothing to write, nothing allocated. */
 	if (nmc_up_to_date(op, name, m, w->entry, w->entry ? w->digest : NULL))
 		return 0;
 	nmc =
@@ -709,40 +650,73 @@ static int prepare_entry(struct kmm_op_engine *op, const struct kmm_module *m, s
 	return r < 0 ? kmm_error_wrap(err, "%s NMC %s", w->entry ? "update" : "clear", name) : 1;
 }
 
-/* What the batch did for w; set_entry() again when the NMC it meant to create exists. */
+/*
+ * w's create lost to another Module's: w again, on its own, now a patch of
+ * the NMC the overlay holds. A retry that would create again (the NMC went
+ * meanwhile) is an error: the next reconcile starts over.
+ */
+static void write_again(struct nmc_writer *wr, const struct nmc_write *w)
+{
+	_cleanup_free_ struct nmc_writer *one = NULL;
+	struct kmm_error *e = NULL;
+
+	if (wr->retry) {
+		kmm_error_make(&e, EAGAIN, "NMC %s: created concurrently", kmm_obj_key(w->node));
+		keep_first(&wr->first, e);
+		return;
+	}
+	one = writer_new(wr->op, wr->m);
+	if (!one) {
+		kmm_error_make(&e, ENOMEM, "out of memory");
+		keep_first(&wr->first, e);
+		return;
+	}
+	one->retry = true;
+	writer_add(one, w->node, w->entry, w->entry ? w->digest : NULL);
+	writer_flush(one);
+	if (one->first)
+		keep_first(&wr->first, TAKE_PTR(one->first));
+}
+
+/* What the batch did for w. */
 static void write_outcome(struct nmc_writer *wr, struct nmc_write *w,
 			  const struct kmm_kube_batch_item *items)
 {
 	struct kmm_op_engine *op = wr->op;
 	const char *name = kmm_obj_key(w->node);
+	struct kmm_kube_target g = { &kmm_op_nmcs, NULL, name, NULL };
 	_cleanup_json_ json_t *out = NULL;
 	struct kmm_error *e = NULL;
-	int r = w->redo ? -EEXIST : kmm_kube_batch_item_json(&items[w->item], &out, &e);
+	int r;
 
+	if (w->lost) {
+		write_again(wr, w);
+		return;
+	}
+	r = kmm_kube_batch_item_json(&items[w->item], &out, &e);
 	if (r >= 0) {
 		kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS], op->cache[KMM_OP_CACHE_NMCS],
 				   out);
 		return;
 	}
 	if (w->create && r == -EEXIST) {
-		/* Another Module created it first: read it (unless the cache has it), then patch it. */
-		struct kmm_kube_target g = { &kmm_op_nmcs, NULL, name, NULL };
-
+		/* Another Module created it first: read it so that w can patch it. */
 		kmm_error_free(e);
 		e = NULL;
-		if (!w->redo && kmm_op_get(&op->api, &g, &out, &e) < 0) {
-			kmm_error_wrap(&e, "read NMC %s", name);
-			keep_first(&wr->first, e);
-			return;
-		}
-		if (out)
+		if (kmm_op_get(&op->api, &g, &out, &e) >= 0) {
 			kmm_op_overlay_put(op->overlay[KMM_OP_CACHE_NMCS],
 					   op->cache[KMM_OP_CACHE_NMCS], out);
-		if (set_entry(op, w->node, wr->m, w->entry, w->entry ? w->digest : NULL, &e) < 0)
-			keep_first(&wr->first, e);
-		return;
+			write_again(wr, w);
+			return;
+		}
+		kmm_error_wrap(&e, "read NMC %s", name);
+	} else {
+		kmm_error_wrap(&e, "%s NMC %s",
+			       w->create  ? "create"
+			       : w->entry ? "update"
+					  : "clear",
+			       name);
 	}
-	kmm_error_wrap(&e, "%s NMC %s", w->create ? "create" : w->entry ? "update" : "clear", name);
 	keep_first(&wr->first, e);
 }
 
@@ -775,7 +749,7 @@ static void writer_flush(struct nmc_writer *wr)
 						 wr->op->cache[KMM_OP_CACHE_NMCS],
 						 kmm_obj_key(w->node));
 		if (now) {
-			w->redo = true;
+			w->lost = true;
 			continue;
 		}
 		w->item = k;
@@ -796,7 +770,7 @@ static void writer_flush(struct nmc_writer *wr)
 	wr->n = 0;
 }
 
-/* set_entry(), batched: the write, if any, goes out with the next flush. */
+/* Puts entry (NULL: none of the Module's) into node's NMC with the next flush, if it is not there. */
 static void writer_add(struct nmc_writer *wr, const struct kmm_obj *node, json_t *entry,
 		       const unsigned char *digest)
 {
@@ -832,13 +806,12 @@ static int64_t finalize(struct kmm_op_engine *op, const struct kmm_module *m,
 		return 0;
 	kmm_informer_list(op->cache[KMM_OP_CACHE_NODES], &nodes, &n_nodes);
 	{
-		_cleanup_free_ struct nmc_writer *wr = calloc(1, sizeof(*wr));
+		_cleanup_free_ struct nmc_writer *wr = writer_new(op, m);
 
 		if (!wr) {
 			kmm_obj_array_free(nodes, n_nodes);
 			return kmm_error_make(err, ENOMEM, "out of memory");
 		}
-		*wr = (struct nmc_writer){ .op = op, .m = m };
 		for (size_t i = 0; i < n_nodes; i++)
 			writer_add(wr, nodes[i], NULL, NULL);
 		writer_flush(wr);
@@ -1347,12 +1320,11 @@ static int64_t module_reconcile(struct kmm_op_engine *op, void *state, const cha
 	if (!mc.images || kmm_informer_list(op->cache[KMM_OP_CACHE_NODES], &nodes, &n_nodes) < 0)
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	tols = kmm_tolerations_to_json(m->spec.tolerations, m->spec.n_tolerations);
-	wr = calloc(1, sizeof(*wr));
+	wr = writer_new(op, m);
 	if (!wr) {
 		kmm_obj_array_free(nodes, n_nodes);
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	}
-	*wr = (struct nmc_writer){ .op = op, .m = m };
 	for (size_t i = 0; i < n_nodes; i++) {
 		const struct kernel_plan *plan = NULL;
 		struct kmm_error *e = NULL;
