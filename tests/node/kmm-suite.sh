@@ -15,12 +15,11 @@
 # setup steps (shared_step) are then one case, shared-node, which checks that
 # the node is Ready and kmm runs on it. With no DIR/env, the suite sets the
 # node up itself, in DIR, and publishes it once kmm runs (t_running). Either
-# way it ends with cleaned-up (t_finish) instead of down: its Modules and
+# way it ends (finish) with cleaned-up instead of down: its Modules and
 # namespace deleted and no test module left loaded, so the next suite starts
-# clean; whoever made DIR brings the node and its testenv down
-# (`tests/node/kmm-suite.sh down DIR`, tests/run after the stage).
-# `tests/node/kmm-suite.sh down DIR`: the shared node of DIR and its testenv
-# brought down (tests/run, after the node stage).
+# clean. Whoever made DIR brings the node and its testenv down:
+# `bash tests/node/kmm-suite.sh down DIR` (tests/run, after the suites that
+# share it).
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	[ "${1:-}" = down ] && [ -n "${2:-}" ] || {
 		echo "usage: tests/node/kmm-suite.sh down DIR" >&2
