@@ -91,6 +91,16 @@ extern const struct kmm_kube_resource kmm_op_mcms, kmm_op_managedclusters, kmm_o
 extern const struct kmm_kube_resource kmm_op_clusterclaims;
 #define KMM_LABEL_MCM_NAME "kmm.node.kubernetes.io/managedclustermodule.name"
 
+/*
+ * version.c: is a device plugin or DRA driver pod of Module ns/name on the
+ * node (running or terminating)? The module must not be unloaded from under
+ * it: the ordered upgrade and the NMC's unloaders wait until it is gone.
+ */
+bool kmm_op_plugin_pod_on(struct kmm_op_engine *op, const char *node, const char *ns,
+			  const char *name);
+/* How often such a wait looks again (the pod's deletion also brings it back at once). */
+#define KMM_OP_PLUGIN_WAIT_MS 5000
+
 /* dra.c: does the API server serve DRA (asked when the engine is created)? */
 bool kmm_op_dra_served(const struct kmm_op_engine *op);
 

@@ -678,6 +678,24 @@ static bool same_kernel(const json_t *a, const json_t *b)
 	return k1 && k2 && strcmp(k1, k2) == 0;
 }
 
+/*
+ * An unloader waits while a device plugin or DRA driver pod of its Module is
+ * on the node: the module is in use until that pod is gone (a drain evicts
+ * it with the target label, a lost ready label or the Module's deletion
+ * removes it, and its deletion queues the NMC again). Upstream starts the
+ * unloader at once and relies on the eviction winning the race.
+ */
+static bool unload_waits(struct nmc_state *s, const char *ns, const char *mod)
+{
+	if (!kmm_op_plugin_pod_on(s->op, s->name, ns, mod))
+		return false;
+	kmm_op_log(s->op, KMM_LOG_DEBUG, "unloader waits for the device plugin to leave",
+		   "controller", "nmc", "key", s->name, "module", mod, "namespace", ns, NULL);
+	if (!s->requeue_ms || KMM_OP_PLUGIN_WAIT_MS < s->requeue_ms)
+		s->requeue_ms = KMM_OP_PLUGIN_WAIT_MS;
+	return true;
+}
+
 static void sync_spec(struct nmc_state *s)
 {
 	const json_t *spec = spec_modules(s->nmc), *entry;
@@ -699,7 +717,8 @@ static void sync_spec(struct nmc_state *s)
 		}
 		if (st && !configs_equal(entry, st) && same_kernel(entry, st)) {
 			/* changed in place: unload the old config first, then load */
-			r = create_worker(s, st, KMM_OP_UNLOAD, &e);
+			if (!unload_waits(s, ns, mod))
+				r = create_worker(s, st, KMM_OP_UNLOAD, &e);
 		} else if (!st || !configs_equal(entry, st) ||
 			   (s->boot_id && strcmp(str(st, "bootId") ?: "", s->boot_id) != 0)) {
 			/* new, another kernel booted, or rebooted: the old module is gone */
@@ -723,7 +742,8 @@ static void sync_orphans(struct nmc_state *s)
 		if (find_entry(spec, ns, mod, NULL))
 			continue;
 		if (!p) {
-			if (create_worker(s, st, KMM_OP_UNLOAD, &e) < 0)
+			if (!unload_waits(s, ns, mod) &&
+			    create_worker(s, st, KMM_OP_UNLOAD, &e) < 0)
 				note_error(s, e);
 		} else if (p->load && release_pod(s->op, p, &e) < 0) {
 			note_error(s, e);
@@ -993,10 +1013,23 @@ static void enqueue_from_worker_pod(struct kmm_op_engine *op, void *state,
 		kmm_op_ctl_enqueue(op->ctl[KMM_OP_NMC], node);
 }
 
+/* A device plugin or DRA driver pod gone: an unloader may start on its node now. */
+static void enqueue_from_plugin_pod(struct kmm_op_engine *op, void *state,
+				    const struct kmm_obj *old, const struct kmm_obj *obj,
+				    enum kmm_op_event ev)
+{
+	const char *node = kmm_obj_str(obj, "spec.nodeName");
+
+	if (ev == KMM_OP_DELETED && node)
+		kmm_op_ctl_enqueue(op->ctl[KMM_OP_NMC], node);
+}
+
 static const struct kmm_op_watch nmc_watches[] = {
 	{ KMM_OP_CACHE_NMCS, NULL, enqueue_nmc },
 	{ KMM_OP_CACHE_NODES, node_changed, enqueue_nmc },
 	{ KMM_OP_CACHE_PODS, NULL, enqueue_from_worker_pod },
+	{ KMM_OP_CACHE_DPPODS, NULL, enqueue_from_plugin_pod },
+	{ KMM_OP_CACHE_DRAPODS, NULL, enqueue_from_plugin_pod },
 };
 
 /* ---- state ---- */

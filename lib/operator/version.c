@@ -159,8 +159,7 @@ static const enum kmm_op_cache_id plugin_pod_caches[] = {
 	KMM_OP_CACHE_DRAPODS,
 };
 
-/* Is a device plugin or DRA driver pod of Module ns/name on the node (Running or terminating)? */
-static bool plugin_pod_on(struct kmm_op_engine *op, const char *node, const char *ns,
+bool kmm_op_plugin_pod_on(struct kmm_op_engine *op, const char *node, const char *ns,
 			  const char *name)
 {
 	bool found = false;
@@ -235,7 +234,7 @@ static int module_step(struct kmm_op_engine *op, const char *node, const json_t 
 	case VA_NONE:
 		return 0;
 	case VA_DELETE_WORKER:
-		if (plugin_pod_on(op, node, ns, name))
+		if (kmm_op_plugin_pod_on(op, node, ns, name))
 			return 1;
 		break;
 	case VA_ADD_WORKER:

@@ -4,9 +4,10 @@
 in upstream's shape, its pods created by the controller-manager's DaemonSet
 controller on kwok nodes (Running and Ready at once, tests/env/kwok/stages.yaml),
 the device-plugin-target and .device-plugin-ready node labels, status.devicePlugin
-and the DEVICE-PLUGINS column, a cordon evicting the plugin before the unload,
-a spec change rolled into the DaemonSet, a new version's DaemonSet replacing
-the old one, a Module with only a device plugin, and everything gone with the
+and the DEVICE-PLUGINS column, a cordon (and the Module's deletion) taking the
+plugin pod off the node before the unloader starts, a spec change rolled into
+the DaemonSet, a new version's DaemonSet replacing the old one, a Module with
+only a device plugin, and everything gone with the
 Module. One namespace and node prefix (op-dp-*) per case."""
 
 import json
@@ -15,8 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pluginlib as plugin  # noqa: E402
-from oplib import (Suite, Tap, apply, finish, kubectl, module, module_obj, node_labels,  # noqa: E402
-                   preflight, push_image, ready_on, run_cases, start_operator, stop_checked,
+from oplib import (PodWatch, Suite, Tap, apply, finish, kubectl, module, module_obj,  # noqa: E402
+                   node_labels, preflight, push_image, ready_on, run_cases, start_operator, stop_checked,
                    testenv, wait)
 from pluginlib import labelled, mapping  # noqa: E402
 
@@ -48,6 +49,21 @@ def device_plugin(image="registry.example/op-dp/plugin:1"):
             "volumes": [{"name": "dev", "hostPath": {"path": "/dev"}}],
             "initContainer": {"image": "registry.example/op-dp/init:1"},
             "container": {"image": image, "volumeMounts": [{"name": "dev", "mountPath": "/dev"}]}}
+
+
+def plugin_out_before_unload(watch, node):
+    """From one watch on a Module's pods (its events in etcd order): the device plugin pod
+    on node was deleted (gone, not only terminating) before the unloader there was created.
+    None while either is still to come."""
+    def on(o, key, value):
+        return (o.get("spec") or {}).get("nodeName") == node and \
+            (o["metadata"].get("labels") or {}).get(key) == value
+    evs = list(watch.events)
+    gone = next((i for i, (typ, o) in enumerate(evs)
+                 if typ == "DELETED" and on(o, "kmm.node.kubernetes.io/role", DP.role)), None)
+    unload = next((i for i, (typ, o) in enumerate(evs)
+                   if typ == "ADDED" and on(o, "kmm.node.kubernetes.io/worker-action", "Unload")), None)
+    return None if gone is None or unload is None else gone < unload
 
 
 def column(ns, mod):
@@ -90,13 +106,19 @@ def with_module_loader():
     t.ok(wait(lambda: column(ns, "gpu") == "2", 10), "DEVICE-PLUGINS column shows 2",
          kubectl("get", "modules.kmm.sigs.x-k8s.io", "-n", ns, "gpu"))
 
-    # A cordon: the target label goes, the plugin pod leaves, the module is unloaded.
+    # A cordon: the target label goes, the plugin pod leaves, then the module is unloaded.
+    watch = PodWatch(ns, "kmm.node.kubernetes.io/module.name")
     testenv("nodes", "cordon", nodes[0])
     t.ok(wait(lambda: labelled(nodes[:1], tl, False), 30), "cordon: device-plugin-target removed")
     t.ok(wait(lambda: DP.pods_on(ns, "gpu", nodes[1:2]), 60) and wait(lambda: labelled(nodes[:1], rl, False), 30),
          "cordon: the device plugin pod left the node, .device-plugin-ready removed")
     t.ok(wait(lambda: labelled(nodes[:1], f"kmm.node.kubernetes.io/{ns}.gpu.ready", False), 60),
          "cordon: the module was unloaded")
+    t.ok(wait(lambda: plugin_out_before_unload(watch, nodes[0]) is not None, 30) and
+         plugin_out_before_unload(watch, nodes[0]),
+         "cordon: the device plugin pod was gone before the unloader was created",
+         [(typ, o["metadata"]["name"], o["spec"].get("nodeName")) for typ, o in watch.events])
+    watch.close()
     t.ok(wait(lambda: DP.status(ns, "gpu").get("desiredNumber") == 1, 30), "cordon: desiredNumber 1",
          DP.status(ns, "gpu"))
     testenv("nodes", "uncordon", nodes[0])
@@ -108,12 +130,18 @@ def with_module_loader():
             json.dumps({"spec": {"devicePlugin": {"container": {"image": "registry.example/op-dp/plugin:2"}}}}))
     DP.rolled_to(t, ns, "gpu", "registry.example/op-dp/plugin:2", 2)
 
-    # Deletion: the DaemonSet goes at once, the labels with it, then the Module.
+    # Deletion: the DaemonSet goes at once, the labels with it, the plugin pods, then the
+    # unloaders, then the Module.
+    watch = PodWatch(ns, "kmm.node.kubernetes.io/module.name")
     kubectl("delete", "modules.kmm.sigs.x-k8s.io", "-n", ns, "gpu", "--wait=false")
     t.ok(wait(lambda: not DP.daemonsets(ns, "gpu"), 30), "delete: DaemonSet deleted")
     t.ok(wait(lambda: labelled(nodes, tl, False) and labelled(nodes, rl, False), 60),
          "delete: device-plugin-target and .device-plugin-ready removed", [node_labels(n) for n in nodes])
     t.ok(wait(lambda: module(ns, "gpu") is None, 90), "delete: Module gone after the unload")
+    t.ok(all(plugin_out_before_unload(watch, n) for n in nodes[:2]),
+         "delete: on each node the device plugin pod was gone before the unloader was created",
+         [(typ, o["metadata"]["name"], o["spec"].get("nodeName")) for typ, o in watch.events])
+    watch.close()
 
 
 @case
