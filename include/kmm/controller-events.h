@@ -105,6 +105,17 @@ void kmm_event_queue_free(struct kmm_event_queue *q);
 int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_request *events, size_t n,
 			 int64_t *ret_next_ms, struct kmm_error **err);
 
+/*
+ * kmm_event_queue_send() with the caller's own n_with requests in the same
+ * batch, ahead of the Events: one round trip for a reconcile's writes and
+ * its Events. Each item of `with` (its req filled by the caller) gets its
+ * outcome as kmm_kube_batch() gives it, also on -ENOMEM (an error outcome,
+ * nothing sent); the caller frees them with kmm_kube_batch_clear().
+ */
+int kmm_event_queue_send_with(struct kmm_event_queue *q, const struct kmm_kube_request *events,
+			      size_t n, struct kmm_kube_batch_item *with, size_t n_with,
+			      int64_t *ret_next_ms, struct kmm_error **err);
+
 void kmm_event_queue_stats(struct kmm_event_queue *q, struct kmm_event_queue_stats *ret);
 
 #endif

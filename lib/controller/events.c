@@ -471,44 +471,74 @@ static void event_settle(struct kmm_event_queue *q, struct kept_event *k,
 	kept_free(k);
 }
 
-int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_request *events, size_t n,
-			 int64_t *ret_next_ms, struct kmm_error **err)
+/* Nothing was sent (out of memory): err and, as their outcome, every item of with say why. */
+static int send_failed(struct kmm_kube_batch_item *with, size_t n_with, struct kmm_error **err,
+		       const char *why)
+{
+	for (size_t i = 0; i < n_with; i++)
+		with[i].rc = kmm_error_make(&with[i].err, ENOMEM, "%s %s: %s", with[i].req.method,
+					    with[i].req.path, why);
+	return kmm_error_make(err, ENOMEM, "%s", why);
+}
+
+int kmm_event_queue_send_with(struct kmm_event_queue *q, const struct kmm_kube_request *events,
+			      size_t n, struct kmm_kube_batch_item *with, size_t n_with,
+			      int64_t *ret_next_ms, struct kmm_error **err)
 {
 	_cleanup_free_ struct kept_event **ks = NULL;
 	_cleanup_free_ struct kmm_kube_batch_item *items = NULL;
 	size_t m = 0;
 	int64_t now = kmm_now_mono_ms();
 
-	if (n > SIZE_MAX / sizeof(*ks) - KMM_EVENT_QUEUE_BATCH_MAX)
-		return kmm_error_make(err, ENOMEM, "events: %zu Events", n);
+	/* Each below half of what an array can hold: n_with + n + the due ones cannot wrap. */
+	const size_t cap = (SIZE_MAX / sizeof(*items) - KMM_EVENT_QUEUE_BATCH_MAX) / 2;
+
+	if (n > cap || n_with > cap) {
+		return send_failed(with, n_with, err, "events: too many requests for one batch");
+	}
 	ks = calloc(n + KMM_EVENT_QUEUE_BATCH_MAX, sizeof(*ks));
-	items = calloc(n + KMM_EVENT_QUEUE_BATCH_MAX, sizeof(*items));
-	if (!ks || !items)
-		return kmm_error_make(err, ENOMEM, "events: out of memory");
+	items = calloc(n_with + n + KMM_EVENT_QUEUE_BATCH_MAX, sizeof(*items));
+	if (!ks || !items) {
+		return send_failed(with, n_with, err, "events: out of memory");
+	}
 	for (size_t i = 0; i < n; i++) {
 		ks[i] = kept_new(&events[i]);
 		if (!ks[i]) {
 			for (size_t j = 0; j < i; j++)
 				kept_free(ks[j]);
-			return kmm_error_make(err, ENOMEM, "events: out of memory");
+			return send_failed(with, n_with, err, "events: out of memory");
 		}
 	}
 	m = n + queue_take_due(q, ks + n, KMM_EVENT_QUEUE_BATCH_MAX, now);
+	for (size_t i = 0; i < n_with; i++)
+		items[i].req = with[i].req;
 	for (size_t i = 0; i < m; i++)
-		items[i].req = ks[i]->req;
-	if (m > 0) {
+		items[n_with + i].req = ks[i]->req;
+	if (n_with + m > 0) {
 		if (q->send)
-			q->send(q->userdata, items, m);
+			q->send(q->userdata, items, n_with + m);
 		else
-			(void)kmm_kube_batch(q->c, items, m, 4, NULL);
+			(void)kmm_kube_batch(q->c, items, n_with + m, 4, NULL);
+	}
+	for (size_t i = 0; i < n_with; i++) { /* the outcomes are the caller's now */
+		with[i].resp = items[i].resp;
+		with[i].rc = items[i].rc;
+		with[i].err = items[i].err;
+		with[i].attempts = items[i].attempts;
 	}
 	now = kmm_now_mono_ms();
 	for (size_t i = 0; i < m; i++)
-		event_settle(q, ks[i], &items[i], now);
-	kmm_kube_batch_clear(items, m);
+		event_settle(q, ks[i], &items[n_with + i], now);
+	kmm_kube_batch_clear(items + n_with, m);
 	if (ret_next_ms)
 		*ret_next_ms = queue_next_due_ms(q, now);
 	return 0;
+}
+
+int kmm_event_queue_send(struct kmm_event_queue *q, const struct kmm_kube_request *events, size_t n,
+			 int64_t *ret_next_ms, struct kmm_error **err)
+{
+	return kmm_event_queue_send_with(q, events, n, NULL, 0, ret_next_ms, err);
 }
 
 /* A single create's error that a later send may not meet: 429, 5xx, transport. */

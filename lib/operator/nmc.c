@@ -10,6 +10,10 @@
  *   4. start loaders/unloaders where spec and status disagree;
  *   5. keep the node's ready labels and the NMC's in-use labels true.
  *
+ * Only the status patch goes out alone (the pods hold their results until
+ * it is recorded); the writes of steps 3-5 and the Events are collected and
+ * sent together as one batch at the end.
+ *
  * Differences from upstream, on purpose: the ready label requires the
  * module to have been loaded since the node's last boot (upstream #1083);
  * worker pods of modules in neither spec nor status are deleted whatever
@@ -55,6 +59,8 @@ struct wpod {
 	bool handled;	     /* result taken or pod condemned */
 };
 
+struct outbox;
+
 struct nmc_state {
 	struct kmm_op_engine *op;
 	const char *name;
@@ -66,6 +72,7 @@ struct nmc_state {
 	struct wpod *pods;
 	size_t n_pods;
 	char **events; /* triples: type, reason, module key */
+	struct outbox *out;
 	int64_t requeue_ms;
 	struct kmm_error *errs;
 };
@@ -461,27 +468,118 @@ static int release_pods(struct kmm_op_engine *op, const struct wpod *const *pods
 	return r;
 }
 
-static int release_pod(struct kmm_op_engine *op, const struct wpod *p, struct kmm_error **err)
+/* ---- the writes after the status patch: one batch with the Events ---- */
+
+enum out_kind {
+	OUT_RELEASE,
+	OUT_CREATE,
+	OUT_NODE_LABELS,
+	OUT_NMC_LABELS
+};
+
+struct out_write {
+	enum out_kind kind;
+	struct release rel;		  /* OUT_RELEASE: its items */
+	ssize_t at;			  /* the others: their item */
+	enum kmm_op_worker_action action; /* OUT_CREATE */
+	const char *ns, *mod;		  /* OUT_CREATE: borrowed from the NMC or s->status */
+	char key[512];			  /* OUT_CREATE: "ns/pod name" */
+	struct kmm_error *err;		  /* preparing it failed: its outcome */
+};
+
+/* Room for every write a reconcile can make, sized from its NMC and pods. */
+struct outbox {
+	struct out_write *w;
+	size_t n, cap;
+	struct kmm_kube_prepared *preps; /* two per write at most */
+	size_t n_preps;
+};
+
+static int outbox_new(struct nmc_state *s, struct outbox **ret)
 {
-	return release_pods(op, &p, 1, err);
+	/* a release or a create per pod and entry, the two label patches */
+	size_t cap =
+	    s->n_pods + json_array_size(spec_modules(s->nmc)) + json_array_size(s->status) + 2;
+	struct outbox *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return -ENOMEM;
+	o->w = calloc(cap, sizeof(*o->w));
+	o->preps = calloc(2 * cap, sizeof(*o->preps));
+	if (!o->w || !o->preps) {
+		free(o->w);
+		free(o->preps);
+		free(o);
+		return -ENOMEM;
+	}
+	o->cap = cap;
+	*ret = o;
+	return 0;
+}
+
+static void outbox_free(struct outbox *o)
+{
+	if (!o)
+		return;
+	for (size_t i = 0; i < o->n; i++) {
+		kmm_error_free(o->w[i].err);
+		kmm_error_free(o->w[i].rel.err);
+	}
+	for (size_t i = 0; i < o->n_preps; i++)
+		kmm_kube_prepared_clear(&o->preps[i]);
+	free(o->w);
+	free(o->preps);
+	free(o);
+}
+
+/* The next write's slot (zeroed, kind set), or NULL with an error noted. */
+static struct out_write *out_next(struct nmc_state *s, enum out_kind kind)
+{
+	struct out_write *w;
+
+	if (s->out->n == s->out->cap) {
+		struct kmm_error *e = NULL;
+
+		kmm_error_make(&e, ENOBUFS, "more writes than the reconcile made room for (%zu)",
+			       s->out->cap);
+		note_error(s, e);
+		return NULL;
+	}
+	w = &s->out->w[s->out->n++];
+	*w = (struct out_write){ .kind = kind, .at = -1, .rel = { .del = -1, .fin = -1 } };
+	return w;
+}
+
+static void out_release(struct nmc_state *s, const struct wpod *p)
+{
+	struct out_write *w = out_next(s, OUT_RELEASE);
+
+	if (!w)
+		return;
+	w->rel.p = p;
+	if (release_prepare(&w->rel, s->out->preps, &s->out->n_preps, &w->rel.err) < 0 &&
+	    !w->rel.err)
+		kmm_error_make(&w->rel.err, ENOMEM, "release pod %s/%s: out of memory", p->ns,
+			       p->name);
+}
+
+static void out_patch(struct nmc_state *s, enum out_kind kind, const struct kmm_kube_target *t,
+		      const json_t *patch)
+{
+	struct out_write *w = out_next(s, kind);
+
+	if (!w)
+		return;
+	if (kmm_op_prepare_patch(t, KMM_KUBE_PATCH_MERGE, patch, &s->out->preps[s->out->n_preps],
+				 &w->err) == 0)
+		w->at = (ssize_t)s->out->n_preps++;
 }
 
 static void release_handled(struct nmc_state *s)
 {
-	_cleanup_free_ const struct wpod **handled = calloc(s->n_pods ?: 1, sizeof(*handled));
-	struct kmm_error *e = NULL;
-	size_t n = 0;
-
-	if (!handled) {
-		kmm_error_make(&e, ENOMEM, "out of memory");
-		note_error(s, e);
-		return;
-	}
 	for (size_t i = 0; i < s->n_pods; i++)
 		if (s->pods[i].handled)
-			handled[n++] = &s->pods[i];
-	if (n > 0 && release_pods(s->op, handled, n, &e) < 0)
-		note_error(s, e);
+			out_release(s, &s->pods[i]);
 }
 
 static void event_batch(void *userdata, struct kmm_kube_batch_item *items, size_t n)
@@ -494,24 +592,76 @@ static struct kmm_event_queue *event_queue(struct kmm_op_engine *op)
 	return nmc_reconciler_state(op)->events;
 }
 
+/* What the batch did for one write: errors noted, caches told, pods counted. */
+static void out_settle(struct nmc_state *s, struct out_write *w,
+		       const struct kmm_kube_batch_item *items)
+{
+	struct kmm_error *e = TAKE_PTR(w->err);
+	_cleanup_json_ json_t *obj = NULL;
+	bool labels = w->kind == OUT_NODE_LABELS || w->kind == OUT_NMC_LABELS;
+	int r;
+
+	if (w->kind == OUT_RELEASE) {
+		if (release_outcome(s->op, &w->rel, items, &e) < 0)
+			note_error(s, e);
+		return;
+	}
+	if (!e && w->at >= 0) {
+		r = kmm_kube_batch_item_json(&items[w->at], labels ? &obj : NULL, &e);
+		if (r == -EEXIST && w->kind == OUT_CREATE) {
+			/* an earlier pod of that name is still going away: its events queue us */
+			kmm_error_free(e);
+			return;
+		}
+	}
+	if (e && w->kind == OUT_CREATE)
+		kmm_error_wrap(&e, "create %s pod for %s/%s",
+			       w->action == KMM_OP_LOAD ? "loader" : "unloader", w->ns, w->mod);
+	else if (e)
+		kmm_error_wrap(&e, w->kind == OUT_NODE_LABELS ? "patch node labels"
+							      : "patch in-use labels");
+	if (e) {
+		note_error(s, e);
+		return;
+	}
+	switch (w->kind) {
+	case OUT_CREATE:
+		kmm_op_keyset_add(nmc_reconciler_state(s->op)->pods_created, w->key);
+		kmm_op_log(s->op, KMM_LOG_INFO,
+			   w->action == KMM_OP_LOAD ? "loader started" : "unloader started",
+			   "controller", "nmc", "key", s->name, "module", w->mod, "namespace",
+			   w->ns, NULL);
+		break;
+	case OUT_NODE_LABELS:
+		kmm_op_overlay_put(s->op->overlay[KMM_OP_CACHE_NODES],
+				   s->op->cache[KMM_OP_CACHE_NODES], obj);
+		break;
+	case OUT_NMC_LABELS:
+		kmm_op_overlay_put(s->op->overlay[KMM_OP_CACHE_NMCS],
+				   s->op->cache[KMM_OP_CACHE_NMCS], obj);
+		break;
+	case OUT_RELEASE:
+		break;
+	}
+}
+
 /*
- * The Events of this reconcile and the kept ones now due, one batch. Kept
- * Events are not this reconcile's errors: the reconcile comes back when the
- * next is due.
+ * The collected writes, the Events of this reconcile and the kept ones now
+ * due, one batch. Kept Events are not this reconcile's errors: the reconcile
+ * comes back when the next is due.
  */
-static void send_events(struct nmc_state *s)
+static void send_writes(struct nmc_state *s)
 {
 	const char *uid = kmm_kube_meta_str(s->node, "uid");
-	size_t n = kmm_strv_length(s->events) / 3, k = 0;
+	size_t n = kmm_strv_length(s->events) / 3, k = 0, n_items = s->out->n_preps;
 	struct kmm_event_queue *q = event_queue(s->op);
-	_cleanup_free_ struct kmm_kube_prepared *preps = NULL;
-	_cleanup_free_ struct kmm_kube_request *reqs = NULL;
+	_cleanup_free_ struct kmm_kube_prepared *preps = calloc(n ?: 1, sizeof(*preps));
+	_cleanup_free_ struct kmm_kube_request *reqs = calloc(n ?: 1, sizeof(*reqs));
+	_cleanup_free_ struct kmm_kube_batch_item *items = calloc(n_items ?: 1, sizeof(*items));
 	struct kmm_error *e = NULL;
 	int64_t next = -1;
 
-	preps = calloc(n ?: 1, sizeof(*preps));
-	reqs = calloc(n ?: 1, sizeof(*reqs));
-	if (!q || !preps || !reqs) {
+	if (!preps || !reqs || !items) { /* nothing goes out; the reconcile comes back */
 		kmm_error_make(&e, ENOMEM, "out of memory");
 		note_error(s, e);
 		return;
@@ -541,10 +691,15 @@ static void send_events(struct nmc_state *s)
 		reqs[k] = preps[k].req;
 		k++;
 	}
-	if (kmm_event_queue_send(q, reqs, k, &next, &e) < 0)
-		note_error(s, e);
+	for (size_t i = 0; i < n_items; i++)
+		items[i].req = s->out->preps[i].req;
+	if (kmm_event_queue_send_with(q, reqs, k, items, n_items, &next, &e) < 0)
+		note_error(s, e); /* every item has that as its outcome too */
 	else if (next >= 0 && (!s->requeue_ms || next + 1 < s->requeue_ms))
 		s->requeue_ms = next + 1;
+	for (size_t i = 0; i < s->out->n; i++)
+		out_settle(s, &s->out->w[i], items);
+	kmm_kube_batch_clear(items, n_items);
 	for (size_t i = 0; i < k; i++)
 		kmm_kube_prepared_clear(&preps[i]);
 }
@@ -575,6 +730,7 @@ static char *sign_cert_secret(struct kmm_op_engine *op, const char *ns, const ch
 	return strdup(res->sign->cert_secret);
 }
 
+/* Adds the creation of a worker pod for entry to the reconcile's writes. */
 static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_worker_action a,
 			 struct kmm_error **err)
 {
@@ -599,6 +755,7 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 		.op = &s->op->cfg,
 		.sign_cert_secret = cert_secret,
 	};
+	struct out_write *w;
 	char key[512];
 	int r;
 
@@ -614,7 +771,8 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 		/*
 		 * Arrived in the cache since load_pods() (the informer stores a
 		 * pod before its handler drops the key above), or an earlier pod
-		 * of that name is still going away: its events queue us again.
+		 * of that name is still going away (released in this very
+		 * batch, maybe): its events queue us again.
 		 */
 		_cleanup_obj_unref_ struct kmm_obj *cached =
 		    kmm_informer_get(s->op->cache[KMM_OP_CACHE_PODS], key);
@@ -622,19 +780,15 @@ static int create_worker(struct nmc_state *s, const json_t *entry, enum kmm_op_w
 		if (cached)
 			return 0;
 	}
-	r = kmm_op_create(&s->op->api, &t, pod, NULL, err);
-	if (r >= 0)
-		kmm_op_keyset_add(nmc_reconciler_state(s->op)->pods_created, key);
-	if (r == -EEXIST) {
-		kmm_error_free(*err);
-		*err = NULL;
-		return 0;
-	}
-	if (r < 0)
-		return kmm_error_wrap(err, "create %s pod for %s/%s",
-				      a == KMM_OP_LOAD ? "loader" : "unloader", ns, mod);
-	kmm_op_log(s->op, KMM_LOG_INFO, a == KMM_OP_LOAD ? "loader started" : "unloader started",
-		   "controller", "nmc", "key", s->name, "module", mod, "namespace", ns, NULL);
+	w = out_next(s, OUT_CREATE);
+	if (!w)
+		return 0; /* noted */
+	w->action = a;
+	w->ns = ns;
+	w->mod = mod;
+	snprintf(w->key, sizeof(w->key), "%s", key);
+	if (kmm_op_prepare_create(&t, pod, &s->out->preps[s->out->n_preps], &w->err) == 0)
+		w->at = (ssize_t)s->out->n_preps++;
 	return 0;
 }
 
@@ -659,15 +813,13 @@ static void replace_stale_loader(struct nmc_state *s, struct wpod *p, const json
 		.op = &s->op->cfg,
 		.sign_cert_secret = cert_secret,
 	};
-	struct kmm_error *e = NULL;
 
 	if (!c || kmm_op_worker_pod(&wp, &pod, NULL) < 0)
 		return;
 	if (strcmp(kmm_op_annotation(pod, KMM_ANN_WORKER_HASH) ?: "",
 		   kmm_op_annotation(p->j, KMM_ANN_WORKER_HASH) ?: "") == 0)
 		return;
-	if (release_pod(s->op, p, &e) < 0)
-		note_error(s, e);
+	out_release(s, p);
 }
 
 static bool same_kernel(const json_t *a, const json_t *b)
@@ -745,8 +897,8 @@ static void sync_orphans(struct nmc_state *s)
 			if (!unload_waits(s, ns, mod) &&
 			    create_worker(s, st, KMM_OP_UNLOAD, &e) < 0)
 				note_error(s, e);
-		} else if (p->load && release_pod(s->op, p, &e) < 0) {
-			note_error(s, e);
+		} else if (p->load) {
+			out_release(s, p);
 		}
 	}
 }
@@ -767,7 +919,7 @@ static int sync_node_labels(struct nmc_state *s, struct kmm_error **err)
 	_cleanup_json_ json_t *fresh = kmm_op_overlay_get(
 	    s->op->overlay[KMM_OP_CACHE_NODES], s->op->cache[KMM_OP_CACHE_NODES], s->name);
 	const json_t *labels = json_object_get(json_object_get(fresh, "metadata"), "labels");
-	_cleanup_json_ json_t *want = json_object(), *patch = NULL, *out = NULL;
+	_cleanup_json_ json_t *want = json_object(), *patch = NULL;
 	json_t *changes;
 	const char *k;
 	json_t *v;
@@ -803,12 +955,8 @@ static int sync_node_labels(struct nmc_state *s, struct kmm_error **err)
 		if (!json_equal(v, json_object_get(labels, k)))
 			json_object_set(changes, k, v);
 	}
-	if (json_object_size(changes) == 0)
-		return 0;
-	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err) < 0)
-		return kmm_error_wrap(err, "patch node labels");
-	kmm_op_overlay_put(s->op->overlay[KMM_OP_CACHE_NODES], s->op->cache[KMM_OP_CACHE_NODES],
-			   out);
+	if (json_object_size(changes) > 0)
+		out_patch(s, OUT_NODE_LABELS, &t, patch);
 	return 0;
 }
 
@@ -817,7 +965,7 @@ static int sync_in_use_labels(struct nmc_state *s, struct kmm_error **err)
 {
 	const json_t *labels = json_object_get(json_object_get(s->nmc, "metadata"), "labels");
 	const json_t *spec = spec_modules(s->nmc);
-	_cleanup_json_ json_t *changes = json_object(), *patch = NULL, *out = NULL;
+	_cleanup_json_ json_t *changes = json_object(), *patch = NULL;
 	struct kmm_kube_target t = { &kmm_op_nmcs, NULL, s->name, NULL };
 	size_t plen = strlen(KMM_NMC_LABEL_PREFIX);
 	const char *k;
@@ -850,9 +998,7 @@ static int sync_in_use_labels(struct nmc_state *s, struct kmm_error **err)
 	patch = json_pack("{s:{s:O}}", "metadata", "labels", changes);
 	if (!patch)
 		return kmm_error_make(err, ENOMEM, "out of memory");
-	if (kmm_op_patch(&s->op->api, &t, KMM_KUBE_PATCH_MERGE, patch, &out, err) < 0)
-		return kmm_error_wrap(err, "patch in-use labels");
-	kmm_op_overlay_put(s->op->overlay[KMM_OP_CACHE_NMCS], s->op->cache[KMM_OP_CACHE_NMCS], out);
+	out_patch(s, OUT_NMC_LABELS, &t, patch);
 	return 0;
 }
 
@@ -916,7 +1062,7 @@ static int64_t nmc_reconcile(struct kmm_op_engine *op, void *state, const char *
 	if (!s.status)
 		s.status = json_array();
 	load_pods(&s, objs, n);
-	if (!s.status || !s.pods) {
+	if (!s.status || !s.pods || outbox_new(&s, &s.out) < 0) {
 		r = kmm_error_make(err, ENOMEM, "out of memory");
 		goto out;
 	}
@@ -927,7 +1073,6 @@ static int64_t nmc_reconcile(struct kmm_op_engine *op, void *state, const char *
 	if (r < 0)
 		goto out; /* pods stay until their result is recorded */
 	release_handled(&s);
-	send_events(&s);
 	if (kmm_op_node_ready(s.node)) { /* workers wait for a Ready node */
 		sync_spec(&s);
 		sync_orphans(&s);
@@ -941,6 +1086,7 @@ static int64_t nmc_reconcile(struct kmm_op_engine *op, void *state, const char *
 		if (sync_in_use_labels(&s, &e) < 0)
 			note_error(&s, e);
 	}
+	send_writes(&s);
 	if (s.errs) {
 		*err = TAKE_PTR(s.errs);
 		r = -kmm_error_code(*err);
@@ -952,6 +1098,7 @@ out:
 		kmm_error_wrap(err, "reconcile %s", name);
 	kmm_error_free(s.errs);
 	kmm_strv_free(s.events);
+	outbox_free(s.out);
 	json_decref(s.status);
 	free(s.pods);
 	kmm_obj_array_free(objs, n);

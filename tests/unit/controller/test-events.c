@@ -161,12 +161,53 @@ static void test_bound_and_resend(void **state)
 	script_clear(&s);
 }
 
+/* The caller's own requests ride in the Events' batch, ahead of them, and get their outcomes. */
+static void test_send_with(void **state)
+{
+	static const long st[] = { 201, 500, 429 };
+	static const int rc[] = { 0, 0, 0 };
+	struct script s = { .status = st, .rc = rc, .n = 3, .retry_after_ms = 5000 };
+	struct kmm_event_queue *q = NULL;
+	struct kmm_event_queue_stats es;
+	struct kmm_kube_request r[1] = { event_req("{\"metadata\":{\"name\":\"e\"}}") };
+	struct kmm_kube_batch_item with[2] = {
+		{ .req = { .method = "POST",
+			   .path = "/api/v1/namespaces/demo/pods",
+			   .body = "{\"pod\":1}",
+			   .body_len = 9 } },
+		{ .req = { .method = "POST",
+			   .path = "/api/v1/namespaces/demo/pods",
+			   .body = "{\"pod\":2}",
+			   .body_len = 9 } },
+	};
+	int64_t next = -2;
+
+	assert_int_equal(kmm_event_queue_new(NULL, 0, scripted, &s, &q), 0);
+	assert_int_equal(kmm_event_queue_send_with(q, r, 1, with, 2, &next, NULL), 0);
+	assert_int_equal(s.calls, 1); /* one batch, one round trip */
+	assert_int_equal(s.sent, 3);
+	assert_string_equal(s.bodies[0], "{\"pod\":1}");
+	assert_string_equal(s.bodies[1], "{\"pod\":2}");
+	assert_int_equal(with[0].rc, 0);
+	assert_int_equal(with[0].resp.status, 201);
+	assert_int_equal(with[1].resp.status, 500);
+	/* Only the Event is the queue's to keep: the failed request is the caller's. */
+	kmm_event_queue_stats(q, &es);
+	assert_int_equal(es.pending, 1);
+	assert_int_equal(es.requeued, 1);
+	assert_true(next >= 4000 && next <= 5000);
+	kmm_kube_batch_clear(with, 2);
+	kmm_event_queue_free(q);
+	script_clear(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_naming),
 		cmocka_unit_test(test_outcomes),
 		cmocka_unit_test(test_bound_and_resend),
+		cmocka_unit_test(test_send_with),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
