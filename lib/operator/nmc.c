@@ -423,51 +423,6 @@ static int release_outcome(struct kmm_op_engine *op, struct release *rel,
 	return 0;
 }
 
-/* Releases n pods in one batch; fails with the first pod's error if any failed. */
-static int release_pods(struct kmm_op_engine *op, const struct wpod *const *pods, size_t n,
-			struct kmm_error **err)
-{
-	_cleanup_free_ struct release *rel = calloc(n ?: 1, sizeof(*rel));
-	_cleanup_free_ struct kmm_kube_prepared *preps = calloc(2 * n ?: 1, sizeof(*preps));
-	_cleanup_free_ struct kmm_kube_batch_item *items = calloc(2 * n ?: 1, sizeof(*items));
-	struct kmm_error *first = NULL;
-	size_t k = 0;
-	int r = 0;
-
-	if (!rel || !preps || !items)
-		return kmm_error_make(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		rel[i] = (struct release){ .p = pods[i], .del = -1, .fin = -1 };
-		if (release_prepare(&rel[i], preps, &k, &rel[i].err) < 0 && !rel[i].err)
-			kmm_error_make(&rel[i].err, ENOMEM, "release pod %s/%s: out of memory",
-				       pods[i]->ns, pods[i]->name); /* never passes for released */
-	}
-	for (size_t i = 0; i < k; i++)
-		items[i].req = preps[i].req;
-	(void)kmm_op_batch(&op->api, items, k, NULL); /* every item has its outcome */
-	for (size_t i = 0; i < n; i++) {
-		struct kmm_error *e = NULL;
-		int rr = release_outcome(op, &rel[i], items, &e);
-
-		if (rr < 0 && !first) {
-			first = e;
-			r = rr;
-		} else {
-			kmm_error_free(e);
-		}
-	}
-	kmm_kube_batch_clear(items, k);
-	for (size_t i = 0; i < k; i++)
-		kmm_kube_prepared_clear(&preps[i]);
-	if (r < 0) {
-		if (err)
-			*err = first;
-		else
-			kmm_error_free(first);
-	}
-	return r;
-}
-
 /* ---- the writes after the status patch: one batch with the Events ---- */
 
 enum out_kind {
@@ -646,6 +601,38 @@ static void out_settle(struct nmc_state *s, struct out_write *w,
 }
 
 /*
+ * Sends the collected writes as one batch, with the Events reqs[0..k) and
+ * the kept ones now due when q is given, and settles each write.
+ */
+static void outbox_send(struct nmc_state *s, struct kmm_event_queue *q,
+			const struct kmm_kube_request *reqs, size_t k)
+{
+	size_t n_items = s->out->n_preps;
+	_cleanup_free_ struct kmm_kube_batch_item *items = calloc(n_items ?: 1, sizeof(*items));
+	struct kmm_error *e = NULL;
+	int64_t next = -1;
+
+	if (!items) { /* nothing goes out; the reconcile comes back */
+		kmm_error_make(&e, ENOMEM, "out of memory");
+		note_error(s, e);
+		return;
+	}
+	for (size_t i = 0; i < n_items; i++)
+		items[i].req = s->out->preps[i].req;
+	if (!q) {
+		if (n_items > 0) /* every item has its outcome */
+			(void)kmm_op_batch(&s->op->api, items, n_items, NULL);
+	} else if (kmm_event_queue_send_with(q, reqs, k, items, n_items, &next, &e) < 0) {
+		note_error(s, e); /* every item has that as its outcome too */
+	} else if (next >= 0 && (!s->requeue_ms || next + 1 < s->requeue_ms)) {
+		s->requeue_ms = next + 1;
+	}
+	for (size_t i = 0; i < s->out->n; i++)
+		out_settle(s, &s->out->w[i], items);
+	kmm_kube_batch_clear(items, n_items);
+}
+
+/*
  * The collected writes, the Events of this reconcile and the kept ones now
  * due, one batch. Kept Events are not this reconcile's errors: the reconcile
  * comes back when the next is due.
@@ -653,15 +640,12 @@ static void out_settle(struct nmc_state *s, struct out_write *w,
 static void send_writes(struct nmc_state *s)
 {
 	const char *uid = kmm_kube_meta_str(s->node, "uid");
-	size_t n = kmm_strv_length(s->events) / 3, k = 0, n_items = s->out->n_preps;
-	struct kmm_event_queue *q = event_queue(s->op);
+	size_t n = kmm_strv_length(s->events) / 3, k = 0;
 	_cleanup_free_ struct kmm_kube_prepared *preps = calloc(n ?: 1, sizeof(*preps));
 	_cleanup_free_ struct kmm_kube_request *reqs = calloc(n ?: 1, sizeof(*reqs));
-	_cleanup_free_ struct kmm_kube_batch_item *items = calloc(n_items ?: 1, sizeof(*items));
 	struct kmm_error *e = NULL;
-	int64_t next = -1;
 
-	if (!preps || !reqs || !items) { /* nothing goes out; the reconcile comes back */
+	if (!preps || !reqs) { /* nothing goes out; the reconcile comes back */
 		kmm_error_make(&e, ENOMEM, "out of memory");
 		note_error(s, e);
 		return;
@@ -691,15 +675,7 @@ static void send_writes(struct nmc_state *s)
 		reqs[k] = preps[k].req;
 		k++;
 	}
-	for (size_t i = 0; i < n_items; i++)
-		items[i].req = s->out->preps[i].req;
-	if (kmm_event_queue_send_with(q, reqs, k, items, n_items, &next, &e) < 0)
-		note_error(s, e); /* every item has that as its outcome too */
-	else if (next >= 0 && (!s->requeue_ms || next + 1 < s->requeue_ms))
-		s->requeue_ms = next + 1;
-	for (size_t i = 0; i < s->out->n; i++)
-		out_settle(s, &s->out->w[i], items);
-	kmm_kube_batch_clear(items, n_items);
+	outbox_send(s, event_queue(s->op), reqs, k);
 	for (size_t i = 0; i < k; i++)
 		kmm_kube_prepared_clear(&preps[i]);
 }
@@ -1004,25 +980,29 @@ static int sync_in_use_labels(struct nmc_state *s, struct kmm_error **err)
 
 /* ---- the reconcile ---- */
 
+/* The NMC or its node is gone: the node's worker pods lose their finalizer, one batch. */
 static int release_all(struct kmm_op_engine *op, struct kmm_obj **objs, size_t n,
 		       struct kmm_error **err)
 {
 	struct nmc_state s = { .op = op };
-	_cleanup_free_ const struct wpod **all = NULL;
 	int r;
 
 	load_pods(&s, objs, n);
-	all = calloc(s.n_pods ?: 1, sizeof(*all));
-	if (!s.pods || !all) {
+	if (!s.pods || outbox_new(&s, &s.out) < 0) {
 		free(s.pods);
 		return kmm_error_make(err, ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < s.n_pods; i++) {
 		s.pods[i].deleting = true; /* only strip the finalizer; the GC deletes */
-		all[i] = &s.pods[i];
+		out_release(&s, &s.pods[i]);
 	}
-	r = s.n_pods > 0 ? release_pods(op, all, s.n_pods, err) : 0;
+	outbox_send(&s, NULL, NULL, 0);
+	outbox_free(s.out);
 	free(s.pods);
+	r = s.errs ? -kmm_error_code(s.errs) : 0;
+	if (err)
+		*err = TAKE_PTR(s.errs);
+	kmm_error_free(s.errs);
 	return r;
 }
 
